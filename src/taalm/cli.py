@@ -1,0 +1,233 @@
+"""The ``taalm`` command: a thin layer over the library.
+
+Every subcommand parses arguments, then calls one public function (``learn``, ``evaluate_probes``,
+``weights_for_documents``, ``run_demo``). torch and transformers are imported inside the
+subcommands, so ``taalm --help`` starts instantly. User errors exit with status 2 and one line
+naming file, line and field; nothing is written before the inputs have been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import TaalmError
+
+EXAMPLES = """\
+examples:
+  taalm demo                                   # learn invented facts on the embedded SmolLM2
+  taalm learn docs.jsonl --probes probes.jsonl --method oracle --out runs/x train.epochs=10
+  taalm learn ../shared/data/lama_ckl/variant.jsonl --probes ../shared/data/lama_ckl/variant.jsonl \\
+        data.limit=20 train.lr=1e-3
+  taalm eval --model smollm2-135m --adapter runs/x --probes probes.jsonl
+  taalm weights docs.jsonl --method rho1 --html weights.html
+  taalm config                                 # print every configuration key with its default
+"""
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="YAML", help="recipe file overriding the defaults")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="configuration overrides, e.g. train.lr=1e-3 theta.mode=full")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="taalm", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Continual knowledge learning with token-weighted training (Train-Attention).",
+        epilog=EXAMPLES)
+    parser.add_argument("--version", action="version", version=f"taalm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("learn", help="learn documents with a weighting method, evaluate probes",
+                       description="Train θ on DOCS (.txt blocks, JSONL text/answer, or LAMA-ckl "
+                                   "units); evaluate PROBES before and after.")
+    p.add_argument("docs", metavar="DOCS")
+    p.add_argument("--probes", metavar="P", help="JSONL probes (prompt/answer or LAMA-ckl units)")
+    p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/learn-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_args(p)
+
+    p = sub.add_parser("eval", help="probe accuracy and answer NLL of a model (+ adapter)")
+    p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
+    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder (or a run folder)")
+    p.add_argument("--probes", required=True, metavar="P")
+    p.add_argument("--probe-field", default="task_descriptive",
+                   help="for LAMA-ckl units: task_descriptive or task_schematic")
+    p.add_argument("--limit", type=int, default=0, help="first N probes only")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--padding-side", default="right", choices=["right", "left"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--json", metavar="FILE", help="also write per-probe results here")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("weights", help="show the token weights a method gives documents")
+    p.add_argument("docs", metavar="DOCS")
+    p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
+    p.add_argument("--html", metavar="OUT.html", help="write a heatmap to open in a browser")
+    p.add_argument("--plain", action="store_true", help="print the weights in the terminal")
+    _add_config_args(p)
+
+    p = sub.add_parser("demo", help="the README's main job: learn invented facts on SmolLM2")
+    p.add_argument("--out", default="runs/demo", metavar="DIR")
+    p.add_argument("--quiet", action="store_true")
+    _add_config_args(p)
+
+    sub.add_parser("methods", help="list the registered weighting methods")
+    p = sub.add_parser("config", help="print the resolved configuration as YAML")
+    _add_config_args(p)
+    return parser
+
+
+def _overrides(args) -> list[str]:
+    extra = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "method", None):
+        extra.append(f"method.name={args.method}")
+    return extra
+
+
+def cmd_learn(args) -> int:
+    from .config import LearnConfig, load_config
+    from .data import read_documents, read_probes
+    from .learner import check_documents
+    from .reporting import format_before_after, format_history
+    from .weighting import get_method
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("learn-%Y%m%d-%H%M%S")
+    recipe = args.config
+    if args.resume and recipe is None and (out / "config.yaml").is_file():
+        recipe = out / "config.yaml"  # resume with the configuration the run started with
+    cfg = load_config(LearnConfig, recipe, _overrides(args))
+    # validate everything cheap before loading a model or writing anything
+    docs = read_documents(args.docs, cfg.data.limit)
+    probes = read_probes(args.probes, cfg.data.probe_field, cfg.data.limit) if args.probes else None
+    check_documents(docs, get_method(cfg.method, cfg.train.seed))
+
+    from .learner import learn
+
+    print(f"learning {len(docs)} documents with method '{cfg.method.name}' -> {out}", file=sys.stderr)
+    res = learn(docs, probes, cfg, out, resume=args.resume, overwrite=args.overwrite,
+                progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    if res.history:
+        print(format_history(res.history, f"probe accuracy ({cfg.method.name})"))
+        if len(res.history) >= 2:
+            print(format_before_after(res.history[0], res.history[-1]))
+    print(f"run folder: {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import json
+
+    from .data import read_probes
+    from .evaluation import evaluate_probes
+    from .models import load_model
+    from .runio import atomic_write_json
+
+    probes = read_probes(args.probes, args.probe_field, args.limit)
+    model, tok = load_model(args.model, args.device, args.dtype)
+    if args.adapter:
+        from .theta import load_adapter
+
+        model = load_adapter(model, args.adapter)
+    r = evaluate_probes(model, tok, probes, args.batch_size, args.padding_side, progress=not args.quiet)
+    print(json.dumps(r.summary()))
+    if args.json:
+        atomic_write_json(args.json, {"model": args.model, "adapter": args.adapter,
+                                      "probes": str(args.probes), **r.to_dict()})
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from .config import LearnConfig, load_config
+    from .data import read_documents
+    from .learner import check_documents
+    from .weighting import get_method
+
+    if not args.html and not args.plain:
+        raise TaalmError("say where the weights go: --html OUT.html and/or --plain")
+    cfg = load_config(LearnConfig, args.config, _overrides(args))
+    docs = read_documents(args.docs, cfg.data.limit)
+    method = get_method(cfg.method, cfg.train.seed)
+    check_documents(docs, method)
+
+    from .models import load_model
+    from .reporting import render_plain, write_heatmap
+    from .weighting import weights_for_documents
+
+    model, tok = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn)
+    pairs = weights_for_documents(method, model, tok, docs, cfg.train.max_length, cfg.train.stride,
+                                  cfg.train.batch_size)
+    items = [(d.text, e.offsets, w.tolist(), f"document {d.id} ({d.source})")
+             for d, (e, w) in zip(docs, pairs)]
+    if args.plain:
+        for text, offsets, w, label in items:
+            print(render_plain(text, offsets, w, label))
+    if args.html:
+        write_heatmap(args.html, items, f"Token weights: method '{method.name}', model '{cfg.model.name}'")
+        print(f"heatmap: {args.html}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, recipe=args.config, overrides=args.overrides, progress=not args.quiet)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .weighting import _REGISTRY
+
+    for name in sorted(_REGISTRY):
+        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<10} {doc}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    from .config import LearnConfig, load_config, to_dict
+
+    print(yaml.safe_dump(to_dict(load_config(LearnConfig, args.config, _overrides(args))), sort_keys=False), end="")
+    return 0
+
+
+COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo": cmd_demo,
+            "methods": cmd_methods, "config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may come after options (argparse stops filling a positional list at the first one)
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except TaalmError as e:
+        print(f"taalm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = " (continue with --resume)" if args.command == "learn" else ""
+        print(f"taalm {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""Typed configuration: dataclasses are the schema, YAML recipes and ``key.sub=value`` override them.
+
+Resolution order (later wins): dataclass defaults -> YAML recipe file -> command-line overrides.
+Unknown keys and values of the wrong type are errors that name the key (and the file), never
+silently ignored. The resolved configuration is written into every run folder
+(:func:`save_config`), so a run can be repeated with ``--config DIR/config.yaml``.
+
+This module imports no torch (the CLI imports it to parse arguments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from .errors import ConfigError
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    """Which base model θ starts from and where it runs."""
+
+    name: str = "smollm2-135m"  # registry alias, Hugging Face name, local folder, or .gguf file
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps
+    dtype: str = "auto"  # auto (bf16 where supported on an accelerator, else fp32) | fp32 | bf16 | fp16
+    attn: str = "auto"  # auto | eager | sdpa (eager is needed for second-order gradients)
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    # "all-linear" = every linear layer of the backbone except the LM head (peft's shorthand)
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
+class ThetaConfig:
+    """How θ is parameterised while it learns."""
+
+    mode: str = "lora"  # lora | full
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    batch_size: int = 8  # sequences (document windows) per micro-batch
+    batch_tokens: int = 0  # >0: also cap padded tokens per micro-batch (long documents)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_length: int = 512  # tokens per window; longer documents are split, never truncated
+    stride: int = 64  # context tokens shared by consecutive windows of one long document
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    shuffle: bool = True
+    seed: int = 0
+    checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
+
+
+@dataclass
+class RandomConfig:
+    mean: float = 0.5  # weights ~ Beta(2*mean, 2*(1-mean)): mean `mean`, uniform at 0.5
+
+
+@dataclass
+class Rho1Config:
+    ratio: float = 0.4  # fraction of tokens kept (top by excess loss); the release keeps 40%
+    reference: str | None = None  # model spec of the reference; None = the starting model θ0
+
+
+@dataclass
+class MethodConfig:
+    name: str = "finetune"  # see `taalm.weighting.available_methods()`
+    random: RandomConfig = field(default_factory=RandomConfig)
+    rho1: Rho1Config = field(default_factory=Rho1Config)
+
+
+@dataclass
+class DataConfig:
+    probe_field: str = "task_descriptive"  # LAMA units: task_descriptive | task_schematic
+    limit: int = 0  # >0: use only the first N documents / probes (smoke runs)
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 16
+    padding_side: str = "right"  # right | left (both give the same scores; tested)
+    every_epoch: bool = True  # evaluate the probes after every epoch (else before/after only)
+
+
+@dataclass
+class LearnConfig:
+    """Everything `taalm learn` (and :func:`taalm.learner.learn`) needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    theta: ThetaConfig = field(default_factory=ThetaConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Building, overriding, saving
+# --------------------------------------------------------------------------------------------
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check/convert one value to the annotated type ``tp``; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}'{key}' must be a mapping of sub-keys, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".", where=where)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value] if not isinstance(value, str) else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}'{key}' must be a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}'{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}'{key}' must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}'{key}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}'{key}' must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}'{key}' must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{where}'{key}' must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}'{key}': unsupported type {tp}")  # pragma: no cover
+
+
+def from_dict(cls, data: dict, prefix: str = "", where: str = ""):
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys are errors."""
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            raise ConfigError(
+                f"{where}unknown configuration key '{prefix}{k}' "
+                f"(known keys under '{prefix or '<top>'}': {', '.join(sorted(names))})")
+        kwargs[k] = _coerce(v, hints[k], prefix + k, where)
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=1e-4"`` -> (["train", "lr"], "1e-4" parsed as YAML)."""
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: typing.Iterable[str] = ()):
+    """Defaults, then the YAML ``recipe`` (if any), then ``key.sub=value`` overrides."""
+    import yaml
+
+    data: dict = {}
+    if recipe is not None:
+        path = Path(recipe)
+        if not path.is_file():
+            raise ConfigError(f"{path}: recipe file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of keys, got {type(loaded).__name__}")
+        from_dict(cls, loaded, where=f"{path}: ")  # validate against the schema, naming the file
+        data = loaded
+    for text in overrides:
+        parts, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        data = _deep_merge(data, nested)
+        from_dict(cls, data, where="command line: ")  # report the failing override by name
+    return from_dict(cls, data)
+
+
+def save_config(cfg, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    import yaml
+
+    from .runio import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

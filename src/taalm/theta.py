@@ -1,0 +1,90 @@
+"""How the base model θ is parameterised while it learns: LoRA (default) or full fine-tuning.
+
+``wrap_theta`` returns the model to train; ``trainable_parameters`` names what the optimizer
+updates (everything else is frozen and must not change: tested). ``save_theta`` writes only
+safetensors + JSON: the LoRA adapter (peft format) or the full model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import ThetaConfig
+from .errors import ConfigError
+
+THETA_MODES = ("lora", "full")
+
+
+def wrap_theta(model, cfg: ThetaConfig, seed: int = 0):
+    """Make ``model`` trainable as ``cfg.mode`` says; returns the (possibly peft-wrapped) model."""
+    if cfg.mode == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = cfg.lora.target_modules
+        target = "all-linear" if targets == ["all-linear"] else list(targets)
+        lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=target, bias="none", task_type="CAUSAL_LM")
+        torch.manual_seed(seed)  # LoRA A matrices are random: make θ0 reproducible
+        try:
+            return get_peft_model(model, lcfg)
+        except ValueError as e:
+            raise ConfigError(f"theta.lora.target_modules={targets}: {e}") from None
+    raise ConfigError(f"unknown theta.mode '{cfg.mode}' (use {' or '.join(THETA_MODES)})")
+
+
+def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+def save_theta(model, tokenizer, folder: str | Path, mode: str) -> Path:
+    """Save the learned θ: ``folder/adapter`` (LoRA, peft format) or ``folder/model`` (full)."""
+    from .runio import atomic_write_json, save_tensors
+
+    folder = Path(folder)
+    if mode == "lora":
+        out = folder / "adapter"
+        model.save_pretrained(str(out), safe_serialization=True)
+        return out
+    out = folder / "model"
+    out.mkdir(parents=True, exist_ok=True)
+    # Written by hand rather than with save_pretrained: a model dequantized from GGUF refuses
+    # save_pretrained, although its weights are ordinary float tensors by now.
+    state = {}
+    seen: dict[int, str] = {}
+    for name, t in model.state_dict().items():
+        if t.data_ptr() in seen:  # tied weights (e.g. embeddings / LM head) are stored once
+            continue
+        seen[t.data_ptr()] = name
+        state[name] = t
+    save_tensors(out / "model.safetensors", state, metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    atomic_write_json(out / "config.json", config)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out))
+    return out
+
+
+def load_adapter(model, folder: str | Path):
+    """Attach a saved LoRA adapter (peft format) to ``model`` for evaluation."""
+    from peft import PeftModel
+
+    folder = Path(folder)
+    if (folder / "adapter").is_dir() and not (folder / "adapter_config.json").exists():
+        folder = folder / "adapter"  # accept a run folder too
+    if not (folder / "adapter_config.json").is_file():
+        raise ConfigError(f"{folder}: no adapter_config.json (expected a LoRA adapter folder "
+                          f"written by `taalm learn`)")
+    return PeftModel.from_pretrained(model, str(folder))

@@ -1,0 +1,225 @@
+"""Token-weighting methods, registered by name.
+
+A method gives every token of a document a weight in [0, 1] used by the weighted loss
+(:mod:`taalm.loss`). Two kinds:
+
+* **static** methods (``finetune``, ``oracle``, ``random``; later ``taalm``) depend only on the
+  document. The learner calls :meth:`WeightingMethod.document_weights` once per document and
+  caches the result, so later epochs cost exactly what plain fine-tuning costs.
+* **dynamic** methods (``rho1``) depend on the current θ. They get the per-token losses of the
+  training forward pass (detached) in :meth:`WeightingMethod.step_weights`, so they add no
+  forward pass of θ; whatever does not depend on θ (RHO-1's reference losses) is computed once
+  in :meth:`WeightingMethod.prepare`.
+
+Add a method with::
+
+    @register_method("mine")
+    class Mine(WeightingMethod):
+        def document_weights(self, doc_index, encoded): ...
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+from .config import MethodConfig
+from .data import Encoded, Window, collate
+from .errors import ConfigError
+
+_REGISTRY: dict[str, type["WeightingMethod"]] = {}
+
+
+def register_method(name: str) -> Callable[[type], type]:
+    def deco(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"method '{name}' is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_methods() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_method(cfg: MethodConfig | str, seed: int = 0) -> "WeightingMethod":
+    """Instantiate the method named by ``cfg.name`` (or a bare name with default options)."""
+    if isinstance(cfg, str):
+        cfg = MethodConfig(name=cfg)
+    if cfg.name not in _REGISTRY:
+        raise ConfigError(f"unknown method '{cfg.name}' (available: {', '.join(available_methods())})")
+    return _REGISTRY[cfg.name](cfg, seed)
+
+
+@dataclass
+class PrepareContext:
+    """What a method may look at before training starts (θ is still θ0 here)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    encoded: list[Encoded]  # one per document
+    windows: list[Window]
+    device: torch.device
+    batch_size: int = 8
+
+
+class WeightingMethod:
+    name: ClassVar[str] = ""
+    needs_answer: ClassVar[bool] = False  # every document must carry its answer
+    dynamic: ClassVar[bool] = False  # weights depend on θ: computed at every step
+
+    def __init__(self, cfg: MethodConfig, seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        """Precompute what does not depend on θ (called once, before the first step)."""
+
+    def document_weights(self, doc_index: int, encoded: Encoded) -> torch.Tensor:
+        """Static weights for every token of one document: float32 ``[n_tokens]``."""
+        raise NotImplementedError(f"method '{self.name}' has no static weights")
+
+    def step_weights(self, token_losses: torch.Tensor, valid: torch.Tensor,
+                     windows: list[Window]) -> torch.Tensor:
+        """Dynamic weights ``[B, T]`` from the detached per-token losses of θ on the batch."""
+        raise NotImplementedError(f"method '{self.name}' has no dynamic weights")
+
+
+@register_method("finetune")
+class Finetune(WeightingMethod):
+    """Uniform weights: plain fine-tuning."""
+
+    def document_weights(self, doc_index, encoded):
+        return torch.ones(len(encoded.input_ids))
+
+
+@register_method("oracle")
+class Oracle(WeightingMethod):
+    """Weight 1 on the answer tokens (the answer's last occurrence in the document), 0 elsewhere.
+    An upper reference that needs the answer; not a method a user can deploy."""
+
+    needs_answer = True
+
+    def document_weights(self, doc_index, encoded):
+        w = torch.zeros(len(encoded.input_ids))
+        w[encoded.span] = 1.0
+        return w
+
+
+@register_method("random")
+class RandomWeights(WeightingMethod):
+    """Random weights ~ Beta(2m, 2(1-m)) (mean m), seeded per (seed, document): a control."""
+
+    def document_weights(self, doc_index, encoded):
+        import numpy as np
+
+        m = self.cfg.random.mean
+        if not 0.0 < m < 1.0:
+            raise ConfigError(f"method.random.mean must be in (0, 1), got {m}")
+        rng = np.random.default_rng([self.seed, doc_index])
+        return torch.from_numpy(rng.beta(2 * m, 2 * (1 - m), len(encoded.input_ids))).float()
+
+
+def select_top_fraction(scores: torch.Tensor, valid: torch.Tensor, ratio: float) -> torch.Tensor:
+    """0/1 mask of the top ``ratio`` of the valid positions by score (over the whole batch).
+
+    k = max(1, round(ratio * n_valid)) positions are kept; ties are broken by position.
+    scores, valid: [B, T]. Returns float [B, T].
+    """
+    out = torch.zeros(scores.shape, dtype=torch.float32, device=scores.device)
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        return out
+    k = min(n_valid, max(1, round(ratio * n_valid)))
+    flat = scores.detach().float().masked_fill(~valid.bool(), -math.inf).flatten()
+    # stable descending sort: equal scores keep position order (topk's tie order is unspecified)
+    order = torch.sort(flat, descending=True, stable=True).indices[:k]
+    out.view(-1)[order] = 1.0
+    return out
+
+
+@register_method("rho1")
+class Rho1(WeightingMethod):
+    """RHO-1 selective language modelling: score each token by its excess loss
+    ℓ_t(θ) − ℓ_t(θ_ref) and train only on the top ``ratio`` of tokens in the batch.
+
+    θ_ref is the frozen starting model (default) or ``method.rho1.reference``. The reference
+    losses are computed once per training window; θ's losses come from the training forward.
+    (The public release builds its mask from ``argsort`` positions instead of ranks and so keeps
+    the wrong tokens; :func:`select_top_fraction` selects by rank and is tested.)
+    """
+
+    dynamic = True
+
+    def __init__(self, cfg, seed=0):
+        super().__init__(cfg, seed)
+        if not 0.0 < cfg.rho1.ratio <= 1.0:
+            raise ConfigError(f"method.rho1.ratio must be in (0, 1], got {cfg.rho1.ratio}")
+        self.ref_losses: dict[tuple[int, int], torch.Tensor] = {}
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        from .loss import token_losses
+
+        model = ctx.model
+        if self.cfg.rho1.reference:
+            from .models import load_model
+
+            model = load_model(self.cfg.rho1.reference, device=str(ctx.device), with_tokenizer=False)
+            if model.get_input_embeddings().num_embeddings < len(ctx.tokenizer):
+                raise ConfigError("method.rho1.reference must share the base model's tokenizer")
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(ctx.windows), ctx.batch_size):
+                chunk = ctx.windows[i:i + ctx.batch_size]
+                batch = collate(chunk, ctx.tokenizer.pad_token_id, ctx.device)
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                losses, _ = token_losses(logits, batch["input_ids"], batch["attention_mask"])
+                for w, row in zip(chunk, losses):
+                    self.ref_losses[(w.doc_index, w.start)] = row[:len(w.input_ids)].float().cpu()
+        model.train(was_training)
+
+    def step_weights(self, token_losses, valid, windows):
+        ref = torch.zeros_like(token_losses, dtype=torch.float32)
+        for b, w in enumerate(windows):
+            r = self.ref_losses[(w.doc_index, w.start)]
+            ref[b, :len(r)] = r.to(ref.device)
+        excess = token_losses.detach().float() - ref
+        return select_top_fraction(excess, valid, self.cfg.rho1.ratio)
+
+
+def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
+                          max_length: int = 512, stride: int = 64, batch_size: int = 8):
+    """Per-token weights of ``method`` for each document, as θ (``model``) stands now.
+
+    Returns a list of ``(Encoded, weights [n_tokens])``. Dynamic methods are evaluated with one
+    forward pass of ``model`` per window (what the first training step would see).
+    """
+    from .data import prepare_windows
+    from .loss import token_losses
+
+    encoded, windows = prepare_windows(tokenizer, documents, max_length, stride)
+    device = next(model.parameters()).device
+    method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, batch_size))
+    if not method.dynamic:
+        return [(e, method.document_weights(i, e)) for i, e in enumerate(encoded)]
+    out = [torch.zeros(len(e.input_ids)) for e in encoded]
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i:i + batch_size]
+            batch = collate(chunk, tokenizer.pad_token_id, device)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
+            valid = mask & batch["loss_mask"].bool()
+            for b, w in enumerate(chunk):  # one document window at a time, as it would be trained
+                wt = method.step_weights(losses[b:b + 1], valid[b:b + 1], [w])[0].cpu()
+                keep = torch.tensor(w.loss_mask, dtype=torch.bool)
+                seg = out[w.doc_index][w.start:w.start + len(w.input_ids)]
+                seg[keep] = wt[:len(w.input_ids)][keep]
+    return list(zip(encoded, out))
