@@ -1,0 +1,108 @@
+import json
+
+import pytest
+
+from conftest import LAMA_DIR
+from taalm.data import (encode_document, encode_probe, make_probe, read_documents, read_probes,
+                        split_windows)
+from taalm.errors import InputError
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_txt_blocks(tmp_path):
+    p = write(tmp_path / "d.txt", "First doc line one.\nline two.\n\n\n  \nSecond doc.\n")
+    docs = read_documents(p)
+    assert [d.text for d in docs] == ["First doc line one.\nline two.", "Second doc."]
+    assert docs[1].source.endswith(":6")
+    assert docs[0].answer is None
+
+
+def test_jsonl_documents_and_answers(docs_file):
+    docs = read_documents(docs_file)
+    assert len(docs) == 3 and docs[0].answer == "Kestrelford"
+    assert docs[0].text[docs[0].answer_start:].startswith("Kestrelford")
+    assert read_documents(docs_file, limit=2)[-1].id == "b"
+
+
+def test_lama_units(tmp_path):
+    unit = {"uuid": "u1", "subject": "Wales", "object": "Welsh", "relation_label": "official language",
+            "evidence": "Welsh is spoken in Wales, where Welsh is official.",
+            "task_descriptive": "The official language of Wales is Welsh .",
+            "task_schematic": "Guess the object. \n  subject is Wales , relation is official language , object is Welsh"}
+    p = write(tmp_path / "u.jsonl", json.dumps(unit) + "\n")
+    (doc,) = read_documents(p)
+    assert doc.answer == "Welsh" and doc.answer_start == unit["evidence"].rfind("Welsh") and doc.id == "u1"
+    (pd,) = read_probes(p)
+    assert pd.text == unit["task_descriptive"] and pd.answer_start == pd.text.rfind("Welsh")
+    (ps,) = read_probes(p, "task_schematic")
+    assert ps.text.endswith("object is Welsh")
+
+
+@pytest.mark.skipif(not LAMA_DIR.is_dir(), reason="shared LAMA-ckl data not present")
+def test_real_lama_files_read():
+    docs = read_documents(LAMA_DIR / "variant.jsonl")
+    probes = read_probes(LAMA_DIR / "invariant_schematic.jsonl", "task_schematic")
+    assert len(docs) == 400 and len(probes) == 500
+
+
+def test_probe_answer_appended_or_in_place():
+    p = make_probe("The capital of Sennet is", "Ilvara")
+    assert p.text == "The capital of Sennet is Ilvara" and p.answer_start == 25
+    q = make_probe("Ilvara: the capital of Sennet is Ilvara .", "Ilvara")
+    assert q.answer_start == q.text.rfind("Ilvara") > 0  # the last occurrence is scored
+
+
+def test_answer_tokens_cover_answer(tokenizer, docs_file):
+    for doc in read_documents(docs_file):
+        enc = encode_document(tokenizer, doc)
+        covered = "".join(doc.text[s:e] for s, e in (enc.offsets[i] for i in enc.span))
+        assert doc.answer in covered and len(covered) <= len(doc.answer) + 1  # + a leading space
+    enc = encode_probe(tokenizer, make_probe("The capital of Sennet is", "Ilvara"))
+    assert tokenizer.decode([enc.input_ids[i] for i in enc.span]).strip() == "Ilvara"
+
+
+@pytest.mark.parametrize("n,L,s", [(5, 8, 2), (8, 8, 2), (9, 8, 2), (50, 8, 3), (50, 8, 0), (101, 16, 15)])
+def test_sliding_windows_train_every_token_once(n, L, s):
+    ids = list(range(100, 100 + n))
+    wins = split_windows(0, ids, L, s)
+    trained = []
+    for w in wins:
+        assert len(w.input_ids) <= L
+        assert w.input_ids == ids[w.start:w.start + len(w.input_ids)]
+        trained += [w.start + t for t, m in enumerate(w.loss_mask) if m]
+    assert sorted(trained) == list(range(n))  # never truncated, nothing twice
+    for a, b in zip(wins, wins[1:]):  # consecutive windows share `s` tokens of context
+        assert a.start + len(a.input_ids) - b.start == s
+    with pytest.raises(ValueError):
+        split_windows(0, ids, 8, 8)
+
+
+# ---- bad input: one clear message naming file, line and field ----------------------------------
+def test_bad_inputs_name_file_line_field(tmp_path):
+    cases = {
+        "empty.jsonl": (b"\n  \n", read_documents, "empty.jsonl: file is empty"),
+        "badjson.jsonl": (b'{"text": "ok"}\n{"text": oops}\n', read_documents, "badjson.jsonl, line 2: invalid JSON"),
+        "missing.jsonl": (b'{"text": "ok"}\n{"txt": "x"}\n', read_documents, "missing.jsonl, line 2, field 'text': missing field"),
+        "latin1.txt": ("ok\n\ncaf\xe9\n".encode("latin-1"), read_documents, "latin1.txt, line 3: not valid UTF-8"),
+        "noans.jsonl": (b'{"text": "Paris is nice", "answer": "Rome"}\n', read_documents,
+                        "noans.jsonl, line 1, field 'answer': answer 'Rome' does not occur"),
+        "probe_missing.jsonl": (b'{"prompt": "x is"}\n', read_probes, "probe_missing.jsonl, line 1, field 'answer': missing"),
+        "lama_probe.jsonl": (json.dumps({"evidence": "e", "object": "Welsh", "task_descriptive": "Wales speaks English ."}).encode() + b"\n",
+                             read_probes, "lama_probe.jsonl, line 1, field 'task_descriptive': answer 'Welsh'"),
+        "wrongtype.jsonl": (b'{"text": 3}\n', read_documents, "wrongtype.jsonl, line 1, field 'text': must be a string"),
+        "array.jsonl": (b'[1, 2]\n', read_documents, "array.jsonl, line 1: each line must be a JSON object"),
+    }
+    for name, (content, reader, expected) in cases.items():
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(InputError) as e:
+            reader(p)
+        assert expected in str(e.value), (name, str(e.value))
+    with pytest.raises(InputError, match="file not found"):
+        read_documents(tmp_path / "nope.jsonl")
+    with pytest.raises(InputError, match="unknown document format"):
+        read_documents(write(tmp_path / "d.csv", "a,b\n"))

@@ -1,0 +1,74 @@
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from taalm.data import encode_probe, make_probe
+from taalm.evaluation import evaluate_probes
+
+
+class Bigram(torch.nn.Module):
+    """logits at position t depend only on x_t: a model whose predictions we can write by hand."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = torch.nn.Parameter(table)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kw):
+        return SimpleNamespace(logits=self.table[input_ids])
+
+
+def test_hand_computed_case(tokenizer):
+    probe = make_probe("The Varnholt Observatory stands above the town of", "Kestrelford")
+    enc = encode_probe(tokenizer, probe)
+    A = enc.span
+    assert len(A) >= 2, "the test needs a multi-token answer"
+    ids = enc.input_ids
+    V = len(tokenizer)
+    table = torch.zeros(V, V)
+    # first answer token: predicted right with logit 3 over a flat row
+    table[ids[A[0] - 1], ids[A[0]]] = 3.0
+    # every later answer token: a wrong token wins with logit 2, the gold one gets logit 1
+    wrong = (ids[A[1]] + 1) % V
+    for t in A[1:]:
+        table[ids[t - 1]] = 0.0
+        table[ids[t - 1], wrong] = 2.0
+        table[ids[t - 1], ids[t]] = 1.0
+    r = evaluate_probes(Bigram(table), tokenizer, [probe])
+    # by hand: accuracy = 1/|A|; NLL = mean of -log softmax
+    nll_first = -(3.0 - math.log(math.exp(3.0) + (V - 1)))
+    nll_rest = -(1.0 - math.log(math.exp(2.0) + math.exp(1.0) + (V - 2)))
+    assert r.accuracy == pytest.approx(1 / len(A))
+    assert r.nll == pytest.approx((nll_first + (len(A) - 1) * nll_rest) / len(A), rel=1e-5)
+    assert r.per_probe[0].n_answer_tokens == len(A)
+
+
+PROBES = [
+    make_probe("The capital of Sennet is", "Ilvara"),
+    make_probe("The islanders of Quellmere speak Orvish .", "Orvish"),
+    make_probe("Zephyrine was first described by the chemist", "Oskar Penhallow"),
+    make_probe("The engines were painted", "purple"),
+    make_probe("The official language of Wales is Welsh .", "Welsh"),
+]
+
+
+def test_left_right_padding_and_batching_agree(tiny_model, tokenizer):
+    single = evaluate_probes(tiny_model, tokenizer, PROBES, batch_size=1)
+    for side in ("right", "left"):
+        r = evaluate_probes(tiny_model, tokenizer, PROBES, batch_size=3, padding_side=side)
+        for a, b in zip(r.per_probe, single.per_probe):
+            assert a.accuracy == b.accuracy
+            assert a.nll == pytest.approx(b.nll, rel=1e-4, abs=1e-5)
+    assert 0.0 <= single.accuracy <= 1.0 and single.n == len(PROBES)
+
+
+def test_memorised_answer_scores_one(tokenizer):
+    """A model that predicts every next token of the probe perfectly gets accuracy 1."""
+    probe = PROBES[2]
+    ids = encode_probe(tokenizer, probe).input_ids
+    table = torch.zeros(len(tokenizer), len(tokenizer))
+    for a, b in zip(ids, ids[1:]):
+        table[a, b] = 20.0
+    r = evaluate_probes(Bigram(table), tokenizer, [probe])
+    assert r.accuracy == 1.0 and r.nll < 0.1

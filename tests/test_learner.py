@@ -1,0 +1,148 @@
+import json
+
+import pytest
+import torch
+
+from conftest import make_gpt2, make_llama
+from taalm.config import LearnConfig, load_config
+from taalm.data import Window, read_documents, read_probes
+from taalm.errors import InputError, TaalmError
+from taalm.learner import learn, micro_batches
+from taalm.weighting import Finetune
+
+
+def cfg_for(*overrides):
+    base = ["train.epochs=2", "train.lr=5e-3", "train.batch_size=2", "theta.lora.r=4", "eval.every_epoch=true"]
+    return load_config(LearnConfig, None, base + list(overrides))
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_lora_trains_adapters_only(arch, tokenizer, docs_file, probes_file):
+    model = (make_llama if arch == "llama" else make_gpt2)(len(tokenizer))
+    base = snapshot(model)
+    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for(), model=model,
+                tokenizer=tokenizer, progress=False, log=lambda m: None)
+    changed, frozen = 0, 0
+    for name, p in res.model.named_parameters():
+        if "lora_" in name:
+            if "lora_B" in name:  # B starts at 0 and must have moved
+                assert p.abs().sum() > 0
+            changed += 1
+        else:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, base[key]), f"frozen parameter {name} changed"
+            frozen += 1
+    assert changed > 0 and frozen > 0
+    assert [r["epoch"] for r in res.history] == [0, 1, 2]
+
+
+def test_full_finetune_changes_every_parameter(tokenizer, docs_file):
+    model = make_llama(len(tokenizer))
+    base = snapshot(model)
+    res = learn(read_documents(docs_file), None, cfg_for("theta.mode=full", "train.epochs=1"), model=model,
+                tokenizer=tokenizer, progress=False, log=lambda m: None)
+    moved = [n for n, p in res.model.named_parameters() if not torch.equal(p, base[n])]
+    assert len(moved) == len(base)
+
+
+def test_loss_decreases_and_oracle_learns(tokenizer, docs_file, probes_file):
+    docs, probes = read_documents(docs_file), read_probes(probes_file)
+    res = learn(docs, probes, cfg_for("train.epochs=10", "method.name=oracle", "train.lr=1e-2",
+                                      "theta.mode=full", "eval.every_epoch=false"),
+                model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    assert [r["epoch"] for r in res.history] == [0, 10]
+    assert res.history[-1]["nll"] < res.history[0]["nll"] - 1.0
+
+
+def test_static_weights_computed_once_per_document(tokenizer, docs_file, monkeypatch):
+    calls = []
+    orig = Finetune.document_weights
+
+    def counting(self, i, enc):
+        calls.append(i)
+        return orig(self, i, enc)
+
+    monkeypatch.setattr(Finetune, "document_weights", counting)
+    learn(read_documents(docs_file), None, cfg_for("train.epochs=3", "train.max_length=8", "train.stride=2"),
+          model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    assert sorted(calls) == [0, 1, 2]  # 3 documents (many windows), 3 epochs: 3 calls
+
+
+def test_grad_accumulation_matches_one_big_batch(tokenizer, docs_file):
+    """batch 4 x accum 1 and batch 2 x accum 2 give the same step (same sequences, float64)."""
+    docs = read_documents(docs_file) + read_documents(docs_file)[:1]
+    out = []
+    for bs, acc in ((4, 1), (2, 2)):
+        model = make_gpt2(len(tokenizer)).double()
+        res = learn(docs, None, cfg_for("theta.mode=full", "train.epochs=1", f"train.batch_size={bs}",
+                                        f"train.grad_accum={acc}", "train.shuffle=false",
+                                        "train.max_grad_norm=0"),
+                    model=model, tokenizer=tokenizer, progress=False, log=lambda m: None)
+        out.append(snapshot(res.model))
+    for n in out[0]:
+        assert torch.allclose(out[0][n], out[1][n], atol=1e-10), n
+
+
+def test_micro_batches_by_sequences_and_tokens():
+    wins = [Window(i, 0, [0] * n, [1] * n) for i, n in enumerate([10, 3, 7, 7, 2])]
+    assert micro_batches(wins, [0, 1, 2, 3, 4], batch_size=2) == [[0, 1], [2, 3], [4]]
+    # padded tokens per batch <= 14: [10] alone, then [3, 7] (2x7), [7, 2] (2x7)
+    assert micro_batches(wins, [0, 1, 2, 3, 4], batch_size=8, batch_tokens=14) == [[0], [1, 2], [3, 4]]
+
+
+def test_run_folder_and_resume_is_exact(tmp_path, tokenizer, docs_file, probes_file):
+    docs, probes = read_documents(docs_file), read_probes(probes_file)
+    cfg = cfg_for("train.epochs=3", "theta.lora.dropout=0.1")
+    straight = learn(docs, probes, cfg, tmp_path / "a", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+                     progress=False, log=lambda m: None)
+
+    def kill_after_first(event):
+        if event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learn(docs, probes, cfg, tmp_path / "b", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              progress=False, log=lambda m: None, callbacks=[kill_after_first])
+    with pytest.raises(TaalmError, match="not empty"):
+        learn(docs, probes, cfg, tmp_path / "b", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              progress=False, log=lambda m: None)
+    resumed = learn(docs, probes, cfg, tmp_path / "b", resume=True, model=make_llama(len(tokenizer)),
+                    tokenizer=tokenizer, progress=False, log=lambda m: None)
+    a, b = snapshot(straight.model), snapshot(resumed.model)
+    for n in a:
+        assert torch.equal(a[n], b[n]), n
+    assert straight.history == resumed.history or [r["accuracy"] for r in straight.history] == \
+        [r["accuracy"] for r in resumed.history]
+
+    out = tmp_path / "a"
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "run.json", "metrics.jsonl", "summary.json", "adapter", "checkpoints",
+            "accuracy.png", "eval"} <= names
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["device"] == "cpu" and run["versions"]["torch"]
+    assert "git_commit" in run and run["config"]["train"]["epochs"] == 3
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {s["type"] for s in steps} == {"step", "eval"}
+    resumed_steps = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [s.get("step") for s in resumed_steps] == [s.get("step") for s in steps]
+
+
+def test_bad_input_writes_nothing(tmp_path, tokenizer):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "no answer here"}\n')
+    with pytest.raises(InputError, match="d.jsonl, line 1, field 'answer': method 'oracle' needs"):
+        learn(read_documents(p), None, cfg_for("method.name=oracle"), tmp_path / "out",
+              model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rho1_trains(tokenizer, docs_file, probes_file):
+    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for("method.name=rho1"),
+                model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    assert len(res.history) == 3 and res.steps == 4

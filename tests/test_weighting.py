@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from taalm.config import MethodConfig, Rho1Config
+from taalm.data import collate, encode_document, prepare_windows, read_documents
+from taalm.errors import ConfigError
+from taalm.loss import token_losses
+from taalm.weighting import (PrepareContext, available_methods, get_method, select_top_fraction,
+                             weights_for_documents)
+
+
+def test_registry_and_unknown_method():
+    assert {"finetune", "oracle", "random", "rho1"} <= set(available_methods())
+    with pytest.raises(ConfigError, match="unknown method 'nope'.*available: .*finetune"):
+        get_method("nope")
+
+
+def test_static_methods(tokenizer, docs_file):
+    docs = read_documents(docs_file)
+    enc = encode_document(tokenizer, docs[0])
+    n = len(enc.input_ids)
+    assert torch.equal(get_method("finetune").document_weights(0, enc), torch.ones(n))
+    w = get_method("oracle").document_weights(0, enc)
+    assert w.sum() == len(enc.span) > 0 and w[enc.span].eq(1).all()
+    cfg = MethodConfig(name="random")
+    cfg.random.mean = 0.8
+    r1 = get_method(cfg, seed=3).document_weights(0, enc)
+    assert torch.equal(r1, get_method(cfg, seed=3).document_weights(0, enc))  # seeded
+    assert not torch.equal(r1, get_method(cfg, seed=4).document_weights(0, enc))
+    big = get_method(cfg, seed=0).document_weights(0, type(enc)(list(range(20000)), []))
+    assert abs(big.mean().item() - 0.8) < 0.01 and big.min() >= 0 and big.max() <= 1
+
+
+def test_select_top_fraction_is_exact_top_k():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, 9, generator=g)
+    valid = torch.rand(4, 9, generator=g) > 0.3
+    for ratio in (0.1, 0.4, 0.75, 1.0):
+        sel = select_top_fraction(scores, valid, ratio).bool()
+        n_valid = int(valid.sum())
+        k = max(1, round(ratio * n_valid))
+        assert int(sel.sum()) == k
+        assert not (sel & ~valid).any()  # never selects a pad/context position
+        ranked = sorted(scores[valid].tolist(), reverse=True)
+        assert sorted(scores[sel].tolist(), reverse=True) == ranked[:k]  # exactly the top k by rank
+        if k < n_valid:
+            assert scores[sel].min() >= scores[valid & ~sel].max()
+
+
+def test_rho1_selects_top_excess_loss(tokenizer, tiny_llama, docs_file):
+    """RHO-1 keeps exactly the top-k tokens by excess loss l(theta) - l(ref)."""
+    from conftest import make_llama
+
+    docs = read_documents(docs_file)
+    encoded, windows = prepare_windows(tokenizer, docs, 64, 8)
+    method = get_method(MethodConfig(name="rho1", rho1=Rho1Config(ratio=0.4)))
+    ref_model = make_llama(len(tokenizer), seed=1)  # the reference: another model
+    method.prepare(PrepareContext(ref_model, tokenizer, encoded, windows, torch.device("cpu"), 2))
+    batch = collate(windows, tokenizer.pad_token_id)
+    with torch.no_grad():
+        lt, mask = token_losses(tiny_llama(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                batch["input_ids"], batch["attention_mask"])
+        lr, _ = token_losses(ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                             batch["input_ids"], batch["attention_mask"])
+    valid = mask & batch["loss_mask"].bool()
+    w = method.step_weights(lt, valid, windows)
+    excess = (lt - lr)[valid]
+    k = round(0.4 * int(valid.sum()))
+    assert int(w.sum()) == k
+    chosen = (lt - lr)[w.bool()]
+    assert torch.allclose(chosen.sort(descending=True).values, excess.sort(descending=True).values[:k], atol=1e-5)
+
+
+def test_weights_for_documents_dynamic_and_static(tokenizer, tiny_llama, docs_file):
+    docs = read_documents(docs_file)
+    pairs = weights_for_documents(get_method("oracle"), tiny_llama, tokenizer, docs)
+    assert all(w.sum() == len(e.span) for e, w in pairs)
+    pairs = weights_for_documents(get_method("rho1"), tiny_llama, tokenizer, docs, max_length=8, stride=2)
+    for e, w in pairs:  # per window, the top 40% of its tokens (ties at theta = theta0)
+        assert len(w) == len(e.input_ids) and 0 < w.sum() < len(w)
