@@ -95,7 +95,7 @@ class DataConfig:
 class EvalConfig:
     batch_size: int = 16
     padding_side: str = "right"  # right | left (both give the same scores; tested)
-    every_epoch: bool = True  # evaluate the probes after every epoch (else before/after only)
+    every_epoch: bool = False  # also evaluate after every epoch (default: before and after only)
 
 
 @dataclass

@@ -108,10 +108,17 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
         if attn not in ("eager", "sdpa", "flash_attention_2", "flex_attention"):
             raise ModelLoadError(f"unknown attention implementation '{attn}' (auto, eager, sdpa)")
         kwargs["attn_implementation"] = attn
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # per-tensor bars of GGUF dequantization are noise
     try:
         model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
     except (OSError, ValueError) as e:
         raise _load_error(source, e) from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     model.to(dev)
     model.eval()
     if not with_tokenizer:
@@ -136,5 +143,6 @@ def _load_error(source: ModelSource, err: Exception) -> ModelLoadError:
         return ModelLoadError(
             f"Could not load model '{source.spec}': it is not a local folder or file, and the Hugging "
             f"Face hub (or its local cache) could not provide it ({first[:200]}). Pass a local model "
-            f"folder or a .gguf file, or use the embedded default 'smollm2-135m'.")
+            f"folder or a .gguf file, or use the embedded default 'smollm2-135m' (HF_HUB_OFFLINE=1 skips "
+            f"the network retries).")
     return ModelLoadError(f"Could not load model '{source.spec}' from {source.location}: {first[:300]}")

@@ -7,6 +7,8 @@ safetensors + JSON: the LoRA adapter (peft format) or the full model.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,7 +34,8 @@ def wrap_theta(model, cfg: ThetaConfig, seed: int = 0):
                           target_modules=target, bias="none", task_type="CAUSAL_LM")
         torch.manual_seed(seed)  # LoRA A matrices are random: make θ0 reproducible
         try:
-            return get_peft_model(model, lcfg)
+            with _quiet_peft():
+                return get_peft_model(model, lcfg)
         except ValueError as e:
             raise ConfigError(f"theta.lora.target_modules={targets}: {e}") from None
     raise ConfigError(f"unknown theta.mode '{cfg.mode}' (use {' or '.join(THETA_MODES)})")
@@ -55,7 +58,9 @@ def save_theta(model, tokenizer, folder: str | Path, mode: str) -> Path:
     folder = Path(folder)
     if mode == "lora":
         out = folder / "adapter"
-        model.save_pretrained(str(out), safe_serialization=True)
+        with warnings.catch_warnings():  # "could not find a config file" for GGUF-loaded bases
+            warnings.simplefilter("ignore", UserWarning)
+            model.save_pretrained(str(out), safe_serialization=True)
         return out
     out = folder / "model"
     out.mkdir(parents=True, exist_ok=True)
@@ -87,4 +92,13 @@ def load_adapter(model, folder: str | Path):
     if not (folder / "adapter_config.json").is_file():
         raise ConfigError(f"{folder}: no adapter_config.json (expected a LoRA adapter folder "
                           f"written by `taalm learn`)")
-    return PeftModel.from_pretrained(model, str(folder))
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(folder))
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """Silence peft's use of a deprecated transformers attribute (a FutureWarning per model)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield

@@ -1,0 +1,91 @@
+"""End-to-end CLI runs on a tiny local model folder (no download)."""
+
+import html as html_mod
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from taalm.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_is_light():
+    """`taalm --help` must not import torch (it has to start instantly)."""
+    code = ("import sys; from taalm.cli import build_parser; build_parser().format_help(); "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+    res = subprocess.run([sys.executable, "-m", "taalm", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "learn" in res.stdout and "weights" in res.stdout
+
+
+def test_learn_eval_weights_end_to_end(tmp_path, capsys, model_dir, docs_file, probes_file):
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "learn", docs_file, "--probes", probes_file, "--method", "oracle",
+                            "--out", out, "--quiet", f"model.name={model_dir}", "train.epochs=2",
+                            "train.lr=1e-2", "theta.lora.r=4")
+    assert code == 0, err
+    assert "before" in stdout and "after" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "oracle" and [r["epoch"] for r in summary["history"]] == [0, 2]
+
+    code, stdout, err = run(capsys, "eval", "--model", model_dir, "--adapter", out, "--probes", probes_file,
+                            "--quiet", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    got = json.loads(stdout.strip().splitlines()[-1])
+    assert got["accuracy"] == pytest.approx(summary["after"]["accuracy"])  # the saved adapter is the learned θ
+    assert got["nll"] == pytest.approx(summary["after"]["nll"], rel=1e-5)
+    assert len(json.loads((tmp_path / "e.json").read_text())["per_probe"]) == 3
+
+    html = tmp_path / "w.html"
+    code, stdout, err = run(capsys, "weights", docs_file, "--method", "oracle", "--html", html, "--plain",
+                            f"model.name={model_dir}")
+    assert code == 0, err
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "title='1.0000'" in page and "title='0.0000'" in page
+    text = html_mod.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "The Varnholt Observatory stands above the town of Kestrelford ." in text
+    assert "1.000" in stdout and "0.000" in stdout
+
+
+def test_resume_via_cli(tmp_path, capsys, model_dir, docs_file):
+    out = tmp_path / "run"
+    args = ["learn", docs_file, "--out", out, "--quiet", f"model.name={model_dir}", "train.epochs=1"]
+    assert run(capsys, *args)[0] == 0
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "--resume" in err
+    code, _, err = run(capsys, *args[:-1], "train.epochs=2", "--resume")
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize("content,extra,expected", [
+    ('{"text": "a"}\n{"text": 1\n', [], "docs.jsonl, line 2: invalid JSON"),
+    ('{"text": "no answer"}\n', ["--method", "oracle"], "docs.jsonl, line 1, field 'answer': method 'oracle' needs"),
+    ('{"text": "ok"}\n', ["--method", "magic"], "unknown method 'magic'"),
+    ('{"text": "ok"}\n', ["train.learning_rate=1"], "unknown configuration key 'train.learning_rate'"),
+    ('', [], "docs.jsonl: file is empty"),
+])
+def test_bad_input_exit_code_and_nothing_written(tmp_path, capsys, content, extra, expected):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(content)
+    code, _, err = run(capsys, "learn", docs, "--out", tmp_path / "out", *extra)
+    assert code == 2
+    assert expected in err and err.count("\n") == 1  # one line
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_probe_file(tmp_path, capsys, docs_file):
+    probes = tmp_path / "p.jsonl"
+    probes.write_bytes(b'{"prompt": "x", "answer": "y"}\n{"prompt": "caf\xe9"}\n')
+    code, _, err = run(capsys, "learn", docs_file, "--probes", probes, "--out", tmp_path / "out")
+    assert code == 2 and "p.jsonl, line 2: not valid UTF-8" in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,35 @@
+import pytest
+
+from taalm.config import LearnConfig, load_config, save_config
+from taalm.errors import ConfigError
+
+
+def test_defaults_recipe_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  lr: 1e-4\n  epochs: 3\nmethod:\n  name: oracle\n")
+    cfg = load_config(LearnConfig, recipe, ["train.epochs=7", "theta.lora.target_modules=q_proj,v_proj",
+                                            "method.rho1.reference=null", "eval.every_epoch=yes"])
+    assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)  # YAML reads 1e-4 as a string
+    assert cfg.train.epochs == 7 and cfg.method.name == "oracle"
+    assert cfg.theta.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.method.rho1.reference is None and cfg.eval.every_epoch is True
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_config(LearnConfig, tmp_path / "out.yaml") == cfg  # the saved config round-trips
+
+
+def test_unknown_keys_and_bad_types_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown configuration key 'train.lrr'"):
+        load_config(LearnConfig, None, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="'train.epochs' must be an integer"):
+        load_config(LearnConfig, None, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+        load_config(LearnConfig, None, ["train.epochs"])
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("model:\n  nmae: x\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown configuration key 'model.nmae'"):
+        load_config(LearnConfig, recipe)
+    recipe.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="bad.yaml: a recipe must be a mapping"):
+        load_config(LearnConfig, recipe)
+    with pytest.raises(ConfigError, match="recipe file not found"):
+        load_config(LearnConfig, tmp_path / "none.yaml")
