@@ -122,4 +122,4 @@ def probes_file(tmp_path):
     return p
 
 
-LAMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "lama_ckl"
+LAMA_DIR = Path(os.environ.get("TAALM_LAMA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "lama_ckl"))

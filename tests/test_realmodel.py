@@ -50,3 +50,16 @@ def test_demo_facts_are_unknown_then_learned(smol):
     assert before["accuracy"] < 0.5
     assert after["nll"] < before["nll"] - 2.0
     assert after["accuracy"] > before["accuracy"]
+
+
+def test_gguf_cache_equals_direct_load(smol, monkeypatch):
+    """The cached safetensors copy (fast path) holds exactly the dequantized GGUF weights."""
+    from taalm.models import load_model
+
+    model, tok = smol  # loaded through the cache
+    monkeypatch.setenv("TAALM_MODEL_CACHE", "0")
+    direct, tok2 = load_model("smollm2-135m")
+    a, b = model.state_dict(), direct.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    text = "Guess the object. \n  subject is Wales , relation is official language , object is Welsh"
+    assert tok(text)["input_ids"] == tok2(text)["input_ids"] and tok.pad_token == tok2.pad_token

