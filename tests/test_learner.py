@@ -107,6 +107,8 @@ def test_run_folder_and_resume_is_exact(tmp_path, tokenizer, docs_file, probes_f
     with pytest.raises(KeyboardInterrupt):
         learn(docs, probes, cfg, tmp_path / "b", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
               progress=False, log=lambda m: None, callbacks=[kill_after_first])
+    run_b = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run_b["status"] == "interrupted" and run_b["last_checkpoint_epoch"] == 1
     with pytest.raises(TaalmError, match="not empty"):
         learn(docs, probes, cfg, tmp_path / "b", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
               progress=False, log=lambda m: None)

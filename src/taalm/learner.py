@@ -16,6 +16,7 @@ bit-for-bit as if never stopped, because shuffling and dropout are seeded per ep
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -101,9 +102,12 @@ def _save_checkpoint(out_dir: Path, epoch: int, step: int, model, optimizer, his
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out_dir: Path, model, optimizer) -> dict:
-    import json
+def _checkpoint_epoch(out_dir: Path) -> int | None:
+    latest = out_dir / "checkpoints" / "latest.json"
+    return json.loads(latest.read_text())["epoch"] if latest.is_file() else None
 
+
+def _load_checkpoint(out_dir: Path, model, optimizer) -> dict:
     latest = out_dir / "checkpoints" / "latest.json"
     if not latest.is_file():
         raise TaalmError(f"{out_dir}: nothing to resume (no checkpoints/latest.json)")
@@ -243,65 +247,72 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     # ---- the loop ------------------------------------------------------------------------------
     train_seconds = 0.0
     model.train()
-    for epoch in range(start_epoch + 1, tc.epochs + 1):
-        t_epoch = time.time()
-        gen = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
-        order = torch.randperm(len(windows), generator=gen).tolist() if tc.shuffle else list(range(len(windows)))
-        torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout masks: resumable
-        batches = micro_batches(windows, order, tc.batch_size, tc.batch_tokens)
-        groups = [batches[i:i + tc.grad_accum] for i in range(0, len(batches), tc.grad_accum)]
-        bar = groups
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(groups, desc=f"epoch {epoch}/{tc.epochs}", unit="step", leave=False)
-        epoch_loss, epoch_rows = 0.0, []
-        for group in bar:
-            n_seq = sum(len(b) for b in group)
-            step_loss, n_tok, w_sum = 0.0, 0, 0.0
-            for mb in group:
-                ws = [windows[i] for i in mb]
-                batch = collate(ws, tokenizer.pad_token_id, device,
-                                [static_weights[i] for i in mb] if static_weights is not None else None)
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
-                valid = mask & batch["loss_mask"].bool()
-                if method.dynamic:
-                    weights = method.step_weights(losses, valid, ws)
-                else:
-                    weights = batch["weights"]
-                loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"],
-                                                       reduction="sum") / n_seq
-                loss.backward()
-                step_loss += loss.item()
-                n_tok += int(valid.sum())
-                w_sum += float((weights * valid).sum())
-            if tc.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(list(params.values()), tc.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            epoch_loss += step_loss
-            epoch_rows.append({"type": "step", "epoch": epoch, "step": step, "loss": step_loss,
-                               "tokens": n_tok, "mean_weight": w_sum / max(n_tok, 1)})
+    try:
+        for epoch in range(start_epoch + 1, tc.epochs + 1):
+            t_epoch = time.time()
+            gen = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
+            order = torch.randperm(len(windows), generator=gen).tolist() if tc.shuffle else list(range(len(windows)))
+            torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout masks: resumable
+            batches = micro_batches(windows, order, tc.batch_size, tc.batch_tokens)
+            groups = [batches[i:i + tc.grad_accum] for i in range(0, len(batches), tc.grad_accum)]
+            bar = groups
             if progress:
-                bar.set_postfix(loss=f"{step_loss:.3f}")
-        train_seconds += time.time() - t_epoch
-        metrics.extend(epoch_rows)
-        row = evaluate(epoch) if (cfg.eval.every_epoch or epoch == tc.epochs) else None
-        if row:
-            history.append(row)
-            metrics.append({"type": "eval", **row})
-        msg = f"epoch {epoch}: train loss {epoch_loss / max(len(groups), 1):.4f}"
-        if row:
-            msg += f", probe accuracy {row['accuracy']:.3f}, answer NLL {row['nll']:.3f}"
-        log(msg)
-        if out is not None:
-            write_jsonl(out / "metrics.jsonl", metrics)
-            if epoch % max(tc.checkpoint_every, 1) == 0 or epoch == tc.epochs:
-                _save_checkpoint(out, epoch, step, model, optimizer, history)
-        for cb in callbacks:
-            cb({"event": "epoch", "epoch": epoch, "step": step, "eval": row, "loss": epoch_loss})
+                from tqdm.auto import tqdm
+
+                bar = tqdm(groups, desc=f"epoch {epoch}/{tc.epochs}", unit="step", leave=False)
+            epoch_loss, epoch_rows = 0.0, []
+            for group in bar:
+                n_seq = sum(len(b) for b in group)
+                step_loss, n_tok, w_sum = 0.0, 0, 0.0
+                for mb in group:
+                    ws = [windows[i] for i in mb]
+                    batch = collate(ws, tokenizer.pad_token_id, device,
+                                    [static_weights[i] for i in mb] if static_weights is not None else None)
+                    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                    losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
+                    valid = mask & batch["loss_mask"].bool()
+                    if method.dynamic:
+                        weights = method.step_weights(losses, valid, ws)
+                    else:
+                        weights = batch["weights"]
+                    loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"],
+                                                           reduction="sum") / n_seq
+                    loss.backward()
+                    step_loss += loss.item()
+                    n_tok += int(valid.sum())
+                    w_sum += float((weights * valid).sum())
+                if tc.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(list(params.values()), tc.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                epoch_loss += step_loss
+                epoch_rows.append({"type": "step", "epoch": epoch, "step": step, "loss": step_loss,
+                                   "tokens": n_tok, "mean_weight": w_sum / max(n_tok, 1)})
+                if progress:
+                    bar.set_postfix(loss=f"{step_loss:.3f}")
+            train_seconds += time.time() - t_epoch
+            metrics.extend(epoch_rows)
+            row = evaluate(epoch) if (cfg.eval.every_epoch or epoch == tc.epochs) else None
+            if row:
+                history.append(row)
+                metrics.append({"type": "eval", **row})
+            msg = f"epoch {epoch}: train loss {epoch_loss / max(len(groups), 1):.4f}"
+            if row:
+                msg += f", probe accuracy {row['accuracy']:.3f}, answer NLL {row['nll']:.3f}"
+            log(msg)
+            if out is not None:
+                write_jsonl(out / "metrics.jsonl", metrics)
+                if epoch % max(tc.checkpoint_every, 1) == 0 or epoch == tc.epochs:
+                    _save_checkpoint(out, epoch, step, model, optimizer, history)
+            for cb in callbacks:
+                cb({"event": "epoch", "epoch": epoch, "step": step, "eval": row, "loss": epoch_loss})
+    except BaseException:  # killed or failed: say so in run.json; the checkpoint stays resumable
+        if out is not None and (out / "run.json").is_file():
+            info = json.loads((out / "run.json").read_text())
+            info.update(status="interrupted", last_checkpoint_epoch=_checkpoint_epoch(out))
+            atomic_write_json(out / "run.json", info)
+        raise
     model.eval()
 
     result = LearnResult(model, tokenizer, history, out, train_seconds, step)
