@@ -26,10 +26,20 @@ def test_unknown_keys_and_bad_types_are_errors(tmp_path):
         load_config(LearnConfig, None, ["train.epochs"])
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("model:\n  nmae: x\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: unknown configuration key 'model.nmae'"):
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 2: unknown configuration key 'model.nmae'"):
         load_config(LearnConfig, recipe)
     recipe.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="bad.yaml: a recipe must be a mapping"):
         load_config(LearnConfig, recipe)
     with pytest.raises(ConfigError, match="recipe file not found"):
         load_config(LearnConfig, tmp_path / "none.yaml")
+
+
+def test_recipe_type_error_names_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# a comment\ntrain:\n  lr: 1e-4\n  epochs: lots\n")
+    with pytest.raises(ConfigError, match=r"r.yaml, line 4: 'train.epochs' must be an integer"):
+        load_config(LearnConfig, recipe)
+    recipe.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"r.yaml: not valid YAML"):
+        load_config(LearnConfig, recipe)

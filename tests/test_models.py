@@ -21,9 +21,12 @@ def test_device_and_dtype_resolution():
 
 
 def test_local_folder_loads(model_dir):
-    model, tok = load_model(str(model_dir), attn="eager")
+    model, tok = load_model(str(model_dir), device="cpu", attn="eager")
     assert tok.pad_token is not None and tok.is_fast
     assert next(model.parameters()).dtype == torch.float32 and not model.training
+    auto, _ = load_model(str(model_dir))  # device=auto, dtype=auto: whatever this machine offers
+    p = next(auto.parameters())
+    assert p.device.type == resolve_device("auto").type and p.dtype == resolve_dtype("auto", p.device)
     assert model.config._attn_implementation == "eager"
 
 

@@ -132,17 +132,17 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
                 return _coerce(value, a, key, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0])
+        raise ConfigError(errors[0], key)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}'{key}' must be a mapping of sub-keys, got {value!r}")
+            raise ConfigError(f"{where}'{key}' must be a mapping of sub-keys, got {value!r}", key)
         return from_dict(tp, value, prefix=key + ".", where=where)
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value] if not isinstance(value, str) else [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}'{key}' must be a list, got {value!r}")
+            raise ConfigError(f"{where}'{key}' must be a list, got {value!r}", key)
         return [_coerce(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
     if tp is Any:
         return value
@@ -151,10 +151,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{where}'{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"{where}'{key}' must be true or false, got {value!r}", key)
     if tp is int:
         if isinstance(value, bool):
-            raise ConfigError(f"{where}'{key}' must be an integer, got {value!r}")
+            raise ConfigError(f"{where}'{key}' must be an integer, got {value!r}", key)
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -164,10 +164,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}'{key}' must be an integer, got {value!r}")
+        raise ConfigError(f"{where}'{key}' must be an integer, got {value!r}", key)
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{where}'{key}' must be a number, got {value!r}")
+            raise ConfigError(f"{where}'{key}' must be a number, got {value!r}", key)
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
@@ -175,10 +175,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}'{key}' must be a number, got {value!r}")
+        raise ConfigError(f"{where}'{key}' must be a number, got {value!r}", key)
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
-            raise ConfigError(f"{where}'{key}' must be a string, got {value!r}")
+            raise ConfigError(f"{where}'{key}' must be a string, got {value!r}", key)
         return str(value)
     raise ConfigError(f"{where}'{key}': unsupported type {tp}")  # pragma: no cover
 
@@ -192,7 +192,7 @@ def from_dict(cls, data: dict, prefix: str = "", where: str = ""):
         if k not in names:
             raise ConfigError(
                 f"{where}unknown configuration key '{prefix}{k}' "
-                f"(known keys under '{prefix or '<top>'}': {', '.join(sorted(names))})")
+                f"(known keys under '{prefix or '<top>'}': {', '.join(sorted(names))})", prefix + k)
         kwargs[k] = _coerce(v, hints[k], prefix + k, where)
     return cls(**kwargs)
 
@@ -245,7 +245,11 @@ def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: ty
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a recipe must be a mapping of keys, got {type(loaded).__name__}")
-        from_dict(cls, loaded, where=f"{path}: ")  # validate against the schema, naming the file
+        try:  # validate against the schema, naming the file and line
+            from_dict(cls, loaded)
+        except ConfigError as e:
+            line = _yaml_line(path.read_text(encoding="utf-8"), e.key)
+            raise ConfigError(f"{path}{f', line {line}' if line else ''}: {e}", e.key) from None
         data = loaded
     for text in overrides:
         parts, value = parse_override(text)
@@ -255,6 +259,29 @@ def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: ty
         data = _deep_merge(data, nested)
         from_dict(cls, data, where="command line: ")  # report the failing override by name
     return from_dict(cls, data)
+
+
+def _yaml_line(text: str, key: str | None) -> int | None:
+    """1-based line of dotted ``key`` in a YAML mapping (the deepest part found)."""
+    import yaml
+
+    if not key:
+        return None
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in key.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if k.value == part:
+                line, node = k.start_mark.line + 1, v
+                break
+        else:
+            break
+    return line
 
 
 def save_config(cfg, path: str | Path) -> None:

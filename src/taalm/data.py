@@ -76,7 +76,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", path, i) from None
+            raise InputError(f"invalid JSON ({e.msg}, column {e.colno})", path, i) from None
         if not isinstance(row, dict):
             raise InputError(f"each line must be a JSON object, got {type(row).__name__}", path, i)
         rows.append((i, row))

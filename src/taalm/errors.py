@@ -35,7 +35,11 @@ class InputError(TaalmError):
 
 
 class ConfigError(TaalmError):
-    """Unknown configuration key, wrong type, or bad recipe file."""
+    """Unknown configuration key, wrong type, or bad recipe file. ``key`` is the dotted key."""
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        super().__init__(message)
 
 
 class ModelLoadError(TaalmError):

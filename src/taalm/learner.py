@@ -167,7 +167,9 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
           log: Callable[[str], None] = print) -> LearnResult:
     """Train θ on ``documents`` with the configured weighting method; evaluate ``probes``.
 
-    ``model``/``tokenizer`` may be passed already loaded (else ``config.model`` is loaded).
+    ``model``/``tokenizer`` may be passed already loaded (else ``config.model`` is loaded). A
+    passed model is trained in place (LoRA layers are injected into it); pass
+    ``copy.deepcopy(model)`` to keep the original for another run.
     Writes config, metrics, checkpoints and the learned θ into ``out_dir`` (if given).
     ``callbacks`` are called with an event dict after every epoch (``{"event": "epoch", ...}``).
     """
