@@ -185,10 +185,9 @@ def cmd_demo(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .weighting import _REGISTRY
+    from .weighting import describe_methods
 
-    for name in sorted(_REGISTRY):
-        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()[0]
+    for name, doc in describe_methods().items():
         print(f"{name:<10} {doc}")
     return 0
 

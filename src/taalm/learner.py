@@ -148,6 +148,8 @@ def check_documents(documents: list[Document], method: WeightingMethod) -> None:
 
 def _resolve_out_dir(out_dir: str | Path | None, resume: bool, overwrite: bool) -> Path | None:
     if out_dir is None:
+        if resume:
+            raise TaalmError("resume needs the run folder (out_dir)")
         return None
     out = Path(out_dir)
     if resume:
@@ -200,18 +202,22 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     optimizer = torch.optim.AdamW(list(params.values()), lr=tc.lr, weight_decay=tc.weight_decay,
                                   betas=tuple(tc.betas))
 
+    def write_run_info(status: str) -> dict:
+        info = {**environment_info(device), "status": status, "method": method.name,
+                "n_documents": len(documents), "n_windows": len(windows), "n_probes": len(probes or []),
+                "trainable_parameters": n_train, "total_parameters": n_total, "config": to_dict(cfg)}
+        atomic_write_json(out / "run.json", info)
+        return info
+
     if out is not None:
         if out.exists() and not resume and overwrite:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        run_info = environment_info(device)
-        run_info.update(status="running", n_documents=len(documents), n_windows=len(windows),
-                        n_probes=len(probes or []), trainable_parameters=n_train,
-                        total_parameters=n_total, method=method.name)
-        atomic_write_json(out / "run.json", run_info)
+        write_run_info("running")
 
     # ---- weights that do not depend on θ: once per document ---------------------------------
+    # (before a resumed checkpoint is loaded: θ is still θ0 here, as RHO-1's reference needs)
     static_weights: list[torch.Tensor] | None = None
     method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size))
     if not method.dynamic:
@@ -330,13 +336,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
             from .reporting import plot_history
 
             plot_history({method.name: history}, out / "accuracy.png")
-        info = environment_info(device)
-        run_info = {**info, "status": "complete", "n_documents": len(documents),
-                    "n_windows": len(windows), "n_probes": len(probes or []),
-                    "trainable_parameters": n_train, "total_parameters": n_total,
-                    "method": method.name, "config": to_dict(cfg)}
-        atomic_write_json(out / "run.json", run_info)
-        result.info = run_info
+        result.info = write_run_info("complete")
     return result
 
 

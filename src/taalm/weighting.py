@@ -48,6 +48,11 @@ def available_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def describe_methods() -> dict[str, str]:
+    """name -> first line of the method's docstring (for ``taalm methods``)."""
+    return {n: (_REGISTRY[n].__doc__ or "").strip().splitlines()[0] for n in available_methods()}
+
+
 def get_method(cfg: MethodConfig | str, seed: int = 0) -> "WeightingMethod":
     """Instantiate the method named by ``cfg.name`` (or a bare name with default options)."""
     if isinstance(cfg, str):
