@@ -163,6 +163,10 @@ def cmd_weights(args) -> int:
     from .reporting import render_plain, write_heatmap
     from .weighting import weights_for_documents
 
+    if method.dynamic and method.name == "rho1" and not cfg.method.rho1.reference:
+        print("note: rho1 against its default reference (the model itself) has zero excess loss "
+              "everywhere before training, so the shown selection is arbitrary; pass "
+              "method.rho1.reference=MODEL to compare two models", file=sys.stderr)
     model, tok = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn)
     pairs = weights_for_documents(method, model, tok, docs, cfg.train.max_length, cfg.train.stride,
                                   cfg.train.batch_size)

@@ -87,7 +87,7 @@ def heatmap_html(items: list[tuple[str, list[tuple[int, int]], list[float], str]
         "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}",
         ".doc{font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.9;"
         "border:1px solid #ddd;padding:.6em;border-radius:6px;margin:.3em 0 1.4em}",
-        ".t{border-radius:3px}.legend span{display:inline-block;width:2.2em;text-align:center}",
+        ".t{border-radius:3px}.legend span{display:inline-block;min-width:3.2em;margin-right:2px;text-align:center;border:1px solid #ddd;border-radius:3px}",
         "h2{font-size:1em;margin-bottom:.2em;color:#555}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "<p class='legend'>weight: " + "".join(
