@@ -43,3 +43,12 @@ def test_recipe_type_error_names_line(tmp_path):
     recipe.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match=r"r.yaml: not valid YAML"):
         load_config(LearnConfig, recipe)
+
+
+def test_shipped_recipes_are_valid():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+    assert recipes
+    for r in recipes:
+        load_config(LearnConfig, r)
