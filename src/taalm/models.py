@@ -186,14 +186,6 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
-def set_attention(model, attn: str) -> None:
-    """Switch a loaded model's attention implementation (e.g. to ``eager`` for double backward)."""
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(attn)
-    else:  # older transformers
-        model.config._attn_implementation = attn
-
-
 def _load_error(source: ModelSource, err: Exception) -> ModelLoadError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if source.kind == "hub":

@@ -169,8 +169,6 @@ class Rho1(WeightingMethod):
         self.ref_losses: dict[tuple[int, int], torch.Tensor] = {}
 
     def prepare(self, ctx: PrepareContext) -> None:
-        from .loss import token_losses
-
         model = ctx.model
         if self.cfg.rho1.reference:
             from .models import load_model
@@ -178,17 +176,10 @@ class Rho1(WeightingMethod):
             model = load_model(self.cfg.rho1.reference, device=str(ctx.device), with_tokenizer=False)
             if model.get_input_embeddings().num_embeddings < len(ctx.tokenizer):
                 raise ConfigError("method.rho1.reference must share the base model's tokenizer")
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            for i in range(0, len(ctx.windows), ctx.batch_size):
-                chunk = ctx.windows[i:i + ctx.batch_size]
-                batch = collate(chunk, ctx.tokenizer.pad_token_id, ctx.device)
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                losses, _ = token_losses(logits, batch["input_ids"], batch["attention_mask"])
-                for w, row in zip(chunk, losses):
-                    self.ref_losses[(w.doc_index, w.start)] = row[:len(w.input_ids)].float().cpu()
-        model.train(was_training)
+        for chunk, losses, _ in window_token_losses(model, ctx.tokenizer, ctx.windows, ctx.device,
+                                                     ctx.batch_size):
+            for w, row in zip(chunk, losses):
+                self.ref_losses[(w.doc_index, w.start)] = row[:len(w.input_ids)].float().cpu()
 
     def step_weights(self, token_losses, valid, windows):
         ref = torch.zeros_like(token_losses, dtype=torch.float32)
@@ -207,7 +198,6 @@ def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
     forward pass of ``model`` per window (what the first training step would see).
     """
     from .data import prepare_windows
-    from .loss import token_losses
 
     encoded, windows = prepare_windows(tokenizer, documents, max_length, stride)
     device = next(model.parameters()).device
@@ -215,16 +205,29 @@ def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
     if not method.dynamic:
         return [(e, method.document_weights(i, e)) for i, e in enumerate(encoded)]
     out = [torch.zeros(len(e.input_ids)) for e in encoded]
-    with torch.no_grad():
-        for i in range(0, len(windows), batch_size):
-            chunk = windows[i:i + batch_size]
-            batch = collate(chunk, tokenizer.pad_token_id, device)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
-            valid = mask & batch["loss_mask"].bool()
-            for b, w in enumerate(chunk):  # one document window at a time, as it would be trained
-                wt = method.step_weights(losses[b:b + 1], valid[b:b + 1], [w])[0].cpu()
-                keep = torch.tensor(w.loss_mask, dtype=torch.bool)
-                seg = out[w.doc_index][w.start:w.start + len(w.input_ids)]
-                seg[keep] = wt[:len(w.input_ids)][keep]
+    for chunk, losses, valid in window_token_losses(model, tokenizer, windows, device, batch_size):
+        for b, w in enumerate(chunk):  # one document window at a time, as it would be trained
+            wt = method.step_weights(losses[b:b + 1], valid[b:b + 1], [w])[0].cpu()
+            keep = torch.tensor(w.loss_mask, dtype=torch.bool)
+            seg = out[w.doc_index][w.start:w.start + len(w.input_ids)]
+            seg[keep] = wt[:len(w.input_ids)][keep]
     return list(zip(encoded, out))
+
+
+def window_token_losses(model, tokenizer, windows: list[Window], device, batch_size: int = 8):
+    """Yield ``(windows, losses [B, T], valid [B, T])`` for batches of windows, in eval mode and
+    without gradients; ``valid`` = real targets that the window trains (loss_mask)."""
+    from .loss import token_losses
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(windows), batch_size):
+                chunk = windows[i:i + batch_size]
+                batch = collate(chunk, tokenizer.pad_token_id, device)
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
+                yield chunk, losses, mask & batch["loss_mask"].bool()
+    finally:
+        model.train(was_training)
