@@ -1,0 +1,502 @@
+"""The meta-gradient of Train-Attention: how the answer loss after one weighted update of θ
+depends on the token weights w (SPEC 2.3). Pure functions of tensors; no PyTorch internals
+are patched or copied.
+
+Notation (one training pair = document D + task T with an answer span; P pairs at once)
+---------------------------------------------------------------------------------------
+θ          trainable tensors of the base model (LoRA matrices, or whole decoder layers), kept
+           as a dict of tensors and applied with ``torch.func.functional_call``. In LoRA mode
+           every pair has its own copy: tensors carry a leading pair dimension ``[P, ...]`` and
+           one forward pass serves all P pairs, each with its own θ.
+ℓ_t(θ)     per-token NLL of the document, aligned with the tokens (``taalm.loss``), mask m_t.
+L(θ; w)    = Σ_t m_t w_t ℓ_t / S,   S = Σ_t m_t w_t                        (weighted loss)
+g          = ∇θ L(θ_k; w)   at θ_k, the state after ``k_warm`` warm-up steps (taken with w
+           detached: they carry no gradient to φ)
+θ'         = θ_k (1 − lr·λ) − U(g)                                       (one differentiable step)
+           U(g) = lr·g (SGD),  U(g) = lr·m̂/(√v̂ + ε) with m = β1 m_k + (1−β1) g,
+           v = β2 v_k + (1−β2) g², m̂ = m/(1−β1^t), v̂ = v/(1−β2^t) (AdamW; warm-up state fixed)
+O(θ')      the outer objective on the task's answer tokens (``answer_nll``, ``change3``,
+           ``change2``), plus optionally λ_U · mean |ℓ'(T_U) − ℓ⁰(T_U)| on an unrelated task.
+
+The exact derivative with respect to w (weight decay does not depend on w):
+
+    ∂O/∂w_i = −⟨∇θ'O ⊙ U'(g), ∂g/∂w_i⟩,     ∂g/∂w_i = m_i (∇θ ℓ_i − g) / S
+
+    U'(g) = lr                                              (SGD)
+    U'(g) = lr/bc1 · [ (1−β1)/D − m · (1−β2) g / (bc2 · s · D²) ],
+            s = √(v/bc2),  D = s + ε,  bc_j = 1 − β_j^t                        (AdamW, elementwise)
+
+so with one direction per pair, v = ∇θ'O ⊙ U'(g), and d_i = ⟨v, ∇θ ℓ_i(θ_k)⟩:
+
+    ∂O/∂w_i = −m_i (d_i − Σ_j m_j w_j d_j / S) / S                              (★)
+
+Every d_i is a directional derivative of the per-token losses at θ_k in the single direction v.
+Two engines compute ∂O/∂w:
+
+``double_backward``  the reference: g is taken with ``create_graph=True``, θ' is a
+                     differentiable function of w, and autograd differentiates O(θ') back to w.
+``directional``      (★): d comes from one forward-mode JVP through the *backbone only*,
+                     contracted with ∂ℓ_i/∂h_{i−1} = W_headᵀ(softmax(z_{i−1}) − e_{x_i}) (the LM
+                     head is frozen, so ℓ_i depends on θ only through the hidden state h_{i−1});
+                     the vocabulary-sized logit tangent is never formed and θ's graph is never
+                     differentiated twice. Central finite differences (two forwards at θ ± h·v)
+                     are an option (``fd``) for models without forward-mode rules.
+
+Both return ∂O/∂w; the caller then runs one ordinary backward through φ with that vector.
+At v̂ = 0 (an entry whose gradient has always been 0, e.g. LoRA A while B = 0) the derivative
+of √v̂ is taken as 0 in both engines (``_safe_sqrt``), so no NaN appears; such entries carry no
+gradient to w anyway.
+
+Second order on CPU: PyTorch's fused SDPA kernels have neither a double-backward nor a
+forward-mode rule, so the θ model used here must run eager attention (``MetaTheta`` checks it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, jvp
+
+from .errors import ConfigError
+from .loss import target_mask
+
+OBJECTIVES = ("answer_nll", "change3", "change2")
+ENGINES = ("directional", "double_backward")
+
+
+# --------------------------------------------------------------------------------------------
+# θ for meta-training: a frozen model + trainable tensors passed functionally
+# --------------------------------------------------------------------------------------------
+class _LoRALinear(torch.nn.Module):
+    """``base(x) + scale · B A x``. A, B are ``[r, in]``/``[out, r]`` or, per pair,
+    ``[P, r, in]``/``[P, out, r]`` with x ``[P, T, in]`` (each pair its own adapter)."""
+
+    def __init__(self, base: torch.nn.Module, r: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.scale = alpha / r
+        n_in, n_out = _linear_shape(base)
+        dt, dev = base.weight.dtype, base.weight.device
+        # placeholders; the real (per-pair) tensors are passed with functional_call
+        self.lora_A = torch.nn.Parameter(torch.zeros(r, n_in, dtype=dt, device=dev), requires_grad=False)
+        self.lora_B = torch.nn.Parameter(torch.zeros(n_out, r, dtype=dt, device=dev), requires_grad=False)
+
+    def forward(self, x):
+        y = self.base(x)
+        A, B = self.lora_A, self.lora_B
+        if A.dim() == 2:
+            return y + self.scale * F.linear(F.linear(x, A), B)
+        # [P, T, in] @ [P, in, r] -> [P, T, r] @ [P, r, out] -> [P, T, out]
+        return y + self.scale * torch.matmul(torch.matmul(x, A.transpose(1, 2)), B.transpose(1, 2))
+
+
+def _linear_shape(mod: torch.nn.Module) -> tuple[int, int] | None:
+    """(in, out) of a linear layer: ``nn.Linear`` or HF's ``Conv1D`` (GPT-2: weight [in, out])."""
+    if isinstance(mod, torch.nn.Linear):
+        return mod.in_features, mod.out_features
+    if type(mod).__name__ == "Conv1D" and hasattr(mod, "nf"):
+        return mod.weight.shape[0], mod.nf
+    return None
+
+
+@dataclass
+class MetaThetaSpec:
+    """Which part of θ the inner step trains during meta-training."""
+
+    mode: str = "lora"  # lora (per-pair adapters, batched) | layers (whole decoder layers)
+    r: int = 16
+    alpha: float = 32.0
+    layers: list[int] = field(default_factory=lambda: [-2, -1])  # mode=layers; negative = from the end
+    seed: int = 0
+
+
+class MetaTheta:
+    """The base model θ as used by meta-training.
+
+    ``init`` holds θ0 (unbatched tensors). ``pairs(P)`` gives P fresh copies for P pairs: a
+    leading pair dimension in LoRA mode (one forward pass serves all pairs), plain tensors in
+    layers mode (P must be 1: whole layers are not batched per pair). ``hidden`` runs the
+    backbone, ``logits`` adds the frozen LM head.
+    """
+
+    def __init__(self, model: torch.nn.Module, spec: MetaThetaSpec | None = None):
+        spec = spec or MetaThetaSpec()
+        self.spec = spec
+        self.model = model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        attn = getattr(model.config, "_attn_implementation", None)
+        if attn not in (None, "eager"):
+            # fused SDPA on CPU has no double-backward and no forward-mode (JVP) rule
+            raise ConfigError(f"meta-training needs eager attention in θ (got '{attn}'); "
+                              "load it with attn='eager'")
+        for key in ("final_logit_softcapping", "logit_scale"):
+            if getattr(model.config, key, None) not in (None, 0, 1, 1.0):
+                raise ConfigError(f"meta-training needs logits = lm_head(h); this model sets {key}")
+        self.backbone = model.base_model
+        self.head = model.get_output_embeddings()
+        self.batched = spec.mode == "lora"
+        dt = next(model.parameters()).dtype
+        dev = next(model.parameters()).device
+        gen = torch.Generator().manual_seed(spec.seed)
+        self.init: dict[str, torch.Tensor] = {}
+        if spec.mode == "lora":
+            targets = [(n, m) for n, m in self.backbone.named_modules() if _linear_shape(m)]
+            if not targets:
+                raise ConfigError("no linear layers found in the backbone for LoRA")
+            for name, lin in targets:
+                parent_name, _, child = name.rpartition(".")
+                parent = self.backbone.get_submodule(parent_name) if parent_name else self.backbone
+                setattr(parent, child, _LoRALinear(lin, spec.r, spec.alpha))
+                n_in, n_out = _linear_shape(lin)
+                bound = 1.0 / math.sqrt(n_in)  # peft's default: kaiming-uniform A, B = 0
+                A = (torch.rand(spec.r, n_in, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+                self.init[f"{name}.lora_A"] = A.to(dt).to(dev)
+                self.init[f"{name}.lora_B"] = torch.zeros(n_out, spec.r, dtype=dt, device=dev)
+        elif spec.mode == "layers":
+            layers = _decoder_layers(self.backbone)
+            n = len(layers)
+            idx = sorted({i % n for i in spec.layers})
+            for i in idx:
+                for pname, p in layers[i][1].named_parameters():
+                    self.init[f"{layers[i][0]}.{pname}"] = p.detach().clone()
+        else:
+            raise ConfigError(f"unknown meta theta mode '{spec.mode}' (lora | layers)")
+
+    @property
+    def n_trainable(self) -> int:
+        return sum(t.numel() for t in self.init.values())
+
+    def pairs(self, P: int) -> dict[str, torch.Tensor]:
+        """θ0 for P pairs (fresh tensors)."""
+        if self.batched:
+            return {n: t.unsqueeze(0).repeat(P, *([1] * t.dim())) for n, t in self.init.items()}
+        if P != 1:
+            raise ConfigError("θ mode 'layers' trains one pair per forward pass")
+        return {n: t.clone() for n, t in self.init.items()}
+
+    def hidden(self, params: dict, input_ids, attention_mask) -> torch.Tensor:
+        """Last hidden states ``[P, T, H]`` of the backbone with θ = ``params``."""
+        out = functional_call(self.backbone, params, (input_ids,),
+                              {"attention_mask": attention_mask, "use_cache": False})
+        return out[0] if isinstance(out, tuple) else out.last_hidden_state
+
+    def logits(self, params: dict, input_ids, attention_mask) -> torch.Tensor:
+        return self.head(self.hidden(params, input_ids, attention_mask))
+
+
+def _decoder_layers(backbone) -> list[tuple[str, torch.nn.Module]]:
+    """The repeated decoder blocks (the largest ModuleList) as (name prefix, module) pairs."""
+    best = None
+    for name, mod in backbone.named_modules():
+        if isinstance(mod, torch.nn.ModuleList) and (best is None or len(mod) > len(best[1])):
+            best = (name, mod)
+    if best is None:
+        raise ConfigError("could not find the decoder layers of the backbone")
+    return [(f"{best[0]}.{i}", m) for i, m in enumerate(best[1])]
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+def per_token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """ℓ_t aligned with the tokens ``[P, T]`` (0 where invalid) and the mask m ``[P, T]``."""
+    P, T, V = logits.shape
+    lg = logits[:, :-1]
+    if lg.dtype in (torch.float16, torch.bfloat16):
+        lg = lg.float()
+    nll = F.cross_entropy(lg.reshape(-1, V), input_ids[:, 1:].reshape(-1), reduction="none").view(P, T - 1)
+    m = target_mask(attention_mask, input_ids)
+    losses = F.pad(nll, (1, 0)) * m
+    return losses, m
+
+
+def weighted_per_pair(losses: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_p = Σ m w ℓ / S and S = Σ m w per pair (``[P]`` each). S is clamped like ``taalm.loss``."""
+    mw = m.to(losses.dtype) * w.to(losses.dtype)
+    S = mw.sum(1).clamp_min(1e-8)
+    return (mw * losses).sum(1) / S, S
+
+
+def outer_objective(name: str, task_losses: torch.Tensor, answer_mask: torch.Tensor,
+                    task_losses0: torch.Tensor | None = None) -> torch.Tensor:
+    """Outer loss per pair ``[P]`` from the task's per-token losses at θ' (and at θ0).
+
+    answer_nll: mean answer-token NLL (the release's ``phi_loss`` with the label mask);
+    change3: Σ (ℓ' − ℓ⁰)³ / |answer|; change2: Σ sign(Δ) Δ² / |answer|.
+    """
+    a = answer_mask.to(task_losses.dtype)
+    n = a.sum(1).clamp_min(1)
+    if name == "answer_nll":
+        return (a * task_losses).sum(1) / n
+    if task_losses0 is None:
+        raise ValueError(f"objective {name} needs the task losses at θ0")
+    d = task_losses - task_losses0
+    if name == "change3":
+        return (a * d ** 3).sum(1) / n
+    if name == "change2":
+        return (a * torch.sign(d) * d ** 2).sum(1) / n
+    raise ConfigError(f"unknown meta objective '{name}' (use {', '.join(OBJECTIVES)})")
+
+
+# --------------------------------------------------------------------------------------------
+# Functional optimizers (out of place, differentiable)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class InnerOptim:
+    """The inner optimizer of meta-training."""
+
+    name: str = "adamw"  # adamw | sgd
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in ("adamw", "sgd"):
+            raise ConfigError(f"unknown inner optimizer '{self.name}' (adamw | sgd)")
+        self.betas = tuple(self.betas)
+
+
+def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """√x with derivative 0 (instead of ∞·0 = NaN) where x = 0."""
+    pos = x > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
+def init_state(params: dict) -> dict:
+    return {"t": 0, "m": {n: torch.zeros_like(p) for n, p in params.items()},
+            "v": {n: torch.zeros_like(p) for n, p in params.items()}}
+
+
+def optim_step(opt: InnerOptim, params: dict, grads: dict, state: dict) -> tuple[dict, dict]:
+    """One step of ``opt`` out of place: returns (new params, new state).
+
+    Same arithmetic as ``torch.optim.AdamW`` / ``torch.optim.SGD`` (decoupled weight decay for
+    AdamW, L2-free SGD with the same decoupled decay); differentiable when the inputs carry a
+    graph. Tested against torch.optim in float64.
+    """
+    lr, wd = opt.lr, opt.weight_decay
+    new, t = {}, state["t"] + 1
+    ms, vs = {}, {}
+    b1, b2 = opt.betas
+    for n, p in params.items():
+        g = grads[n]
+        q = p * (1 - lr * wd) if wd else p
+        if opt.name == "sgd":
+            new[n] = q - lr * g
+            continue
+        m = b1 * state["m"][n] + (1 - b1) * g
+        v = b2 * state["v"][n] + (1 - b2) * g * g
+        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+        new[n] = q - (lr / bc1) * m / (_safe_sqrt(v / bc2) + opt.eps)
+        ms[n], vs[n] = m, v
+    return new, ({"t": t, "m": ms, "v": vs} if opt.name == "adamw" else {**state, "t": t})
+
+
+def update_derivative(opt: InnerOptim, grads: dict, state: dict) -> dict:
+    """U'(g): elementwise derivative of the step U with respect to g, the state before the step
+    held fixed (see the module docstring)."""
+    if opt.name == "sgd":
+        return {n: torch.full_like(g, opt.lr) for n, g in grads.items()}
+    b1, b2 = opt.betas
+    t = state["t"] + 1
+    bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+    out = {}
+    for n, g in grads.items():
+        m = b1 * state["m"][n] + (1 - b1) * g
+        v = b2 * state["v"][n] + (1 - b2) * g * g
+        s = _safe_sqrt(v / bc2)
+        D = s + opt.eps
+        ds = torch.where(s > 0, (1 - b2) * g / (bc2 * torch.where(s > 0, s, torch.ones_like(s))),
+                         torch.zeros_like(s))
+        out[n] = (opt.lr / bc1) * ((1 - b1) / D - m * ds / (D * D))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# One meta-step
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PairBatch:
+    """P pairs, right-padded. Document: ``doc_ids``/``doc_mask`` ``[P, T]``; task:
+    ``task_ids``/``task_mask`` ``[P, Tq]`` and ``answer`` ``[P, Tq]`` (1 on answer tokens,
+    aligned with the tokens); optional unrelated task ``u_ids``/``u_mask``/``u_answer``."""
+
+    doc_ids: torch.Tensor
+    doc_mask: torch.Tensor
+    task_ids: torch.Tensor
+    task_mask: torch.Tensor
+    answer: torch.Tensor
+    u_ids: torch.Tensor | None = None
+    u_mask: torch.Tensor | None = None
+    u_answer: torch.Tensor | None = None
+
+    @property
+    def P(self) -> int:
+        return self.doc_ids.shape[0]
+
+
+@dataclass
+class MetaSettings:
+    engine: str = "directional"  # directional | double_backward
+    directional: str = "forward"  # forward (JVP) | fd (central finite differences)
+    fd_step: float = 1e-3  # fd: ‖h·v‖ per pair (parameter-space step length)
+    objective: str = "answer_nll"
+    k_warm: int = 1
+    unrelated_weight: float = 0.0  # λ_U; needs the batch's unrelated task
+    inner: InnerOptim = field(default_factory=InnerOptim)
+
+
+@dataclass
+class MetaStepResult:
+    grad_w: torch.Tensor  # ∂(mean outer loss)/∂w  [P, T]
+    outer: torch.Tensor  # outer loss per pair at θ' [P] (detached)
+    outer0: torch.Tensor  # the same objective at θ0 [P] (answer_nll; 0 for the change objectives)
+    inner_loss: torch.Tensor  # weighted document loss at θ_k [P]
+
+
+def _grads(loss, params: dict, **kw) -> dict:
+    names = list(params)
+    gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True, **kw)
+    return {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, gs)}
+
+
+def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaSettings, ref: dict) -> torch.Tensor:
+    """The outer loss per pair ``[P]`` at θ = ``params`` (differentiable in params)."""
+    lt, _ = per_token_nll(theta.logits(params, batch.task_ids, batch.task_mask), batch.task_ids, batch.task_mask)
+    out = outer_objective(s.objective, lt, batch.answer, ref.get("task0"))
+    if s.unrelated_weight:
+        lu, _ = per_token_nll(theta.logits(params, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
+        a = batch.u_answer.to(lu.dtype)
+        out = out + s.unrelated_weight * (a * (lu - ref["u0"]).abs()).sum(1) / a.sum(1).clamp_min(1)
+    return out
+
+
+@torch.no_grad()
+def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaSettings) -> dict:
+    """Task (and unrelated-task) losses at θ0: constants of the change/penalty objectives."""
+    ref = {}
+    if s.objective != "answer_nll":
+        ref["task0"], _ = per_token_nll(theta.logits(params0, batch.task_ids, batch.task_mask),
+                                        batch.task_ids, batch.task_mask)
+    if s.unrelated_weight:
+        if batch.u_ids is None:
+            raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
+        ref["u0"], _ = per_token_nll(theta.logits(params0, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
+    return ref
+
+
+@torch.enable_grad()  # works when called under no_grad (e.g. finite-difference checks)
+def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettings,
+              params0: dict | None = None, warm_weights: torch.Tensor | None = None) -> MetaStepResult:
+    """∂O/∂w for P pairs (see the module docstring). ``w`` ``[P, T]`` may carry φ's graph; it is
+    detached here: the caller finishes with ``w.backward(result.grad_w)``.
+
+    θ starts at ``params0`` (default θ0 for every pair), takes ``k_warm`` warm-up steps with w
+    fixed, then the differentiable step. ``warm_weights`` (default: ``w``) are the weights of the
+    warm-up steps; the result does not differentiate through them either way (SPEC 2.3).
+    """
+    if s.engine not in ENGINES:
+        raise ConfigError(f"unknown meta engine '{s.engine}' (use {', '.join(ENGINES)})")
+    if s.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown meta objective '{s.objective}' (use {', '.join(OBJECTIVES)})")
+    P = batch.P
+    w = w.detach().to(theta.init[next(iter(theta.init))].dtype)
+    params = params0 if params0 is not None else theta.pairs(P)
+    ref = _reference_losses(theta, params, batch, s)
+    state = init_state(params)
+
+    def doc_loss(p, weights):
+        lg = theta.logits(p, batch.doc_ids, batch.doc_mask)
+        losses, m = per_token_nll(lg, batch.doc_ids, batch.doc_mask)
+        L, _ = weighted_per_pair(losses, m, weights)
+        return L, lg, losses, m
+
+    # ---- warm-up: w fixed, nothing tracked into φ ---------------------------------------------
+    ww = w if warm_weights is None else warm_weights.detach().to(w.dtype)
+    for _ in range(s.k_warm):
+        p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
+        L, *_ = doc_loss(p, ww)
+        g = _grads(L.sum(), p)  # Σ over pairs: every pair's θ gets its own gradient
+        with torch.no_grad():
+            params, state = optim_step(s.inner, p, g, state)
+
+    with torch.no_grad():
+        outer0 = (outer_objective("answer_nll", per_token_nll(
+            theta.logits(theta.pairs(P) if params0 is None else params0, batch.task_ids, batch.task_mask),
+            batch.task_ids, batch.task_mask)[0], batch.answer)
+            if s.objective == "answer_nll" else torch.zeros(P, dtype=w.dtype))
+
+    p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
+    if s.engine == "double_backward":
+        wl = w.clone().requires_grad_(True)
+        L, *_ = doc_loss(p, wl)
+        g = _grads(L.sum(), p, create_graph=True)
+        p_new, _ = optim_step(s.inner, p, g, state)
+        outer = _task_terms(theta, p_new, batch, s, ref)
+        (grad_w,) = torch.autograd.grad(outer.mean(), wl)
+        return MetaStepResult(grad_w.detach(), outer.detach(), outer0, L.detach())
+
+    # ---- directional: (★) ------------------------------------------------------------------------
+    L, logits, losses, m = doc_loss(p, w)
+    g = _grads(L.sum(), p)
+    with torch.no_grad():
+        dldh = None
+        if s.directional == "forward":
+            dldh = _dloss_dhidden(logits, batch.doc_ids, theta.head.weight)  # [P, T, H]
+        del logits
+        p_new, _ = optim_step(s.inner, p, g, state)
+        Up = update_derivative(s.inner, g, state)
+    p_new = {n: t.requires_grad_(True) for n, t in p_new.items()}
+    outer = _task_terms(theta, p_new, batch, s, ref)
+    go = _grads(outer.mean(), p_new)
+    with torch.no_grad():
+        v = {n: go[n] * Up[n] for n in p}
+        p0 = {n: t.detach() for n, t in p.items()}
+        if s.directional == "forward":
+            _, hdot = jvp(lambda q: theta.hidden(q, batch.doc_ids, batch.doc_mask), (p0,), (v,))
+            d = F.pad((dldh[:, :-1] * hdot[:, :-1].to(dldh.dtype)).sum(-1), (1, 0))  # [P, T]
+        elif s.directional == "fd":
+            d = _fd_directional(theta, p0, v, batch, s.fd_step)
+        else:
+            raise ConfigError(f"unknown directional mode '{s.directional}' (forward | fd)")
+        d = d * m
+        mw = m.to(d.dtype) * w.to(d.dtype)
+        S = mw.sum(1, keepdim=True).clamp_min(1e-8)
+        vg = (mw * d).sum(1, keepdim=True) / S  # ⟨v, g⟩ per pair
+        grad_w = -m.to(d.dtype) * (d - vg) / S
+    return MetaStepResult(grad_w, outer.detach(), outer0, L.detach())
+
+
+def _dloss_dhidden(logits: torch.Tensor, input_ids: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
+    """∂ℓ_{t+1}/∂h_t = W_headᵀ (softmax(z_t) − e_{x_{t+1}}), at position t; ``[P, T, H]``
+    (the last position predicts nothing and is 0)."""
+    p = torch.softmax(logits[:, :-1].float() if logits.dtype != torch.float64 else logits[:, :-1], dim=-1)
+    p.scatter_add_(-1, input_ids[:, 1:, None], -torch.ones_like(p[..., :1]))
+    out = p @ head_weight.to(p.dtype)  # [P, T-1, H]
+    return F.pad(out, (0, 0, 0, 1))
+
+
+def _fd_directional(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch, step: float) -> torch.Tensor:
+    """d_t ≈ (ℓ_t(θ + h v) − ℓ_t(θ − h v)) / 2h per pair, h chosen so that ‖h v‖ = ``step``."""
+    if theta.batched:
+        sq = sum((t.reshape(t.shape[0], -1).double() ** 2).sum(1) for t in v.values())  # [P]
+        h = (step / sq.sqrt().clamp_min(1e-30)).to(next(iter(v.values())).dtype)
+
+        def shift(sign):
+            return {n: p0[n] + sign * h.view(-1, *([1] * (p0[n].dim() - 1))) * v[n] for n in p0}
+    else:
+        sq = sum((t.double() ** 2).sum() for t in v.values())
+        h = float(step / max(sq.sqrt().item(), 1e-30))
+
+        def shift(sign):
+            return {n: p0[n] + sign * h * v[n] for n in p0}
+
+    lp, _ = per_token_nll(theta.logits(shift(1.0), batch.doc_ids, batch.doc_mask), batch.doc_ids, batch.doc_mask)
+    lm, _ = per_token_nll(theta.logits(shift(-1.0), batch.doc_ids, batch.doc_mask), batch.doc_ids, batch.doc_mask)
+    hh = h.view(-1, 1) if torch.is_tensor(h) else h
+    return (lp - lm) / (2 * hh)
