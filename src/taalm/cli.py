@@ -23,6 +23,7 @@ examples:
         data.limit=20 train.lr=1e-3
   taalm eval --model smollm2-135m --adapter runs/x --probes probes.jsonl
   taalm weights docs.jsonl --method rho1 --html weights.html
+  taalm data tailor --model smollm2-135m --data ../shared/data/lama_ckl --out tailored/smollm2
   taalm config                                 # print every configuration key with its default
 """
 
@@ -80,6 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", metavar="DIR")
     p.add_argument("--quiet", action="store_true")
     _add_config_args(p)
+
+    p = sub.add_parser("data", help="prepare data sets (tailor LAMA-ckl to a base model)")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    p = data_sub.add_parser(
+        "tailor", help="score LAMA-ckl with a base model; write To-Learn, Not-To-Forget, φ pool",
+        description="Score every unit of DIR/{variant,invariant_descriptive,invariant_schematic}.jsonl "
+                    "in both probe formats with the base model and write to_learn.jsonl, "
+                    "not_to_forget_{descriptive,schematic}.jsonl, phi_pool.jsonl, summary.json and "
+                    "scores.png to OUT. Scores are cached in OUT/scores/: a rerun resumes.")
+    p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder with the LAMA-ckl files")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (keep it outside the repository)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--to-learn-rule", default="both", choices=["both", "descriptive", "schematic"],
+                   help="To-Learn = variant units scoring 0 in both probe formats (default) or in one")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("methods", help="list the registered weighting methods")
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
@@ -188,6 +207,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    if getattr(args, "data_command", None) != "tailor":
+        build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
+        return 0
+    from .tailor import format_counts, tailor
+
+    res = tailor(args.data, args.out, model_spec=args.model, device=args.device, dtype=args.dtype,
+                 batch_size=args.batch_size, to_learn_rule=args.to_learn_rule, progress=not args.quiet,
+                 log=lambda m: print(m, file=sys.stderr))
+    print(format_counts(res))
+    print(f"output folder: {args.out}")
+    return 0
+
+
 def cmd_methods(args) -> int:
     from .weighting import describe_methods
 
@@ -206,7 +239,7 @@ def cmd_config(args) -> int:
 
 
 COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo": cmd_demo,
-            "methods": cmd_methods, "config": cmd_config}
+            "data": cmd_data, "methods": cmd_methods, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

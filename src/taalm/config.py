@@ -79,10 +79,38 @@ class Rho1Config:
 
 
 @dataclass
+class TaalmMethodConfig:
+    """The `taalm` weighting method: weights from a trained Train-Attention model φ."""
+
+    checkpoint: str | None = None  # folder written by TrainAttention.save_pretrained
+    batch_size: int = 8  # φ windows per forward pass (weights are computed once per document)
+
+
+@dataclass
 class MethodConfig:
     name: str = "finetune"  # see `taalm.weighting.available_methods()`
     random: RandomConfig = field(default_factory=RandomConfig)
     rho1: Rho1Config = field(default_factory=Rho1Config)
+    taalm: TaalmMethodConfig = field(default_factory=TaalmMethodConfig)
+
+
+@dataclass
+class PhiConfig:
+    """The Train-Attention model φ (SPEC 2.2)."""
+
+    base: str = "smollm2-135m"  # model spec for taalm.models.load_model: alias, HF name, folder, .gguf
+    mode: str = "lora"  # lora (adapters on a frozen backbone + head) | full (whole backbone + head)
+    lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16))
+    head_bias: float = 4.0  # sigmoid(4.0) = 0.982: every weight starts near uniform
+    # std of the head's initial weight. SmolLM2-135M's last hidden states have norm ≈ 47 (measured
+    # on LAMA-ckl evidence), so the initial logits are 4.0 ± 0.002·47 ≈ 4.0 ± 0.09 and the
+    # weights 0.982 ± 0.0016 (min ≈ 0.976): near uniform, yet the head is not exactly zero, so
+    # the LoRA adapters get a gradient from the first step.
+    head_std: float = 0.002
+    reduction: str = "mean"  # φ-token weights -> θ tokens when the tokenizers differ: mean | max
+    max_length: int = 1024  # φ tokens per window; longer documents are read in overlapping windows
+    stride: int = 128  # left context (φ tokens) that a window shares with the previous one
+    seed: int = 0  # head and LoRA initialisation
 
 
 @dataclass

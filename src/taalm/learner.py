@@ -219,7 +219,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     # ---- weights that do not depend on θ: once per document ---------------------------------
     # (before a resumed checkpoint is loaded: θ is still θ0 here, as RHO-1's reference needs)
     static_weights: list[torch.Tensor] | None = None
-    method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size))
+    method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size,
+                                  documents=documents))
     if not method.dynamic:
         doc_weights = [method.document_weights(i, e) for i, e in enumerate(encoded)]
         static_weights = [doc_weights[w.doc_index][w.start:w.start + len(w.input_ids)] for w in windows]

@@ -3,7 +3,7 @@
 A method gives every token of a document a weight in [0, 1] used by the weighted loss
 (:mod:`taalm.loss`). Two kinds:
 
-* **static** methods (``finetune``, ``oracle``, ``random``; later ``taalm``) depend only on the
+* **static** methods (``finetune``, ``oracle``, ``random``, ``taalm``) depend only on the
   document. The learner calls :meth:`WeightingMethod.document_weights` once per document and
   caches the result, so later epochs cost exactly what plain fine-tuning costs.
 * **dynamic** methods (``rho1``) depend on the current θ. They get the per-token losses of the
@@ -72,6 +72,7 @@ class PrepareContext:
     windows: list[Window]
     device: torch.device
     batch_size: int = 8
+    documents: list | None = None  # the Documents (texts) behind ``encoded``; needed by ``taalm``
 
 
 class WeightingMethod:
@@ -129,6 +130,44 @@ class RandomWeights(WeightingMethod):
             raise ConfigError(f"method.random.mean must be in (0, 1), got {m}")
         rng = np.random.default_rng([self.seed, doc_index])
         return torch.from_numpy(rng.beta(2 * m, 2 * (1 - m), len(encoded.input_ids))).float()
+
+
+@register_method("taalm")
+class TaalmWeights(WeightingMethod):
+    """Train-Attention: a trained φ (method.taalm.checkpoint) weighs every token, once per document.
+
+    φ is loaded in :meth:`prepare`, scores every document once for θ's tokenization (mapped
+    through character offsets when φ's tokenizer differs), and is freed before training; the
+    cached weights make later epochs cost what plain fine-tuning costs.
+    """
+
+    def __init__(self, cfg, seed=0):
+        super().__init__(cfg, seed)
+        from .train_attention import resolve_phi_checkpoint
+
+        if cfg.taalm.batch_size < 1:
+            raise ConfigError("method.taalm.batch_size must be >= 1", "method.taalm.batch_size")
+        self.checkpoint = resolve_phi_checkpoint(cfg.taalm.checkpoint)  # fails before any run starts
+        self.cached: list[torch.Tensor] | None = None
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        from .train_attention import TrainAttention
+
+        if ctx.documents is None or len(ctx.documents) != len(ctx.encoded):
+            raise ConfigError("method 'taalm' needs the documents' texts (PrepareContext.documents)")
+        phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device))
+        try:
+            self.cached = phi.token_weights([d.text for d in ctx.documents], ctx.encoded,
+                                            self.cfg.taalm.batch_size)
+        finally:
+            del phi  # φ is not needed once every document has its weights
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def document_weights(self, doc_index, encoded):
+        if self.cached is None:
+            raise RuntimeError("method 'taalm': prepare() must run before document_weights()")
+        return self.cached[doc_index]
 
 
 def select_top_fraction(scores: torch.Tensor, valid: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -201,7 +240,8 @@ def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
 
     encoded, windows = prepare_windows(tokenizer, documents, max_length, stride)
     device = next(model.parameters()).device
-    method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, batch_size))
+    method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, batch_size,
+                                  documents=list(documents)))
     if not method.dynamic:
         return [(e, method.document_weights(i, e)) for i, e in enumerate(encoded)]
     out = [torch.zeros(len(e.input_ids)) for e in encoded]

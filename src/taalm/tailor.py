@@ -1,0 +1,424 @@
+"""Tailoring LAMA-ckl to a base model (SPEC 2.5): which facts it knows, which it does not.
+
+The released LAMA-ckl sets were tailored to Llama-2 models; for any other base model they must be
+rebuilt. :func:`tailor` scores every unit of ``variant.jsonl``, ``invariant_descriptive.jsonl`` and
+``invariant_schematic.jsonl`` in both probe formats (``task_descriptive`` and ``task_schematic``)
+with :func:`taalm.evaluation.evaluate_probes` — a unit's score in a format is its probe accuracy,
+the fraction of object tokens predicted by argmax, teacher-forced — and writes
+
+==============================  ===========================================================
+``to_learn.jsonl``              variant units scoring 0 in the descriptive format **and** 0 in
+                                the schematic one (``to_learn_rule="both"``, default), so
+                                either probe format measures learning from a clean 0; the rule
+                                ``"descriptive"`` / ``"schematic"`` uses one format only
+``not_to_forget_descriptive``   invariant_descriptive units scoring 1 on ``task_descriptive``
+``not_to_forget_schematic``     invariant_schematic units scoring 1 on ``task_schematic``
+``phi_pool.jsonl``              every other unit (any file) scoring < 0.5 on ``task_schematic``
+                                (the format φ is meta-trained on), not in To-Learn or either
+                                NF set by uuid; once per uuid (first file in the order above)
+==============================  ===========================================================
+
+To-Learn, NF (both files) and the φ pool are pairwise disjoint by uuid (precedence To-Learn, NF,
+φ pool). The two NF files may share uuids: the released invariant files share 64 identical units,
+and a fact known in both formats belongs in both (a run uses one probe format, hence one NF file);
+``summary.json`` counts that overlap. Output rows are the original lines, unchanged, so every set
+is an ordinary input to ``taalm learn``.
+
+Units whose object does not occur in a probe (or cannot be scored there, e.g. it is the first
+token) are skipped in that format and listed in ``summary.json``; such a unit has no score in that
+format, so it joins no set needing one. Malformed lines stop with an :class:`InputError` naming the
+file and line, before any model is loaded or anything is written.
+
+Scores are cached in ``OUT/scores/<file-stem>.<format>.jsonl`` (uuid, score, nll, a hash of the
+probe), rewritten atomically after every chunk, so an interrupted run resumes where it stopped and
+a rerun scores nothing. ``scores/meta.json`` holds the model spec and a fingerprint of the
+weights (a strided sample of every parameter, dtypes, shapes) and of the tokenizer's vocabulary;
+if either differs, the cache is discarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .data import _jsonl_rows, _read_lines, _string_field, encode_probe, make_probe
+from .errors import InputError, TaalmError
+from .evaluation import evaluate_probes
+from .runio import atomic_write_bytes, atomic_write_json, atomic_write_text, environment_info, read_jsonl, write_jsonl
+
+SOURCES = ("variant", "invariant_descriptive", "invariant_schematic")
+FORMATS = ("task_descriptive", "task_schematic")
+SET_NAMES = ("to_learn", "not_to_forget_descriptive", "not_to_forget_schematic", "phi_pool")
+TO_LEARN_RULES = ("both", "descriptive", "schematic")
+PHI_THRESHOLD = 0.5
+CACHE_VERSION = 1
+HIST_BINS = 10
+
+RULES = {
+    "to_learn": "variant units with score 0 in {formats}",
+    "not_to_forget_descriptive": "invariant_descriptive units with score 1 on task_descriptive",
+    "not_to_forget_schematic": "invariant_schematic units with score 1 on task_schematic",
+    "phi_pool": (f"units of any file with score < {PHI_THRESHOLD} on task_schematic, not in to_learn "
+                 "or either not_to_forget set by uuid; once per uuid (first file in the order "
+                 "variant, invariant_descriptive, invariant_schematic)"),
+    "disjoint": ("to_learn, not_to_forget_* and phi_pool are pairwise disjoint by uuid "
+                 "(precedence to_learn > not_to_forget > phi_pool); the two not_to_forget files "
+                 "may share uuids (a fact known in both formats)"),
+    "score": ("probe accuracy: fraction of object tokens (last occurrence of the object in the "
+              "probe) predicted by argmax, one teacher-forced pass; skipped units have no score in "
+              "that format and join no set needing it"),
+}
+
+
+@dataclass
+class Unit:
+    """One LAMA-ckl unit: its parsed row and its original line (written out unchanged)."""
+
+    uuid: str
+    source: str  # file stem
+    line: int
+    row: dict
+    raw: str
+
+    @property
+    def relation(self) -> str:
+        return str(self.row.get("relation_label") or self.row.get("relation_code") or "?")
+
+
+@dataclass
+class TailorResult:
+    out_dir: Path
+    counts: dict[str, int]  # per set
+    to_learn_by_rule: dict[str, int]  # what each To-Learn rule would give
+    sets: dict[str, list[str]]  # uuids per set, in output order
+    scores: dict[str, dict[str, dict[str, float]]]  # file stem -> format -> uuid -> accuracy
+    skipped: list[dict]
+    n_scored: int  # probes scored in this call
+    n_cached: int  # probes taken from the cache
+    wall_s: float
+    summary: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+def read_units(path: str | Path) -> list[Unit]:
+    """LAMA-ckl units of one JSONL file; bad lines raise :class:`InputError` (file, line, field)."""
+    path = Path(path)
+    lines = _read_lines(path)
+    units: list[Unit] = []
+    first_line: dict[str, int] = {}
+    for line, row in _jsonl_rows(path):
+        uuid = row.get("uuid")
+        if uuid is None or (isinstance(uuid, str) and not uuid.strip()):
+            raise InputError("missing field (every LAMA-ckl unit needs a uuid)", path, line, "uuid")
+        if not isinstance(uuid, (str, int)):
+            raise InputError(f"must be a string, got {type(uuid).__name__}", path, line, "uuid")
+        uuid = str(uuid)
+        _string_field(row, "object", path, line)
+        for name in FORMATS:
+            _string_field(row, name, path, line)
+        if uuid in first_line:
+            raise InputError(f"duplicate uuid {uuid!r} (first on line {first_line[uuid]})", path, line, "uuid")
+        first_line[uuid] = line
+        units.append(Unit(uuid, path.stem, line, row, lines[line - 1]))
+    if not units:
+        raise InputError("no units found", path)
+    return units
+
+
+def read_lama_dir(data_dir: str | Path) -> dict[str, list[Unit]]:
+    """The three LAMA-ckl files of ``data_dir``, validated."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError("LAMA-ckl data folder not found", data_dir)
+    missing = [f"{s}.jsonl" for s in SOURCES if not (data_dir / f"{s}.jsonl").is_file()]
+    if missing:
+        raise InputError(f"missing {', '.join(missing)} (expected {', '.join(s + '.jsonl' for s in SOURCES)})",
+                         data_dir)
+    return {s: read_units(data_dir / f"{s}.jsonl") for s in SOURCES}
+
+
+# --------------------------------------------------------------------------------------------
+# Model fingerprint and score cache
+# --------------------------------------------------------------------------------------------
+def model_fingerprint(model, tokenizer, sample: int = 1024) -> str:
+    """A short hash of the weights (name, shape, dtype and a strided sample of every parameter)
+    and of the tokenizer's vocabulary: cheap, and changes whenever the model does."""
+    import torch
+
+    h = hashlib.sha256(type(model).__name__.encode())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            step = max(1, flat.numel() // sample)
+            h.update(f"{name}|{tuple(p.shape)}|{p.dtype}".encode())
+            h.update(flat[::step][:sample].to("cpu", torch.float64).numpy().tobytes())
+    if tokenizer is not None:
+        vocab = sorted(tokenizer.get_vocab().items())
+        h.update(json.dumps(vocab, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def _probe_hash(text: str, answer: str) -> str:
+    return hashlib.sha256(f"{text}\0{answer}".encode()).hexdigest()[:12]
+
+
+def _cache_path(out_dir: Path, source: str, fmt: str) -> Path:
+    return out_dir / "scores" / f"{source}.{fmt}.jsonl"
+
+
+def _check_cache(out_dir: Path, meta: dict, log: Callable) -> None:
+    """Discard cached scores made by another model (spec or fingerprint differ)."""
+    meta_path = out_dir / "scores" / "meta.json"
+    old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    files = sorted((out_dir / "scores").glob("*.jsonl")) if (out_dir / "scores").is_dir() else []
+    if old != meta:
+        if files:
+            why = ", ".join(f"{k} {old.get(k)!r} -> {meta[k]!r}" for k in meta if (old or {}).get(k) != meta[k]) \
+                if old else "no meta.json"
+            log(f"tailor: discarding {len(files)} cached score files ({why})")
+        for f in files:  # delete first, then write the new meta: a crash in between is safe
+            f.unlink()
+        atomic_write_json(meta_path, meta)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+def _score_file(model, tokenizer, units: list[Unit], fmt: str, cache: Path, batch_size: int,
+                chunk_size: int, progress: bool, log: Callable, skipped: list[dict]) -> tuple[dict, int, int]:
+    """Scores (uuid -> row) of ``units`` in format ``fmt``, from the cache or the model."""
+    cached = {}
+    for r in read_jsonl(cache) if cache.is_file() else []:
+        cached[r["uuid"]] = r
+    rows: dict[str, dict] = {}
+    todo = []  # (uuid, probe, encoded, hash)
+    for u in units:
+        obj, text = u.row["object"], u.row[fmt]
+        where = f"{u.source}.jsonl:{u.line}"
+        if obj not in text:
+            skipped.append({"uuid": u.uuid, "file": u.source, "line": u.line, "format": fmt,
+                            "reason": "object does not occur in the probe"})
+            continue
+        ph = _probe_hash(text, obj)
+        c = cached.get(u.uuid)
+        if c is not None and c.get("probe") == ph:
+            rows[u.uuid] = c
+            continue
+        probe = make_probe(text, obj, u.uuid, where)
+        try:
+            enc = encode_probe(tokenizer, probe)
+        except InputError as e:
+            skipped.append({"uuid": u.uuid, "file": u.source, "line": u.line, "format": fmt,
+                            "reason": e.reason})
+            continue
+        todo.append((u.uuid, probe, enc, ph))
+    n_cached = len(rows)
+    label = f"{units[0].source} / {fmt}" if units else fmt
+    if todo:
+        log(f"tailor: {label}: scoring {len(todo)} probes ({n_cached} cached)")
+    t0 = time.perf_counter()
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start:start + chunk_size]
+        res = evaluate_probes(model, tokenizer, [c[1] for c in chunk], batch_size,
+                              encoded=[c[2] for c in chunk], progress=progress, desc=label)
+        for (uuid, _, _, ph), s in zip(chunk, res.per_probe):
+            rows[uuid] = {"uuid": uuid, "score": s.accuracy, "nll": s.nll,
+                          "n_answer_tokens": s.n_answer_tokens, "probe": ph}
+        # rewrite the whole cache (small) atomically: an interruption loses one chunk at most
+        write_jsonl(cache, [rows[u.uuid] for u in units if u.uuid in rows])
+        done = min(start + chunk_size, len(todo))
+        log(f"tailor: {label}: {done}/{len(todo)} scored ({time.perf_counter() - t0:.1f} s)")
+    return rows, len(todo), n_cached
+
+
+# --------------------------------------------------------------------------------------------
+# Sets
+# --------------------------------------------------------------------------------------------
+def build_sets(units: dict[str, list[Unit]], scores: dict[str, dict[str, dict[str, float]]],
+               to_learn_rule: str = "both") -> tuple[dict[str, list[Unit]], dict[str, int]]:
+    """Apply the rules of the module docstring. Returns (sets, To-Learn count per rule)."""
+    if to_learn_rule not in TO_LEARN_RULES:
+        raise TaalmError(f"unknown To-Learn rule '{to_learn_rule}' (use {', '.join(TO_LEARN_RULES)})")
+
+    def score(u: Unit, fmt: str):
+        return scores.get(u.source, {}).get(fmt, {}).get(u.uuid)
+
+    def zero_in(u: Unit, rule: str) -> bool:
+        fmts = FORMATS if rule == "both" else (f"task_{rule}",)
+        return all(score(u, f) == 0.0 for f in fmts)
+
+    by_rule = {r: sum(zero_in(u, r) for u in units["variant"]) for r in TO_LEARN_RULES}
+    sets: dict[str, list[Unit]] = {n: [] for n in SET_NAMES}
+    sets["to_learn"] = [u for u in units["variant"] if zero_in(u, to_learn_rule)]
+    taken = {u.uuid for u in sets["to_learn"]}
+    for name, src, fmt in (("not_to_forget_descriptive", "invariant_descriptive", "task_descriptive"),
+                           ("not_to_forget_schematic", "invariant_schematic", "task_schematic")):
+        sets[name] = [u for u in units[src] if score(u, fmt) == 1.0 and u.uuid not in taken]
+    taken |= {u.uuid for n in ("not_to_forget_descriptive", "not_to_forget_schematic") for u in sets[n]}
+    for src in SOURCES:
+        for u in units[src]:
+            s = score(u, "task_schematic")
+            if u.uuid not in taken and s is not None and s < PHI_THRESHOLD:
+                sets["phi_pool"].append(u)
+                taken.add(u.uuid)
+    return sets, by_rule
+
+
+def _histogram(values: list[float]) -> dict:
+    counts = [0] * HIST_BINS
+    for v in values:
+        counts[min(int(v * HIST_BINS), HIST_BINS - 1)] += 1
+    n = len(values)
+    return {"n": n, "mean": sum(values) / n if n else None,
+            "exact_0": sum(v == 0.0 for v in values), "exact_1": sum(v == 1.0 for v in values),
+            f"below_{PHI_THRESHOLD}": sum(v < PHI_THRESHOLD for v in values),
+            "bin_edges": [i / HIST_BINS for i in range(HIST_BINS + 1)], "bin_counts": counts}
+
+
+def plot_scores(hists: dict[str, dict], path: str | Path, title: str) -> None:
+    """Histograms of unit scores, one panel per file (rows) and format (columns); PNG, atomic."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(SOURCES), len(FORMATS), figsize=(9, 7.5), squeeze=False)
+    for i, src in enumerate(SOURCES):
+        for j, fmt in enumerate(FORMATS):
+            ax = axes[i][j]
+            h = hists.get(f"{src}.{fmt}")
+            if h and h["n"]:
+                edges = h["bin_edges"]
+                ax.bar(edges[:-1], h["bin_counts"], width=1 / HIST_BINS, align="edge",
+                       color="#4c72b0", edgecolor="white")
+                ax.text(0.98, 0.95, f"n={h['n']}  mean={h['mean']:.3f}\n=0: {h['exact_0']}  =1: {h['exact_1']}",
+                        transform=ax.transAxes, ha="right", va="top", fontsize=8)
+            ax.set_xlim(0, 1)
+            ax.set_title(f"{src} — {fmt.removeprefix('task_')}", fontsize=9)
+            if i == len(SOURCES) - 1:
+                ax.set_xlabel("unit score (object-token accuracy)")
+            if j == 0:
+                ax.set_ylabel("units")
+            ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def format_counts(result: TailorResult) -> str:
+    """The counts table the CLI prints."""
+    s = result.summary
+    lines = [f"{'set':<28}{'units':>7}"]
+    for name in SET_NAMES:
+        lines.append(f"{name:<28}{result.counts[name]:>7}")
+    rules = ", ".join(f"{r}: {n}" for r, n in result.to_learn_by_rule.items())
+    lines.append(f"(to_learn rule '{s.get('to_learn_rule', 'both')}'; score 0 in {rules})")
+    lines.append(f"(not_to_forget files share {s.get('nf_overlap', 0)} uuids; "
+                 f"{len(result.skipped)} probes skipped)")
+    lines.append("")
+    lines.append(f"{'file / format':<40}{'n':>5}{'mean':>7}{'=0':>6}{'=1':>6}{'<0.5':>6}")
+    for key, h in s.get("score_histograms", {}).items():
+        mean = f"{h['mean']:.3f}" if h["mean"] is not None else "-"
+        lines.append(f"{key:<40}{h['n']:>5}{mean:>7}{h['exact_0']:>6}{h['exact_1']:>6}"
+                     f"{h[f'below_{PHI_THRESHOLD}']:>6}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The public function
+# --------------------------------------------------------------------------------------------
+def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None,
+           model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
+           batch_size: int = 32, chunk_size: int = 256, to_learn_rule: str = "both",
+           progress: bool = True, log: Callable[[str], None] = print) -> TailorResult:
+    """Tailor the LAMA-ckl files of ``data_dir`` to a base model; write the sets to ``out_dir``.
+
+    ``model``/``tokenizer`` may be passed already loaded (``model_spec`` then only labels them);
+    otherwise ``load_model(model_spec, device, dtype)`` loads them. Resumable: rerunning with the
+    same model scores only what the cache lacks. See the module docstring for the rules.
+    """
+    t_start = time.perf_counter()
+    if batch_size < 1 or chunk_size < 1:
+        raise TaalmError("batch_size and chunk_size must be at least 1")
+    if to_learn_rule not in TO_LEARN_RULES:
+        raise TaalmError(f"unknown To-Learn rule '{to_learn_rule}' (use {', '.join(TO_LEARN_RULES)})")
+    if (model is None) != (tokenizer is None):
+        raise TaalmError("pass both model and tokenizer, or neither (then model_spec is loaded)")
+    units = read_lama_dir(data_dir)  # validate before loading anything or writing anything
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("output path exists and is not a folder", out_dir)
+
+    if model is None:
+        from .models import load_model
+
+        log(f"tailor: loading model '{model_spec}'")
+        model, tokenizer = load_model(model_spec, device, dtype)
+    param = next(model.parameters())
+    meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
+            "dtype": str(param.dtype).removeprefix("torch."), "cache_version": CACHE_VERSION}
+    _check_cache(out_dir, meta, log)
+
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    nlls: dict[str, dict[str, float]] = {}
+    skipped: list[dict] = []
+    n_scored = n_cached = 0
+    for src in SOURCES:
+        for fmt in FORMATS:
+            rows, ns, nc = _score_file(model, tokenizer, units[src], fmt, _cache_path(out_dir, src, fmt),
+                                       batch_size, chunk_size, progress, log, skipped)
+            scores.setdefault(src, {})[fmt] = {u: r["score"] for u, r in rows.items()}
+            nlls[f"{src}.{fmt}"] = {u: r["nll"] for u, r in rows.items()}
+            n_scored += ns
+            n_cached += nc
+
+    sets, by_rule = build_sets(units, scores, to_learn_rule)
+    for name in SET_NAMES:
+        atomic_write_text(out_dir / f"{name}.jsonl", "".join(u.raw + "\n" for u in sets[name]))
+
+    hists = {f"{src}.{fmt}": _histogram(list(scores[src][fmt].values())) for src in SOURCES for fmt in FORMATS}
+    for key, h in hists.items():
+        vals = list(nlls[key].values())
+        h["mean_nll"] = sum(vals) / len(vals) if vals else None
+    nf_overlap = len({u.uuid for u in sets["not_to_forget_descriptive"]}
+                     & {u.uuid for u in sets["not_to_forget_schematic"]})
+    counts = {n: len(sets[n]) for n in SET_NAMES}
+    wall = time.perf_counter() - t_start
+    fmts = "both formats (task_descriptive and task_schematic)" if to_learn_rule == "both" else f"task_{to_learn_rule}"
+    summary = {
+        "model_spec": str(model_spec),
+        "model_fingerprint": meta["fingerprint"],
+        "dtype": meta["dtype"],
+        "data_dir": str(Path(data_dir).resolve()),
+        "files": {src: len(units[src]) for src in SOURCES},
+        "to_learn_rule": to_learn_rule,
+        "rules": {**RULES, "to_learn": RULES["to_learn"].format(formats=fmts)},
+        "counts": counts,
+        "to_learn_by_rule": by_rule,
+        "nf_overlap": nf_overlap,
+        "by_relation": {n: dict(Counter(u.relation for u in sets[n]).most_common()) for n in SET_NAMES},
+        "score_histograms": hists,
+        "skipped": {"count": len(skipped), "probes": skipped},
+        "probes_scored_this_run": n_scored,
+        "probes_from_cache": n_cached,
+        "wall_s": round(wall, 2),
+        "environment": environment_info(param.device),
+    }
+    atomic_write_json(out_dir / "summary.json", summary)
+    plot_scores(hists, out_dir / "scores.png", f"LAMA-ckl unit scores, model {model_spec}")
+    log(f"tailor: wrote {', '.join(f'{n}.jsonl ({counts[n]})' for n in SET_NAMES)} to {out_dir} "
+        f"in {wall:.1f} s ({n_scored} probes scored, {n_cached} cached)")
+    return TailorResult(out_dir, counts, by_rule, {n: [u.uuid for u in sets[n]] for n in SET_NAMES},
+                        scores, skipped, n_scored, n_cached, wall, summary)
