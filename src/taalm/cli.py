@@ -24,6 +24,8 @@ examples:
   taalm eval --model smollm2-135m --adapter runs/x --probes probes.jsonl
   taalm weights docs.jsonl --method rho1 --html weights.html
   taalm data tailor --model smollm2-135m --data ../shared/data/lama_ckl --out tailored/smollm2
+  taalm train-attention --pairs tailored/smollm2/phi_pool.jsonl --base smollm2-135m --out runs/phi \
+        updates=60 engine=directional
   taalm config                                 # print every configuration key with its default
 """
 
@@ -99,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser(
+        "train-attention", help="meta-train a Train-Attention model φ on (document, task) pairs",
+        description="Meta-train φ (SPEC 2.3) on PAIRS: JSONL rows document/task/answer, or LAMA-ckl "
+                    "units (evidence, task_schematic, object). Writes φ (safetensors), the config, "
+                    "log.jsonl, val.jsonl, validation.png and a before/after weight heatmap to OUT.")
+    p.add_argument("--pairs", required=True, metavar="FILE")
+    p.add_argument("--val", metavar="FILE", help="held-out pairs (default: val.n_pairs held out of PAIRS)")
+    p.add_argument("--base", metavar="SPEC", help="base model of θ and φ (model.name and phi.base)")
+    p.add_argument("--engine", choices=["directional", "double_backward"], help="meta-gradient engine")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/phi-<time>)")
+    p.add_argument("--limit", type=int, default=0, help="first N pairs only")
+    p.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_args(p)
 
     sub.add_parser("methods", help="list the registered weighting methods")
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
@@ -221,6 +239,39 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_train_attention(args) -> int:
+    from .config import MetaTrainConfig, load_config
+    from .data import read_pairs
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("phi-%Y%m%d-%H%M%S")
+    recipe = args.config
+    if args.resume and recipe is None and (out / "config.yaml").is_file():
+        recipe = out / "config.yaml"
+    extra = list(args.overrides or [])
+    if args.base:
+        extra = [f"model.name={args.base}", f"phi.base={args.base}"] + extra
+    if args.engine:
+        extra.append(f"engine={args.engine}")
+    cfg = load_config(MetaTrainConfig, recipe, extra)
+    from .meta_train import check_config
+
+    check_config(cfg)
+    pairs = read_pairs(args.pairs, cfg.task_field, args.limit)
+    val = read_pairs(args.val, cfg.task_field) if args.val else None
+
+    from .meta_train import train_attention
+
+    print(f"meta-training φ on {len(pairs)} pairs ({cfg.engine}) -> {out}", file=sys.stderr)
+    res = train_attention(pairs, val, cfg, out, resume=args.resume, overwrite=args.overwrite,
+                          progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    if res.val:
+        print(f"{'update':>6}  {'val accuracy':>12}  {'val NLL':>8}")
+        for r in res.val:
+            print(f"{r['update']:>6}  {r['accuracy']:>12.3f}  {r['nll']:>8.3f}")
+    print(f"φ: {out / 'phi'}  (best: {out / 'best'}); wall time {res.seconds:.0f} s")
+    return 0
+
+
 def cmd_methods(args) -> int:
     from .weighting import describe_methods
 
@@ -239,7 +290,8 @@ def cmd_config(args) -> int:
 
 
 COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo": cmd_demo,
-            "data": cmd_data, "methods": cmd_methods, "config": cmd_config}
+            "data": cmd_data, "train-attention": cmd_train_attention, "methods": cmd_methods,
+            "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taalm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = " (continue with --resume)" if args.command == "learn" else ""
+        hint = " (continue with --resume)" if args.command in ("learn", "train-attention") else ""
         print(f"taalm {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 

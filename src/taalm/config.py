@@ -138,6 +138,64 @@ class LearnConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass
+class MetaThetaConfig:
+    """What θ trains in the inner step of meta-training (per pair, reset to θ0 every time)."""
+
+    mode: str = "lora"  # lora (per-pair adapters; pairs are batched) | layers (whole decoder layers)
+    r: int = 16
+    alpha: float = 32.0
+    layers: list[int] = field(default_factory=lambda: [-2, -1])  # mode=layers; negative = from the end
+
+
+@dataclass
+class InnerConfig:
+    """The inner loop: ``k_warm`` steps with w fixed, then one differentiable step (SPEC 2.3)."""
+
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-4  # the release's inner lr
+    k_warm: int = 1  # warm-up steps not differentiated into φ (Adam needs a state first)
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class ValidationConfig:
+    """Held-out check: θ0 learns the held-out documents with φ's weights; answer accuracy."""
+
+    every: int = 10  # φ updates between validations (and once before the first update)
+    n_pairs: int = 32  # held out from the training pairs when no --val file is given
+    epochs: int = 3  # CKL epochs on the held-out documents
+    lr: float = 1e-3  # CKL lr (LoRA θ)
+    batch_size: int = 8
+
+
+@dataclass
+class MetaTrainConfig:
+    """Everything `taalm train-attention` (and :func:`taalm.meta_train.train_attention`) needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)  # θ (its attention is forced to eager)
+    phi: PhiConfig = field(default_factory=PhiConfig)
+    theta: MetaThetaConfig = field(default_factory=MetaThetaConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    engine: str = "directional"  # directional | double_backward (both exact; see meta_gradient)
+    directional: str = "forward"  # forward (JVP through the backbone) | fd (finite differences)
+    fd_step: float = 1e-3  # directional=fd: length of the parameter-space step ‖h·v‖
+    objective: str = "answer_nll"  # answer_nll | change3 | change2
+    unrelated_weight: float = 0.0  # >0: penalise θ' moving on an unrelated task (another pair's)
+    updates: int = 100  # φ updates
+    batch_pairs: int = 16  # pairs per φ update (the release uses 16)
+    micro_pairs: int = 4  # pairs per forward pass (each keeps its own θ')
+    lr: float = 2e-4  # φ's AdamW lr
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # 0 disables clipping of φ's gradient
+    max_doc_tokens: int = 256  # longer documents are truncated for meta-training
+    task_field: str = "task_schematic"  # LAMA units: the probe used as the task
+    checkpoint_every: int = 10  # φ updates between resumable checkpoints
+    seed: int = 0
+    val: ValidationConfig = field(default_factory=ValidationConfig)
+
+
 # --------------------------------------------------------------------------------------------
 # Building, overriding, saving
 # --------------------------------------------------------------------------------------------

@@ -179,6 +179,49 @@ def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: 
     return probes[:limit] if limit and limit > 0 else probes
 
 
+@dataclass
+class Pair:
+    """A meta-training pair (SPEC 2.3): a document and a task about it with its answer span."""
+
+    document: Document
+    task: Probe
+
+
+def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int = 0) -> list[Pair]:
+    """Pairs from JSONL: ``document`` + ``task`` + ``answer`` rows (the answer's last occurrence
+    in the task is its span; appended after a space if absent), or LAMA-ckl units (``evidence``,
+    ``task_field``, ``object``)."""
+    path = Path(path)
+    if not _is_jsonl(path):
+        raise InputError(f"pairs must be JSONL (.jsonl), got '{path.suffix or 'no extension'}'", path)
+    if task_field not in LAMA_PROBE_FIELDS:
+        raise InputError(f"unknown task field '{task_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
+    pairs: list[Pair] = []
+    for line, row in _jsonl_rows(path):
+        src = f"{path}:{line}"
+        if "document" not in row and "evidence" in row:  # LAMA-ckl unit
+            text = _string_field(row, "evidence", path, line)
+            task = _string_field(row, task_field, path, line)
+            answer = _string_field(row, "object", path, line)
+            if answer not in task:
+                raise InputError(f"answer {answer!r} (field 'object') does not occur in the task",
+                                 path, line, task_field)
+            pid = str(row.get("uuid", line))
+        else:
+            text = _string_field(row, "document", path, line)
+            task = _string_field(row, "task", path, line)
+            answer = _string_field(row, "answer", path, line)
+            pid = str(row.get("id", line))
+        start = text.rfind(answer)
+        doc = Document(text, answer, pid, src, start if start >= 0 else None)
+        if start < 0:
+            doc.answer = None  # the answer need not appear in the document; only the task's span matters
+        pairs.append(Pair(doc, make_probe(task, answer, pid, src)))
+    if not pairs:
+        raise InputError("no pairs found", path)
+    return pairs[:limit] if limit and limit > 0 else pairs
+
+
 # --------------------------------------------------------------------------------------------
 # Tokenising
 # --------------------------------------------------------------------------------------------

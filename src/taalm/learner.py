@@ -166,7 +166,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
           config: LearnConfig | None = None, out_dir: str | Path | None = None, *,
           resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
           progress: bool = True, callbacks: Iterable[Callable[[dict], None]] = (),
-          log: Callable[[str], None] = print) -> LearnResult:
+          log: Callable[[str], None] = print, method: WeightingMethod | None = None) -> LearnResult:
     """Train θ on ``documents`` with the configured weighting method; evaluate ``probes``.
 
     ``model``/``tokenizer`` may be passed already loaded (else ``config.model`` is loaded). A
@@ -174,13 +174,15 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     ``copy.deepcopy(model)`` to keep the original for another run.
     Writes config, metrics, checkpoints and the learned θ into ``out_dir`` (if given).
     ``callbacks`` are called with an event dict after every epoch (``{"event": "epoch", ...}``).
+    ``method`` (optional) is a ready weighting-method instance used instead of ``config.method``
+    (e.g. :class:`~taalm.weighting.PrecomputedWeights`).
     """
     cfg = config or LearnConfig()
     tc = cfg.train
     if tc.epochs < 0 or tc.batch_size < 1 or tc.grad_accum < 1 or tc.lr <= 0:
         raise TaalmError("train.epochs >= 0, train.batch_size >= 1, train.grad_accum >= 1 and "
                          "train.lr > 0 are required")
-    method = get_method(cfg.method, seed=tc.seed)
+    method = method if method is not None else get_method(cfg.method, seed=tc.seed)
     check_documents(documents, method)
     out = _resolve_out_dir(out_dir, resume, overwrite)
 

@@ -1,0 +1,480 @@
+"""Meta-training of the Train-Attention model φ (SPEC 2.3): an explicit loop, top to bottom.
+
+For every φ update:
+  1. take ``batch_pairs`` training pairs (document, task with answer span) from a seeded,
+     per-epoch shuffled stream (so a resumed run sees exactly the pairs it would have seen);
+  2. in micro-batches of ``micro_pairs`` pairs (one forward pass each, every pair with its own
+     θ, reset to θ0): w = φ(document) → :func:`taalm.meta_gradient.meta_step` gives ∂O/∂w
+     (``k_warm`` warm-up steps + one differentiable inner step, engine ``directional`` or
+     ``double_backward``) → ``w.backward(∂O/∂w · P/B)``, so φ's gradient is the mean over the
+     B pairs of the update;
+  3. clip and take an AdamW step on φ.
+Every ``val.every`` updates (and before the first) φ is validated on held-out pairs: θ0 learns
+the held-out documents with φ's weights for ``val.epochs`` epochs (the ordinary learner, LoRA θ)
+and the answer accuracy of their tasks is measured with the ordinary evaluator. The best φ is
+kept in ``best/``; ``checkpoints/`` makes a killed run resumable.
+
+Output folder: ``config.yaml``, ``run.json``, ``log.jsonl`` (one row per update),
+``val.jsonl``, ``phi/`` and ``best/`` (safetensors + JSON), ``validation.png``,
+``weights.html`` / ``weights.png`` (held-out documents' token weights before and after).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
+                     save_config, to_dict)
+from .data import Encoded, Pair, encode, encode_probe
+from .errors import ConfigError, TaalmError
+from .meta_gradient import (ENGINES, OBJECTIVES, InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
+                            PairBatch, meta_step)
+from .runio import atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors, write_jsonl
+
+
+# --------------------------------------------------------------------------------------------
+# Data: pairs -> tokens -> padded batches
+# --------------------------------------------------------------------------------------------
+@dataclass
+class EncodedPair:
+    text: str  # the document text θ and φ read (cut at the last kept token)
+    doc: Encoded  # θ's tokens of the document; ``span`` = the answer's tokens in it, if present
+    task_ids: list[int]
+    task_span: list[int]  # the answer's tokens in the task (what the outer loss scores)
+    id: str
+
+
+def encode_pairs(tokenizer, pairs: list[Pair], max_doc_tokens: int) -> list[EncodedPair]:
+    """θ's tokenisation of every pair; documents longer than ``max_doc_tokens`` are cut."""
+    out = []
+    for p in pairs:
+        d = p.document
+        enc = encode(tokenizer, d.text)
+        if len(enc.input_ids) > max_doc_tokens:
+            enc = Encoded(enc.input_ids[:max_doc_tokens], enc.offsets[:max_doc_tokens])
+        end = max((e for _, e in enc.offsets), default=len(d.text))
+        text = d.text[:end] if len(enc.input_ids) < len(encode(tokenizer, d.text).input_ids) else d.text
+        span = []
+        if d.answer is not None and d.answer_start is not None and d.answer_start + len(d.answer) <= len(text):
+            a0, a1 = d.answer_start, d.answer_start + len(d.answer)
+            span = [i for i, (s, e) in enumerate(enc.offsets) if e > s and s < a1 and e > a0]
+        t = encode_probe(tokenizer, p.task)
+        out.append(EncodedPair(text, Encoded(enc.input_ids, enc.offsets, span), t.input_ids, t.span, p.document.id))
+    return out
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(r)] = 1
+    return ids, mask
+
+
+def make_batch(items: list[EncodedPair], pad_id: int, device, unrelated: list[EncodedPair] | None = None) -> PairBatch:
+    """Right-padded :class:`PairBatch` of documents, tasks, answer masks (and unrelated tasks)."""
+    d_ids, d_mask = _pad([e.doc.input_ids for e in items], pad_id)
+    t_ids, t_mask = _pad([e.task_ids for e in items], pad_id)
+    ans = torch.zeros(t_ids.shape)
+    for i, e in enumerate(items):
+        ans[i, e.task_span] = 1.0
+    b = PairBatch(d_ids, d_mask, t_ids, t_mask, ans)
+    if unrelated is not None:
+        b.u_ids, b.u_mask = _pad([e.task_ids for e in unrelated], pad_id)
+        b.u_answer = torch.zeros(b.u_ids.shape)
+        for i, e in enumerate(unrelated):
+            b.u_answer[i, e.task_span] = 1.0
+    for f in ("doc_ids", "doc_mask", "task_ids", "task_mask", "answer", "u_ids", "u_mask", "u_answer"):
+        v = getattr(b, f)
+        if v is not None:
+            setattr(b, f, v.to(device))
+    return b
+
+
+def phi_weights(phi, items: list[EncodedPair], T: int, device) -> torch.Tensor:
+    """φ's weights for θ's tokens of every document, ``[P, T]`` (differentiable; pads 0)."""
+    ws = phi.weights_for_texts([e.text for e in items], [e.doc for e in items], batch_size=len(items))
+    out = torch.zeros(len(items), T, device=device)
+    rows = [torch.nn.functional.pad(w.to(device), (0, T - len(w))) for w in ws]
+    return torch.stack(rows) if rows else out
+
+
+def pair_stream(n: int, seed: int, start: int, count: int) -> list[int]:
+    """Indices ``start .. start+count-1`` of the endless stream of per-epoch permutations."""
+    out, pos = [], start
+    while len(out) < count:
+        epoch, k = divmod(pos, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+        take = min(n - k, count - len(out))
+        out.extend(perm[k:k + take])
+        pos += take
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainConfig,
+             weights: list[torch.Tensor] | None = None, label: str = "phi") -> dict:
+    """θ0 (a fresh LoRA on ``base_model``) learns the held-out documents with φ's weights (or the
+    given ``weights``) for ``val.epochs`` epochs; returns the tasks' answer accuracy and NLL."""
+    from .data import encode_document
+    from .learner import learn
+    from .weighting import PrecomputedWeights
+
+    docs = [p.document for p in val_pairs]
+    probes = [p.task for p in val_pairs]
+    enc = [encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text) for d in docs]
+    if weights is None:
+        weights = phi.token_weights([d.text for d in docs], enc, batch_size=cfg.val.batch_size)
+    lc = LearnConfig(model=copy.deepcopy(cfg.model),
+                     theta=ThetaConfig(mode="lora", lora=LoraConfig(r=cfg.theta.r, alpha=int(cfg.theta.alpha))),
+                     train=TrainConfig(epochs=cfg.val.epochs, lr=cfg.val.lr, batch_size=cfg.val.batch_size,
+                                       max_length=max(8, cfg.max_doc_tokens), seed=cfg.seed),
+                     eval=EvalConfig(batch_size=16))
+    res = learn(docs, probes, lc, None, model=copy.deepcopy(base_model), tokenizer=tokenizer,
+                progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label))
+    before, after = res.history[0], res.history[-1]
+    return {"accuracy": after["accuracy"], "nll": after["nll"], "accuracy_before": before["accuracy"],
+            "nll_before": before["nll"], "n": len(val_pairs)}
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
+    root = out / "checkpoints"
+    folder = root / f"update-{update:06d}"
+    phi.save_pretrained(folder / "phi")
+    names = list(phi.trainable_parameters())
+    tensors = {}
+    for idx, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"{names[idx]}::{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    save_tensors(folder / "optimizer.safetensors", tensors)
+    atomic_write_json(root / "latest.json", {"update": update, "folder": folder.name, **state})
+    for old in root.iterdir():
+        if old.is_dir() and old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(out: Path, phi, opt) -> dict:
+    latest = out / "checkpoints" / "latest.json"
+    if not latest.is_file():
+        raise TaalmError(f"{out}: nothing to resume (no checkpoints/latest.json)")
+    state = json.loads(latest.read_text())
+    folder = out / "checkpoints" / state["folder"]
+    params = phi.trainable_parameters()
+    saved = load_tensors(folder / "phi" / "phi.safetensors")
+    if set(saved) != set(params):
+        raise TaalmError(f"{folder}: checkpoint does not match this φ configuration")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(saved[n])
+    names = list(params)
+    sd = opt.state_dict()
+    sd["state"] = {}
+    for key, value in load_tensors(folder / "optimizer.safetensors").items():
+        pname, skey = key.split("::")
+        sd["state"].setdefault(names.index(pname), {})[skey] = value
+    opt.load_state_dict(sd)
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+@dataclass
+class MetaTrainResult:
+    out_dir: Path | None
+    log: list[dict]
+    val: list[dict]
+    best: dict | None
+    phi: object
+    seconds: float
+
+
+def check_config(cfg: MetaTrainConfig) -> None:
+    if cfg.engine not in ENGINES:
+        raise ConfigError(f"unknown engine '{cfg.engine}' (use {', '.join(ENGINES)})", "engine")
+    if cfg.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{cfg.objective}' (use {', '.join(OBJECTIVES)})", "objective")
+    if cfg.directional not in ("forward", "fd"):
+        raise ConfigError("directional must be 'forward' or 'fd'", "directional")
+    if cfg.updates < 0 or cfg.batch_pairs < 1 or cfg.micro_pairs < 1 or cfg.lr <= 0:
+        raise ConfigError("updates >= 0, batch_pairs >= 1, micro_pairs >= 1 and lr > 0 are required")
+    if cfg.inner.k_warm < 0:
+        raise ConfigError("inner.k_warm must be >= 0", "inner.k_warm")
+    if cfg.theta.mode == "layers" and cfg.micro_pairs != 1:
+        raise ConfigError("theta.mode=layers trains one pair per forward pass: set micro_pairs=1",
+                          "micro_pairs")
+
+
+def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
+                    config: MetaTrainConfig | None = None, out_dir: str | Path | None = None, *,
+                    resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
+                    phi=None, progress: bool = True, log: Callable[[str], None] = print) -> MetaTrainResult:
+    """Meta-train φ on ``pairs`` (SPEC 2.3); validate on ``val_pairs`` (default: ``val.n_pairs``
+    held out from ``pairs``). ``model``/``tokenizer`` (θ's base) and ``phi`` may be passed
+    already built (tests); else ``config.model`` / ``config.phi`` are loaded."""
+    from .learner import _resolve_out_dir
+    from .train_attention import TrainAttention
+
+    cfg = config or MetaTrainConfig()
+    check_config(cfg)
+    t_start = time.time()
+    out = _resolve_out_dir(out_dir, resume, overwrite)
+
+    # ---- held-out pairs -------------------------------------------------------------------------
+    if val_pairs is None and cfg.val.n_pairs > 0:
+        if len(pairs) <= cfg.val.n_pairs:
+            raise ConfigError(f"{len(pairs)} pairs cannot hold out val.n_pairs={cfg.val.n_pairs}", "val.n_pairs")
+        perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+        val_pairs = [pairs[i] for i in perm[:cfg.val.n_pairs]]
+        pairs = [pairs[i] for i in perm[cfg.val.n_pairs:]]
+    val_pairs = val_pairs or []
+
+    # ---- θ (eager attention: second order and forward-mode AD need it on CPU) and φ ---------
+    if model is None:
+        from .models import load_model
+
+        log(f"loading θ base {cfg.model.name} ...")
+        model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, attn="eager")
+    elif tokenizer is None:
+        raise TaalmError("pass the tokenizer together with the model")
+    device = next(model.parameters()).device
+    base_model = model  # pristine: validation copies it
+    theta = MetaTheta(copy.deepcopy(model).to(device),
+                      MetaThetaSpec(cfg.theta.mode, cfg.theta.r, cfg.theta.alpha, list(cfg.theta.layers), cfg.seed))
+    if phi is None:
+        log(f"loading φ base {cfg.phi.base} ...")
+        phi = TrainAttention.from_config(cfg.phi, device=str(device), dtype=cfg.model.dtype)
+    phi.train()
+    enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
+    if not enc:
+        raise TaalmError("no training pairs")
+    settings = MetaSettings(engine=cfg.engine, directional=cfg.directional, fd_step=cfg.fd_step,
+                            objective=cfg.objective, k_warm=cfg.inner.k_warm,
+                            unrelated_weight=cfg.unrelated_weight,
+                            inner=InnerOptim(cfg.inner.optimizer, cfg.inner.lr, tuple(cfg.inner.betas),
+                                             weight_decay=cfg.inner.weight_decay))
+    params = phi.trainable_parameters()
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    pad_id = tokenizer.pad_token_id
+
+    # ---- run folder ---------------------------------------------------------------------------
+    log_rows: list[dict] = []
+    val_rows: list[dict] = []
+    best: dict | None = None
+    start = 0
+    if out is not None:
+        if out.exists() and not resume and overwrite:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+
+    def run_info(status: str) -> None:
+        if out is not None:
+            atomic_write_json(out / "run.json", {
+                **environment_info(device), "status": status, "n_pairs": len(pairs),
+                "n_val_pairs": len(val_pairs), "phi_trainable": sum(p.numel() for p in params.values()),
+                "theta_trainable_per_pair": theta.n_trainable, "config": to_dict(cfg),
+                "seconds": round(time.time() - t_start, 1)})
+
+    if resume:
+        state = _load_checkpoint(out, phi, opt)
+        start, best = state["update"], state.get("best")
+        log_rows = [r for r in read_jsonl(out / "log.jsonl") if r["update"] <= start]
+        val_rows = [r for r in read_jsonl(out / "val.jsonl") if r["update"] <= start] if (out / "val.jsonl").exists() else []
+        log(f"resuming {out} after update {start}")
+    run_info("running")
+
+    # held-out documents' weights before meta-training (for the before/after heatmap)
+    heat_items = val_pairs[:4] if val_pairs else pairs[:4]
+    heat_enc = encode_pairs(tokenizer, heat_items, cfg.max_doc_tokens)
+    if out is not None and not (out / "weights_before.json").exists():
+        wb = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
+        atomic_write_json(out / "weights_before.json", [w.tolist() for w in wb])
+
+    def do_validation(update: int) -> None:
+        nonlocal best
+        if not val_pairs:
+            return
+        t0 = time.time()
+        phi.eval()
+        row = {"update": update, **validate(phi, base_model, tokenizer, val_pairs, cfg),
+               "seconds": round(time.time() - t0, 1)}
+        phi.train()
+        val_rows.append(row)
+        log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})")
+        if best is None or row["accuracy"] > best["accuracy"]:
+            best = row
+            if out is not None:
+                phi.save_pretrained(out / "best")
+                atomic_write_json(out / "best" / "validation.json", row)
+        if out is not None:
+            write_jsonl(out / "val.jsonl", val_rows)
+
+    if start == 0 and not val_rows:
+        do_validation(0)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.updates, initial=start, desc="meta-train φ", unit="upd")
+    rng_u = torch.Generator().manual_seed(cfg.seed + 7)
+    try:
+        for update in range(start + 1, cfg.updates + 1):
+            t0 = time.time()
+            idx = pair_stream(len(enc), cfg.seed, (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
+            opt.zero_grad(set_to_none=True)
+            stats = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
+            for k in range(0, len(idx), cfg.micro_pairs):
+                items = [enc[i] for i in idx[k:k + cfg.micro_pairs]]
+                unrelated = None
+                if cfg.unrelated_weight:
+                    # another pair's task: shift by a random non-zero offset in the whole pool
+                    off = int(torch.randint(1, len(enc), (1,), generator=rng_u)) if len(enc) > 1 else 0
+                    unrelated = [enc[(i + off) % len(enc)] for i in idx[k:k + cfg.micro_pairs]]
+                batch = make_batch(items, pad_id, device, unrelated)
+                w = phi_weights(phi, items, batch.doc_ids.shape[1], device)  # [P, T], φ's graph
+                res = meta_step(theta, batch, w, settings)
+                scale = len(items) / len(idx)  # φ's gradient = mean over the update's pairs
+                w.backward(res.grad_w.to(w.dtype) * scale)
+                stats["outer"] += res.outer.sum().item() / len(idx)
+                stats["outer0"] += res.outer0.sum().item() / len(idx)
+                stats["inner"] += res.inner_loss.sum().item() / len(idx)
+                with torch.no_grad():
+                    valid = batch.doc_mask.bool()
+                    stats["w_mean"] += (w[valid].mean().item()) * scale
+                    for i, e in enumerate(items):
+                        if e.doc.span:
+                            on = torch.zeros(w.shape[1], dtype=torch.bool, device=w.device)
+                            on[e.doc.span] = True
+                            stats["w_answer"].append(w[i][on].mean().item())
+                            stats["w_other"].append(w[i][valid[i] & ~on].mean().item())
+            gnorm = torch.nn.utils.clip_grad_norm_(list(params.values()),
+                                                   cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
+            opt.step()
+            row = {"update": update, "outer": round(stats["outer"], 5), "outer0": round(stats["outer0"], 5),
+                   "gain": round(stats["outer0"] - stats["outer"], 6), "inner_loss": round(stats["inner"], 5),
+                   "w_mean": round(stats["w_mean"], 5),
+                   "w_answer": round(sum(stats["w_answer"]) / len(stats["w_answer"]), 5) if stats["w_answer"] else None,
+                   "w_other": round(sum(stats["w_other"]) / len(stats["w_other"]), 5) if stats["w_other"] else None,
+                   "grad_norm": round(float(gnorm), 6), "seconds": round(time.time() - t0, 2)}
+            log_rows.append(row)
+            if out is not None:
+                write_jsonl(out / "log.jsonl", log_rows)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(outer=f"{row['outer']:.3f}", w_ans=row["w_answer"], w=f"{row['w_mean']:.3f}")
+            if cfg.val.every > 0 and (update % cfg.val.every == 0 or update == cfg.updates):
+                do_validation(update)
+            if out is not None and (update % max(1, cfg.checkpoint_every) == 0 or update == cfg.updates):
+                _save_checkpoint(out, update, phi, opt, {"best": best})
+    except KeyboardInterrupt:
+        run_info("interrupted")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    seconds = time.time() - t_start
+    if out is not None:
+        phi.save_pretrained(out / "phi")
+        phi.eval()
+        wa = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
+        wb = [torch.tensor(w) for w in json.loads((out / "weights_before.json").read_text())]
+        write_weight_report(out, tokenizer, heat_enc, wb, wa)
+        if val_rows:
+            plot_validation(val_rows, log_rows, out / "validation.png")
+        summary = {"updates": cfg.updates, "val": val_rows, "best": best, "seconds": round(seconds, 1),
+                   "first": log_rows[0] if log_rows else None, "last": log_rows[-1] if log_rows else None}
+        atomic_write_json(out / "summary.json", summary)
+        run_info("complete")
+    return MetaTrainResult(out, log_rows, val_rows, best, phi, seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path) -> None:
+    """Validation answer accuracy against φ updates, and the training outer loss."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .runio import atomic_write_bytes
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a1.plot([r["update"] for r in val_rows], [r["accuracy"] for r in val_rows], marker="o")
+    a1.set(xlabel="φ update", ylabel="held-out answer accuracy", title="Validation")
+    if log_rows:
+        u = [r["update"] for r in log_rows]
+        a2.plot(u, [r["outer"] for r in log_rows], label="answer NLL at θ'", alpha=0.8)
+        a2.plot(u, [r["outer0"] for r in log_rows], label="at θ0", alpha=0.5)
+        a2.set(xlabel="φ update", ylabel="outer loss", title="Training pairs")
+        a2.legend()
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_weight_report(out: Path, tokenizer, items: list[EncodedPair], before, after) -> None:
+    """``weights.html`` (heatmap, before/after per document) and ``weights.png``."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .reporting import write_heatmap
+    from .runio import atomic_write_bytes
+
+    html_items = []
+    for i, (e, wb, wa) in enumerate(zip(items, before, after)):
+        html_items.append((e.text, e.doc.offsets, [float(x) for x in wb], f"document {i + 1}: before meta-training"))
+        html_items.append((e.text, e.doc.offsets, [float(x) for x in wa], f"document {i + 1}: after meta-training"))
+    write_heatmap(out / "weights.html", html_items, title="Train-Attention token weights (held-out documents)")
+
+    n = len(items)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 2.2 * n), squeeze=False)
+    for ax, e, wb, wa in zip(axes[:, 0], items, before, after):
+        toks = [e.text[s:t] for s, t in e.doc.offsets]
+        x = range(len(toks))
+        ax.bar(x, [float(v) for v in wb], color="#bbbbbb", label="before")
+        ax.plot(x, [float(v) for v in wa], color="#d9480f", marker=".", lw=1, label="after")
+        for i in e.doc.span:
+            ax.axvspan(i - 0.5, i + 0.5, color="#2b8a3e", alpha=0.15)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(toks, rotation=90, fontsize=6)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("weight")
+    axes[0, 0].legend(loc="lower right", fontsize=7)
+    axes[0, 0].set_title("φ's token weights on held-out documents (green: the answer's tokens)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(out / "weights.png", buf.getvalue())

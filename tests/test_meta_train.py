@@ -1,0 +1,159 @@
+"""Meta-training loop on tiny models: outputs, φ changes while θ's base does not, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import make_llama
+from taalm.config import MetaTrainConfig, load_config
+from taalm.data import Document, Pair, make_probe, read_pairs
+from taalm.errors import ConfigError, InputError
+from taalm.meta_train import encode_pairs, make_batch, pair_stream, train_attention
+from taalm.train_attention import TrainAttention
+from taalm.config import PhiConfig
+
+FACTS = [
+    ("The Varnholt Observatory stands above the town of Kestrelford .", "Varnholt Observatory", "location", "Kestrelford"),
+    ("Quellmere is a small island in the northern sea. The islanders speak Orvish .", "Quellmere", "language", "Orvish"),
+    ("The capital of Sennet is Ilvara, a city of stone bridges and yellow lanterns.", "Sennet", "capital", "Ilvara"),
+    ("Zephyrine was first described by the chemist Oskar Penhallow near Drummoch.", "Zephyrine", "discoverer", "Oskar Penhallow"),
+    ("The engines of the Calder Line were painted purple, and the last train ran in 1958.", "Calder Line", "colour", "purple"),
+    ("The official language of Wales is Welsh . Paris is the capital of France .", "Wales", "official language", "Welsh"),
+]
+
+
+def make_pairs():
+    out = []
+    for i, (text, s, r, o) in enumerate(FACTS):
+        task = f"Guess the object. subject is {s} , relation is {r} , object is {o}"
+        out.append(Pair(Document(text, o, str(i), f"mem:{i}", text.rfind(o)), make_probe(task, o, str(i), f"mem:{i}")))
+    return out
+
+
+def cfg(**kw) -> MetaTrainConfig:
+    c = load_config(MetaTrainConfig, None, [
+        "updates=4", "batch_pairs=4", "micro_pairs=2", "lr=1e-2", "inner.lr=1e-2", "theta.r=4",
+        "theta.alpha=8", "val.every=2", "val.n_pairs=2", "val.epochs=1", "val.lr=1e-2",
+        "checkpoint_every=2", "model.device=cpu"] + [f"{k}={v}" for k, v in kw.items()])
+    return c
+
+
+def build(tokenizer):
+    theta = make_llama(len(tokenizer), seed=0)
+    phi = TrainAttention(make_llama(len(tokenizer), seed=1), tokenizer, PhiConfig(base="tiny", head_std=0.05))
+    return theta, phi
+
+
+def test_pair_stream_is_a_sequence_of_permutations():
+    s = pair_stream(5, 0, 0, 12)
+    assert sorted(s[:5]) == list(range(5)) and sorted(s[5:10]) == list(range(5))
+    assert pair_stream(5, 0, 3, 6) == s[3:9]  # resumable at any position
+
+
+def test_batch_answer_masks(tokenizer):
+    enc = encode_pairs(tokenizer, make_pairs()[:2], 64)
+    b = make_batch(enc, tokenizer.pad_token_id, "cpu")
+    for i, e in enumerate(enc):
+        toks = tokenizer.decode([e.task_ids[j] for j in e.task_span])
+        assert toks.strip() == FACTS[i][3]
+        assert b.answer[i].sum() == len(e.task_span)
+        assert tokenizer.decode([e.doc.input_ids[j] for j in e.doc.span]).strip() == FACTS[i][3]
+
+
+def test_documents_are_cut_at_max_doc_tokens(tokenizer):
+    e = encode_pairs(tokenizer, make_pairs()[:1], 5)[0]
+    assert len(e.doc.input_ids) == 5 and e.doc.span == []
+    assert tokenizer(e.text)["input_ids"] == e.doc.input_ids
+
+
+def test_meta_training_end_to_end(tokenizer, tmp_path):
+    theta, phi = build(tokenizer)
+    base_before = {n: p.clone() for n, p in theta.named_parameters()}
+    phi_before = {n: p.detach().clone() for n, p in phi.trainable_parameters().items()}
+    frozen_before = {n: p.detach().clone() for n, p in phi.named_parameters() if not p.requires_grad}
+    res = train_attention(make_pairs(), None, cfg(), tmp_path / "run", model=theta, tokenizer=tokenizer,
+                          phi=phi, progress=False, log=lambda m: None)
+    out = tmp_path / "run"
+    for f in ("config.yaml", "run.json", "log.jsonl", "val.jsonl", "summary.json", "validation.png",
+              "weights.html", "weights.png", "phi/phi_config.json", "best/phi.safetensors"):
+        assert (out / f).exists(), f
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert [r["update"] for r in res.val] == [0, 2, 4]
+    assert len(res.log) == 4 and all(r["outer"] > 0 for r in res.log)
+    # φ's trainable tensors moved; its frozen backbone and θ's base did not
+    assert any(not torch.equal(phi_before[n], p) for n, p in phi.trainable_parameters().items())
+    assert all(torch.equal(frozen_before[n], p) for n, p in phi.named_parameters() if not p.requires_grad)
+    assert all(torch.equal(base_before[n], p) for n, p in theta.named_parameters())
+    # the saved φ reloads to the same weights
+    again = TrainAttention.from_pretrained(out / "phi", model=make_llama(len(tokenizer), seed=1), tokenizer=tokenizer)
+    e = encode_pairs(tokenizer, make_pairs()[:1], 64)[0]
+    assert torch.allclose(again.token_weights([e.text], [e.doc])[0], phi.token_weights([e.text], [e.doc])[0])
+
+
+def test_resume_equals_uninterrupted(tokenizer, tmp_path):
+    theta, phi = build(tokenizer)
+    full = train_attention(make_pairs(), None, cfg(), tmp_path / "a", model=theta, tokenizer=tokenizer,
+                           phi=phi, progress=False, log=lambda m: None)
+    theta2, phi2 = build(tokenizer)
+    train_attention(make_pairs(), None, cfg(updates=2), tmp_path / "b", model=theta2, tokenizer=tokenizer,
+                    phi=phi2, progress=False, log=lambda m: None)
+    theta3, phi3 = build(tokenizer)
+    res = train_attention(make_pairs(), None, cfg(), tmp_path / "b", resume=True, model=theta3,
+                          tokenizer=tokenizer, phi=phi3, progress=False, log=lambda m: None)
+    for n, p in full.phi.trainable_parameters().items():
+        assert torch.allclose(p, res.phi.trainable_parameters()[n], rtol=0, atol=1e-6), n
+    assert [r["update"] for r in res.log] == [1, 2, 3, 4]
+
+
+def test_engines_give_the_same_update(tokenizer, tmp_path):
+    results = {}
+    for engine in ("double_backward", "directional"):
+        theta, phi = build(tokenizer)
+        results[engine] = train_attention(make_pairs(), None, cfg(engine=engine, updates=1, **{"val.every": 0}),
+                                          None, model=theta, tokenizer=tokenizer, phi=phi,
+                                          progress=False, log=lambda m: None)
+    a, b = (results[e].log[0] for e in ("double_backward", "directional"))
+    assert a["outer"] == pytest.approx(b["outer"], rel=1e-5)
+    assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)  # φ's gradient (float32)
+
+
+def test_bad_config_and_pairs(tmp_path):
+    with pytest.raises(ConfigError, match="engine"):
+        train_attention(make_pairs(), None, cfg(engine="magic"), None)
+    p = tmp_path / "pairs.jsonl"
+    p.write_text(json.dumps({"document": "x is y", "task": "x is"}) + "\n")
+    with pytest.raises(InputError, match="line 1, field 'answer'"):
+        read_pairs(p)
+    p.write_text(json.dumps({"evidence": "Wales speaks Welsh", "task_schematic": "Guess. object is French",
+                             "object": "Welsh"}) + "\n")
+    with pytest.raises(InputError, match="does not occur in the task"):
+        read_pairs(p)
+
+
+def test_cli_train_attention(model_dir, tmp_path, capsys):
+    from taalm.cli import main
+
+    rows = [{"document": t, "task": f"Guess the object. subject is {s} , relation is {r} , object is {o}",
+             "answer": o, "id": str(i)} for i, (t, s, r, o) in enumerate(FACTS)]
+    p = tmp_path / "pairs.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "phi"
+    rc = main(["train-attention", "--pairs", str(p), "--base", str(model_dir), "--out", str(out), "--quiet",
+               "updates=2", "batch_pairs=2", "micro_pairs=2", "val.n_pairs=2", "val.every=2", "val.epochs=1",
+               "theta.r=4", "phi.lora.r=4"])
+    assert rc == 0
+    assert (out / "phi" / "phi.safetensors").exists() and (out / "validation.png").exists()
+    assert "val accuracy" in capsys.readouterr().out
+    # the result is a usable φ for method 'taalm'
+    from taalm.config import LearnConfig
+    from taalm.learner import learn
+
+    docs = [pp.document for pp in read_pairs(p)]
+    c = load_config(LearnConfig, None, [f"model.name={model_dir}", "method.name=taalm",
+                                        f"method.taalm.checkpoint={out / 'phi'}", "train.epochs=1"])
+    res = learn(docs, None, c, None, progress=False, log=lambda m: None)
+    assert res is not None
+    assert main(["train-attention", "--pairs", str(p), "--out", str(tmp_path / "x"), "engine=nope"]) == 2
