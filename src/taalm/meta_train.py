@@ -340,6 +340,8 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
         for update in range(start + 1, cfg.updates + 1):
             t0 = time.time()
             idx = pair_stream(len(enc), cfg.seed, (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
+            # similar lengths share a forward pass (less padding); the update's mean is unchanged
+            idx.sort(key=lambda i: len(enc[i].doc.input_ids))
             opt.zero_grad(set_to_none=True)
             stats = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
             for k in range(0, len(idx), cfg.micro_pairs):
