@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the registered weighting methods")
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
+    p.add_argument("--for", dest="schema", default="learn", choices=["learn", "train-attention"],
+                   help="which command's configuration (default: learn)")
     _add_config_args(p)
     return parser
 
@@ -283,9 +285,10 @@ def cmd_methods(args) -> int:
 def cmd_config(args) -> int:
     import yaml
 
-    from .config import LearnConfig, load_config, to_dict
+    from .config import LearnConfig, MetaTrainConfig, load_config, to_dict
 
-    print(yaml.safe_dump(to_dict(load_config(LearnConfig, args.config, _overrides(args))), sort_keys=False), end="")
+    cls = MetaTrainConfig if getattr(args, "schema", "learn") == "train-attention" else LearnConfig
+    print(yaml.safe_dump(to_dict(load_config(cls, args.config, _overrides(args))), sort_keys=False), end="")
     return 0
 
 

@@ -45,6 +45,8 @@ class LearnResult:
     train_seconds: float = 0.0
     steps: int = 0
     info: dict = field(default_factory=dict)
+    prepare_seconds: float = 0.0  # the method's one-off preparation (φ scoring, RHO-1 reference)
+    epoch_seconds: list[float] = field(default_factory=list)  # training time of each epoch run here
 
     @property
     def before(self) -> dict | None:
@@ -221,11 +223,14 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     # ---- weights that do not depend on θ: once per document ---------------------------------
     # (before a resumed checkpoint is loaded: θ is still θ0 here, as RHO-1's reference needs)
     static_weights: list[torch.Tensor] | None = None
+    t_prepare = time.time()
     method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size,
                                   documents=documents))
     if not method.dynamic:
         doc_weights = [method.document_weights(i, e) for i, e in enumerate(encoded)]
         static_weights = [doc_weights[w.doc_index][w.start:w.start + len(w.input_ids)] for w in windows]
+    prepare_seconds = time.time() - t_prepare
+    epoch_seconds: list[float] = []
 
     def evaluate(epoch: int) -> dict | None:
         if not probes:
@@ -302,7 +307,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
                                    "tokens": n_tok, "mean_weight": w_sum / max(n_tok, 1)})
                 if progress:
                     bar.set_postfix(loss=f"{step_loss:.3f}")
-            train_seconds += time.time() - t_epoch
+            epoch_seconds.append(time.time() - t_epoch)
+            train_seconds += epoch_seconds[-1]
             metrics.extend(epoch_rows)
             row = evaluate(epoch) if (cfg.eval.every_epoch or epoch == tc.epochs) else None
             if row:
@@ -317,7 +323,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
                 if epoch % max(tc.checkpoint_every, 1) == 0 or epoch == tc.epochs:
                     _save_checkpoint(out, epoch, step, model, optimizer, history)
             for cb in callbacks:
-                cb({"event": "epoch", "epoch": epoch, "step": step, "eval": row, "loss": epoch_loss})
+                cb({"event": "epoch", "epoch": epoch, "step": step, "eval": row, "loss": epoch_loss,
+                    "seconds": epoch_seconds[-1]})
     except BaseException:  # killed or failed: say so in run.json; the checkpoint stays resumable
         if out is not None and (out / "run.json").is_file():
             info = json.loads((out / "run.json").read_text())
@@ -326,11 +333,13 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
         raise
     model.eval()
 
-    result = LearnResult(model, tokenizer, history, out, train_seconds, step)
+    result = LearnResult(model, tokenizer, history, out, train_seconds, step,
+                         prepare_seconds=prepare_seconds, epoch_seconds=epoch_seconds)
     if out is not None:
         saved = save_theta(model, tokenizer, out, cfg.theta.mode)
         summary = {"method": method.name, "epochs": tc.epochs, "steps": step,
-                   "train_seconds": round(train_seconds, 2), "history": history,
+                   "train_seconds": round(train_seconds, 2), "prepare_seconds": round(prepare_seconds, 2),
+                   "epoch_seconds": [round(x, 2) for x in epoch_seconds], "history": history,
                    "saved": str(saved.relative_to(out))}
         if history:
             summary.update(before=history[0], after=history[-1])
