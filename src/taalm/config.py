@@ -168,6 +168,7 @@ class ValidationConfig:
     epochs: int = 3  # CKL epochs on the held-out documents
     lr: float = 1e-3  # CKL lr (LoRA θ)
     batch_size: int = 8
+    references: bool = True  # also validate uniform (finetune) and oracle weights once, for scale
 
 
 @dataclass

@@ -326,6 +326,30 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
         if out is not None:
             write_jsonl(out / "val.jsonl", val_rows)
 
+    references: dict = {}
+    if out is not None and (out / "val_references.json").is_file():
+        references = json.loads((out / "val_references.json").read_text())
+    elif val_pairs and cfg.val.references:
+        # the same validation with uniform weights (= finetune) and oracle weights (1 on the
+        # answer's tokens in the document): where φ stands between the two
+        from .data import encode_document
+
+        for name in ("finetune", "oracle"):
+            ws = []
+            for p in val_pairs:
+                d = p.document
+                e = encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text)
+                w = torch.ones(len(e.input_ids)) if name == "finetune" else torch.zeros(len(e.input_ids))
+                if name == "oracle":
+                    w[e.span] = 1.0
+                ws.append(w)
+            t0 = time.time()
+            references[name] = {**validate(None, base_model, tokenizer, val_pairs, cfg, weights=ws, label=name),
+                                "seconds": round(time.time() - t0, 1)}
+            log(f"validation reference '{name}': answer accuracy {references[name]['accuracy']:.3f}")
+        if out is not None:
+            atomic_write_json(out / "val_references.json", references)
+
     if start == 0 and not val_rows:
         do_validation(0)
 
@@ -402,8 +426,9 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
         wb = [torch.tensor(w) for w in json.loads((out / "weights_before.json").read_text())]
         write_weight_report(out, tokenizer, heat_enc, wb, wa)
         if val_rows:
-            plot_validation(val_rows, log_rows, out / "validation.png")
-        summary = {"updates": cfg.updates, "val": val_rows, "best": best, "seconds": round(seconds, 1),
+            plot_validation(val_rows, log_rows, out / "validation.png", references)
+        summary = {"updates": cfg.updates, "val": val_rows, "best": best, "references": references,
+                   "seconds": round(seconds, 1),
                    "first": log_rows[0] if log_rows else None, "last": log_rows[-1] if log_rows else None}
         atomic_write_json(out / "summary.json", summary)
         run_info("complete")
@@ -413,7 +438,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
 # --------------------------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------------------------
-def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path) -> None:
+def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, references: dict | None = None) -> None:
     """Validation answer accuracy against φ updates, and the training outer loss."""
     import io
 
@@ -425,7 +450,10 @@ def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path) -> N
     from .runio import atomic_write_bytes
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.plot([r["update"] for r in val_rows], [r["accuracy"] for r in val_rows], marker="o")
+    a1.plot([r["update"] for r in val_rows], [r["accuracy"] for r in val_rows], marker="o", label="φ")
+    for (name, ref), color in zip((references or {}).items(), ("#868e96", "#2b8a3e")):
+        a1.axhline(ref["accuracy"], ls="--", color=color, label=f"{name} weights")
+    a1.legend(fontsize=8)
     a1.set(xlabel="φ update", ylabel="held-out answer accuracy", title="Validation")
     if log_rows:
         u = [r["update"] for r in log_rows]
