@@ -35,6 +35,9 @@ _LAZY = {
     "LearnConfig": "taalm.config",
     "load_config": "taalm.config",
     "run_demo": "taalm.demo",
+    "run_lama_ckl": "taalm.bench",
+    "register_benchmark": "taalm.bench",
+    "available_benchmarks": "taalm.bench",
     "TaalmError": "taalm.errors",
     "InputError": "taalm.errors",
 }

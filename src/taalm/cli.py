@@ -26,6 +26,8 @@ examples:
   taalm data tailor --model smollm2-135m --data ../shared/data/lama_ckl --out tailored/smollm2
   taalm train-attention --pairs tailored/smollm2/phi_pool.jsonl --base smollm2-135m --out runs/phi \
         updates=60 engine=directional
+  taalm bench lama-ckl --data tailored/smollm2 --methods finetune,rho1,oracle,random --size cpu \
+        --out runs/bench-cpu                   # To-Learn / Not-To-Forget curves per method
   taalm config                                 # print every configuration key with its default
 """
 
@@ -117,6 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)
+
+    p = sub.add_parser(
+        "bench", help="run a benchmark (lama-ckl: To-Learn and Not-To-Forget accuracy per method)",
+        description="LAMA-ckl (SPEC 2.5): for each method, from the same θ0, learn the To-Learn evidence "
+                    "for E epochs and evaluate To-Learn and Not-To-Forget probes before training and "
+                    "after every epoch; report Top Acc, Epoch, NF Acc, Total Knowledge. Writes "
+                    "OUT/<method>/result.json, results.md, curves.png, summary.json. A rerun skips "
+                    "finished methods and resumes an interrupted one.")
+    p.add_argument("benchmark", metavar="NAME", help="benchmark name (lama-ckl)")
+    p.add_argument("--methods", required=True, metavar="M1,M2",
+                   help="comma-separated weighting methods, e.g. finetune,rho1,oracle,random,taalm "
+                        "(taalm needs method.taalm.checkpoint=PHI)")
+    p.add_argument("--size", default="smoke", metavar="SIZE",
+                   help="preset: smoke (seconds), cpu (SmolLM2 on a 2-core CPU), paper (default: smoke)")
+    p.add_argument("--data", metavar="DIR", help="a `taalm data tailor` output folder (to_learn.jsonl and "
+                                                 "not_to_forget_<format>.jsonl)")
+    p.add_argument("--to-learn", metavar="FILE", help="To-Learn LAMA-ckl units (instead of --data)")
+    p.add_argument("--nf", metavar="FILE", help="Not-To-Forget LAMA-ckl units (instead of --data)")
+    p.add_argument("--probe-format", default="descriptive", choices=["descriptive", "schematic"],
+                   help="probe field task_descriptive (default) or task_schematic")
+    p.add_argument("--out", required=True, metavar="DIR", help="benchmark folder (reuse it to resume)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="overrides on top of the size preset, e.g. train.lr=1e-3 bench.n_to_learn=50")
 
     sub.add_parser("methods", help="list the registered weighting methods")
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
@@ -274,6 +300,28 @@ def cmd_train_attention(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import get_benchmark, lama_ckl_files
+
+    runner = get_benchmark(args.benchmark)
+    if args.data and (args.to_learn or args.nf):
+        raise TaalmError("give either --data DIR or --to-learn FILE --nf FILE, not both")
+    if args.data:
+        to_learn, nf = lama_ckl_files(args.data, args.probe_format)
+    elif args.to_learn and args.nf:
+        to_learn, nf = args.to_learn, args.nf
+    else:
+        raise TaalmError("say where the data is: --data DIR (from `taalm data tailor`) or "
+                         "--to-learn FILE --nf FILE")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    res = runner(to_learn, nf, methods, args.size, args.out, args.overrides or [],
+                 progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+                 probe_format=args.probe_format)
+    print(res["table"])
+    print(f"benchmark folder: {args.out}")
+    return 0
+
+
 def cmd_methods(args) -> int:
     from .weighting import describe_methods
 
@@ -293,7 +341,8 @@ def cmd_config(args) -> int:
 
 
 COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo": cmd_demo,
-            "data": cmd_data, "train-attention": cmd_train_attention, "methods": cmd_methods,
+            "data": cmd_data, "train-attention": cmd_train_attention, "bench": cmd_bench,
+            "methods": cmd_methods,
             "config": cmd_config}
 
 
@@ -316,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         hint = " (continue with --resume)" if args.command in ("learn", "train-attention") else ""
+        if args.command == "bench":
+            hint = " (run the same command again to resume)"
         print(f"taalm {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 

@@ -8,6 +8,13 @@ teacher-forced forward pass, and score
 A set's accuracy and NLL are the means over its probes. Batches are padded on the right by
 default; left padding gives the same numbers because we pass explicit ``position_ids`` (the
 count of real tokens before each position), so a token's position never depends on padding.
+
+Only the answer positions need logits. Where the model supports it (Hugging Face models of
+transformers >= 5 take ``logits_to_keep`` as a boolean ``[B, T]`` mask), the hidden states are
+gathered at those positions before the LM head, so no ``[B, T, V]`` logits tensor is built (the
+vocabulary projection and the log-softmax are most of an evaluation's cost for short probes).
+Models that ignore or reject the argument get the full computation; both give the same scores
+(tested).
 """
 
 from __future__ import annotations
@@ -61,11 +68,53 @@ def pad_batch(seqs: list[list[int]], pad_id: int, side: str = "right"):
     return ids, att, pos
 
 
+def _supports_logits_mask() -> bool:
+    """Does this transformers read a boolean ``[B, T]`` ``logits_to_keep`` (5.x)?"""
+    try:
+        from transformers import modeling_utils
+    except ImportError:  # pragma: no cover
+        return False
+    return hasattr(modeling_utils, "slice_logits_to_keep")
+
+
+def _answer_log_probs(model, ids, att, pos, prev: list[torch.Tensor], device, answer_logits_only: bool):
+    """Log-probabilities at the positions ``prev[b]`` of each row ``b``: a list of ``[A_b, V]``.
+
+    Returns ``(rows, used_mask)``; ``used_mask`` is False when the model computed all logits.
+    """
+    kwargs = dict(input_ids=ids.to(device), attention_mask=att.to(device), position_ids=pos.to(device))
+    if answer_logits_only:
+        keep = torch.zeros(ids.shape, dtype=torch.bool)
+        for b, t in enumerate(prev):
+            keep[b, t] = True
+        try:
+            logits = model(**kwargs, logits_to_keep=keep.to(device)).logits
+        except TypeError as e:  # the model's forward has no such argument
+            if "logits_to_keep" not in str(e):
+                raise
+            logits = None
+        if logits is not None and logits.dim() == 2 and logits.shape[0] == int(keep.sum()):
+            logp = torch.log_softmax(logits.float(), dim=-1)  # [N, V], rows in (b, t) order
+            return list(torch.split(logp, [len(t) for t in prev])), True
+        if logits is not None and logits.dim() == 3 and logits.shape[:2] == ids.shape:
+            answer_logits_only = False  # the argument was ignored: these are all the logits
+        else:
+            logits = model(**kwargs).logits
+    else:
+        logits = model(**kwargs).logits
+    logp = torch.log_softmax(logits.float(), dim=-1)  # [B, T, V]
+    return [logp[b, t.to(device)] for b, t in enumerate(prev)], False
+
+
 @torch.no_grad()
 def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
                     padding_side: str = "right", encoded: list[Encoded] | None = None,
-                    progress: bool = False, desc: str = "eval") -> EvalResult:
-    """Answer-token accuracy and NLL of ``model`` on ``probes`` (see the module docstring)."""
+                    progress: bool = False, desc: str = "eval", answer_logits_only: bool = True) -> EvalResult:
+    """Answer-token accuracy and NLL of ``model`` on ``probes`` (see the module docstring).
+
+    ``answer_logits_only``: compute logits only at the answer positions where the model allows
+    it (same scores, less work); False always computes every position's logits.
+    """
     if encoded is None:
         encoded = encode_probes(tokenizer, probes)
     device = next(model.parameters()).device
@@ -75,6 +124,7 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
     order = sorted(range(len(probes)), key=lambda i: -len(encoded[i].input_ids))
     scores: list[ProbeScore | None] = [None] * len(probes)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    use_mask = answer_logits_only and _supports_logits_mask()
     if progress:
         from tqdm.auto import tqdm
 
@@ -82,18 +132,16 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
     for idx in batches:
         seqs = [encoded[i].input_ids for i in idx]
         ids, att, pos = pad_batch(seqs, tokenizer.pad_token_id, padding_side)
-        logits = model(input_ids=ids.to(device), attention_mask=att.to(device),
-                       position_ids=pos.to(device)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)  # [B, T, V]
         T = ids.shape[1]
+        tgts = [torch.tensor(encoded[i].span) + (0 if padding_side == "right" else T - len(seqs[b]))
+                for b, i in enumerate(idx)]  # answer positions of each row, [A]
+        rows, use_mask = _answer_log_probs(model, ids, att, pos, [t - 1 for t in tgts], device, use_mask)
         for b, i in enumerate(idx):
-            shift = 0 if padding_side == "right" else T - len(seqs[b])
-            tgt = torch.tensor(encoded[i].span, device=device) + shift  # answer positions, [A]
-            gold = ids[b].to(device)[tgt]
-            lp = logp[b, tgt - 1]  # predictions for the answer tokens, [A, V]
+            gold = ids[b, tgts[b]].to(device)
+            lp = rows[b]  # predictions for the answer tokens, [A, V]
             acc = (lp.argmax(-1) == gold).float().mean().item()
             nll = (-lp.gather(1, gold[:, None]).squeeze(1)).mean().item()
-            scores[i] = ProbeScore(probes[i].id, acc, nll, len(tgt))
+            scores[i] = ProbeScore(probes[i].id, acc, nll, len(tgts[b]))
     model.train(was_training)
     n = len(probes)
     return EvalResult(sum(s.accuracy for s in scores) / n, sum(s.nll for s in scores) / n, n, scores)

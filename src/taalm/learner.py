@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import torch
 
@@ -137,6 +137,9 @@ def _load_checkpoint(out_dir: Path, model, optimizer) -> dict:
 # --------------------------------------------------------------------------------------------
 # The learner
 # --------------------------------------------------------------------------------------------
+_ROW_KEYS = frozenset({"epoch", "accuracy", "nll", "n", "seconds", "type"})  # taken in a history row
+
+
 def check_documents(documents: list[Document], method: WeightingMethod) -> None:
     if not documents:
         raise InputError("no documents to learn")
@@ -168,7 +171,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
           config: LearnConfig | None = None, out_dir: str | Path | None = None, *,
           resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
           progress: bool = True, callbacks: Iterable[Callable[[dict], None]] = (),
-          log: Callable[[str], None] = print, method: WeightingMethod | None = None) -> LearnResult:
+          log: Callable[[str], None] = print, method: WeightingMethod | None = None,
+          extra_probes: Mapping[str, list[Probe]] | None = None) -> LearnResult:
     """Train θ on ``documents`` with the configured weighting method; evaluate ``probes``.
 
     ``model``/``tokenizer`` may be passed already loaded (else ``config.model`` is loaded). A
@@ -178,6 +182,9 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     ``callbacks`` are called with an event dict after every epoch (``{"event": "epoch", ...}``).
     ``method`` (optional) is a ready weighting-method instance used instead of ``config.method``
     (e.g. :class:`~taalm.weighting.PrecomputedWeights`).
+    ``extra_probes`` (optional) are further named probe sets evaluated at the same points as
+    ``probes`` (e.g. ``{"nf": not_to_forget}``): each history row gets ``row[name] = {accuracy,
+    nll, n, seconds}``, kept in the checkpoints, so a resumed run keeps every set's curve.
     """
     cfg = config or LearnConfig()
     tc = cfg.train
@@ -186,6 +193,11 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
                          "train.lr > 0 are required")
     method = method if method is not None else get_method(cfg.method, seed=tc.seed)
     check_documents(documents, method)
+    extra = dict(extra_probes or {})
+    for name, ps in extra.items():
+        if not isinstance(name, str) or not name.isidentifier() or name in _ROW_KEYS or not ps:
+            raise TaalmError(f"extra probe set {name!r}: needs a non-empty list of probes and an "
+                             f"identifier name other than {', '.join(sorted(_ROW_KEYS))}")
     out = _resolve_out_dir(out_dir, resume, overwrite)
 
     # ---- θ0 and the data, all validated before anything is written --------------------------
@@ -199,6 +211,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     device = next(model.parameters()).device
     encoded, windows = prepare_windows(tokenizer, documents, tc.max_length, tc.stride)
     probe_enc = encode_probes(tokenizer, probes) if probes else None
+    extra_enc = {name: (ps, encode_probes(tokenizer, ps)) for name, ps in extra.items()}
 
     model = wrap_theta(model, cfg.theta, seed=tc.seed)
     n_train, n_total = count_parameters(model)
@@ -209,6 +222,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     def write_run_info(status: str) -> dict:
         info = {**environment_info(device), "status": status, "method": method.name,
                 "n_documents": len(documents), "n_windows": len(windows), "n_probes": len(probes or []),
+                **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),
                 "trainable_parameters": n_train, "total_parameters": n_total, "config": to_dict(cfg)}
         atomic_write_json(out / "run.json", info)
         return info
@@ -233,14 +247,23 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     epoch_seconds: list[float] = []
 
     def evaluate(epoch: int) -> dict | None:
-        if not probes:
+        if not probes and not extra:
             return None
-        t0 = time.time()
-        r: EvalResult = evaluate_probes(model, tokenizer, probes, cfg.eval.batch_size,
-                                        cfg.eval.padding_side, probe_enc, progress, f"eval {epoch}")
-        row = {"epoch": epoch, **r.summary(), "seconds": round(time.time() - t0, 3)}
-        if out is not None:
-            write_jsonl(out / "eval" / f"epoch-{epoch:04d}.jsonl", [vars(p) for p in r.per_probe])
+        row: dict = {"epoch": epoch}
+        if probes:
+            t0 = time.time()
+            r: EvalResult = evaluate_probes(model, tokenizer, probes, cfg.eval.batch_size,
+                                            cfg.eval.padding_side, probe_enc, progress, f"eval {epoch}")
+            row.update(**r.summary(), seconds=round(time.time() - t0, 3))
+            if out is not None:
+                write_jsonl(out / "eval" / f"epoch-{epoch:04d}.jsonl", [vars(p) for p in r.per_probe])
+        for name, (ps, enc) in extra_enc.items():
+            t0 = time.time()
+            r = evaluate_probes(model, tokenizer, ps, cfg.eval.batch_size, cfg.eval.padding_side, enc,
+                                progress, f"eval {name} {epoch}")
+            row[name] = {**r.summary(), "seconds": round(time.time() - t0, 3)}
+            if out is not None:
+                write_jsonl(out / "eval" / f"epoch-{epoch:04d}.{name}.jsonl", [vars(p) for p in r.per_probe])
         return row
 
     # ---- resume or start ---------------------------------------------------------------------
@@ -315,8 +338,11 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
                 history.append(row)
                 metrics.append({"type": "eval", **row})
             msg = f"epoch {epoch}: train loss {epoch_loss / max(len(groups), 1):.4f}"
-            if row:
+            if row and "accuracy" in row:
                 msg += f", probe accuracy {row['accuracy']:.3f}, answer NLL {row['nll']:.3f}"
+            for name in extra:
+                if row and name in row:
+                    msg += f", {name} accuracy {row[name]['accuracy']:.3f}"
             log(msg)
             if out is not None:
                 write_jsonl(out / "metrics.jsonl", metrics)
@@ -344,7 +370,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
         if history:
             summary.update(before=history[0], after=history[-1])
         atomic_write_json(out / "summary.json", summary)
-        if len(history) >= 2:
+        if len(history) >= 2 and "accuracy" in history[0]:
             from .reporting import plot_history
 
             plot_history({method.name: history}, out / "accuracy.png")
