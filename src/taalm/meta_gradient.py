@@ -58,7 +58,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, jvp
+import torch.autograd.forward_ad as fwAD
+from torch.func import functional_call
 
 from .errors import ConfigError
 from .loss import target_mask
@@ -267,7 +268,10 @@ def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     return torch.where(pos, torch.sqrt(torch.where(pos, x, torch.ones_like(x))), torch.zeros_like(x))
 
 
-def init_state(params: dict) -> dict:
+def init_state(params: dict, moments: bool = True) -> dict:
+    """Optimizer state: step count and (AdamW) zero moments; SGD needs no moments."""
+    if not moments:
+        return {"t": 0, "m": {}, "v": {}}
     return {"t": 0, "m": {n: torch.zeros_like(p) for n, p in params.items()},
             "v": {n: torch.zeros_like(p) for n, p in params.items()}}
 
@@ -317,6 +321,16 @@ def update_derivative(opt: InnerOptim, grads: dict, state: dict) -> dict:
     return out
 
 
+def _step_and_derivative(opt: InnerOptim, p: torch.Tensor, g: torch.Tensor, state: dict, name: str):
+    """θ' and U'(g) for one tensor, without keeping the new optimizer state (the directional
+    engine needs nothing else; same arithmetic as :func:`optim_step` / :func:`update_derivative`)."""
+    one = {name: p}
+    new, _ = optim_step(opt, one, {name: g}, {"t": state["t"], "m": {name: state["m"].get(name)},
+                                               "v": {name: state["v"].get(name)}} if opt.name == "adamw" else state)
+    return new[name], update_derivative(opt, {name: g}, {"t": state["t"], "m": {name: state["m"].get(name)},
+                                                         "v": {name: state["v"].get(name)}} if opt.name == "adamw" else state)[name]
+
+
 # --------------------------------------------------------------------------------------------
 # One meta-step
 # --------------------------------------------------------------------------------------------
@@ -344,7 +358,7 @@ class PairBatch:
 class MetaSettings:
     engine: str = "directional"  # directional | double_backward
     directional: str = "forward"  # forward (JVP) | fd (central finite differences)
-    fd_step: float = 1e-3  # fd: ‖h·v‖ per pair (parameter-space step length)
+    fd_step: float = 1e-2  # fd: ‖h·v‖ per pair (parameter-space step length; 1e-2 suits float32)
     objective: str = "answer_nll"
     k_warm: int = 1
     unrelated_weight: float = 0.0  # λ_U; needs the batch's unrelated task
@@ -408,7 +422,7 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
     w = w.detach().to(theta.init[next(iter(theta.init))].dtype)
     params = params0 if params0 is not None else theta.pairs(P)
     ref = _reference_losses(theta, params, batch, s)
-    state = init_state(params)
+    state = init_state(params, moments=s.inner.name == "adamw")
 
     def doc_loss(p, weights):
         lg = theta.logits(p, batch.doc_ids, batch.doc_mask)
@@ -420,10 +434,12 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
     ww = w if warm_weights is None else warm_weights.detach().to(w.dtype)
     for _ in range(s.k_warm):
         p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
-        L, *_ = doc_loss(p, ww)
+        L = doc_loss(p, ww)[0]
         g = _grads(L.sum(), p)  # Σ over pairs: every pair's θ gets its own gradient
+        del L
         with torch.no_grad():
             params, state = optim_step(s.inner, p, g, state)
+        del p, g
 
     with torch.no_grad():
         outer0 = (outer_objective("answer_nll", per_token_nll(
@@ -442,25 +458,41 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
         return MetaStepResult(grad_w.detach(), outer.detach(), outer0, L.detach())
 
     # ---- directional: (★) ------------------------------------------------------------------------
-    L, logits, losses, m = doc_loss(p, w)
-    g = _grads(L.sum(), p)
+    # Memory matters here (P copies of θ): every per-pair tensor is freed as soon as it is used.
+    L, logits, _, m = doc_loss(p, w)
+    g = _grads(L.sum(), p)  # frees the inner graph
+    L = L.detach()
     with torch.no_grad():
         dldh = None
         if s.directional == "forward":
             dldh = _dloss_dhidden(logits, batch.doc_ids, theta.head.weight)  # [P, T, H]
         del logits
-        p_new, _ = optim_step(s.inner, p, g, state)
-        Up = update_derivative(s.inner, g, state)
+        p0 = {n: t.detach() for n, t in p.items()}
+        p_new, Up, structural_zero = {}, {}, {}
+        for n in list(g):
+            gn = g.pop(n)
+            if s.directional == "fd":
+                structural_zero[n] = gn == 0
+            p_new[n], Up[n] = _step_and_derivative(s.inner, p0[n], gn, state, n)
+        del state
     p_new = {n: t.requires_grad_(True) for n, t in p_new.items()}
     outer = _task_terms(theta, p_new, batch, s, ref)
     go = _grads(outer.mean(), p_new)
+    del p_new
     with torch.no_grad():
-        v = {n: go[n] * Up[n] for n in p}
-        p0 = {n: t.detach() for n, t in p.items()}
+        v = {}
+        for n in list(go):
+            v[n] = go.pop(n).mul_(Up.pop(n))  # v = ∇θ'O ⊙ U'(g)
         if s.directional == "forward":
-            _, hdot = jvp(lambda q: theta.hidden(q, batch.doc_ids, batch.doc_mask), (p0,), (v,))
+            hdot = _jvp_hidden(theta, p0, v, batch)
             d = F.pad((dldh[:, :-1] * hdot[:, :-1].to(dldh.dtype)).sum(-1), (1, 0))  # [P, T]
+            del hdot, dldh
         elif s.directional == "fd":
+            # Entries whose gradient is exactly 0 (LoRA A while B = 0: every ∇_A ℓ_i is 0) add
+            # nothing to d, but Adam's U' there is lr/ε-sized and would swamp the step length;
+            # they are left out of the finite-difference direction.
+            for n in v:
+                v[n].masked_fill_(structural_zero.pop(n), 0.0)
             d = _fd_directional(theta, p0, v, batch, s.fd_step)
         else:
             raise ConfigError(f"unknown directional mode '{s.directional}' (forward | fd)")
@@ -469,7 +501,16 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
         S = mw.sum(1, keepdim=True).clamp_min(1e-8)
         vg = (mw * d).sum(1, keepdim=True) / S  # ⟨v, g⟩ per pair
         grad_w = -m.to(d.dtype) * (d - vg) / S
-    return MetaStepResult(grad_w, outer.detach(), outer0, L.detach())
+    return MetaStepResult(grad_w, outer.detach(), outer0, L)
+
+
+def _jvp_hidden(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch) -> torch.Tensor:
+    """Tangent of the backbone's last hidden states at θ = ``p0`` in direction ``v``
+    (forward-mode AD with dual tensors; no graph is recorded)."""
+    with fwAD.dual_level():
+        dual = {n: fwAD.make_dual(p0[n], v[n]) for n in p0}
+        h = theta.hidden(dual, batch.doc_ids, batch.doc_mask)
+        return fwAD.unpack_dual(h).tangent
 
 
 def _dloss_dhidden(logits: torch.Tensor, input_ids: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:

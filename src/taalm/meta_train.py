@@ -22,6 +22,7 @@ Output folder: ``config.yaml``, ``run.json``, ``log.jsonl`` (one row per update)
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import shutil
@@ -146,6 +147,8 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
     res = learn(docs, probes, lc, None, model=copy.deepcopy(base_model), tokenizer=tokenizer,
                 progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label))
     before, after = res.history[0], res.history[-1]
+    del res
+    gc.collect()  # the validation copy of θ (peft wraps it in reference cycles) goes now, not later
     return {"accuracy": after["accuracy"], "nll": after["nll"], "accuracy_before": before["accuracy"],
             "nll_before": before["nll"], "n": len(val_pairs)}
 
