@@ -281,6 +281,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     val_rows: list[dict] = []
     best: dict | None = None
     start = 0
+    elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
     if out is not None:
         if out.exists() and not resume and overwrite:
             shutil.rmtree(out)
@@ -293,13 +294,16 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
                 **environment_info(device), "status": status, "n_pairs": len(pairs),
                 "n_val_pairs": len(val_pairs), "phi_trainable": sum(p.numel() for p in params.values()),
                 "theta_trainable_per_pair": theta.n_trainable, "config": to_dict(cfg),
-                "seconds": round(time.time() - t_start, 1)})
+                "seconds": round(elapsed_before + time.time() - t_start, 1)})
 
     if resume:
         state = _load_checkpoint(out, phi, opt)
         start, best = state["update"], state.get("best")
+        elapsed_before = float(state.get("seconds", 0.0))
         log_rows = [r for r in read_jsonl(out / "log.jsonl") if r["update"] <= start]
         val_rows = [r for r in read_jsonl(out / "val.jsonl") if r["update"] <= start] if (out / "val.jsonl").exists() else []
+        write_jsonl(out / "log.jsonl", log_rows)  # drop rows past the checkpoint: they are redone
+        write_jsonl(out / "val.jsonl", val_rows)
         log(f"resuming {out} after update {start}")
     run_info("running")
 
@@ -413,7 +417,8 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
             if cfg.val.every > 0 and (update % cfg.val.every == 0 or update == cfg.updates):
                 do_validation(update)
             if out is not None and (update % max(1, cfg.checkpoint_every) == 0 or update == cfg.updates):
-                _save_checkpoint(out, update, phi, opt, {"best": best})
+                _save_checkpoint(out, update, phi, opt,
+                                 {"best": best, "seconds": round(elapsed_before + time.time() - t_start, 1)})
     except KeyboardInterrupt:
         run_info("interrupted")
         raise
@@ -421,7 +426,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
         if bar is not None:
             bar.close()
 
-    seconds = time.time() - t_start
+    seconds = elapsed_before + time.time() - t_start
     if out is not None:
         phi.save_pretrained(out / "phi")
         phi.eval()
