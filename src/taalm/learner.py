@@ -84,18 +84,33 @@ def micro_batches(windows: list[Window], order: list[int], batch_size: int,
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
+def save_optimizer_state(path: Path, optimizer, names: list[str]) -> None:
+    """An optimizer's per-parameter state as safetensors, keyed ``<param name>::<state key>``
+    (``names`` in the optimizer's parameter order); no pickle."""
+    tensors = {}
+    for idx, st in optimizer.state_dict()["state"].items():
+        for key, value in st.items():
+            tensors[f"{names[idx]}::{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    save_tensors(path, tensors)
+
+
+def load_optimizer_state(path: Path, optimizer, names: list[str]) -> None:
+    """Inverse of :func:`save_optimizer_state`."""
+    sd = optimizer.state_dict()
+    sd["state"] = {}
+    for key, value in load_tensors(path).items():
+        pname, skey = key.split("::")
+        sd["state"].setdefault(names.index(pname), {})[skey] = value
+    optimizer.load_state_dict(sd)
+
+
 def _save_checkpoint(out_dir: Path, epoch: int, step: int, model, optimizer, history: list[dict]) -> None:
     ckpt_root = out_dir / "checkpoints"
     name = f"epoch-{epoch:04d}"
     folder = ckpt_root / name
     params = trainable_parameters(model)
     save_tensors(folder / "trainable.safetensors", params)
-    names = list(params)
-    opt_tensors = {}
-    for idx, st in optimizer.state_dict()["state"].items():
-        for key, value in st.items():
-            opt_tensors[f"{names[idx]}::{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    save_tensors(folder / "optimizer.safetensors", opt_tensors)
+    save_optimizer_state(folder / "optimizer.safetensors", optimizer, list(params))
     # the pointer is written last: a checkpoint exists only once it is complete
     atomic_write_json(ckpt_root / "latest.json",
                       {"epoch": epoch, "step": step, "folder": name, "history": history})
@@ -123,14 +138,7 @@ def _load_checkpoint(out_dir: Path, model, optimizer) -> dict:
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(saved[n])
-    opt_saved = load_tensors(folder / "optimizer.safetensors")
-    names = list(params)
-    sd = optimizer.state_dict()
-    sd["state"] = {}
-    for key, value in opt_saved.items():
-        pname, skey = key.split("::")
-        sd["state"].setdefault(names.index(pname), {})[skey] = value
-    optimizer.load_state_dict(sd)
+    load_optimizer_state(folder / "optimizer.safetensors", optimizer, list(params))
     return state
 
 

@@ -62,7 +62,7 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
 from .errors import ConfigError
-from .loss import target_mask
+from .loss import token_losses
 
 OBJECTIVES = ("answer_nll", "change3", "change2")
 ENGINES = ("directional", "double_backward")
@@ -204,15 +204,9 @@ def _decoder_layers(backbone) -> list[tuple[str, torch.nn.Module]]:
 # Losses
 # --------------------------------------------------------------------------------------------
 def per_token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """ℓ_t aligned with the tokens ``[P, T]`` (0 where invalid) and the mask m ``[P, T]``."""
-    P, T, V = logits.shape
-    lg = logits[:, :-1]
-    if lg.dtype in (torch.float16, torch.bfloat16):
-        lg = lg.float()
-    nll = F.cross_entropy(lg.reshape(-1, V), input_ids[:, 1:].reshape(-1), reduction="none").view(P, T - 1)
-    m = target_mask(attention_mask, input_ids)
-    losses = F.pad(nll, (1, 0)) * m
-    return losses, m
+    """ℓ_t aligned with the tokens ``[P, T]`` (0 where invalid) and the mask m ``[P, T]``
+    (:func:`taalm.loss.token_losses`)."""
+    return token_losses(logits, input_ids, attention_mask)
 
 
 def weighted_per_pair(losses: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,7 +39,8 @@ from .data import Encoded, Pair, encode, encode_probe
 from .errors import ConfigError, TaalmError
 from .meta_gradient import (ENGINES, OBJECTIVES, InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
                             PairBatch, meta_step)
-from .runio import atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors, write_jsonl
+from .learner import load_optimizer_state, save_optimizer_state
+from .runio import atomic_write_json, environment_info, load_tensors, read_jsonl, write_jsonl
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,12 +161,7 @@ def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
     root = out / "checkpoints"
     folder = root / f"update-{update:06d}"
     phi.save_pretrained(folder / "phi")
-    names = list(phi.trainable_parameters())
-    tensors = {}
-    for idx, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"{names[idx]}::{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    save_tensors(folder / "optimizer.safetensors", tensors)
+    save_optimizer_state(folder / "optimizer.safetensors", opt, list(phi.trainable_parameters()))
     atomic_write_json(root / "latest.json", {"update": update, "folder": folder.name, **state})
     for old in root.iterdir():
         if old.is_dir() and old.name != folder.name:
@@ -185,13 +181,7 @@ def _load_checkpoint(out: Path, phi, opt) -> dict:
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(saved[n])
-    names = list(params)
-    sd = opt.state_dict()
-    sd["state"] = {}
-    for key, value in load_tensors(folder / "optimizer.safetensors").items():
-        pname, skey = key.split("::")
-        sd["state"].setdefault(names.index(pname), {})[skey] = value
-    opt.load_state_dict(sd)
+    load_optimizer_state(folder / "optimizer.safetensors", opt, list(params))
     return state
 
 
