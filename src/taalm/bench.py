@@ -298,14 +298,12 @@ def _fmt_time(seconds: float) -> str:
 
 def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "") -> None:
     """Two panels, To-Learn accuracy and NF accuracy against epoch, one line per method."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .runio import atomic_write_bytes
+    from .reporting import save_png
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, curve in curves.items():
@@ -320,10 +318,7 @@ def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = ""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------------------------

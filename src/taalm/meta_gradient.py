@@ -318,11 +318,9 @@ def update_derivative(opt: InnerOptim, grads: dict, state: dict) -> dict:
 def _step_and_derivative(opt: InnerOptim, p: torch.Tensor, g: torch.Tensor, state: dict, name: str):
     """θ' and U'(g) for one tensor, without keeping the new optimizer state (the directional
     engine needs nothing else; same arithmetic as :func:`optim_step` / :func:`update_derivative`)."""
-    one = {name: p}
-    new, _ = optim_step(opt, one, {name: g}, {"t": state["t"], "m": {name: state["m"].get(name)},
-                                               "v": {name: state["v"].get(name)}} if opt.name == "adamw" else state)
-    return new[name], update_derivative(opt, {name: g}, {"t": state["t"], "m": {name: state["m"].get(name)},
-                                                         "v": {name: state["v"].get(name)}} if opt.name == "adamw" else state)[name]
+    one = {"t": state["t"], "m": {name: state["m"].get(name)}, "v": {name: state["v"].get(name)}}
+    new, _ = optim_step(opt, {name: p}, {name: g}, one)
+    return new[name], update_derivative(opt, {name: g}, one)[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +413,7 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
     P = batch.P
     w = w.detach().to(theta.init[next(iter(theta.init))].dtype)
     params = params0 if params0 is not None else theta.pairs(P)
+    params_init = params  # θ0 (the warm-up builds new tensors)
     ref = _reference_losses(theta, params, batch, s)
     state = init_state(params, moments=s.inner.name == "adamw")
 
@@ -437,7 +436,7 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
 
     with torch.no_grad():
         outer0 = (outer_objective("answer_nll", per_token_nll(
-            theta.logits(theta.pairs(P) if params0 is None else params0, batch.task_ids, batch.task_mask),
+            theta.logits(params_init, batch.task_ids, batch.task_mask),
             batch.task_ids, batch.task_mask)[0], batch.answer)
             if s.objective == "answer_nll" else torch.zeros(P, dtype=w.dtype))
 

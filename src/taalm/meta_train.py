@@ -61,10 +61,10 @@ def encode_pairs(tokenizer, pairs: list[Pair], max_doc_tokens: int) -> list[Enco
     for p in pairs:
         d = p.document
         enc = encode(tokenizer, d.text)
+        text = d.text
         if len(enc.input_ids) > max_doc_tokens:
             enc = Encoded(enc.input_ids[:max_doc_tokens], enc.offsets[:max_doc_tokens])
-        end = max((e for _, e in enc.offsets), default=len(d.text))
-        text = d.text[:end] if len(enc.input_ids) < len(encode(tokenizer, d.text).input_ids) else d.text
+            text = d.text[:max((e for _, e in enc.offsets), default=len(d.text))]
         span = []
         if d.answer is not None and d.answer_start is not None and d.answer_start + len(d.answer) <= len(text):
             a0, a1 = d.answer_start, d.answer_start + len(d.answer)
@@ -438,14 +438,12 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
 # --------------------------------------------------------------------------------------------
 def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, references: dict | None = None) -> None:
     """Validation answer accuracy against φ updates, and the training outer loss."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .runio import atomic_write_bytes
+    from .reporting import save_png
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
     a1.plot([r["update"] for r in val_rows], [r["accuracy"] for r in val_rows], marker="o", label="φ")
@@ -462,23 +460,17 @@ def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, refe
     for a in (a1, a2):
         a.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 def write_weight_report(out: Path, tokenizer, items: list[EncodedPair], before, after) -> None:
     """``weights.html`` (heatmap, before/after per document) and ``weights.png``."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .reporting import write_heatmap
-    from .runio import atomic_write_bytes
+    from .reporting import save_png, write_heatmap
 
     html_items = []
     for i, (e, wb, wa) in enumerate(zip(items, before, after)):
@@ -502,7 +494,4 @@ def write_weight_report(out: Path, tokenizer, items: list[EncodedPair], before, 
     axes[0, 0].legend(loc="lower right", fontsize=7)
     axes[0, 0].set_title("φ's token weights on held-out documents (green: the answer's tokens)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(out / "weights.png", buf.getvalue())
+    save_png(fig, out / "weights.png", dpi=100)

@@ -33,14 +33,10 @@ def format_before_after(before: dict, after: dict, label: str = "probes") -> str
 
 def plot_history(curves: dict[str, list[dict]], path: str | Path, title: str = "Probe accuracy") -> None:
     """Accuracy (and answer NLL) against epoch, one line per method; written atomically as PNG."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .runio import atomic_write_bytes
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, hist in curves.items():
@@ -53,8 +49,19 @@ def plot_history(curves: dict[str, list[dict]], path: str | Path, title: str = "
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
+    save_png(fig, path, dpi=110)
+
+
+def save_png(fig, path: str | Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (temp file + rename) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .runio import atomic_write_bytes
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 

@@ -49,7 +49,7 @@ from typing import Callable
 from .data import _jsonl_rows, _read_lines, _string_field, encode_probe, make_probe
 from .errors import InputError, TaalmError
 from .evaluation import evaluate_probes
-from .runio import atomic_write_bytes, atomic_write_json, atomic_write_text, environment_info, read_jsonl, write_jsonl
+from .runio import atomic_write_json, atomic_write_text, environment_info, read_jsonl, write_jsonl
 
 SOURCES = ("variant", "invariant_descriptive", "invariant_schematic")
 FORMATS = ("task_descriptive", "task_schematic")
@@ -284,12 +284,12 @@ def _histogram(values: list[float]) -> dict:
 
 def plot_scores(hists: dict[str, dict], path: str | Path, title: str) -> None:
     """Histograms of unit scores, one panel per file (rows) and format (columns); PNG, atomic."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .reporting import save_png
 
     fig, axes = plt.subplots(len(SOURCES), len(FORMATS), figsize=(9, 7.5), squeeze=False)
     for i, src in enumerate(SOURCES):
@@ -311,10 +311,7 @@ def plot_scores(hists: dict[str, dict], path: str | Path, title: str) -> None:
             ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=100)
 
 
 def format_counts(result: TailorResult) -> str:
