@@ -63,6 +63,7 @@ class TrainConfig:
     stride: int = 64  # context tokens shared by consecutive windows of one long document
     max_grad_norm: float = 1.0  # 0 disables clipping
     shuffle: bool = True
+    group_by_length: int = 0  # >0: sort each run of this many shuffled batches' windows by length (less padding)
     seed: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
 
