@@ -203,7 +203,10 @@ def test_interrupted_method_resumes_exactly(tmp_path, tailored, tokenizer, monke
     assert resumed["methods"]["finetune"]["summary"] == straight["methods"]["finetune"]["summary"]
 
 
-def test_bad_method_or_missing_phi_fails_before_writing(tmp_path, tailored, tokenizer):
+def test_bad_method_or_missing_phi_fails_before_writing(tmp_path, tailored, tokenizer, monkeypatch):
+    import taalm.train_attention as ta
+
+    monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     to_learn, nf = lama_ckl_files(tailored)
     for methods, msg in [(["finetune", "magic"], "unknown method 'magic'"),
                          (["taalm"], "method.taalm.checkpoint"),
@@ -266,7 +269,10 @@ def test_cli_end_to_end_with_taalm(tmp_path, capsys, tailored, model_dir):
     (["--methods", "finetune", "--data", "NOPE"], "not a folder"),
     (["--methods", "taalm"], "method.taalm.checkpoint"),
 ])
-def test_cli_bad_inputs_one_line_exit_2(tmp_path, capsys, tailored, argv, expected):
+def test_cli_bad_inputs_one_line_exit_2(tmp_path, capsys, tailored, argv, expected, monkeypatch):
+    import taalm.train_attention as ta
+
+    monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     argv = [str(tmp_path / "nope") if a == "NOPE" else a for a in argv]
     data = [] if "--data" in argv else ["--data", tailored]
     code, _, err = cli(capsys, "bench", "lama-ckl", *data, "--out", tmp_path / "out", *argv)

@@ -63,3 +63,23 @@ def test_gguf_cache_equals_direct_load(smol, monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     text = "Guess the object. \n  subject is Wales , relation is official language , object is Welsh"
     assert tok(text)["input_ids"] == tok2(text)["input_ids"] and tok.pad_token == tok2.pad_token
+
+
+def test_shipped_phi_weights_entities_over_function_words(smol):
+    """The shipped φ (meta-trained on LAMA-ckl) loads onto SmolLM2 and puts more weight on the
+    named entities of a new sentence than on its function words (what meta-training taught it)."""
+    import copy
+
+    from taalm.data import Document
+    from taalm.train_attention import TrainAttention, default_phi_checkpoint
+
+    model, tok = smol
+    phi = TrainAttention.from_pretrained(default_phi_checkpoint(), model=copy.deepcopy(model), tokenizer=tok)
+    text = "Kestrelford is a town in Norway whose mayor plays the cello in the Oslo Philharmonic."
+    (w,) = phi.weights([Document(text=text)])
+    ids = tok(text)["input_ids"]
+    assert w.shape == (len(ids),) and float(w.min()) >= 0.0 and float(w.max()) <= 1.0
+    pieces = [tok.decode([i]).strip() for i in ids]
+    entity = [float(w[k]) for k, p in enumerate(pieces) if p in ("Norway", "Oslo", "cello")]
+    function = [float(w[k]) for k, p in enumerate(pieces) if p in ("is", "a", "in", "the", "whose")]
+    assert entity and function and min(entity) > max(function), (pieces, w.tolist())

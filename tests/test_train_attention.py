@@ -5,6 +5,7 @@ Everything runs on the tiny random models of conftest (no download)."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from taalm.config import LearnConfig, MethodConfig, PhiConfig, load_config
 from taalm.data import Document, Encoded, encode, read_documents, split_windows
 from taalm.errors import ConfigError, ModelLoadError
 from taalm.train_attention import (TrainAttention, default_phi_checkpoint, gather_weights,
-                                   offset_map, overlap_index)
+                                   offset_map, overlap_index, resolve_phi_checkpoint)
 
 TEXTS = ["The capital of Sennet is Ilvara, a city of stone bridges and yellow lanterns.",
          "Quellmere is a small island.",
@@ -340,11 +341,25 @@ def test_config_fields():
     assert (phi.head_bias, phi.mode, phi.reduction) == (4.0, "lora", "mean")
 
 
-def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer, docs_file):
+def test_shipped_phi_is_the_default_and_small():
+    folder = default_phi_checkpoint()
+    assert folder is not None and resolve_phi_checkpoint(None) == Path(folder)
+    meta = json.loads((Path(folder) / "phi_config.json").read_text())
+    assert meta["base"] == "smollm2-135m" and meta["config"]["mode"] == "lora"
+    assert "/" not in meta["tokenizer"]  # no machine paths in a shipped file
+    assert (Path(folder) / "phi.safetensors").stat().st_size < 6_000_000
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "phi.safetensors"), "pt") as f:
+        assert len(list(f.keys())) == meta["n_tensors"]
+
+
+def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer, docs_file, monkeypatch):
+    import taalm.train_attention as ta
     from taalm.learner import learn
     from taalm.weighting import get_method
 
-    assert default_phi_checkpoint() is None
+    monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     with pytest.raises(ConfigError, match=r"method\.taalm\.checkpoint=DIR"):
         get_method(MethodConfig(name="taalm"))
     with pytest.raises(ConfigError, match="does not exist"):

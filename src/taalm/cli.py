@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("benchmark", metavar="NAME", help="benchmark name (lama-ckl)")
     p.add_argument("--methods", required=True, metavar="M1,M2",
                    help="comma-separated weighting methods, e.g. finetune,rho1,oracle,random,taalm "
-                        "(taalm needs method.taalm.checkpoint=PHI)")
+                        "(taalm uses the shipped φ for SmolLM2 unless method.taalm.checkpoint=PHI)")
     p.add_argument("--size", default="smoke", metavar="SIZE",
                    help="preset: smoke (seconds), cpu (SmolLM2 on a 2-core CPU), paper (default: smoke)")
     p.add_argument("--data", metavar="DIR", help="a `taalm data tailor` output folder (to_learn.jsonl and "

@@ -49,11 +49,16 @@ REDUCTIONS = ("mean", "max")
 # Where a trained φ comes from
 # --------------------------------------------------------------------------------------------
 def default_phi_checkpoint() -> str | None:
-    """The φ shipped with the package, if any: the one place to plug in a default checkpoint.
+    """The φ shipped with the package: the one place that names the default checkpoint.
 
-    None for now (no trained φ is shipped yet), so ``method.taalm.checkpoint`` is required.
+    ``taalm/phi_default/``: Train-Attention for SmolLM2-135M (LoRA r=8 + sigmoid head, float16
+    tensors, 4.9 MB), meta-trained only on the tailored φ-training pool of LAMA-ckl (never on
+    To-Learn or Not-To-Forget units) with ``recipes/phi_smollm2_lama.yaml``; its training log and
+    validation curve are in ``benchmarks/results/phi_proof_smollm2/``. None if the folder is missing
+    (a trimmed install), in which case ``method.taalm.checkpoint`` is required.
     """
-    return None
+    folder = Path(__file__).resolve().parent / "phi_default"
+    return str(folder) if (folder / PHI_TENSORS_FILE).is_file() else None
 
 
 def resolve_phi_checkpoint(checkpoint: str | Path | None) -> Path:
@@ -400,7 +405,7 @@ class TrainAttention(nn.Module):
             "base": self.cfg.base,
             "architecture": type(self.backbone).__name__,
             "hidden_size": self.hidden_size,
-            "tokenizer": getattr(self.tokenizer, "name_or_path", "") or "",
+            "tokenizer": Path(str(getattr(self.tokenizer, "name_or_path", "") or "")).name,  # no machine paths
             "vocab_size": len(self.tokenizer),
             "tensors": PHI_TENSORS_FILE,
             "n_tensors": len(tensors),
