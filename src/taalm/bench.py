@@ -462,6 +462,7 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
         "probe_format": probe_format_of(lc),
         "config": {**to_dict(lc), "bench": to_dict(cfg.bench)},
         "inputs": data.info,
+        "method_info": _method_info(lc),
         "environment": environment_info(device),
         "wall_s": round(wall, 2),
         "sessions": sessions,
@@ -477,6 +478,20 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
     atomic_write_json(mdir / "result.json", result)  # written last: its presence = done
     del res
     return result
+
+
+def _method_info(lc: LearnConfig) -> dict:
+    """What a method's config does not pin down by itself: for ``taalm``, which φ ran (the
+    shipped default or a given folder) and the sha256 of its tensors."""
+    if lc.method.name != "taalm":
+        return {}
+    from .train_attention import PHI_TENSORS_FILE, default_phi_checkpoint, resolve_phi_checkpoint
+
+    folder = resolve_phi_checkpoint(lc.method.taalm.checkpoint)
+    default = default_phi_checkpoint()
+    digest = hashlib.sha256((folder / PHI_TENSORS_FILE).read_bytes()).hexdigest()
+    return {"phi_checkpoint": "shipped default (taalm/phi_default)" if default and folder == Path(default)
+            else str(folder), "phi_sha256": digest}
 
 
 @register_benchmark("lama-ckl")
