@@ -7,7 +7,7 @@ from conftest import make_gpt2, make_llama
 from taalm.config import LearnConfig, load_config
 from taalm.data import Window, read_documents, read_probes
 from taalm.errors import InputError, TaalmError
-from taalm.learner import learn, micro_batches
+from taalm.learner import learn, length_grouped_order, micro_batches
 from taalm.weighting import Finetune
 
 
@@ -92,6 +92,39 @@ def test_micro_batches_by_sequences_and_tokens():
     assert micro_batches(wins, [0, 1, 2, 3, 4], batch_size=2) == [[0, 1], [2, 3], [4]]
     # padded tokens per batch <= 14: [10] alone, then [3, 7] (2x7), [7, 2] (2x7)
     assert micro_batches(wins, [0, 1, 2, 3, 4], batch_size=8, batch_tokens=14) == [[0], [1, 2], [3, 4]]
+
+
+def test_length_grouped_order_is_a_permutation_with_less_padding():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 200, (96,), generator=g).tolist()
+    wins = [Window(i, 0, [0] * n, [1] * n) for i, n in enumerate(lengths)]
+    order = torch.randperm(96, generator=g).tolist()
+
+    def padded(o):
+        return sum(max(lengths[i] for i in b) * len(b) for b in micro_batches(wins, o, 8))
+
+    grouped = length_grouped_order(wins, order, 8, 4, torch.Generator().manual_seed(1))
+    assert sorted(grouped) == list(range(96))  # every window once per epoch
+    assert padded(grouped) < 0.8 * padded(order)
+    # each batch of 8 comes from one mega-batch of 4 x 8 consecutive windows of the shuffled order
+    megas = [set(order[k:k + 32]) for k in range(0, 96, 32)]
+    assert all(any(set(b) <= m for m in megas) for b in micro_batches(wins, grouped, 8))
+    assert grouped == length_grouped_order(wins, order, 8, 4, torch.Generator().manual_seed(1))  # seeded
+    assert length_grouped_order(wins, order, 8, 0, None) == order
+
+
+def test_group_by_length_trains_every_token_once_per_epoch(tmp_path, tokenizer, docs_file, probes_file):
+    docs, probes = read_documents(docs_file), read_probes(probes_file)
+
+    def tokens_per_step(group):
+        out = tmp_path / f"g{group}"
+        learn(docs, probes, cfg_for("train.epochs=1", "train.batch_size=2", f"train.group_by_length={group}"),
+              out, model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [r["tokens"] for r in rows if r["type"] == "step"]
+
+    plain, grouped = tokens_per_step(0), tokens_per_step(2)
+    assert len(plain) == len(grouped) and sum(plain) == sum(grouped)  # same tokens, other batches
 
 
 def test_run_folder_and_resume_is_exact(tmp_path, tokenizer, docs_file, probes_file):
