@@ -18,7 +18,6 @@ writes a JSON with the machine information.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path

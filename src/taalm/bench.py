@@ -117,10 +117,11 @@ class LamaCklSize:
     group_by_length: int = 0  # train.group_by_length (less padding; same documents per epoch)
 
     def overrides(self) -> list[str]:
-        return [f"train.group_by_length={self.group_by_length}", f"bench.n_to_learn={self.n_to_learn}", f"bench.n_nf={self.n_nf}",
+        return [f"bench.n_to_learn={self.n_to_learn}", f"bench.n_nf={self.n_nf}",
                 f"train.epochs={self.epochs}", f"train.batch_size={self.batch_size}",
                 f"train.grad_accum={self.grad_accum}", f"train.lr={self.lr!r}",
-                f"train.max_length={self.max_length}", f"eval.batch_size={self.eval_batch_size}"]
+                f"train.max_length={self.max_length}", f"train.group_by_length={self.group_by_length}",
+                f"eval.batch_size={self.eval_batch_size}"]
 
 
 SIZES: dict[str, LamaCklSize] = {
@@ -130,10 +131,10 @@ SIZES: dict[str, LamaCklSize] = {
                          max_length=128, eval_batch_size=8),
     # SmolLM2-135M on the 2-core CPU, LoRA θ (r=16), fp32. Timed on this machine: fwd+bwd+step of
     # 8 x 100 tokens ≈ 3.7 s; the first 200 To-Learn documents are ≈ 97 tokens on average, batched by
-    # length (1.13x padding) ≈ 100 s per epoch; To-Learn + NF probes (≈ 330) ≈ 5 s per evaluation
-    # point -> 12 epochs ≈ 21 min per method, five methods ≈ 1 h 45 min. lr 1e-3 because LoRA θ
-    # learns little in 12 epochs at the paper's 1e-4 (the paper's 30 epochs of full/QLoRA updates).
-    "cpu": LamaCklSize("cpu", "SmolLM2 on a 2-core CPU: 200 units, 12 epochs, batch 8, lr 1e-3 (~21 min per method)",
+    # length (1.13x padding); To-Learn + NF probes (≈ 330) ≈ 5 s per evaluation point. Measured:
+    # ≈ 2 min per epoch, 24.6-28.2 min per method for 12 epochs (benchmarks/results/
+    # lama_ckl_cpu_smollm2). lr 1e-3 because LoRA θ learns little in 12 epochs at the paper's 1e-4.
+    "cpu": LamaCklSize("cpu", "SmolLM2 on a 2-core CPU: 200 units, 12 epochs, batch 8, lr 1e-3 (~25-30 min per method)",
                        n_to_learn=200, n_nf=0, epochs=12, batch_size=8, grad_accum=1, lr=1e-3,
                        max_length=256, eval_batch_size=32, group_by_length=8),
     # The paper's CKL settings (SPEC 2.6): 500 units, 30 epochs, effective batch 64, lr 1e-4 AdamW,

@@ -91,8 +91,6 @@ def length_grouped_order(windows: list[Window], order: list[int], batch_size: in
     SmolLM2 LAMA-ckl evidence documents (batch 8) padded tokens fall from 2.1x to 1.13x the real
     tokens with ``group=8``. ``group <= 0`` returns ``order`` unchanged.
     """
-    import torch
-
     if group <= 0 or batch_size <= 1:
         return list(order)
     mega = group * batch_size
