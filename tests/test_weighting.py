@@ -78,3 +78,49 @@ def test_weights_for_documents_dynamic_and_static(tokenizer, tiny_llama, docs_fi
     pairs = weights_for_documents(get_method("rho1"), tiny_llama, tokenizer, docs, max_length=8, stride=2)
     for e, w in pairs:  # per window, the top 40% of its tokens (ties at theta = theta0)
         assert len(w) == len(e.input_ids) and 0 < w.sum() < len(w)
+
+
+def test_salient_rule_spans():
+    from taalm.weighting import salient_spans
+
+    text = "The capital of Sennet is Ilvara, founded in 1958 by Oskar Penhallow's crew."
+    words = [text[a:b] for a, b in salient_spans(text)]
+    assert words == ["Sennet", "Ilvara", "1958", "Oskar", "Penhallow's"]  # "The" opens the sentence
+
+
+def test_salient_weights_high_on_entities_low_elsewhere(tokenizer):
+    from taalm.data import Document, encode_document
+
+    doc = Document(text="The island Quellmere speaks Orvish since 1958 .", answer=None)
+    enc = encode_document(tokenizer, doc)
+    cfg = MethodConfig(name="salient")
+    cfg.salient.low, cfg.salient.high = 0.2, 0.9
+    m = get_method(cfg)
+    m.prepare(PrepareContext(None, tokenizer, [enc], [], torch.device("cpu"), documents=[doc]))
+    w = m.document_weights(0, enc)
+    chars = {}
+    for (s, e), wt in zip(enc.offsets, w.tolist()):
+        for c in range(s, e):
+            chars[c] = wt
+    for word in ("Quellmere", "Orvish", "1958"):
+        i = doc.text.index(word)
+        assert all(chars[c] == pytest.approx(0.9) for c in range(i, i + len(word)) if doc.text[c] != " ")
+    for word in ("The", "island", "speaks", "since"):
+        i = doc.text.index(word)
+        assert all(chars[c] == pytest.approx(0.2) for c in range(i, i + len(word)) if doc.text[c] != " ")
+    bad = MethodConfig(name="salient")
+    bad.salient.low = 2.0
+    with pytest.raises(ConfigError, match="method.salient"):
+        get_method(bad)
+
+
+def test_known_tokens_marks_argmax_hits():
+    from taalm.loss import known_tokens
+
+    ids = torch.tensor([[5, 1, 2, 3], [4, 2, 2, 0]])
+    am = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    logits = torch.zeros(2, 4, 6)
+    logits[0, 0, 1] = logits[0, 1, 0] = logits[0, 2, 3] = 1.0  # predicts 1 (hit), 0 (miss), 3 (hit)
+    logits[1, 0, 2] = logits[1, 1, 2] = logits[1, 2, 0] = 1.0  # hit, hit, then a pad target
+    k = known_tokens(logits, ids, am)
+    assert k.tolist() == [[False, True, False, True], [False, True, True, False]]

@@ -66,6 +66,7 @@ class TrainConfig:
     group_by_length: int = 0  # >0: sort each run of this many shuffled batches' windows by length (less padding)
     seed: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
+    known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
 
 
 @dataclass
@@ -88,11 +89,20 @@ class TaalmMethodConfig:
 
 
 @dataclass
+class SalientConfig:
+    """The `salient` control: a fixed rule, no answers, no meta-training."""
+
+    high: float = 1.0  # weight of tokens inside capitalised words and numbers
+    low: float = 0.1  # weight of every other token
+
+
+@dataclass
 class MethodConfig:
     name: str = "finetune"  # see `taalm.weighting.available_methods()`
     random: RandomConfig = field(default_factory=RandomConfig)
     rho1: Rho1Config = field(default_factory=Rho1Config)
     taalm: TaalmMethodConfig = field(default_factory=TaalmMethodConfig)
+    salient: SalientConfig = field(default_factory=SalientConfig)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from .config import LearnConfig, save_config, to_dict
 from .data import Document, Probe, Window, collate, prepare_windows
 from .errors import InputError, TaalmError
 from .evaluation import EvalResult, encode_probes, evaluate_probes
-from .loss import token_losses, weighted_loss_from_token_losses
+from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .runio import (atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors,
                     write_jsonl)
 from .theta import count_parameters, save_theta, trainable_parameters, wrap_theta
@@ -345,6 +345,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
                         weights = method.step_weights(losses, valid, ws)
                     else:
                         weights = batch["weights"]
+                    if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
+                        weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
                     loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"],
                                                            reduction="sum") / n_seq
                     loss.backward()

@@ -51,6 +51,17 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor,
     return losses * mask, mask
 
 
+def known_tokens(logits: torch.Tensor, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool ``[B, T]``, aligned with the tokens: True where x_t is a valid target that the model
+    already predicts (argmax of the logits at t-1 equals x_t). The paper's ``known_masking`` gives
+    these tokens weight 0, so training spends itself on what is not yet known."""
+    pred = logits[:, :-1].detach().argmax(dim=-1)  # [B, T-1]
+    out = torch.zeros(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+    out[:, 1:] = pred == input_ids[:, 1:]
+    return out & target_mask(attention_mask, input_ids)
+
+
 def weighted_loss_from_token_losses(losses: torch.Tensor, mask: torch.Tensor,
                                     weights: torch.Tensor | None = None,
                                     loss_mask: torch.Tensor | None = None, eps: float = 1e-8,
