@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_config_args(p)
 
-    p = sub.add_parser("data", help="prepare data sets (tailor LAMA-ckl to a base model)")
+    p = sub.add_parser("data", help="prepare data sets (tailor LAMA-ckl to a base model; build a φ pool from T-REx)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     p = data_sub.add_parser(
         "tailor", help="score LAMA-ckl with a base model; write To-Learn, Not-To-Forget, φ pool",
@@ -100,6 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--to-learn-rule", default="both", choices=["both", "descriptive", "schematic"],
                    help="To-Learn = variant units scoring 0 in both probe formats (default) or in one")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = data_sub.add_parser(
+        "pool", help="build a φ-training pool from LAMA T-REx facts, scored by the base model",
+        description="Turn LAMA T-REx facts (TREX: a folder of P<id>.jsonl files, or files) into LAMA-ckl "
+                    "units: evidence = the shortest masked sentence with the object restored that is "
+                    "longer than 200 characters and holds subject and object; descriptive and "
+                    "schematic probes from the relation's template and label. Excludes every uuid of "
+                    "the --exclude LAMA-ckl files, keeps facts the base model scores < 0.5 in both "
+                    "probe formats, splits a validation set disjoint by uuid and by subject. Writes "
+                    "train.jsonl, val.jsonl, summary.json, scores.png to OUT; scores are cached in "
+                    "OUT/scores/ (a rerun resumes). Data licence: CC BY-NC 4.0.")
+    p.add_argument("trex", nargs="+", metavar="TREX", help="folder of LAMA T-REx P<id>.jsonl files, or files")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (keep it outside the repository)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATH",
+                   help="LAMA-ckl file or folder whose uuids never enter the pool (repeatable)")
+    p.add_argument("--relations", metavar="FILE",
+                   help="LAMA relations JSONL (relation, template, label); default: built-in LAMA table")
+    p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
+    p.add_argument("--val", type=int, default=256, metavar="N", help="validation facts, whole subjects (≥ N)")
+    p.add_argument("--cap", type=int, default=0, metavar="N", help="at most N facts per relation (0: no cap)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -254,8 +278,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_data(args) -> int:
-    if getattr(args, "data_command", None) != "tailor":
+    if getattr(args, "data_command", None) not in ("tailor", "pool"):
         build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
+        return 0
+    if args.data_command == "pool":
+        from .pool import build_pool
+
+        trex = args.trex[0] if len(args.trex) == 1 else args.trex
+        res = build_pool(trex, args.out, exclude=args.exclude, relations=args.relations, model_spec=args.model,
+                         device=args.device, dtype=args.dtype, n_val=args.val, per_relation_cap=args.cap,
+                         seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+                         log=lambda m: print(m, file=sys.stderr))
+        c = res.counts
+        print(f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
+              f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
+              f"kept {c['kept']} (variant {c['variant_kept']}, invariant {c['invariant_kept']}), "
+              f"train {c['train']}, val {c['val']}; {res.wall_s:.0f} s")
+        print(f"output folder: {args.out}")
         return 0
     from .tailor import format_counts, tailor
 

@@ -169,11 +169,11 @@ def _probe_hash(text: str, answer: str) -> str:
     return hashlib.sha256(f"{text}\0{answer}".encode()).hexdigest()[:12]
 
 
-def _cache_path(out_dir: Path, source: str, fmt: str) -> Path:
+def score_cache_path(out_dir: Path, source: str, fmt: str) -> Path:
     return out_dir / "scores" / f"{source}.{fmt}.jsonl"
 
 
-def _check_cache(out_dir: Path, meta: dict, log: Callable) -> None:
+def check_score_cache(out_dir: Path, meta: dict, log: Callable) -> None:
     """Discard cached scores made by another model (spec or fingerprint differ)."""
     meta_path = out_dir / "scores" / "meta.json"
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -182,7 +182,7 @@ def _check_cache(out_dir: Path, meta: dict, log: Callable) -> None:
         if files:
             why = ", ".join(f"{k} {old.get(k)!r} -> {meta[k]!r}" for k in meta if (old or {}).get(k) != meta[k]) \
                 if old else "no meta.json"
-            log(f"tailor: discarding {len(files)} cached score files ({why})")
+            log(f"scores: discarding {len(files)} cached score files ({why})")
         for f in files:  # delete first, then write the new meta: a crash in between is safe
             f.unlink()
         atomic_write_json(meta_path, meta)
@@ -191,7 +191,7 @@ def _check_cache(out_dir: Path, meta: dict, log: Callable) -> None:
 # --------------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------------
-def _score_file(model, tokenizer, units: list[Unit], fmt: str, cache: Path, batch_size: int,
+def score_units(model, tokenizer, units: list[Unit], fmt: str, cache: Path, batch_size: int,
                 chunk_size: int, progress: bool, log: Callable, skipped: list[dict]) -> tuple[dict, int, int]:
     """Scores (uuid -> row) of ``units`` in format ``fmt``, from the cache or the model."""
     cached = {}
@@ -222,7 +222,7 @@ def _score_file(model, tokenizer, units: list[Unit], fmt: str, cache: Path, batc
     n_cached = len(rows)
     label = f"{units[0].source} / {fmt}" if units else fmt
     if todo:
-        log(f"tailor: {label}: scoring {len(todo)} probes ({n_cached} cached)")
+        log(f"scores: {label}: scoring {len(todo)} probes ({n_cached} cached)")
     t0 = time.perf_counter()
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
@@ -234,7 +234,7 @@ def _score_file(model, tokenizer, units: list[Unit], fmt: str, cache: Path, batc
         # rewrite the whole cache (small) atomically: an interruption loses one chunk at most
         write_jsonl(cache, [rows[u.uuid] for u in units if u.uuid in rows])
         done = min(start + chunk_size, len(todo))
-        log(f"tailor: {label}: {done}/{len(todo)} scored ({time.perf_counter() - t0:.1f} s)")
+        log(f"scores: {label}: {done}/{len(todo)} scored ({time.perf_counter() - t0:.1f} s)")
     return rows, len(todo), n_cached
 
 
@@ -271,7 +271,7 @@ def build_sets(units: dict[str, list[Unit]], scores: dict[str, dict[str, dict[st
     return sets, by_rule
 
 
-def _histogram(values: list[float]) -> dict:
+def score_histogram(values: list[float]) -> dict:
     counts = [0] * HIST_BINS
     for v in values:
         counts[min(int(v * HIST_BINS), HIST_BINS - 1)] += 1
@@ -366,7 +366,7 @@ def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None
     param = next(model.parameters())
     meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
             "dtype": str(param.dtype).removeprefix("torch."), "cache_version": CACHE_VERSION}
-    _check_cache(out_dir, meta, log)
+    check_score_cache(out_dir, meta, log)
 
     scores: dict[str, dict[str, dict[str, float]]] = {}
     nlls: dict[str, dict[str, float]] = {}
@@ -374,7 +374,7 @@ def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None
     n_scored = n_cached = 0
     for src in SOURCES:
         for fmt in FORMATS:
-            rows, ns, nc = _score_file(model, tokenizer, units[src], fmt, _cache_path(out_dir, src, fmt),
+            rows, ns, nc = score_units(model, tokenizer, units[src], fmt, score_cache_path(out_dir, src, fmt),
                                        batch_size, chunk_size, progress, log, skipped)
             scores.setdefault(src, {})[fmt] = {u: r["score"] for u, r in rows.items()}
             nlls[f"{src}.{fmt}"] = {u: r["nll"] for u, r in rows.items()}
@@ -385,7 +385,7 @@ def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None
     for name in SET_NAMES:
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(u.raw + "\n" for u in sets[name]))
 
-    hists = {f"{src}.{fmt}": _histogram(list(scores[src][fmt].values())) for src in SOURCES for fmt in FORMATS}
+    hists = {f"{src}.{fmt}": score_histogram(list(scores[src][fmt].values())) for src in SOURCES for fmt in FORMATS}
     for key, h in hists.items():
         vals = list(nlls[key].values())
         h["mean_nll"] = sum(vals) / len(vals) if vals else None

@@ -1,0 +1,437 @@
+"""A φ-training pool from LAMA T-REx facts (the paper's pool, rebuilt for any base model).
+
+Train-Attention is meta-learned on (document, task) pairs of facts the base model does not know.
+The paper drew them from LAMA's T-REx facts of both time-variant and time-invariant relations,
+excluding every LAMA-ckl unit. :func:`build_pool` does the same from the LAMA release's original
+per-relation files (``P19.jsonl``…: ``uuid``, ``sub_label``, ``obj_label``, ``predicate_id``,
+``evidences`` = ``[{masked_sentence, obj_surface, …}]``):
+
+1. **Evidence.** Each masked sentence gets the object back. As in the released LAMA-ckl units
+   (checked on all 1,400 of them) the ``[MASK]`` is replaced by ``obj_label``, the string that the
+   probes score, so the answer is in the document verbatim. A sentence qualifies when it is
+   longer than ``min_evidence_chars`` (200, the paper's rule) and contains both ``sub_label`` and
+   ``obj_label``. When several qualify, the **shortest** is taken (ties: the first in file
+   order): the shortest still holds the fact, and short documents make meta-training cheaper.
+2. **Probes.** ``task_descriptive`` fills the relation's template (``[X]`` = subject, ``[Y]`` =
+   object); ``task_schematic`` is "Guess the object. \\n  subject is S , relation is R , object is O"
+   with R the relation's label — exactly the form of LAMA-ckl units.
+3. **Exclusion** of every uuid found in the LAMA-ckl files given (To-Learn candidates and both NF
+   files), so the pool never overlaps the benchmark.
+4. **Scoring** of both probe formats with the base model (the tailoring scorer: batched, cached
+   per file in ``OUT/scores/``, resumable); facts scoring < 0.5 in **both** formats are kept. An
+   optional cap per relation keeps the first N kept facts of each relation in file order.
+5. **Split.** A validation set, disjoint from the training set by uuid **and by subject**: whole
+   subjects are drawn (seeded) until the validation size is reached, so validation measures
+   transfer to unseen facts about unseen entities.
+
+Outputs (``OUT/``): ``train.jsonl`` and ``val.jsonl`` (ordinary LAMA-ckl units, usable by
+``taalm train-attention`` and ``taalm learn``), ``summary.json`` (counts per relation, variant /
+invariant, score histograms, rules, wall time) and ``scores.png``.
+
+Relations: LAMA's relations file has ``relation``, ``template`` and ``label`` per row. Without one,
+the built-in table below (LAMA's 41 T-REx relations, templates and labels as they appear in the
+LAMA-ckl units) is used. Time-variant relations follow LAMA-ckl's split (:data:`VARIANT`).
+
+Data licence: LAMA (and so every pool and every φ trained on it) is CC BY-NC 4.0.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .data import _jsonl_rows, _string_field
+from .errors import InputError, TaalmError
+from .runio import atomic_write_json, atomic_write_text, environment_info
+
+# LAMA's T-REx relations: code -> (template, label), as LAMA-ckl units spell them.
+LAMA_RELATIONS: dict[str, tuple[str, str]] = {
+    "P1001": ("[X] is a legal term in [Y] .", "applies to jurisdiction"),
+    "P101": ("[X] works in the field of [Y] .", "field of work"),
+    "P103": ("The native language of [X] is [Y] .", "native language"),
+    "P106": ("[X] is a [Y] by profession .", "occupation"),
+    "P108": ("[X] works for [Y] .", "employer"),
+    "P127": ("[X] is owned by [Y] .", "owned by"),
+    "P1303": ("[X] plays [Y] .", "instrument"),
+    "P131": ("[X] is located in [Y] .", "located in the administrative territorial entity"),
+    "P136": ("[X] plays [Y] music .", "genre"),
+    "P1376": ("[X] is the capital of [Y] .", "capital of"),
+    "P138": ("[X] is named after [Y] .", "named after"),
+    "P140": ("[X] is affiliated with the [Y] religion .", "religion"),
+    "P1412": ("[X] used to communicate in [Y] .", "languages spoken, written or signed"),
+    "P159": ("The headquarter of [X] is in [Y] .", "headquarters location"),
+    "P17": ("[X] is located in [Y] .", "country"),
+    "P176": ("[X] is produced by [Y] .", "manufacturer"),
+    "P178": ("[X] is developed by [Y] .", "developer"),
+    "P19": ("[X] was born in [Y] .", "place of birth"),
+    "P190": ("[X] and [Y] are twin cities .", "twinned administrative body"),
+    "P20": ("[X] died in [Y] .", "place of death"),
+    "P264": ("[X] is represented by music label [Y] .", "record label"),
+    "P27": ("[X] is [Y] citizen .", "country of citizenship"),
+    "P276": ("[X] is located in [Y] .", "location"),
+    "P279": ("[X] is a subclass of [Y] .", "subclass of"),
+    "P30": ("[X] is located in [Y] .", "continent"),
+    "P31": ("[X] is a [Y] .", "instance of"),
+    "P36": ("The capital of [X] is [Y] .", "capital"),
+    "P361": ("[X] is part of [Y] .", "part of"),
+    "P364": ("The original language of [X] is [Y] .", "original language of film or TV show"),
+    "P37": ("The official language of [X] is [Y] .", "official language"),
+    "P39": ("[X] has the position of [Y] .", "position held"),
+    "P407": ("[X] was written in [Y] .", "language of work or name"),
+    "P413": ("[X] plays in [Y] position .", "position played on team / speciality"),
+    "P449": ("[X] was originally aired on [Y] .", "original network"),
+    "P463": ("[X] is a member of [Y] .", "member of"),
+    "P47": ("[X] shares border with [Y] .", "shares border with"),
+    "P495": ("[X] was created in [Y] .", "country of origin"),
+    "P527": ("[X] consists of [Y] .", "has part"),
+    "P530": ("[X] maintains diplomatic relations with [Y] .", "diplomatic relation"),
+    "P740": ("[X] was founded in [Y] .", "location of formation"),
+    "P937": ("[X] used to work in [Y] .", "work location"),
+}
+# LAMA-ckl's time-variant relations (the rest are time-invariant).
+VARIANT = frozenset({"P101", "P106", "P108", "P127", "P1303", "P136", "P159", "P264", "P31", "P39",
+                     "P413", "P463", "P530"})
+SCHEMATIC = "Guess the object. \n  subject is {s} , relation is {r} , object is {o}"
+MIN_EVIDENCE_CHARS = 200
+THRESHOLD = 0.5
+FORMATS = ("task_descriptive", "task_schematic")
+
+
+@dataclass(frozen=True)
+class Relation:
+    code: str
+    template: str  # with [X] and [Y]
+    label: str
+
+    @property
+    def variant(self) -> bool:
+        return self.code in VARIANT
+
+
+@dataclass
+class Fact:
+    uuid: str
+    subject: str
+    object: str
+    relation: str  # predicate id
+    evidences: list[str]  # masked sentences
+    source: str = ""  # "file:line"
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+def read_relations(path: str | Path | None = None) -> dict[str, Relation]:
+    """Relations by code: LAMA's relations file (``relation``, ``template``, ``label`` per row)
+    or, with no path, the built-in table :data:`LAMA_RELATIONS`."""
+    if path is None:
+        return {c: Relation(c, t, lab) for c, (t, lab) in LAMA_RELATIONS.items()}
+    path = Path(path)
+    out: dict[str, Relation] = {}
+    for line, row in _jsonl_rows(path):
+        code = _string_field(row, "relation", path, line)
+        template = _string_field(row, "template", path, line)
+        if "label" not in row:
+            hint = (" (this file looks like AutoPrompt trigger templates, not LAMA's relations list; "
+                    "omit --relations to use the built-in LAMA templates and labels)"
+                    if len(row) == 2 else "")
+            raise InputError(f"missing field: a relation needs its label for the schematic probe{hint}",
+                             path, line, "label")
+        label = _string_field(row, "label", path, line)
+        if template.count("[X]") != 1 or template.count("[Y]") != 1:
+            raise InputError(f"template must hold [X] and [Y] once each, got {template!r}", path, line, "template")
+        out[code] = Relation(code, template, label)
+    return out
+
+
+def read_trex(path: str | Path) -> list[Fact]:
+    """Facts of one LAMA T-REx file; bad lines raise :class:`InputError` (file, line, field)."""
+    path = Path(path)
+    facts = []
+    for line, row in _jsonl_rows(path):
+        uuid = _string_field(row, "uuid", path, line)
+        sub = _string_field(row, "sub_label", path, line)
+        obj = _string_field(row, "obj_label", path, line)
+        rel = _string_field(row, "predicate_id", path, line)
+        ev = row.get("evidences")
+        if not isinstance(ev, list):
+            raise InputError(f"must be a list of evidence objects, got {type(ev).__name__}", path, line, "evidences")
+        sentences = []
+        for i, e in enumerate(ev):
+            if not isinstance(e, dict) or not isinstance(e.get("masked_sentence"), str):
+                raise InputError(f"evidence {i} needs a string 'masked_sentence'", path, line, "evidences")
+            sentences.append(e["masked_sentence"])
+        facts.append(Fact(uuid, sub, obj, rel, sentences, f"{path.name}:{line}"))
+    return facts
+
+
+def trex_files(trex: str | Path | list) -> list[Path]:
+    """The T-REx files: a folder's ``P*.jsonl`` files (sorted), or the files given."""
+    if isinstance(trex, (list, tuple)):
+        paths = [Path(p) for p in trex]
+    else:
+        trex = Path(trex)
+        if not trex.exists():
+            raise InputError("T-REx path not found", trex)
+        paths = sorted(trex.glob("P*.jsonl"), key=lambda p: p.name) if trex.is_dir() else [trex]
+    if not paths:
+        raise InputError("no LAMA T-REx files (P<id>.jsonl) found", trex)
+    for p in paths:
+        if not p.is_file():
+            raise InputError("file not found", p)
+    return paths
+
+
+def lama_ckl_uuids(paths: list[str | Path]) -> set[str]:
+    """Every uuid of the LAMA-ckl files (or folders of them) to exclude."""
+    out: set[str] = set()
+    for p in paths:
+        p = Path(p)
+        files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+        if not files:
+            raise InputError("no .jsonl files to exclude found", p)
+        for f in files:
+            for line, row in _jsonl_rows(f):
+                out.add(str(_string_field(row, "uuid", f, line)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Facts -> units
+# --------------------------------------------------------------------------------------------
+def choose_evidence(fact: Fact, min_chars: int = MIN_EVIDENCE_CHARS) -> tuple[str, str, int] | None:
+    """(evidence, masked sentence, number qualifying) for the rule of the module docstring, or None."""
+    best = None
+    seen = set()
+    for masked in fact.evidences:
+        if masked in seen or "[MASK]" not in masked:
+            continue
+        seen.add(masked)
+        text = masked.replace("[MASK]", fact.object)
+        if len(text) > min_chars and fact.subject in text and fact.object in text:
+            if best is None or len(text) < len(best[0]):
+                best = (text, masked)
+    if best is None:
+        return None
+    n = sum(1 for m in seen if len(m.replace("[MASK]", fact.object)) > min_chars
+            and fact.subject in m.replace("[MASK]", fact.object))
+    return best[0], best[1], n
+
+
+def make_unit(fact: Fact, relation: Relation, evidence: str, masked: str) -> dict:
+    """A LAMA-ckl unit (same fields and conventions as the released files)."""
+    return {
+        "relation_code": relation.code, "uuid": fact.uuid,
+        "task_descriptive": relation.template.replace("[X]", fact.subject).replace("[Y]", fact.object),
+        "task_schematic": SCHEMATIC.format(s=fact.subject, r=relation.label, o=fact.object),
+        "subject": fact.subject, "relation_label": relation.label, "object": fact.object,
+        "masked_evidence": masked, "evidence": evidence,
+        "position": masked.index("[MASK]") / len(masked), "evidence_length": len(evidence),
+        "invariant": not relation.variant,
+    }
+
+
+def split_by_subject(units: list[dict], n_val: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, val): whole subjects go to validation (seeded order) until it holds ≥ n_val units."""
+    by_subject: dict[str, list[dict]] = defaultdict(list)
+    for u in units:
+        by_subject[u["subject"]].append(u)
+    subjects = sorted(by_subject)
+    random.Random(seed).shuffle(subjects)
+    val_subjects: set[str] = set()
+    n = 0
+    for s in subjects:
+        if n >= n_val:
+            break
+        val_subjects.add(s)
+        n += len(by_subject[s])
+    train = [u for u in units if u["subject"] not in val_subjects]
+    val = [u for u in units if u["subject"] in val_subjects]
+    return train, val
+
+
+# --------------------------------------------------------------------------------------------
+# The public function
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PoolResult:
+    out_dir: Path
+    counts: dict  # funnel: facts, excluded, no_evidence, scored, kept, capped, train, val
+    summary: dict
+    wall_s: float
+
+
+def _candidates(paths: list[Path], relations: dict[str, Relation], exclude: set[str],
+                min_chars: int) -> tuple[dict[str, list], Counter]:
+    """Per relation code: [(Unit for the scorer, n qualifying)] of facts that pass the evidence rule."""
+    from .tailor import Unit
+
+    funnel: Counter = Counter()
+    by_rel: dict[str, list] = defaultdict(list)
+    seen: set[str] = set()
+    facts_by_file = [(p, read_trex(p)) for p in paths]  # validate every file before any work
+    for p, facts in facts_by_file:
+        for f in facts:
+            if f.relation not in relations:
+                raise InputError(f"relation {f.relation!r} is not in the relations table "
+                                 f"(known: {', '.join(sorted(relations))})", p, int(f.source.rsplit(':', 1)[1]),
+                                 "predicate_id")
+    for p, facts in facts_by_file:
+        for f in facts:
+            funnel["facts"] += 1
+            if f.uuid in seen:
+                funnel["duplicate_uuid"] += 1
+                continue
+            seen.add(f.uuid)
+            if f.uuid in exclude:
+                funnel["excluded_lama_ckl"] += 1
+                continue
+            chosen = choose_evidence(f, min_chars)
+            if chosen is None:
+                funnel["no_qualifying_evidence"] += 1
+                continue
+            row = make_unit(f, relations[f.relation], chosen[0], chosen[1])
+            line = int(f.source.rsplit(":", 1)[1])
+            by_rel[f.relation].append((Unit(f.uuid, f.relation, line, row, ""), chosen[2]))
+            funnel["candidates"] += 1
+            funnel["several_qualifying"] += chosen[2] > 1
+    return by_rel, funnel
+
+
+def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str | Path] = (),
+               relations: str | Path | None = None, model=None, tokenizer=None,
+               model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
+               n_val: int = 256, per_relation_cap: int = 0, min_evidence_chars: int = MIN_EVIDENCE_CHARS,
+               seed: int = 0, batch_size: int = 32, chunk_size: int = 512, progress: bool = True,
+               log: Callable[[str], None] = print) -> PoolResult:
+    """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule.
+
+    ``exclude``: LAMA-ckl files or folders whose uuids never enter the pool. ``n_val``: the
+    validation split's minimum size (whole subjects). ``per_relation_cap`` (0 = none): at most this
+    many kept facts per relation, first in file order. Resumable through the score cache.
+    """
+    from .tailor import FORMATS as _F, check_score_cache, model_fingerprint, score_cache_path, score_units
+
+    t0 = time.perf_counter()
+    if n_val < 0 or per_relation_cap < 0 or batch_size < 1 or chunk_size < 1:
+        raise TaalmError("n_val and per_relation_cap must be ≥ 0, batch_size and chunk_size ≥ 1")
+    rels = read_relations(relations)
+    paths = trex_files(trex)
+    excluded = lama_ckl_uuids(list(exclude))
+    by_rel, funnel = _candidates(paths, rels, excluded, min_evidence_chars)  # all input validated here
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("output path exists and is not a folder", out_dir)
+    if not by_rel:
+        raise TaalmError("no fact passes the evidence rule: nothing to score")
+
+    if model is None:
+        from .models import load_model
+
+        log(f"pool: loading model '{model_spec}'")
+        model, tokenizer = load_model(model_spec, device, dtype)
+    param = next(model.parameters())
+    meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
+            "dtype": str(param.dtype).removeprefix("torch."), "cache_version": 1}
+    check_score_cache(out_dir, meta, log)
+
+    skipped: list[dict] = []
+    kept: list[dict] = []
+    scores: dict[str, list[float]] = {f: [] for f in _F}
+    per_rel: dict[str, Counter] = defaultdict(Counter)
+    for code in sorted(by_rel):
+        units = [u for u, _ in by_rel[code]]
+        got = {fmt: score_units(model, tokenizer, units, fmt, score_cache_path(out_dir, code, fmt), batch_size,
+                                chunk_size, progress, log, skipped)[0] for fmt in _F}
+        for u in units:
+            s = [got[fmt].get(u.uuid, {}).get("score") for fmt in _F]
+            per_rel[code]["candidates"] += 1
+            for fmt, v in zip(_F, s):
+                if v is not None:
+                    scores[fmt].append(v)
+            if None in s or max(s) >= THRESHOLD:
+                continue
+            if per_relation_cap and per_rel[code]["kept"] >= per_relation_cap:
+                per_rel[code]["capped"] += 1
+                continue
+            per_rel[code]["kept"] += 1
+            kept.append(u.row)
+    train, val = split_by_subject(kept, n_val, seed)
+    for name, rows in (("train", train), ("val", val)):
+        atomic_write_text(out_dir / f"{name}.jsonl", "".join(_dumps(r) + "\n" for r in rows))
+    wall = time.perf_counter() - t0
+    summary = _summary(dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel, per_rel=per_rel,
+                            kept=kept, train=train, val=val, scores=scores, skipped=skipped, meta=meta,
+                            model_spec=model_spec, min_chars=min_evidence_chars, cap=per_relation_cap,
+                            n_val=n_val, seed=seed, wall=wall, device=param.device))
+    atomic_write_json(out_dir / "summary.json", summary)
+    _plot(scores, out_dir / "scores.png", f"T-REx pool candidates, model {model_spec}")
+    log(f"pool: {len(kept)} facts kept of {funnel['candidates']} candidates "
+        f"({len(train)} train, {len(val)} val) in {wall:.1f} s -> {out_dir}")
+    return PoolResult(out_dir, summary["counts"], summary, wall)
+
+
+def _dumps(row: dict) -> str:
+    import json
+
+    return json.dumps(row, ensure_ascii=False)
+
+
+def _summary(d: dict) -> dict:
+    """summary.json: the funnel, per-relation counts, variant/invariant, histograms, rules."""
+    from .tailor import score_histogram
+
+    kept, train, val = d["kept"], d["train"], d["val"]
+    lengths = sorted(len(u["evidence"]) for u in kept) or [0]
+    counts = {**dict(d["funnel"]), "skipped_probes": len(d["skipped"]), "kept": len(kept),
+              "capped": sum(c["capped"] for c in d["per_rel"].values()), "train": len(train), "val": len(val),
+              "variant_kept": sum(not u["invariant"] for u in kept),
+              "invariant_kept": sum(bool(u["invariant"]) for u in kept)}
+    return {
+        "model_spec": str(d["model_spec"]), "model_fingerprint": d["meta"]["fingerprint"],
+        "dtype": d["meta"]["dtype"], "trex_files": [str(p.resolve()) for p in d["paths"]],
+        "excluded_uuids": len(d["excluded"]), "counts": counts,
+        "by_relation": {c: {**dict(v), "variant": c in VARIANT, "label": d["rels"][c].label,
+                            "train": sum(u["relation_code"] == c for u in train),
+                            "val": sum(u["relation_code"] == c for u in val)}
+                        for c, v in sorted(d["per_rel"].items())},
+        "val_subjects_in_train": len({u["subject"] for u in val} & {u["subject"] for u in train}),
+        "evidence_chars": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
+                           "mean": sum(lengths) / len(lengths)},
+        "score_histograms": {f: score_histogram(v) for f, v in d["scores"].items()},
+        "rules": {"evidence": f"[MASK] -> obj_label; longer than {d['min_chars']} characters; contains "
+                              "sub_label and obj_label; the shortest qualifying sentence (ties: first)",
+                  "keep": f"probe score < {THRESHOLD} in both task_descriptive and task_schematic",
+                  "exclude": "every uuid of the LAMA-ckl files given",
+                  "cap": d["cap"] or None,
+                  "split": f"whole subjects, seeded shuffle (seed {d['seed']}), until val ≥ {d['n_val']} units"},
+        "skipped": d["skipped"][:50],
+        "licence": "LAMA data: CC BY-NC 4.0",
+        "wall_s": round(d["wall"], 2),
+        "environment": environment_info(d["device"]),
+    }
+
+
+def _plot(scores: dict[str, list[float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .reporting import save_png
+
+    fig, axes = plt.subplots(1, len(scores), figsize=(9, 3.2), squeeze=False)
+    for ax, (fmt, vals) in zip(axes[0], scores.items()):
+        ax.hist(vals, bins=10, range=(0, 1), color="#4c72b0", edgecolor="white")
+        ax.axvline(THRESHOLD, color="#c44e52", ls="--", lw=1)
+        ax.set_title(f"{fmt.removeprefix('task_')} (n={len(vals)})", fontsize=9)
+        ax.set_xlabel("probe score (object-token accuracy)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("facts")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_png(fig, path, dpi=100)
