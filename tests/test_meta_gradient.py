@@ -244,3 +244,86 @@ def test_theta0_is_not_modified_and_base_is_frozen(gpt2_theta, tokenizer):
               MetaSettings(k_warm=2, inner=InnerOptim("adamw", lr=0.01)))
     assert all(torch.equal(before[n], t) for n, t in gpt2_theta.init.items())
     assert all(torch.equal(base[n], p) for n, p in gpt2_theta.model.named_parameters())
+
+
+# ---- the logit transform, low-precision bases, parity with peft -----------------------------------
+def test_models_that_transform_logits_are_refused(tokenizer):
+    """θ's logits must be head(backbone(x)): a model whose forward rescales them is refused at
+    construction (here by a forward hook; Granite's ``logits_scaling`` by its config key too)."""
+    m = make_llama(len(tokenizer))
+    MetaTheta(make_llama(len(tokenizer)))  # the plain model passes the check
+
+    def scale(module, args, out):
+        out.logits = out.logits / 2.0
+        return out
+
+    m.register_forward_hook(scale)
+    with pytest.raises(ConfigError, match="transforms"):
+        MetaTheta(m)
+    g = make_llama(len(tokenizer))
+    g.config.logits_scaling = 8.0
+    with pytest.raises(ConfigError, match="logits_scaling"):
+        MetaTheta(g)
+
+
+def test_inner_state_stays_float32_on_a_bf16_base(tokenizer):
+    """On a bf16 base the per-pair LoRA, the Adam moments and w are float32 (as CKL keeps its
+    adapters); the meta-gradient then agrees with the float32 base's to bf16 accuracy."""
+    import taalm.meta_gradient as mg
+
+    b16 = MetaTheta(make_llama(len(tokenizer)).to(torch.bfloat16), MetaThetaSpec(r=4, alpha=8))
+    f32 = MetaTheta(make_llama(len(tokenizer)), MetaThetaSpec(r=4, alpha=8))
+    assert {t.dtype for t in b16.init.values()} == {torch.float32}
+    seen = []
+    real = mg.optim_step
+
+    def spy(opt, params, grads, state):
+        seen.extend(t.dtype for t in [*params.values(), *grads.values(), *state["m"].values(), *state["v"].values()])
+        return real(opt, params, grads, state)
+
+    batch = make_batch(len(tokenizer))
+    w = weights().float()
+    s = MetaSettings(engine="double_backward", k_warm=1, inner=InnerOptim("adamw", lr=0.01))
+    try:
+        mg.optim_step = spy
+        r16 = meta_step(b16, batch, w.to(torch.bfloat16), s)
+    finally:
+        mg.optim_step = real
+    assert seen and set(seen) == {torch.float32}
+    assert r16.grad_w.dtype == torch.float32 and torch.isfinite(r16.grad_w).all()
+    r32 = meta_step(f32, batch, w, s)
+    cos = torch.nn.functional.cosine_similarity(r16.grad_w.flatten(), r32.grad_w.flatten(), dim=0)
+    assert cos > 0.9, cos
+    with pytest.raises(ConfigError, match="float32"):
+        MetaTheta(make_llama(len(tokenizer)).to(torch.bfloat16), MetaThetaSpec(mode="layers", layers=[-1]))
+
+
+@pytest.mark.parametrize("make", [make_llama, make_gpt2])
+def test_lora_equals_peft_lora(tokenizer, make):
+    """MetaTheta's per-pair LoRA computes what peft's LoRA computes with the same A and B."""
+    from peft import LoraConfig, get_peft_model
+
+    r, alpha = 4, 8
+    theta = MetaTheta(make(len(tokenizer)).double(), MetaThetaSpec(r=r, alpha=alpha))
+    ref = get_peft_model(make(len(tokenizer)).double(),
+                         LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0,
+                                    fan_in_fan_out=make is make_gpt2))
+    g = torch.Generator().manual_seed(3)
+    params = {n: torch.randn(t.shape, generator=g, dtype=torch.float64) * 0.1 for n, t in theta.init.items()}
+    peft_weights = {n: p for n, p in ref.named_parameters() if "lora_" in n}
+    assert len(peft_weights) == len(params)
+    with torch.no_grad():
+        for n, p in peft_weights.items():  # base_model.model.<backbone>.<name>.lora_A.default.weight
+            key = n.removeprefix("base_model.model.").replace(".default.weight", "")
+            key = key.split(".", 1)[1]  # drop the backbone attribute (model. / transformer.)
+            p.copy_(params[key])
+    batch = make_batch(len(tokenizer))
+    mine = theta.logits(params, batch.doc_ids, batch.doc_mask)
+    theirs = ref(input_ids=batch.doc_ids, attention_mask=batch.doc_mask).logits
+    valid = batch.doc_mask.bool()
+    assert torch.allclose(mine[valid], theirs[valid], rtol=1e-9, atol=1e-9)
+    # the batched form (one LoRA per pair) gives each pair its own adapter
+    both = {n: torch.stack([p, torch.zeros_like(p)]) for n, p in params.items()}
+    out = theta.logits(both, batch.doc_ids, batch.doc_mask)
+    assert torch.allclose(out[0][valid[0]], theirs[0][valid[0]], rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(out[1][valid[1]], theirs[1][valid[1]], atol=1e-6)

@@ -93,19 +93,59 @@ def test_meta_training_end_to_end(tokenizer, tmp_path):
     assert torch.allclose(again.token_weights([e.text], [e.doc])[0], phi.token_weights([e.text], [e.doc])[0])
 
 
-def test_resume_equals_uninterrupted(tokenizer, tmp_path):
+@pytest.mark.parametrize("unrelated", [0.0, 0.5])
+def test_resume_equals_uninterrupted(tokenizer, tmp_path, unrelated):
+    """A run stopped after update 2 and resumed = the uninterrupted run, also with the
+    unrelated-task penalty (whose draws must not depend on an RNG state lost at the stop)."""
+    kw = {"unrelated_weight": unrelated, "val.n_pairs": 1}  # 5 training pairs: offsets 1..4
     theta, phi = build(tokenizer)
-    full = train_attention(make_pairs(), None, cfg(), tmp_path / "a", model=theta, tokenizer=tokenizer,
+    full = train_attention(make_pairs(), None, cfg(**kw), tmp_path / "a", model=theta, tokenizer=tokenizer,
                            phi=phi, progress=False, log=lambda m: None)
     theta2, phi2 = build(tokenizer)
-    train_attention(make_pairs(), None, cfg(updates=2), tmp_path / "b", model=theta2, tokenizer=tokenizer,
+    train_attention(make_pairs(), None, cfg(updates=2, **kw), tmp_path / "b", model=theta2, tokenizer=tokenizer,
                     phi=phi2, progress=False, log=lambda m: None)
     theta3, phi3 = build(tokenizer)
-    res = train_attention(make_pairs(), None, cfg(), tmp_path / "b", resume=True, model=theta3,
+    res = train_attention(make_pairs(), None, cfg(**kw), tmp_path / "b", resume=True, model=theta3,
                           tokenizer=tokenizer, phi=phi3, progress=False, log=lambda m: None)
     for n, p in full.phi.trainable_parameters().items():
         assert torch.allclose(p, res.phi.trainable_parameters()[n], rtol=0, atol=1e-6), n
     assert [r["update"] for r in res.log] == [1, 2, 3, 4]
+    assert [r["outer"] for r in res.log] == pytest.approx([r["outer"] for r in full.log], rel=1e-6)
+
+
+def test_unrelated_offsets_are_a_function_of_the_position():
+    from taalm.meta_train import unrelated_offset
+
+    draws = [unrelated_offset(0, u, k, 7) for u in range(1, 30) for k in (0, 4)]
+    assert all(1 <= d < 7 for d in draws) and len(set(draws)) > 3
+    assert draws == [unrelated_offset(0, u, k, 7) for u in range(1, 30) for k in (0, 4)]
+    assert unrelated_offset(0, 3, 0, 1) == 0
+
+
+@pytest.mark.parametrize("max_doc_tokens", [16, 64])
+def test_small_documents_validate(tokenizer, tmp_path, max_doc_tokens):
+    """Validation windows of ≤ 64 tokens (stride 64 would never advance) run to the end."""
+    from taalm.meta_train import val_stride, val_window
+
+    assert val_stride(max_doc_tokens) < val_window(max_doc_tokens)
+    theta, phi = build(tokenizer)
+    res = train_attention(make_pairs(), None, cfg(updates=1, max_doc_tokens=max_doc_tokens, **{"val.every": 1}),
+                          None, model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    assert [r["update"] for r in res.val] == [0, 1]
+
+
+def test_config_is_checked_before_models_load(tmp_path, monkeypatch):
+    import taalm.models
+
+    def no_loading(*a, **k):
+        raise AssertionError("models must not load before the configuration is checked")
+
+    monkeypatch.setattr(taalm.models, "load_model", no_loading)
+    for bad, key in (({"max_doc_tokens": 1}, "max_doc_tokens"), ({"task_field": "task_x"}, "task_field"),
+                     ({"val.epochs": 0}, "val.epochs")):
+        with pytest.raises(ConfigError, match=key):
+            train_attention(make_pairs(), None, cfg(**bad), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def test_engines_give_the_same_update(tokenizer, tmp_path):

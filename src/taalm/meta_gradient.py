@@ -80,7 +80,7 @@ class _LoRALinear(torch.nn.Module):
         self.base = base
         self.scale = alpha / r
         n_in, n_out = _linear_shape(base)
-        dt, dev = base.weight.dtype, base.weight.device
+        dt, dev = inner_dtype(base.weight.dtype), base.weight.device
         # placeholders; the real (per-pair) tensors are passed with functional_call
         self.lora_A = torch.nn.Parameter(torch.zeros(r, n_in, dtype=dt, device=dev), requires_grad=False)
         self.lora_B = torch.nn.Parameter(torch.zeros(n_out, r, dtype=dt, device=dev), requires_grad=False)
@@ -88,10 +88,18 @@ class _LoRALinear(torch.nn.Module):
     def forward(self, x):
         y = self.base(x)
         A, B = self.lora_A, self.lora_B
+        xa = x.to(A.dtype)  # the adapter path runs in the adapters' dtype (float32 on a bf16 base)
         if A.dim() == 2:
-            return y + self.scale * F.linear(F.linear(x, A), B)
+            return y + (self.scale * F.linear(F.linear(xa, A), B)).to(y.dtype)
         # [P, T, in] @ [P, in, r] -> [P, T, r] @ [P, r, out] -> [P, T, out]
-        return y + self.scale * torch.matmul(torch.matmul(x, A.transpose(1, 2)), B.transpose(1, 2))
+        return y + (self.scale * torch.matmul(torch.matmul(xa, A.transpose(1, 2)), B.transpose(1, 2))).to(y.dtype)
+
+
+def inner_dtype(base_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the inner-step state (per-pair LoRA, Adam moments, w): float32 on a float16 /
+    bfloat16 base, as CKL keeps its adapters (an inner AdamW in bf16 loses the small updates);
+    float64 stays float64 (gradient checks)."""
+    return torch.float32 if base_dtype in (torch.float16, torch.bfloat16) else base_dtype
 
 
 def _linear_shape(mod: torch.nn.Module) -> tuple[int, int] | None:
@@ -134,13 +142,21 @@ class MetaTheta:
             # fused SDPA on CPU has no double-backward and no forward-mode (JVP) rule
             raise ConfigError(f"meta-training needs eager attention in θ (got '{attn}'); "
                               "load it with attn='eager'")
-        for key in ("final_logit_softcapping", "logit_scale"):
+        for key in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale"):
             if getattr(model.config, key, None) not in (None, 0, 1, 1.0):
-                raise ConfigError(f"meta-training needs logits = lm_head(h); this model sets {key}")
+                raise ConfigError(f"meta-training needs logits = lm_head(h); this model's config sets "
+                                  f"{key}={getattr(model.config, key)!r}, which it does not support")
         self.backbone = model.base_model
         self.head = model.get_output_embeddings()
+        if self.head is None:
+            raise ConfigError("meta-training needs a model with an output (LM head) layer")
+        check_logit_transform(model, self.backbone, self.head)
         self.batched = spec.mode == "lora"
-        dt = next(model.parameters()).dtype
+        base_dt = next(model.parameters()).dtype
+        dt = inner_dtype(base_dt)
+        if spec.mode == "layers" and dt != base_dt:
+            raise ConfigError(f"θ mode 'layers' trains whole decoder layers in the base dtype ({base_dt}); "
+                              "its inner AdamW would run in low precision: load θ in float32 or use mode=lora")
         dev = next(model.parameters()).device
         gen = torch.Generator().manual_seed(spec.seed)
         self.init: dict[str, torch.Tensor] = {}
@@ -187,6 +203,33 @@ class MetaTheta:
 
     def logits(self, params: dict, input_ids, attention_mask) -> torch.Tensor:
         return self.head(self.hidden(params, input_ids, attention_mask))
+
+
+@torch.no_grad()
+def check_logit_transform(model: torch.nn.Module, backbone: torch.nn.Module, head: torch.nn.Module) -> None:
+    """Refuse a model whose logits are not ``head(backbone(x))``: the meta-gradient's LM-head
+    contraction (``_dloss_dhidden``) and every θ forward here assume exactly that. Models that
+    scale, cap or post-process logits (Granite's ``logits_scaling``, Gemma-2's soft-capping)
+    would silently get a wrong meta-gradient. Checked on a short input at construction."""
+    vocab = head.weight.shape[0]
+    ids = (torch.arange(1, 9, device=head.weight.device) * 7919 % max(2, vocab - 1)).view(1, -1)
+    mask = torch.ones_like(ids)
+    ref = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    out = backbone(input_ids=ids, attention_mask=mask, use_cache=False)
+    h = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    mine = head(h)
+    if mine.shape != ref.shape:
+        raise ConfigError(f"meta-training needs logits = lm_head(backbone(x)); shapes differ "
+                          f"({tuple(mine.shape)} vs {tuple(ref.shape)})")
+    ref, mine = ref.double(), mine.double()
+    tol = 1e-4 if head.weight.dtype in (torch.float32, torch.float64) else 2e-2
+    err = (ref - mine).abs().max().item()
+    scale = ref.abs().max().item()
+    if not err <= tol * max(1.0, scale):
+        ratio = (ref.norm() / mine.norm().clamp_min(1e-30)).item()
+        raise ConfigError(f"meta-training needs logits = lm_head(backbone(x)), but this model transforms "
+                          f"them (max difference {err:.3g}; norm ratio model/head {ratio:.4g}, e.g. a "
+                          "logits scaling or soft-capping); such models are not supported")
 
 
 def _decoder_layers(backbone) -> list[tuple[str, torch.nn.Module]]:

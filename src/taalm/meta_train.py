@@ -35,7 +35,7 @@ import torch
 
 from .config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
                      save_config, to_dict)
-from .data import Encoded, Pair, encode, encode_probe
+from .data import LAMA_PROBE_FIELDS, Encoded, Pair, encode, encode_probe
 from .errors import ConfigError, TaalmError
 from .meta_gradient import (ENGINES, OBJECTIVES, InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
                             PairBatch, meta_step)
@@ -124,9 +124,30 @@ def pair_stream(n: int, seed: int, start: int, count: int) -> list[int]:
     return out
 
 
+def unrelated_offset(seed: int, update: int, micro: int, n: int) -> int:
+    """The unrelated task of a pair is the task of the pair this many places further in the pool:
+    a random non-zero offset drawn from a generator seeded by (seed, update, micro-batch), so
+    that a resumed run draws exactly what the uninterrupted run drew (no RNG state to save)."""
+    if n < 2:
+        return 0
+    g = torch.Generator().manual_seed(seed * 1_000_003 + update * 1_009 + micro)
+    return int(torch.randint(1, n, (1,), generator=g))
+
+
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
+def val_window(max_doc_tokens: int) -> int:
+    """Window length (θ tokens) of the validation learner: the meta-training document length."""
+    return max(8, max_doc_tokens)
+
+
+def val_stride(max_doc_tokens: int) -> int:
+    """Context shared by consecutive validation windows: the learner's default 64, but always
+    less than the window (a 64-token window with stride 64 would never advance)."""
+    return min(TrainConfig.stride, val_window(max_doc_tokens) // 2)
+
+
 def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainConfig,
              weights: list[torch.Tensor] | None = None, label: str = "phi") -> dict:
     """θ0 (a fresh LoRA on ``base_model``) learns the held-out documents with φ's weights (or the
@@ -143,7 +164,8 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
     lc = LearnConfig(model=copy.deepcopy(cfg.model),
                      theta=ThetaConfig(mode="lora", lora=LoraConfig(r=cfg.theta.r, alpha=int(cfg.theta.alpha))),
                      train=TrainConfig(epochs=cfg.val.epochs, lr=cfg.val.lr, batch_size=cfg.val.batch_size,
-                                       max_length=max(8, cfg.max_doc_tokens), seed=cfg.seed),
+                                       max_length=val_window(cfg.max_doc_tokens),
+                                       stride=val_stride(cfg.max_doc_tokens), seed=cfg.seed),
                      eval=EvalConfig(batch_size=16))
     res = learn(docs, probes, lc, None, model=copy.deepcopy(base_model), tokenizer=tokenizer,
                 progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label))
@@ -207,6 +229,13 @@ def check_config(cfg: MetaTrainConfig) -> None:
         raise ConfigError("directional must be 'forward' or 'fd'", "directional")
     if cfg.updates < 0 or cfg.batch_pairs < 1 or cfg.micro_pairs < 1 or cfg.lr <= 0:
         raise ConfigError("updates >= 0, batch_pairs >= 1, micro_pairs >= 1 and lr > 0 are required")
+    if cfg.max_doc_tokens < 2:
+        raise ConfigError(f"max_doc_tokens must be >= 2 (got {cfg.max_doc_tokens})", "max_doc_tokens")
+    if cfg.task_field not in LAMA_PROBE_FIELDS:
+        raise ConfigError(f"unknown task_field '{cfg.task_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})",
+                          "task_field")
+    if cfg.val.epochs < 1 or cfg.val.batch_size < 1 or cfg.val.lr <= 0 or cfg.val.every < 0:
+        raise ConfigError("val.epochs >= 1, val.batch_size >= 1, val.lr > 0 and val.every >= 0 are required")
     if cfg.inner.k_warm < 0:
         raise ConfigError("inner.k_warm must be >= 0", "inner.k_warm")
     if cfg.theta.mode == "layers" and cfg.micro_pairs != 1:
@@ -356,7 +385,6 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.updates, initial=start, desc="meta-train φ", unit="upd")
-    rng_u = torch.Generator().manual_seed(cfg.seed + 7)
     try:
         for update in range(start + 1, cfg.updates + 1):
             t0 = time.time()
@@ -369,8 +397,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
                 items = [enc[i] for i in idx[k:k + cfg.micro_pairs]]
                 unrelated = None
                 if cfg.unrelated_weight:
-                    # another pair's task: shift by a random non-zero offset in the whole pool
-                    off = int(torch.randint(1, len(enc), (1,), generator=rng_u)) if len(enc) > 1 else 0
+                    off = unrelated_offset(cfg.seed, update, k, len(enc))
                     unrelated = [enc[(i + off) % len(enc)] for i in idx[k:k + cfg.micro_pairs]]
                 batch = make_batch(items, pad_id, device, unrelated)
                 w = phi_weights(phi, items, batch.doc_ids.shape[1], device)  # [P, T], φ's graph
