@@ -134,6 +134,13 @@ def test_small_documents_validate(tokenizer, tmp_path, max_doc_tokens):
     assert [r["update"] for r in res.val] == [0, 1]
 
 
+def test_validation_at_start_can_be_skipped(tokenizer):
+    theta, phi = build(tokenizer)
+    res = train_attention(make_pairs(), None, cfg(updates=2, **{"val.at_start": False, "val.references": False}),
+                          None, model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    assert [r["update"] for r in res.val] == [2] and res.best["update"] == 2
+
+
 def test_config_is_checked_before_models_load(tmp_path, monkeypatch):
     import taalm.models
 

@@ -174,12 +174,14 @@ class InnerConfig:
 class ValidationConfig:
     """Held-out check: θ0 learns the held-out documents with φ's weights; answer accuracy."""
 
-    every: int = 10  # φ updates between validations (and once before the first update)
+    every: int = 10  # φ updates between validations (and once before the first update, see at_start)
+    at_start: bool = True  # validate φ before its first update (≈ the uniform reference: φ starts near 0.98)
     n_pairs: int = 32  # held out from the training pairs when no --val file is given
     epochs: int = 3  # CKL epochs on the held-out documents
     lr: float = 1e-3  # CKL lr (LoRA θ)
     batch_size: int = 8
     references: bool = True  # also validate uniform (finetune) and oracle weights once, for scale
+    known_masking: bool = False  # the validation learner masks tokens θ already predicts (train.known_masking)
 
 
 @dataclass

@@ -165,7 +165,8 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
                      theta=ThetaConfig(mode="lora", lora=LoraConfig(r=cfg.theta.r, alpha=int(cfg.theta.alpha))),
                      train=TrainConfig(epochs=cfg.val.epochs, lr=cfg.val.lr, batch_size=cfg.val.batch_size,
                                        max_length=val_window(cfg.max_doc_tokens),
-                                       stride=val_stride(cfg.max_doc_tokens), seed=cfg.seed),
+                                       stride=val_stride(cfg.max_doc_tokens), seed=cfg.seed,
+                                       known_masking=cfg.val.known_masking),
                      eval=EvalConfig(batch_size=16))
     res = learn(docs, probes, lc, None, model=copy.deepcopy(base_model), tokenizer=tokenizer,
                 progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label))
@@ -376,7 +377,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
         if out is not None:
             atomic_write_json(out / "val_references.json", references)
 
-    if start == 0 and not val_rows:
+    if start == 0 and not val_rows and cfg.val.at_start:
         do_validation(0)
 
     # ---- the loop ------------------------------------------------------------------------------
