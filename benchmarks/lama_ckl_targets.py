@@ -1,11 +1,14 @@
-"""Check a finished LAMA-ckl benchmark folder against the issue's targets for Train-Attention.
+"""Check a finished LAMA-ckl benchmark folder against the targets for Train-Attention (issue 9).
 
-Targets (TAALM = method ``taalm``; non-oracle = every method except ``oracle``):
+Targets (TAALM = method ``taalm``; deployable = every method but ``taalm`` and ``oracle`` that
+needs no answer: finetune, rho1, random, salient, and any earlier φ run as ``taalm_*``):
   1. TAALM's Top Acc >= 2 x finetune's
-  2. TAALM's Top Acc >= RHO-1's
-  3. TAALM's Total Knowledge > every other non-oracle method's
-  4. TAALM's NF Acc >= finetune's
-  5. TAALM reaches its Top Acc in fewer epochs than finetune
+  2. TAALM's Top Acc >= 0.6 x oracle's
+  3. TAALM's Top Acc > salient's
+  4. TAALM's NF Acc (at its top epoch) >= finetune's
+  5. TAALM's Total Knowledge > every deployable method's
+  6. TAALM reaches its top in at most half as many epochs as finetune
+Methods a target needs but the folder lacks make that target "not run" (never met).
 
 The numbers are read from ``OUT/summary.json`` as `taalm bench lama-ckl` wrote it; nothing is
 recomputed. With ``--copy-to DIR`` the folder's light outputs (bench.json, results.md,
@@ -24,25 +27,34 @@ import sys
 from pathlib import Path
 
 
+def _target(name: str, need: list[str], m: dict, fn) -> dict:
+    if any(k not in m for k in need):
+        return {"target": name, "taalm": None, "reference": None, "met": False,
+                "note": f"not run: the folder lacks {[k for k in need if k not in m]}"}
+    taalm, ref, met = fn()
+    return {"target": name, "taalm": taalm, "reference": ref, "met": bool(met)}
+
+
 def check(summary: dict) -> dict:
     m = {k: v["summary"] for k, v in summary["methods"].items()}
-    missing = [k for k in ("taalm", "finetune", "rho1") if k not in m]
-    if missing:
-        raise SystemExit(f"summary.json lacks the methods {missing}")
-    t, f, r = m["taalm"], m["finetune"], m["rho1"]
-    others = {k: v["total"] for k, v in m.items() if k not in ("taalm", "oracle")}
+    if "taalm" not in m:
+        raise SystemExit("summary.json lacks the method taalm")
+    t = m["taalm"]
+    deployable = {k: v["total"] for k, v in m.items() if k not in ("taalm", "oracle")}
     targets = [
-        {"target": "taalm Top Acc >= 2 x finetune Top Acc", "taalm": t["top_acc"],
-         "reference": 2 * f["top_acc"], "ratio": t["top_acc"] / f["top_acc"] if f["top_acc"] else None,
-         "met": t["top_acc"] >= 2 * f["top_acc"]},
-        {"target": "taalm Top Acc >= rho1 Top Acc", "taalm": t["top_acc"], "reference": r["top_acc"],
-         "met": t["top_acc"] >= r["top_acc"]},
-        {"target": "taalm Total > every non-oracle Total", "taalm": t["total"], "reference": others,
-         "met": all(t["total"] > v for v in others.values())},
-        {"target": "taalm NF Acc >= finetune NF Acc", "taalm": t["nf_acc"], "reference": f["nf_acc"],
-         "met": t["nf_acc"] >= f["nf_acc"]},
-        {"target": "taalm Epoch < finetune Epoch", "taalm": t["epoch"], "reference": f["epoch"],
-         "met": t["epoch"] < f["epoch"]},
+        _target("taalm Top Acc >= 2 x finetune Top Acc", ["finetune"], m,
+                lambda: (t["top_acc"], 2 * m["finetune"]["top_acc"], t["top_acc"] >= 2 * m["finetune"]["top_acc"])),
+        _target("taalm Top Acc >= 0.6 x oracle Top Acc", ["oracle"], m,
+                lambda: (t["top_acc"], 0.6 * m["oracle"]["top_acc"], t["top_acc"] >= 0.6 * m["oracle"]["top_acc"])),
+        _target("taalm Top Acc > salient Top Acc", ["salient"], m,
+                lambda: (t["top_acc"], m["salient"]["top_acc"], t["top_acc"] > m["salient"]["top_acc"])),
+        _target("taalm NF Acc >= finetune NF Acc", ["finetune"], m,
+                lambda: (t["nf_acc"], m["finetune"]["nf_acc"], t["nf_acc"] >= m["finetune"]["nf_acc"])),
+        _target("taalm Total > every deployable Total (finetune, rho1, random, salient, ...)",
+                ["finetune", "rho1", "random", "salient"], m,
+                lambda: (t["total"], deployable, all(t["total"] > v for v in deployable.values()))),
+        _target("taalm Epoch <= finetune Epoch / 2", ["finetune"], m,
+                lambda: (t["epoch"], m["finetune"]["epoch"] / 2, t["epoch"] <= m["finetune"]["epoch"] / 2)),
     ]
     return {"size": summary.get("size"), "model": summary.get("model"),
             "probe_format": summary.get("probe_format"), "targets": targets,

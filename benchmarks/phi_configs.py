@@ -65,10 +65,13 @@ def row_from_run(run: Path, name: str, note: str) -> dict:
     import yaml
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    val = [json.loads(x) for x in (run / "val.jsonl").read_text().splitlines() if x.strip()]
-    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()]
+    def rows(name):  # an aborted run may lack its log or validations
+        f = run / name
+        return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.is_file() else []
+
+    val, log = rows("val.jsonl"), rows("log.jsonl")
     refs = json.loads((run / "val_references.json").read_text()) if (run / "val_references.json").is_file() else {}
-    info = json.loads((run / "run.json").read_text())
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     best = max(val, key=lambda r: (r["accuracy"], -r["update"])) if val else None
     upd_s = sum(r["seconds"] for r in log)
     pairs = len(log) * cfg["batch_pairs"]
