@@ -66,7 +66,7 @@ def test_gguf_cache_equals_direct_load(smol, monkeypatch):
 
 
 def test_shipped_phi_weights_entities_over_function_words(smol):
-    """The shipped φ (meta-trained on LAMA-ckl) loads onto SmolLM2 and puts more weight on the
+    """The shipped φ (meta-trained on the T-REx φ pool) loads onto SmolLM2 and puts more weight on the
     named entities of a new sentence than on its function words (what meta-training taught it)."""
     import copy
 

@@ -52,9 +52,10 @@ def default_phi_checkpoint() -> str | None:
     """The φ shipped with the package: the one place that names the default checkpoint.
 
     ``taalm/phi_default/``: Train-Attention for SmolLM2-135M (LoRA r=8 + sigmoid head, float16
-    tensors, 4.9 MB), meta-trained only on the tailored φ-training pool of LAMA-ckl (never on
-    To-Learn or Not-To-Forget units) with ``recipes/phi_smollm2_lama.yaml``; its training log and
-    validation curve are in ``benchmarks/results/phi_proof_smollm2/``. None if the folder is missing
+    tensors, 4.9 MB), meta-trained only on the T-REx φ pool of ``taalm data pool`` (LAMA-ckl units
+    excluded, so never on To-Learn or Not-To-Forget units) with ``recipes/phi_smollm2_trex.yaml``;
+    its training log and validation are in ``benchmarks/results/phi_trex_smollm2/``, its
+    provenance in the folder's README (data licence CC BY-NC 4.0). None if the folder is missing
     (a trimmed install), in which case ``method.taalm.checkpoint`` is required.
     """
     folder = Path(__file__).resolve().parent / "phi_default"
