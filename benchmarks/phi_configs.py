@@ -92,8 +92,6 @@ def row_from_run(run: Path, name: str, note: str) -> dict:
 def row_from_validation(weights: str, val_file: Path, recipe: Path | None, overrides: list[str],
                         name: str, note: str) -> dict:
     """Validate fixed weights (a φ folder, the shipped φ, or a rule) with a recipe's settings."""
-    import torch
-
     from taalm.config import MetaTrainConfig, MethodConfig, load_config, to_dict
     from taalm.data import read_pairs
     from taalm.meta_train import validate
@@ -115,7 +113,6 @@ def row_from_validation(weights: str, val_file: Path, recipe: Path | None, overr
         phi = TrainAttention.from_pretrained(folder, device=str(next(model.parameters()).device))
         phi.eval()
     res = validate(phi, model, tok, pairs, cfg, weights=ws, label=weights)
-    del torch
     return {"name": name, "kind": "fixed weights", "weights": weights, "note": note,
             "val_file": str(val_file), "config": _flat(to_dict(cfg)), "n_val": res["n"],
             "accuracy": res["accuracy"], "nll": round(res["nll"], 4),

@@ -177,6 +177,29 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
             "nll_before": before["nll"], "n": len(val_pairs)}
 
 
+def validation_references(base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainConfig,
+                          log: Callable[[str], None] = print) -> dict:
+    """The validation with uniform weights (= finetune) and with oracle weights (1 on the
+    answer's tokens in the document): where φ stands between the two."""
+    from .data import encode_document
+
+    references = {}
+    for name in ("finetune", "oracle"):
+        ws = []
+        for p in val_pairs:
+            d = p.document
+            e = encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text)
+            w = torch.ones(len(e.input_ids)) if name == "finetune" else torch.zeros(len(e.input_ids))
+            if name == "oracle":
+                w[e.span] = 1.0
+            ws.append(w)
+        t0 = time.time()
+        references[name] = {**validate(None, base_model, tokenizer, val_pairs, cfg, weights=ws, label=name),
+                            "seconds": round(time.time() - t0, 1)}
+        log(f"validation reference '{name}': answer accuracy {references[name]['accuracy']:.3f}")
+    return references
+
+
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
@@ -357,23 +380,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     if out is not None and (out / "val_references.json").is_file():
         references = json.loads((out / "val_references.json").read_text())
     elif val_pairs and cfg.val.references:
-        # the same validation with uniform weights (= finetune) and oracle weights (1 on the
-        # answer's tokens in the document): where φ stands between the two
-        from .data import encode_document
-
-        for name in ("finetune", "oracle"):
-            ws = []
-            for p in val_pairs:
-                d = p.document
-                e = encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text)
-                w = torch.ones(len(e.input_ids)) if name == "finetune" else torch.zeros(len(e.input_ids))
-                if name == "oracle":
-                    w[e.span] = 1.0
-                ws.append(w)
-            t0 = time.time()
-            references[name] = {**validate(None, base_model, tokenizer, val_pairs, cfg, weights=ws, label=name),
-                                "seconds": round(time.time() - t0, 1)}
-            log(f"validation reference '{name}': answer accuracy {references[name]['accuracy']:.3f}")
+        references = validation_references(base_model, tokenizer, val_pairs, cfg, log)
         if out is not None:
             atomic_write_json(out / "val_references.json", references)
 
