@@ -204,3 +204,52 @@ def test_cli_train_attention(model_dir, tmp_path, capsys):
     res = learn(docs, None, c, None, progress=False, log=lambda m: None)
     assert res is not None
     assert main(["train-attention", "--pairs", str(p), "--out", str(tmp_path / "x"), "engine=nope"]) == 2
+
+
+def test_phi_lr_schedules():
+    from taalm.meta_train import phi_lr
+
+    c = cfg(updates=5, lr=1e-2, lr_final=0.1)
+    assert [phi_lr(c, t) for t in range(1, 6)] == [1e-2] * 5  # constant by default
+    c = cfg(updates=5, lr=1e-2, lr_final=0.1, lr_schedule="cosine")
+    assert phi_lr(c, 1) == pytest.approx(1e-2) and phi_lr(c, 5) == pytest.approx(1e-3)
+    assert phi_lr(c, 3) == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5))  # halfway: the mean of both ends
+    lin = cfg(updates=5, lr=1e-2, lr_final=0.0, lr_schedule="linear")
+    assert [phi_lr(lin, t) for t in range(1, 6)] == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3, 0.0])
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        train_attention(make_pairs(), None, cfg(lr_schedule="step"), None)
+
+
+def test_schedule_reaches_the_optimizer(tokenizer):
+    """linear to 0 over 2 updates: update 2 runs at lr 0, so φ ends where a 1-update run ends."""
+    ends = []
+    for kw in ({"updates": 1}, {"updates": 2, "lr_schedule": "linear", "lr_final": 0.0}):
+        theta, phi = build(tokenizer)
+        res = train_attention(make_pairs(), None, cfg(**kw, **{"val.every": 0}), None, model=theta,
+                              tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+        ends.append({n: p.detach().clone() for n, p in res.phi.trainable_parameters().items()})
+    assert res.log[1]["lr"] == 0.0
+    assert all(torch.equal(ends[0][n], ends[1][n]) for n in ends[0])
+    theta, phi = build(tokenizer)
+    moved = train_attention(make_pairs(), None, cfg(updates=2, **{"val.every": 0}), None, model=theta,
+                            tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    assert any(not torch.equal(ends[0][n], p) for n, p in moved.phi.trainable_parameters().items())
+
+
+def test_warm_start_from_a_saved_phi(model_dir, tmp_path):
+    """init=FOLDER starts φ from a saved φ: with 0 updates the run's φ is that φ, tensor for tensor."""
+    from taalm.cli import main
+    from taalm.runio import load_tensors
+
+    rows = [{"document": t, "task": f"{s} {r} {o}", "answer": o, "id": str(i)} for i, (t, s, r, o) in enumerate(FACTS)]
+    p = tmp_path / "pairs.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["--pairs", str(p), "--base", str(model_dir), "--quiet", "batch_pairs=2", "micro_pairs=2",
+              "val.n_pairs=2", "val.every=0", "theta.r=4", "phi.lora.r=4", "phi.head_std=0.05"]
+    assert main(["train-attention", *common, "--out", str(tmp_path / "a"), "updates=2", "lr=1e-2"]) == 0
+    assert main(["train-attention", *common, "--out", str(tmp_path / "b"), "updates=0",
+                 f"init={tmp_path / 'a' / 'phi'}"]) == 0
+    a, b = (load_tensors(tmp_path / d / "phi" / "phi.safetensors") for d in ("a", "b"))
+    assert set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)
+    assert main(["train-attention", *common, "--out", str(tmp_path / "c"), f"init={tmp_path}"]) == 2
+    assert not (tmp_path / "c").exists()

@@ -201,6 +201,10 @@ class MetaTrainConfig:
     batch_pairs: int = 16  # pairs per φ update (the release uses 16)
     micro_pairs: int = 4  # pairs per forward pass (each keeps its own θ')
     lr: float = 2e-4  # φ's AdamW lr
+    # φ's lr over the updates: constant | cosine | linear (both decay from lr to lr·lr_final)
+    lr_schedule: str = "constant"
+    lr_final: float = 0.1  # the decayed schedules' last lr, as a fraction of lr
+    init: str = ""  # warm start: a saved φ folder (TrainAttention.save_pretrained); its phi config replaces `phi`
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # 0 disables clipping of φ's gradient
     max_doc_tokens: int = 256  # longer documents are truncated for meta-training

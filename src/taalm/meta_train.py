@@ -244,6 +244,26 @@ class MetaTrainResult:
     seconds: float
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
+    """φ's learning rate at ``update`` (1-based): a pure function of the update, so a resumed run
+    continues the schedule exactly. Decayed schedules go from ``lr`` at update 1 to
+    ``lr · lr_final`` at update ``updates``:
+
+        cosine:  lr_t = lr · (f + (1 − f) · (1 + cos(π·s)) / 2),   s = (t − 1) / (updates − 1)
+        linear:  lr_t = lr · (1 − (1 − f) · s)
+    """
+    if cfg.lr_schedule == "constant" or cfg.updates <= 1:
+        return cfg.lr
+    s = min(max((update - 1) / (cfg.updates - 1), 0.0), 1.0)
+    f = cfg.lr_final
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * s)))
+    return cfg.lr * (1 - (1 - f) * s)
+
+
 def check_config(cfg: MetaTrainConfig) -> None:
     if cfg.engine not in ENGINES:
         raise ConfigError(f"unknown engine '{cfg.engine}' (use {', '.join(ENGINES)})", "engine")
@@ -253,6 +273,12 @@ def check_config(cfg: MetaTrainConfig) -> None:
         raise ConfigError("directional must be 'forward' or 'fd'", "directional")
     if cfg.updates < 0 or cfg.batch_pairs < 1 or cfg.micro_pairs < 1 or cfg.lr <= 0:
         raise ConfigError("updates >= 0, batch_pairs >= 1, micro_pairs >= 1 and lr > 0 are required")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown lr_schedule '{cfg.lr_schedule}' (use {', '.join(LR_SCHEDULES)})", "lr_schedule")
+    if not 0.0 <= cfg.lr_final <= 1.0:
+        raise ConfigError(f"lr_final must be in [0, 1] (got {cfg.lr_final})", "lr_final")
+    if cfg.init and not (Path(cfg.init).expanduser() / "phi_config.json").is_file():
+        raise ConfigError(f"init={cfg.init}: not a saved φ folder (no phi_config.json)", "init")
     if cfg.max_doc_tokens < 2:
         raise ConfigError(f"max_doc_tokens must be >= 2 (got {cfg.max_doc_tokens})", "max_doc_tokens")
     if cfg.task_field not in LAMA_PROBE_FIELDS:
@@ -303,7 +329,10 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     base_model = model  # pristine: validation copies it
     theta = MetaTheta(copy.deepcopy(model).to(device),
                       MetaThetaSpec(cfg.theta.mode, cfg.theta.r, cfg.theta.alpha, list(cfg.theta.layers), cfg.seed))
-    if phi is None:
+    if phi is None and cfg.init:
+        log(f"loading φ from {cfg.init} (warm start) ...")
+        phi = TrainAttention.from_pretrained(Path(cfg.init).expanduser(), device=str(device), dtype=cfg.model.dtype)
+    elif phi is None:
         log(f"loading φ base {cfg.phi.base} ...")
         phi = TrainAttention.from_config(cfg.phi, device=str(device), dtype=cfg.model.dtype)
     phi.train()
@@ -426,8 +455,10 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
                             stats["w_other"].append(w[i][valid[i] & ~on].mean().item())
             gnorm = torch.nn.utils.clip_grad_norm_(list(params.values()),
                                                    cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
+            for group in opt.param_groups:
+                group["lr"] = phi_lr(cfg, update)
             opt.step()
-            row = {"update": update, "outer": round(stats["outer"], 5), "outer0": round(stats["outer0"], 5),
+            row = {"update": update, "lr": float(f"{phi_lr(cfg, update):.6g}"), "outer": round(stats["outer"], 5), "outer0": round(stats["outer0"], 5),
                    "gain": round(stats["outer0"] - stats["outer"], 6), "inner_loss": round(stats["inner"], 5),
                    "w_mean": round(stats["w_mean"], 5),
                    "w_answer": round(sum(stats["w_answer"]) / len(stats["w_answer"]), 5) if stats["w_answer"] else None,
