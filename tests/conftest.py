@@ -57,7 +57,7 @@ def make_llama(vocab_size: int, seed: int = 0):
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                      max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                       tie_word_embeddings=False, attn_implementation="eager")
     return LlamaForCausalLM(cfg).eval()
 
@@ -66,7 +66,7 @@ def make_gpt2(vocab_size: int, seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=256,
+    cfg = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=1024,
                      pad_token_id=0, bos_token_id=1, eos_token_id=2, attn_implementation="eager",
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     return GPT2LMHeadModel(cfg).eval()

@@ -41,7 +41,7 @@ def test_recipe_type_error_names_line(tmp_path):
     with pytest.raises(ConfigError, match=r"r.yaml, line 4: 'train.epochs' must be an integer"):
         load_config(LearnConfig, recipe)
     recipe.write_text("train: [1, 2\n")
-    with pytest.raises(ConfigError, match=r"r.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"r.yaml, line 2: not valid YAML"):
         load_config(LearnConfig, recipe)
 
 

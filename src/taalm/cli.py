@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TaalmError as e:
         print(f"taalm {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:
         hint = " (continue with --resume)" if args.command in ("learn", "train-attention") else ""
         if args.command == "bench":

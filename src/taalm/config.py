@@ -11,6 +11,7 @@ This module imports no torch (the CLI imports it to parse arguments).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,77 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import ConfigError
+
+# Allowed values of the string keys: the one home of these rules (the modules that act on them
+# import them from here).
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
+DTYPES = ("auto", "fp32", "float32", "float", "bf16", "bfloat16", "fp16", "float16", "half",
+          "fp64", "float64", "double")
+ATTN = ("auto", "eager", "sdpa")
+THETA_MODES = ("lora", "full")
+PADDING_SIDES = ("right", "left")
+PROBE_FIELDS = ("task_descriptive", "task_schematic")
+PHI_REDUCTIONS = ("mean", "max")
+META_THETA_MODES = ("lora", "layers")
+INNER_OPTIMIZERS = ("adamw", "sgd")
+ENGINES = ("directional", "double_backward")
+DIRECTIONAL = ("forward", "fd")
+OBJECTIVES = ("answer_nll", "change3", "change2")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+class _Rules:
+    """Collects range violations of one config section; each names its dotted key and value."""
+
+    def __init__(self, cfg, prefix: str):
+        self.cfg, self.prefix, self.errors = cfg, prefix, []
+
+    def need(self, ok: bool, key: str, what: str) -> None:
+        if not ok:
+            value = self.cfg
+            for part in key.split("."):
+                value = getattr(value, part)
+            self.errors.append((self.prefix + key, f"{self.prefix}{key}={value!r}: {what}"))
+
+    def finite(self, key: str, low: float | None = None, high: float | None = None, *,
+               low_open: bool = False, high_open: bool = False) -> None:
+        v = getattr(self.cfg, key)
+        ok = isinstance(v, (int, float)) and math.isfinite(v)
+        if ok and low is not None:
+            ok = v > low if low_open else v >= low
+        if ok and high is not None:
+            ok = v < high if high_open else v <= high
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        self.need(ok, key, "must be a finite number" + (f" {lo}" if lo else "") + (" and " if lo and hi else "")
+                  + (f" {hi}" if hi else ""))
+
+    def at_least(self, key: str, low: int) -> None:
+        self.need(getattr(self.cfg, key) >= low, key, f"must be >= {low}")
+
+    def choice(self, key: str, choices: tuple) -> None:
+        v = getattr(self.cfg, key)
+        self.need(str(v).strip().lower() in choices, key, f"use one of {', '.join(choices)}")
+
+    def betas(self, key: str) -> None:
+        b = getattr(self.cfg, key)
+        self.need(len(b) == 2 and all(math.isfinite(x) and 0.0 <= x < 1.0 for x in b), key,
+                  "must be two numbers in [0, 1)")
+
+
+def check_config(cfg, prefix: str = "") -> None:
+    """Check every range rule of ``cfg`` and its sections (the schema's ``_rules`` methods);
+    raise :class:`ConfigError` naming the first offending key and its value."""
+    rules = _Rules(cfg, prefix)
+    if hasattr(cfg, "_rules"):
+        cfg._rules(rules)
+    if rules.errors:
+        key, message = rules.errors[0]
+        raise ConfigError(message, key)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_config(value, f"{prefix}{f.name}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -31,6 +103,14 @@ class ModelConfig:
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps
     dtype: str = "auto"  # auto (bf16 where supported on an accelerator, else fp32) | fp32 | bf16 | fp16
     attn: str = "auto"  # auto | eager | sdpa (eager is needed for second-order gradients)
+    # run a model folder's own Python code (its config's auto_map)? Only for folders you trust.
+    trust_remote_code: bool = False
+
+    def _rules(self, r: _Rules) -> None:
+        r.need(str(self.device).strip().lower().split(":")[0] in DEVICE_KINDS, "device",
+               "use auto, cpu, cuda, cuda:N or mps")
+        r.choice("dtype", DTYPES)
+        r.choice("attn", ATTN)
 
 
 @dataclass
@@ -41,6 +121,12 @@ class LoraConfig:
     # "all-linear" = every linear layer of the backbone except the LM head (peft's shorthand)
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
+    def _rules(self, r: _Rules) -> None:
+        r.at_least("r", 1)
+        r.need(self.alpha > 0, "alpha", "must be > 0")
+        r.finite("dropout", 0.0, 1.0, high_open=True)
+        r.need(len(self.target_modules) > 0, "target_modules", "name at least one module (or all-linear)")
+
 
 @dataclass
 class ThetaConfig:
@@ -48,6 +134,9 @@ class ThetaConfig:
 
     mode: str = "lora"  # lora | full
     lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def _rules(self, r: _Rules) -> None:
+        r.choice("mode", THETA_MODES)
 
 
 @dataclass
@@ -68,16 +157,38 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
     known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
 
+    def _rules(self, r: _Rules) -> None:
+        r.at_least("epochs", 0)
+        r.finite("lr", 0.0, low_open=True)
+        r.finite("weight_decay", 0.0)
+        r.betas("betas")
+        r.at_least("batch_size", 1)
+        r.at_least("batch_tokens", 0)
+        r.at_least("grad_accum", 1)
+        r.at_least("max_length", 2)
+        r.at_least("stride", 0)
+        r.need(self.stride < self.max_length, "stride",
+               f"must be below train.max_length={self.max_length} (windows must advance)")
+        r.finite("max_grad_norm", 0.0)
+        r.at_least("group_by_length", 0)
+        r.at_least("checkpoint_every", 1)
+
 
 @dataclass
 class RandomConfig:
     mean: float = 0.5  # weights ~ Beta(2*mean, 2*(1-mean)): mean `mean`, uniform at 0.5
+
+    def _rules(self, r: _Rules) -> None:
+        r.finite("mean", 0.0, 1.0, low_open=True, high_open=True)
 
 
 @dataclass
 class Rho1Config:
     ratio: float = 0.4  # fraction of tokens kept (top by excess loss); the release keeps 40%
     reference: str | None = None  # model spec of the reference; None = the starting model θ0
+
+    def _rules(self, r: _Rules) -> None:
+        r.finite("ratio", 0.0, 1.0, low_open=True)
 
 
 @dataclass
@@ -87,6 +198,9 @@ class TaalmMethodConfig:
     checkpoint: str | None = None  # folder written by TrainAttention.save_pretrained
     batch_size: int = 8  # φ windows per forward pass (weights are computed once per document)
 
+    def _rules(self, r: _Rules) -> None:
+        r.at_least("batch_size", 1)
+
 
 @dataclass
 class SalientConfig:
@@ -94,6 +208,10 @@ class SalientConfig:
 
     high: float = 1.0  # weight of tokens inside capitalised words and numbers
     low: float = 0.1  # weight of every other token
+
+    def _rules(self, r: _Rules) -> None:
+        r.finite("high", 0.0, 1.0)
+        r.finite("low", 0.0, 1.0)
 
 
 @dataclass
@@ -123,11 +241,24 @@ class PhiConfig:
     stride: int = 128  # left context (φ tokens) that a window shares with the previous one
     seed: int = 0  # head and LoRA initialisation
 
+    def _rules(self, r: _Rules) -> None:
+        r.choice("mode", THETA_MODES)
+        r.choice("reduction", PHI_REDUCTIONS)
+        r.finite("head_std", 0.0)
+        r.finite("head_bias")
+        r.at_least("max_length", 2)
+        r.at_least("stride", 0)
+        r.need(self.stride < self.max_length, "stride", f"must be below phi.max_length={self.max_length}")
+
 
 @dataclass
 class DataConfig:
     probe_field: str = "task_descriptive"  # LAMA units: task_descriptive | task_schematic
     limit: int = 0  # >0: use only the first N documents / probes (smoke runs)
+
+    def _rules(self, r: _Rules) -> None:
+        r.choice("probe_field", PROBE_FIELDS)
+        r.at_least("limit", 0)
 
 
 @dataclass
@@ -135,6 +266,10 @@ class EvalConfig:
     batch_size: int = 16
     padding_side: str = "right"  # right | left (both give the same scores; tested)
     every_epoch: bool = False  # also evaluate after every epoch (default: before and after only)
+
+    def _rules(self, r: _Rules) -> None:
+        r.at_least("batch_size", 1)
+        r.choice("padding_side", PADDING_SIDES)
 
 
 @dataclass
@@ -158,6 +293,11 @@ class MetaThetaConfig:
     alpha: float = 32.0
     layers: list[int] = field(default_factory=lambda: [-2, -1])  # mode=layers; negative = from the end
 
+    def _rules(self, r: _Rules) -> None:
+        r.choice("mode", META_THETA_MODES)
+        r.at_least("r", 1)
+        r.finite("alpha", 0.0, low_open=True)
+
 
 @dataclass
 class InnerConfig:
@@ -172,6 +312,14 @@ class InnerConfig:
 
 @dataclass
 class ValidationConfig:
+
+    def _rules(self, r: _Rules) -> None:
+        r.choice("optimizer", INNER_OPTIMIZERS)
+        r.finite("lr", 0.0, low_open=True)
+        r.at_least("k_warm", 0)
+        r.finite("weight_decay", 0.0)
+        r.betas("betas")
+
     """Held-out check: θ0 learns the held-out documents with φ's weights; answer accuracy."""
 
     every: int = 10  # φ updates between validations (and once before the first update, see at_start)
@@ -182,6 +330,13 @@ class ValidationConfig:
     batch_size: int = 8
     references: bool = True  # also validate uniform (finetune) and oracle weights once, for scale
     known_masking: bool = False  # the validation learner masks tokens θ already predicts (train.known_masking)
+
+    def _rules(self, r: _Rules) -> None:
+        r.at_least("every", 0)
+        r.at_least("n_pairs", 0)
+        r.at_least("epochs", 1)
+        r.finite("lr", 0.0, low_open=True)
+        r.at_least("batch_size", 1)
 
 
 @dataclass
@@ -212,6 +367,28 @@ class MetaTrainConfig:
     checkpoint_every: int = 10  # φ updates between resumable checkpoints
     seed: int = 0
     val: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def _rules(self, r: _Rules) -> None:
+        r.choice("engine", ENGINES)
+        r.choice("directional", DIRECTIONAL)
+        r.finite("fd_step", 0.0, low_open=True)
+        r.choice("objective", OBJECTIVES)
+        r.finite("unrelated_weight", 0.0)
+        r.at_least("updates", 0)
+        r.at_least("batch_pairs", 1)
+        r.at_least("micro_pairs", 1)
+        r.finite("lr", 0.0, low_open=True)
+        r.choice("lr_schedule", LR_SCHEDULES)
+        r.finite("lr_final", 0.0, 1.0)
+        r.finite("weight_decay", 0.0)
+        r.finite("max_grad_norm", 0.0)
+        r.at_least("max_doc_tokens", 2)
+        r.choice("task_field", PROBE_FIELDS)
+        r.at_least("checkpoint_every", 1)
+        r.need(self.theta.mode != "layers" or self.micro_pairs == 1, "micro_pairs",
+               "theta.mode=layers trains one pair per forward pass: set micro_pairs=1")
+        r.need(not self.init or (Path(self.init).expanduser() / "phi_config.json").is_file(), "init",
+               "not a saved φ folder (no phi_config.json)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,18 +510,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: typing.Iterable[str] = ()):
-    """Defaults, then the YAML ``recipe`` (if any), then ``key.sub=value`` overrides."""
+    """Defaults, then the YAML ``recipe`` (if any), then ``key.sub=value`` overrides; then every
+    range rule of the schema (:func:`check_config`). Errors name the key, its value and where it
+    came from (the recipe's file and line, or the command line)."""
     import yaml
 
     data: dict = {}
+    text = ""
     if recipe is not None:
         path = Path(recipe)
         if not path.is_file():
             raise ConfigError(f"{path}: recipe file not found")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            text = path.read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{path}{where}: not valid YAML ({what})") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -352,17 +538,29 @@ def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: ty
         try:  # validate against the schema, naming the file and line
             from_dict(cls, loaded)
         except ConfigError as e:
-            line = _yaml_line(path.read_text(encoding="utf-8"), e.key)
+            line = _yaml_line(text, e.key)
             raise ConfigError(f"{path}{f', line {line}' if line else ''}: {e}", e.key) from None
         data = loaded
-    for text in overrides:
-        parts, value = parse_override(text)
+    overridden: set[str] = set()
+    for item in overrides:
+        parts, value = parse_override(item)
+        overridden.add(".".join(parts))
         nested: Any = value
         for part in reversed(parts):
             nested = {part: nested}
         data = _deep_merge(data, nested)
         from_dict(cls, data, where="command line: ")  # report the failing override by name
-    return from_dict(cls, data)
+    cfg = from_dict(cls, data)
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        if e.key in overridden:
+            raise ConfigError(f"command line: {e}", e.key) from None
+        line = _yaml_line(text, e.key) if text else None
+        if line:
+            raise ConfigError(f"{recipe}, line {line}: {e}", e.key) from None
+        raise
+    return cfg
 
 
 def _yaml_line(text: str, key: str | None) -> int | None:

@@ -44,3 +44,10 @@ class ConfigError(TaalmError):
 
 class ModelLoadError(TaalmError):
     """A model could not be found or loaded; the message says how to fix it."""
+
+
+class TrainingDiverged(TaalmError):
+    """Training met a non-finite loss or gradient; the run is marked failed, its last good
+    checkpoint kept. Exit status 1 (a failed run, not bad input)."""
+
+    exit_code = 1

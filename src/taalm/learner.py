@@ -17,6 +17,7 @@ bit-for-bit as if never stopped, because shuffling and dropout are seeded per ep
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,13 +26,14 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
-from .config import LearnConfig, save_config, to_dict
+from .config import LearnConfig, check_config, save_config, to_dict
 from .data import Document, Probe, Window, collate, prepare_windows
-from .errors import InputError, TaalmError
+from .errors import ConfigError, InputError, TaalmError, TrainingDiverged
 from .evaluation import EvalResult, encode_probes, evaluate_probes
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .runio import (atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors,
                     write_jsonl)
+from .runfolder import RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, fingerprint, read_run_info
 from .theta import count_parameters, save_theta, trainable_parameters, wrap_theta
 from .weighting import PrepareContext, WeightingMethod, get_method
 
@@ -115,52 +117,104 @@ def save_optimizer_state(path: Path, optimizer, names: list[str]) -> None:
     save_tensors(path, tensors)
 
 
-def load_optimizer_state(path: Path, optimizer, names: list[str]) -> None:
-    """Inverse of :func:`save_optimizer_state`."""
+def optimizer_state_from_tensors(optimizer, tensors: dict, names: list[str]) -> dict:
+    """The ``state_dict`` that :func:`save_optimizer_state`'s tensors describe (checked: every
+    key names a known parameter)."""
     sd = optimizer.state_dict()
     sd["state"] = {}
-    for key, value in load_tensors(path).items():
-        pname, skey = key.split("::")
+    for key, value in tensors.items():
+        pname, _, skey = key.partition("::")
+        if pname not in names or not skey:
+            raise ValueError(f"optimizer state for unknown parameter {pname!r}")
         sd["state"].setdefault(names.index(pname), {})[skey] = value
-    optimizer.load_state_dict(sd)
+    return sd
 
 
-def _save_checkpoint(out_dir: Path, epoch: int, step: int, model, optimizer, history: list[dict]) -> None:
+def load_optimizer_state(path: Path, optimizer, names: list[str]) -> None:
+    """Inverse of :func:`save_optimizer_state`."""
+    optimizer.load_state_dict(optimizer_state_from_tensors(optimizer, load_tensors(path), names))
+
+
+CHECKPOINTS_KEPT = 2  # the newest and the one before it: a fallback if the newest is damaged
+
+
+def _save_checkpoint(out_dir: Path, epoch: int, step: int, model, optimizer, history: list[dict],
+                     extra: dict | None = None) -> None:
+    """``checkpoints/epoch-N/`` (tensors, optimizer, ``state.json`` written last: the folder is
+    complete once it exists), then the ``latest.json`` pointer; older checkpoints are pruned."""
     ckpt_root = out_dir / "checkpoints"
     name = f"epoch-{epoch:04d}"
     folder = ckpt_root / name
     params = trainable_parameters(model)
     save_tensors(folder / "trainable.safetensors", params)
     save_optimizer_state(folder / "optimizer.safetensors", optimizer, list(params))
-    # the pointer is written last: a checkpoint exists only once it is complete
-    atomic_write_json(ckpt_root / "latest.json",
-                      {"epoch": epoch, "step": step, "folder": name, "history": history})
-    for old in ckpt_root.iterdir():
-        if old.is_dir() and old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+    state = {"epoch": epoch, "step": step, "folder": name, "history": history, **(extra or {})}
+    atomic_write_json(folder / "state.json", state)
+    atomic_write_json(ckpt_root / "latest.json", state)
+    done = sorted(d for d in ckpt_root.iterdir() if d.is_dir() and d.name.startswith("epoch-"))
+    for old in done[:-CHECKPOINTS_KEPT]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _checkpoint_epoch(out_dir: Path) -> int | None:
-    latest = out_dir / "checkpoints" / "latest.json"
-    return json.loads(latest.read_text())["epoch"] if latest.is_file() else None
+    try:
+        return int(json.loads((out_dir / "checkpoints" / "latest.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
-def _load_checkpoint(out_dir: Path, model, optimizer) -> dict:
-    latest = out_dir / "checkpoints" / "latest.json"
-    if not latest.is_file():
-        raise TaalmError(f"{out_dir}: nothing to resume (no checkpoints/latest.json)")
-    state = json.loads(latest.read_text())
-    folder = out_dir / "checkpoints" / state["folder"]
-    params = trainable_parameters(model)
+def _read_checkpoint(folder: Path, latest: dict | None, params: dict, optimizer) -> tuple[dict, dict, dict]:
+    """(state, tensors, optimizer state_dict) of one checkpoint folder, fully verified; raises
+    ValueError/OSError saying what is wrong. Nothing is loaded into the model here."""
+    if (folder / "state.json").is_file():
+        state = json.loads((folder / "state.json").read_text())
+    elif latest is not None and latest.get("folder") == folder.name:
+        state = latest  # checkpoints written before state.json existed
+    else:
+        raise ValueError("incomplete (no state.json)")
     saved = load_tensors(folder / "trainable.safetensors")
     if set(saved) != set(params):
-        raise TaalmError(f"{folder}: checkpoint does not match this model/config "
-                         f"({len(saved)} saved tensors, {len(params)} trainable)")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(saved[n])
-    load_optimizer_state(folder / "optimizer.safetensors", optimizer, list(params))
-    return state
+        raise ValueError(f"does not match this model/config ({len(saved)} saved tensors, {len(params)} trainable)")
+    for n, p in params.items():
+        if tuple(saved[n].shape) != tuple(p.shape):
+            raise ValueError(f"tensor {n} has shape {tuple(saved[n].shape)}, expected {tuple(p.shape)}")
+        if not torch.isfinite(saved[n]).all():
+            raise ValueError(f"tensor {n} holds NaN/Inf")
+    opt_sd = optimizer_state_from_tensors(optimizer, load_tensors(folder / "optimizer.safetensors"), list(params))
+    return state, saved, opt_sd
+
+
+def _load_checkpoint(out_dir: Path, model, optimizer, log: Callable[[str], None] = print) -> dict:
+    """Load the newest usable checkpoint: ``latest.json``'s, else the newest complete one before
+    it. Every candidate is verified in full before anything is loaded; none usable raises a
+    :class:`TaalmError` that says why for each."""
+    root = out_dir / "checkpoints"
+    latest, problems = None, []
+    try:
+        latest = json.loads((root / "latest.json").read_text())
+        if not isinstance(latest, dict) or "folder" not in latest:
+            raise ValueError("not a checkpoint pointer")
+    except (OSError, ValueError) as e:
+        problems.append(f"latest.json: {getattr(e, 'strerror', None) or e}")
+        latest = None
+    names = [latest["folder"]] if latest else []
+    names += sorted((d.name for d in root.glob("epoch-*") if d.is_dir() and d.name not in names), reverse=True)
+    params = trainable_parameters(model)
+    for name in names:
+        try:
+            state, saved, opt_sd = _read_checkpoint(root / name, latest, params, optimizer)
+        except Exception as e:  # safetensors raises its own types for truncated files
+            problems.append(f"{name}: {getattr(e, 'strerror', None) or e}")
+            continue
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved[n])
+        optimizer.load_state_dict(opt_sd)
+        if problems:
+            log(f"warning: {'; '.join(problems)}; resuming from the checkpoint {name} instead")
+        return state
+    raise TaalmError(f"{out_dir}: no usable checkpoint to resume from"
+                     f" ({'; '.join(problems) if problems else 'the run has not finished an epoch yet'})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,20 +234,121 @@ def check_documents(documents: list[Document], method: WeightingMethod) -> None:
                                  path or None, int(line) if line.isdigit() else None, "answer")
 
 
-def _resolve_out_dir(out_dir: str | Path | None, resume: bool, overwrite: bool) -> Path | None:
-    if out_dir is None:
-        if resume:
-            raise TaalmError("resume needs the run folder (out_dir)")
-        return None
-    out = Path(out_dir)
-    if resume:
-        if not (out / "checkpoints" / "latest.json").is_file():
-            raise TaalmError(f"{out}: nothing to resume (no checkpoints/latest.json)")
-    elif out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise TaalmError(f"{out}: output folder exists and is not empty "
-                             f"(use --resume to continue it, --overwrite to replace it)")
-    return out
+def input_paths(*collections) -> list[str]:
+    """The files the records (documents, probes) were read from (their ``source`` is
+    ``file:line``): a run must never delete them."""
+    paths = set()
+    for items in collections:
+        for it in items or []:
+            path, _, line = str(getattr(it, "source", "") or "").rpartition(":")
+            if path and line.isdigit():
+                paths.add(path)
+    return sorted(paths)
+
+
+def input_fingerprints(documents, probes, extra: Mapping[str, list] | None = None) -> dict:
+    """What ``--resume`` compares: every input set's size and content hash."""
+    fp = {"documents": fingerprint(documents, ("text", "answer", "id")),
+          "probes": fingerprint(probes, ("text", "answer", "answer_start", "id"))}
+    for name, ps in (extra or {}).items():
+        fp[f"probes.{name}"] = fingerprint(ps, ("text", "answer", "answer_start", "id"))
+    return fp
+
+
+def check_context_length(model, max_length: int, key: str = "train.max_length") -> None:
+    """Refuse windows longer than the model's context (position embeddings)."""
+    cfg = getattr(model, "config", None)
+    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if isinstance(limit, int) and limit > 0 and max_length > limit:
+        raise ConfigError(f"{key}={max_length}: longer than the model's context length {limit}", key)
+
+
+def check_finite(value: float, what: str, where: str, hint: str) -> None:
+    """Stop training at the first non-finite loss or gradient (:class:`TrainingDiverged`)."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"{what} is {value} at {where}; {hint}")
+
+
+def _divergence_hint(tc) -> str:
+    return (f"lower train.lr (now {tc.lr:g})"
+            + (", keep train.max_grad_norm > 0" if tc.max_grad_norm <= 0 else "")
+            + " or use theta.mode=lora")
+
+
+def _train_epoch(model, windows, static_weights, method, tc, optimizer, params, tokenizer, device,
+                 epoch: int, step: int, progress: bool) -> tuple[int, float, list[dict], int]:
+    """One epoch: shuffle (seeded by epoch), micro-batches, accumulate, clip, step. Returns
+    (step, summed loss, per-step metric rows, number of optimizer steps)."""
+    gen = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
+    order = torch.randperm(len(windows), generator=gen).tolist() if tc.shuffle else list(range(len(windows)))
+    if tc.shuffle and tc.group_by_length > 0:
+        order = length_grouped_order(windows, order, tc.batch_size, tc.group_by_length, gen)
+    torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout masks: resumable
+    batches = micro_batches(windows, order, tc.batch_size, tc.batch_tokens)
+    groups = [batches[i:i + tc.grad_accum] for i in range(0, len(batches), tc.grad_accum)]
+    bar = groups
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(groups, desc=f"epoch {epoch}/{tc.epochs}", unit="step", leave=False)
+    epoch_loss, rows = 0.0, []
+    for group in bar:
+        n_seq = sum(len(b) for b in group)
+        step_loss, n_tok, w_sum = 0.0, 0, 0.0
+        for mb in group:
+            ws = [windows[i] for i in mb]
+            batch = collate(ws, tokenizer.pad_token_id, device,
+                            [static_weights[i] for i in mb] if static_weights is not None else None)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])  # [B, T]
+            valid = mask & batch["loss_mask"].bool()
+            weights = method.step_weights(losses, valid, ws) if method.dynamic else batch["weights"]
+            if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
+                weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
+            loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"],
+                                                   reduction="sum") / n_seq
+            check_finite(loss.item(), "the training loss", f"epoch {epoch}, step {step + 1}", _divergence_hint(tc))
+            loss.backward()
+            step_loss += loss.item()
+            n_tok += int(valid.sum())
+            w_sum += float((weights * valid).sum())
+        gnorm = torch.nn.utils.clip_grad_norm_(list(params.values()),
+                                               tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
+        check_finite(float(gnorm), "the gradient norm", f"epoch {epoch}, step {step + 1}", _divergence_hint(tc))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        epoch_loss += step_loss
+        rows.append({"type": "step", "epoch": epoch, "step": step, "loss": step_loss,
+                     "tokens": n_tok, "mean_weight": w_sum / max(n_tok, 1)})
+        if progress:
+            bar.set_postfix(loss=f"{step_loss:.3f}")
+    return step, epoch_loss, rows, len(groups)
+
+
+def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra_enc: dict,
+                    run: "RunFolder | None", progress: bool) -> Callable[[int], dict | None]:
+    """``evaluate(epoch)``: the probe sets at one point, as a history row (per-probe files too)."""
+    def evaluate(epoch: int) -> dict | None:
+        if not probes and not extra_enc:
+            return None
+        row: dict = {"epoch": epoch}
+        out = run.path if run is not None else None
+        sets = ([(None, probes, probe_enc)] if probes else []) + [(n, ps, e) for n, (ps, e) in extra_enc.items()]
+        for name, ps, enc in sets:
+            t0 = time.time()
+            r: EvalResult = evaluate_probes(model, tokenizer, ps, cfg.eval.batch_size, cfg.eval.padding_side,
+                                            enc, progress, f"eval {name + ' ' if name else ''}{epoch}")
+            summary = {**r.summary(), "seconds": round(time.time() - t0, 3)}
+            if name is None:
+                row.update(summary)
+            else:
+                row[name] = summary
+            if out is not None:
+                write_jsonl(out / "eval" / f"epoch-{epoch:04d}{'.' + name if name else ''}.jsonl",
+                            [vars(p) for p in r.per_probe])
+        return row
+    return evaluate
 
 
 def learn(documents: list[Document], probes: list[Probe] | None = None,
@@ -214,29 +369,52 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     ``extra_probes`` (optional) are further named probe sets evaluated at the same points as
     ``probes`` (e.g. ``{"nf": not_to_forget}``): each history row gets ``row[name] = {accuracy,
     nll, n, seconds}``, kept in the checkpoints, so a resumed run keeps every set's curve.
+
+    Everything is checked before anything is written (the configuration, the documents, the
+    output folder, on ``resume`` that the inputs and configuration are the run's own, then the
+    model and the checkpoint); the folder is locked while the run lives (:mod:`taalm.runfolder`).
+    A non-finite loss or gradient stops the run (:class:`TrainingDiverged`, status "failed"),
+    keeping the last good checkpoint.
     """
     cfg = config or LearnConfig()
-    tc = cfg.train
-    if tc.epochs < 0 or tc.batch_size < 1 or tc.grad_accum < 1 or tc.lr <= 0:
-        raise TaalmError("train.epochs >= 0, train.batch_size >= 1, train.grad_accum >= 1 and "
-                         "train.lr > 0 are required")
-    method = method if method is not None else get_method(cfg.method, seed=tc.seed)
+    check_config(cfg)  # every range rule of the schema, for configs built in code too
+    method = method if method is not None else get_method(cfg.method, seed=cfg.train.seed)
     check_documents(documents, method)
     extra = dict(extra_probes or {})
     for name, ps in extra.items():
         if not isinstance(name, str) or not name.isidentifier() or name in _ROW_KEYS or not ps:
             raise TaalmError(f"extra probe set {name!r}: needs a non-empty list of probes and an "
                              f"identifier name other than {', '.join(sorted(_ROW_KEYS))}")
-    out = _resolve_out_dir(out_dir, resume, overwrite)
+    out = Path(out_dir) if out_dir is not None else None
+    inputs = input_fingerprints(documents, probes, extra)
+    check_run_dir(out, resume=resume, overwrite=overwrite,
+                  inputs=input_paths(documents, probes, *extra.values()))
+    if resume:
+        check_resume(read_run_info(out), inputs, to_dict(cfg))
+    lock = RunLock(out).acquire() if out is not None else None
+    try:
+        run = RunFolder(out, resume=resume, overwrite=overwrite) if out is not None else None
+        return _learn(documents, probes, extra, cfg, run, inputs, method, model, tokenizer,
+                      progress, list(callbacks), log)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _learn(documents, probes, extra, cfg: LearnConfig, run: RunFolder | None, inputs: dict, method,
+           model, tokenizer, progress: bool, callbacks: list, log) -> LearnResult:
+    """:func:`learn` once its checks passed and its folder is locked."""
+    tc = cfg.train
     # ---- θ0 and the data, all validated before anything is written --------------------------
     if model is None:
         from .models import load_model
 
         log(f"loading {cfg.model.name} ...")
-        model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn)
+        model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
+                                      trust_remote_code=cfg.model.trust_remote_code)
     elif tokenizer is None:
         raise TaalmError("pass the tokenizer together with the model")
+    check_context_length(model, tc.max_length)
     device = next(model.parameters()).device
     encoded, windows = prepare_windows(tokenizer, documents, tc.max_length, tc.stride)
     probe_enc = encode_probes(tokenizer, probes) if probes else None
@@ -247,24 +425,22 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(list(params.values()), lr=tc.lr, weight_decay=tc.weight_decay,
                                   betas=tuple(tc.betas))
+    state = _load_checkpoint(run.path, model, optimizer, log) if run is not None and run.resume else None
 
-    def write_run_info(status: str) -> dict:
-        info = {**environment_info(device), "status": status, "method": method.name,
+    def write_run_info(status: str, folder: Path | None = None, **more) -> dict:
+        info = {"schema": RUN_SCHEMA, **environment_info(device), "status": status, "method": method.name,
                 "n_documents": len(documents), "n_windows": len(windows), "n_probes": len(probes or []),
                 **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),
-                "trainable_parameters": n_train, "total_parameters": n_total, "config": to_dict(cfg)}
-        atomic_write_json(out / "run.json", info)
+                "inputs": inputs, "trainable_parameters": n_train, "total_parameters": n_total,
+                "config": to_dict(cfg), **more}
+        atomic_write_json((folder or run.path) / "run.json", info)
         return info
 
-    if out is not None:
-        if out.exists() and not resume and overwrite:
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        write_run_info("running")
+    if run is not None:  # the run starts for real: the (staged) folder is swapped into place
+        run.start(lambda folder: (save_config(cfg, folder / "config.yaml"), write_run_info("running", folder)))
 
     # ---- weights that do not depend on θ: once per document ---------------------------------
-    # (before a resumed checkpoint is loaded: θ is still θ0 here, as RHO-1's reference needs)
+    # (θ is θ0 here unless resumed: RHO-1's reference is θ0 itself only when it is not given)
     static_weights: list[torch.Tensor] | None = None
     t_prepare = time.time()
     method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size,
@@ -273,35 +449,14 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
         doc_weights = [method.document_weights(i, e) for i, e in enumerate(encoded)]
         static_weights = [doc_weights[w.doc_index][w.start:w.start + len(w.input_ids)] for w in windows]
     prepare_seconds = time.time() - t_prepare
-    epoch_seconds: list[float] = []
-
-    def evaluate(epoch: int) -> dict | None:
-        if not probes and not extra:
-            return None
-        row: dict = {"epoch": epoch}
-        if probes:
-            t0 = time.time()
-            r: EvalResult = evaluate_probes(model, tokenizer, probes, cfg.eval.batch_size,
-                                            cfg.eval.padding_side, probe_enc, progress, f"eval {epoch}")
-            row.update(**r.summary(), seconds=round(time.time() - t0, 3))
-            if out is not None:
-                write_jsonl(out / "eval" / f"epoch-{epoch:04d}.jsonl", [vars(p) for p in r.per_probe])
-        for name, (ps, enc) in extra_enc.items():
-            t0 = time.time()
-            r = evaluate_probes(model, tokenizer, ps, cfg.eval.batch_size, cfg.eval.padding_side, enc,
-                                progress, f"eval {name} {epoch}")
-            row[name] = {**r.summary(), "seconds": round(time.time() - t0, 3)}
-            if out is not None:
-                write_jsonl(out / "eval" / f"epoch-{epoch:04d}.{name}.jsonl", [vars(p) for p in r.per_probe])
-        return row
+    evaluate = _make_evaluator(model, tokenizer, cfg, probes, probe_enc, extra_enc, run, progress)
+    out = run.path if run is not None else None
 
     # ---- resume or start ---------------------------------------------------------------------
-    history: list[dict] = []
-    start_epoch, step = 0, 0
-    metrics: list[dict] = []
-    if resume:
-        state = _load_checkpoint(out, model, optimizer)
+    history, metrics, start_epoch, step, seconds_before = [], [], 0, 0, 0.0
+    if state is not None:
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        seconds_before = float(state.get("train_seconds", 0.0))
         metrics = [m for m in read_jsonl(out / "metrics.jsonl") if m.get("epoch", 0) <= start_epoch]
         log(f"resuming {out} after epoch {start_epoch}")
     else:
@@ -313,85 +468,38 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
         write_jsonl(out / "metrics.jsonl", metrics)
 
     # ---- the loop ------------------------------------------------------------------------------
-    train_seconds = 0.0
+    epoch_seconds: list[float] = []
     model.train()
     try:
         for epoch in range(start_epoch + 1, tc.epochs + 1):
             t_epoch = time.time()
-            gen = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
-            order = torch.randperm(len(windows), generator=gen).tolist() if tc.shuffle else list(range(len(windows)))
-            if tc.shuffle and tc.group_by_length > 0:
-                order = length_grouped_order(windows, order, tc.batch_size, tc.group_by_length, gen)
-            torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout masks: resumable
-            batches = micro_batches(windows, order, tc.batch_size, tc.batch_tokens)
-            groups = [batches[i:i + tc.grad_accum] for i in range(0, len(batches), tc.grad_accum)]
-            bar = groups
-            if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(groups, desc=f"epoch {epoch}/{tc.epochs}", unit="step", leave=False)
-            epoch_loss, epoch_rows = 0.0, []
-            for group in bar:
-                n_seq = sum(len(b) for b in group)
-                step_loss, n_tok, w_sum = 0.0, 0, 0.0
-                for mb in group:
-                    ws = [windows[i] for i in mb]
-                    batch = collate(ws, tokenizer.pad_token_id, device,
-                                    [static_weights[i] for i in mb] if static_weights is not None else None)
-                    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                    losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
-                    valid = mask & batch["loss_mask"].bool()
-                    if method.dynamic:
-                        weights = method.step_weights(losses, valid, ws)
-                    else:
-                        weights = batch["weights"]
-                    if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
-                        weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
-                    loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"],
-                                                           reduction="sum") / n_seq
-                    loss.backward()
-                    step_loss += loss.item()
-                    n_tok += int(valid.sum())
-                    w_sum += float((weights * valid).sum())
-                if tc.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(list(params.values()), tc.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                epoch_loss += step_loss
-                epoch_rows.append({"type": "step", "epoch": epoch, "step": step, "loss": step_loss,
-                                   "tokens": n_tok, "mean_weight": w_sum / max(n_tok, 1)})
-                if progress:
-                    bar.set_postfix(loss=f"{step_loss:.3f}")
+            step, epoch_loss, rows, n_steps = _train_epoch(model, windows, static_weights, method, tc, optimizer,
+                                                           params, tokenizer, device, epoch, step, progress)
             epoch_seconds.append(time.time() - t_epoch)
-            train_seconds += epoch_seconds[-1]
-            metrics.extend(epoch_rows)
+            metrics.extend(rows)
             row = evaluate(epoch) if (cfg.eval.every_epoch or epoch == tc.epochs) else None
             if row:
                 history.append(row)
                 metrics.append({"type": "eval", **row})
-            msg = f"epoch {epoch}: train loss {epoch_loss / max(len(groups), 1):.4f}"
-            if row and "accuracy" in row:
-                msg += f", probe accuracy {row['accuracy']:.3f}, answer NLL {row['nll']:.3f}"
-            for name in extra:
-                if row and name in row:
-                    msg += f", {name} accuracy {row[name]['accuracy']:.3f}"
-            log(msg)
+            log(_epoch_message(epoch, epoch_loss / max(n_steps, 1), row, extra))
             if out is not None:
                 write_jsonl(out / "metrics.jsonl", metrics)
-                if epoch % max(tc.checkpoint_every, 1) == 0 or epoch == tc.epochs:
-                    _save_checkpoint(out, epoch, step, model, optimizer, history)
+                if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
+                    _save_checkpoint(out, epoch, step, model, optimizer, history,
+                                     {"train_seconds": round(seconds_before + sum(epoch_seconds), 3)})
             for cb in callbacks:
                 cb({"event": "epoch", "epoch": epoch, "step": step, "eval": row, "loss": epoch_loss,
                     "seconds": epoch_seconds[-1]})
+    except TrainingDiverged as e:
+        if out is not None:
+            _mark(out, "failed", error=str(e), last_checkpoint_epoch=_checkpoint_epoch(out))
+        raise
     except BaseException:  # killed or failed: say so in run.json; the checkpoint stays resumable
-        if out is not None and (out / "run.json").is_file():
-            info = json.loads((out / "run.json").read_text())
-            info.update(status="interrupted", last_checkpoint_epoch=_checkpoint_epoch(out))
-            atomic_write_json(out / "run.json", info)
+        if out is not None:
+            _mark(out, "interrupted", last_checkpoint_epoch=_checkpoint_epoch(out))
         raise
     model.eval()
-
+    train_seconds = seconds_before + sum(epoch_seconds)
     result = LearnResult(model, tokenizer, history, out, train_seconds, step,
                          prepare_seconds=prepare_seconds, epoch_seconds=epoch_seconds)
     if out is not None:
@@ -411,4 +519,23 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     return result
 
 
-__all__ = ["learn", "LearnResult", "micro_batches", "prepare_windows", "check_documents"]
+def _epoch_message(epoch: int, loss: float, row: dict | None, extra: Mapping) -> str:
+    msg = f"epoch {epoch}: train loss {loss:.4f}"
+    if row and "accuracy" in row:
+        msg += f", probe accuracy {row['accuracy']:.3f}, answer NLL {row['nll']:.3f}"
+    for name in extra:
+        if row and name in row:
+            msg += f", {name} accuracy {row[name]['accuracy']:.3f}"
+    return msg
+
+
+def _mark(out: Path, status: str, **fields) -> None:
+    """Set ``run.json``'s status (and fields) of a started run."""
+    info = read_run_info(out)
+    if info is not None:
+        info.update(status=status, **fields)
+        atomic_write_json(out / "run.json", info)
+
+
+__all__ = ["learn", "LearnResult", "micro_batches", "prepare_windows", "check_documents", "check_context_length",
+           "input_fingerprints", "input_paths"]

@@ -244,9 +244,6 @@ class MetaTrainResult:
     seconds: float
 
 
-LR_SCHEDULES = ("constant", "cosine", "linear")
-
-
 def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
     """φ's learning rate at ``update`` (1-based): a pure function of the update, so a resumed run
     continues the schedule exactly. Decayed schedules go from ``lr`` at update 1 to
@@ -265,32 +262,11 @@ def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
 
 
 def check_config(cfg: MetaTrainConfig) -> None:
-    if cfg.engine not in ENGINES:
-        raise ConfigError(f"unknown engine '{cfg.engine}' (use {', '.join(ENGINES)})", "engine")
-    if cfg.objective not in OBJECTIVES:
-        raise ConfigError(f"unknown objective '{cfg.objective}' (use {', '.join(OBJECTIVES)})", "objective")
-    if cfg.directional not in ("forward", "fd"):
-        raise ConfigError("directional must be 'forward' or 'fd'", "directional")
-    if cfg.updates < 0 or cfg.batch_pairs < 1 or cfg.micro_pairs < 1 or cfg.lr <= 0:
-        raise ConfigError("updates >= 0, batch_pairs >= 1, micro_pairs >= 1 and lr > 0 are required")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"unknown lr_schedule '{cfg.lr_schedule}' (use {', '.join(LR_SCHEDULES)})", "lr_schedule")
-    if not 0.0 <= cfg.lr_final <= 1.0:
-        raise ConfigError(f"lr_final must be in [0, 1] (got {cfg.lr_final})", "lr_final")
-    if cfg.init and not (Path(cfg.init).expanduser() / "phi_config.json").is_file():
-        raise ConfigError(f"init={cfg.init}: not a saved φ folder (no phi_config.json)", "init")
-    if cfg.max_doc_tokens < 2:
-        raise ConfigError(f"max_doc_tokens must be >= 2 (got {cfg.max_doc_tokens})", "max_doc_tokens")
-    if cfg.task_field not in LAMA_PROBE_FIELDS:
-        raise ConfigError(f"unknown task_field '{cfg.task_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})",
-                          "task_field")
-    if cfg.val.epochs < 1 or cfg.val.batch_size < 1 or cfg.val.lr <= 0 or cfg.val.every < 0:
-        raise ConfigError("val.epochs >= 1, val.batch_size >= 1, val.lr > 0 and val.every >= 0 are required")
-    if cfg.inner.k_warm < 0:
-        raise ConfigError("inner.k_warm must be >= 0", "inner.k_warm")
-    if cfg.theta.mode == "layers" and cfg.micro_pairs != 1:
-        raise ConfigError("theta.mode=layers trains one pair per forward pass: set micro_pairs=1",
-                          "micro_pairs")
+    """Every rule of the meta-training schema (:func:`taalm.config.check_config`), for configs
+    built in code; :func:`taalm.config.load_config` already applies them."""
+    from .config import check_config as check_schema
+
+    check_schema(cfg)
 
 
 def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,

@@ -78,15 +78,15 @@ def resolve_source(spec: str) -> ModelSource:
     return ModelSource(spec, spec, None, "hub")
 
 
-def load_tokenizer(spec: str = DEFAULT_MODEL, source: ModelSource | None = None):
+def load_tokenizer(spec: str = DEFAULT_MODEL, source: ModelSource | None = None, trust_remote_code: bool = False):
     """The tokenizer of ``spec``, with a pad token (EOS if the model has none), padding on the right."""
     from transformers import AutoTokenizer
 
     source = source or gguf_cache(resolve_source(spec))
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     try:
-        tok = AutoTokenizer.from_pretrained(source.location, **kwargs)
-    except (OSError, ValueError) as e:
+        tok = AutoTokenizer.from_pretrained(source.location, trust_remote_code=trust_remote_code, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any failure to read the files is the user's to fix
         raise _load_error(source, e) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
@@ -95,19 +95,25 @@ def load_tokenizer(spec: str = DEFAULT_MODEL, source: ModelSource | None = None)
 
 
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto",
-               attn: str = "auto", with_tokenizer: bool = True):
+               attn: str = "auto", with_tokenizer: bool = True, trust_remote_code: bool = False):
     """Load a causal LM and its tokenizer, on the resolved device and dtype, in eval mode.
 
     Returns ``(model, tokenizer)`` (or only the model when ``with_tokenizer=False``).
+    ``trust_remote_code`` (default False, passed explicitly to transformers) lets a model folder
+    run its own Python code (its config's ``auto_map``): only for folders you trust. A truncated
+    or fake weights file raises :class:`ModelLoadError` naming it.
     """
     from transformers import AutoModelForCausalLM
 
     from .devices import resolve_device, resolve_dtype
 
+    if trust_remote_code:
+        warnings.warn(f"model.trust_remote_code=true: '{spec}' may run its own Python code; "
+                      f"use this only for model folders you trust")
     source = gguf_cache(resolve_source(spec))
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    kwargs = {"dtype": dt}
+    kwargs = {"dtype": dt, "trust_remote_code": trust_remote_code}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
     if attn and attn != "auto":
@@ -120,7 +126,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     hf_logging.disable_progress_bar()  # per-tensor bars of GGUF dequantization are noise
     try:
         model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - truncated safetensors, a fake .gguf, custom code refused...
         raise _load_error(source, e) from None
     finally:
         if bars:
@@ -129,7 +135,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     model.eval()
     if not with_tokenizer:
         return model
-    tok = load_tokenizer(spec, source)
+    tok = load_tokenizer(spec, source, trust_remote_code)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     return model, tok
@@ -154,6 +160,13 @@ def gguf_cache(source: ModelSource) -> ModelSource:
     if not source.gguf_file or root is None:
         return source
     path = Path(source.location) / source.gguf_file
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelLoadError(f"cannot read {path} ({e.strerror})") from None
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
     st = path.stat()
     # name, size and mtime (not the path: every fresh virtual environment would get a copy)
     key = hashlib.sha256(f"{path.name}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -168,7 +181,7 @@ def gguf_cache(source: ModelSource) -> ModelSource:
         from .theta import save_theta
 
         model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file,
-                                                     dtype=torch.float32)
+                                                     dtype=torch.float32, trust_remote_code=False)
         tok = load_tokenizer(source.spec, source)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_mkdir(root)))
         save_theta(model, tok, tmp, "full")
@@ -179,6 +192,8 @@ def gguf_cache(source: ModelSource) -> ModelSource:
         warnings.warn(f"could not cache the dequantized model in {root} ({e}); set TAALM_CACHE_DIR "
                       f"or TAALM_MODEL_CACHE=0")
         return source
+    except Exception as e:  # noqa: BLE001 - a broken GGUF file
+        raise _load_error(source, e) from None
 
 
 def _mkdir(p: Path) -> Path:

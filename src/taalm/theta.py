@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .config import ThetaConfig
-from .errors import ConfigError
+from .errors import ConfigError, ModelLoadError
 
 THETA_MODES = ("lora", "full")
 
@@ -92,8 +92,16 @@ def load_adapter(model, folder: str | Path):
     if not (folder / "adapter_config.json").is_file():
         raise ConfigError(f"{folder}: no adapter_config.json (expected a LoRA adapter folder "
                           f"written by `taalm learn`)")
-    with _quiet_peft():
-        return PeftModel.from_pretrained(model, str(folder))
+    try:
+        with _quiet_peft():
+            loaded = PeftModel.from_pretrained(model, str(folder))
+    except Exception as e:  # noqa: BLE001 - a corrupted file or an adapter of another architecture
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelLoadError(f"{folder}: cannot load this adapter onto the model ({first[:300]})") from None
+    bad = [n for n, p in loaded.named_parameters() if "lora_" in n and not torch.isfinite(p).all()]
+    if bad:
+        raise ModelLoadError(f"{folder}: the adapter holds NaN/Inf values (in {bad[0]}); it is damaged")
+    return loaded
 
 
 @contextlib.contextmanager

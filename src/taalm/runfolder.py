@@ -1,0 +1,270 @@
+"""Run folders that never lose a user's data: the one home of their life cycle.
+
+A run folder (``taalm learn --out``, ``taalm train-attention --out``) goes through:
+
+1. **checks, before anything is written or loaded** (:func:`check_run_dir`): ``--out`` is not a
+   file, its parent is writable, ``--resume`` finds a taalm run, and ``--overwrite`` only ever
+   replaces a folder that taalm created (one holding a ``run.json`` of a taalm run) and that
+   holds none of the run's inputs;
+2. **a lock** (:class:`RunLock`) for the run's lifetime: an ``O_EXCL`` lock file beside the folder
+   holding the owner's pid and host; a second run into the same folder is refused, a lock left by
+   a dead process is recognised and taken over;
+3. **the start** (:meth:`RunFolder.start`), once the configuration, the inputs and the model have
+   passed every check: a new run is written into a temporary sibling first and swapped into
+   place, so ``--overwrite`` deletes the previous run only when the new one really starts;
+4. **resume verification** (:func:`check_resume`): the inputs' fingerprints and the resolved
+   configuration recorded in ``run.json`` must match (more epochs are allowed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Iterable
+
+from .errors import TaalmError
+
+RUN_SCHEMA = "taalm.run/1"  # the "schema" key of run.json: this folder was made by taalm
+_LEGACY_RUN_KEYS = {"status", "config", "versions", "git_commit"}  # run.json of runs made before the key
+
+
+def read_run_info(folder: Path) -> dict | None:
+    """``run.json`` of a taalm run in ``folder``, or None when there is none (or it is not ours)."""
+    path = Path(folder) / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    if info.get("schema") == RUN_SCHEMA or _LEGACY_RUN_KEYS <= set(info):
+        return info
+    return None
+
+
+def is_taalm_run(folder: Path) -> bool:
+    return read_run_info(folder) is not None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _writable_ancestor(path: Path) -> Path:
+    p = path.resolve().parent if not path.exists() else path.resolve()
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def check_run_dir(out: Path | None, *, resume: bool, overwrite: bool, inputs: Iterable[str | Path] = ()) -> None:
+    """Every check of the output folder that needs no model; writes nothing."""
+    if out is None:
+        if resume:
+            raise TaalmError("resume needs the run folder (out_dir)")
+        return
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TaalmError(f"{out}: exists and is a file, not a folder; choose another --out")
+    if resume and overwrite:
+        raise TaalmError("--resume continues a run and --overwrite replaces it: give one of them")
+    if resume:
+        if read_run_info(out) is None:
+            raise TaalmError(f"{out}: nothing to resume (not a taalm run folder: no run.json)")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise TaalmError(f"{out}: output folder exists and is not empty "
+                             f"(use --resume to continue it, --overwrite to replace it)")
+        if read_run_info(out) is None:
+            raise TaalmError(f"{out}: not a taalm run folder (no run.json of a taalm run); --overwrite "
+                             f"only replaces folders taalm created. Choose another --out")
+        for p in inputs:
+            if p is not None and _inside(Path(p), out):
+                raise TaalmError(f"{out}: holds an input of this run ({p}); --overwrite would delete it. "
+                                 f"Choose another --out")
+        if _inside(Path.cwd(), out):
+            raise TaalmError(f"{out}: is the current folder or holds it; --overwrite will not delete it")
+    target = _writable_ancestor(out)
+    if not os.access(target, os.W_OK):
+        raise TaalmError(f"{target}: not writable (read-only file system or no permission); "
+                         f"choose another --out")
+
+
+# --------------------------------------------------------------------------------------------
+# Locking
+# --------------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``.<name>.taalm-lock`` beside it, created with
+    ``O_EXCL`` and holding ``pid host``. A lock whose process is gone (same host) is stale and is
+    taken over; a live one refuses the second run."""
+
+    def __init__(self, out: Path):
+        out = Path(out)
+        self.path = out.parent / f".{out.name}.taalm-lock"
+        self.out = out
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(2):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._stale():
+                    raise TaalmError(f"{self.out}: another taalm run is using this folder "
+                                     f"({self._owner()}; lock {self.path}); wait for it or choose another --out")
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            except OSError as e:
+                raise TaalmError(f"{self.path}: cannot create the run lock ({e.strerror})") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+            self.held = True
+            return self
+        raise TaalmError(f"{self.path}: could not take the run lock")
+
+    def _owner(self) -> str:
+        try:
+            pid, host = self.path.read_text().split()[:2]
+            return f"pid {pid} on {host}"
+        except (OSError, ValueError):
+            return "owner unknown"
+
+    def _stale(self) -> bool:
+        try:
+            pid_s, host = self.path.read_text().split()[:2]
+            pid = int(pid_s)
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            return False  # being written right now, or not ours to judge
+        return host == socket.gethostname() and not _pid_alive(pid)
+
+    def release(self) -> None:
+        if self.held:
+            try:
+                if self.path.read_text().split()[0] == str(os.getpid()):
+                    self.path.unlink()
+            except (OSError, IndexError):
+                pass
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------------------------
+# Starting: staged, then swapped into place
+# --------------------------------------------------------------------------------------------
+class RunFolder:
+    """The output folder of one run (see the module docstring); ``path`` is where files go."""
+
+    def __init__(self, out: Path, *, resume: bool, overwrite: bool):
+        self.path = Path(out)
+        self.resume = resume
+        self.overwrite = overwrite
+
+    def start(self, write_first_files) -> None:
+        """Create the folder with ``write_first_files(folder)`` (config, run.json) done inside it.
+        A resumed run writes in place; a new one is staged in a hidden sibling and renamed into
+        place, replacing (``--overwrite``) the previous taalm run only at this point."""
+        out = self.path
+        if self.resume:
+            write_first_files(out)
+            return
+        stage = out.parent / f".{out.name}.taalm-new-{os.getpid()}"
+        if stage.exists():
+            shutil.rmtree(stage)  # ours: a stage of this very process that failed earlier
+        stage.mkdir(parents=True)
+        try:
+            write_first_files(stage)
+            old = None
+            if out.exists():
+                if any(out.iterdir()) and read_run_info(out) is None:  # checked before; re-checked now
+                    raise TaalmError(f"{out}: not a taalm run folder; refusing to replace it")
+                old = out.parent / f".{out.name}.taalm-old-{os.getpid()}"
+                os.replace(out, old)
+            os.replace(stage, out)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Resume verification
+# --------------------------------------------------------------------------------------------
+def _flatten(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume(info: dict, inputs: dict, config: dict, allowed: Iterable[str] = ("train.epochs", "updates")) -> None:
+    """Refuse to resume a run with other inputs or another configuration; name what differs.
+    ``allowed``: keys that may change (more epochs or updates)."""
+    old_inputs = info.get("inputs")
+    if isinstance(old_inputs, dict):
+        for name in sorted(set(old_inputs) | set(inputs)):
+            a, b = old_inputs.get(name), inputs.get(name)
+            if a != b:
+                what = lambda x: "none" if not x else f"{x.get('n')} items, sha256 {str(x.get('sha256'))[:12]}"
+                raise TaalmError(f"--resume: the run was started with other {name} ({what(a)}; now {what(b)}); "
+                                 f"resume with the same inputs, or start a new run")
+    old_cfg, new_cfg = _flatten(info.get("config")), _flatten(config)
+    diff = [k for k in sorted(set(old_cfg) | set(new_cfg))
+            if k not in allowed and old_cfg.get(k) != new_cfg.get(k)
+            and not k.endswith(".device")]  # where it runs may change
+    if diff:
+        shown = ", ".join(f"{k}: {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in diff[:3])
+        raise TaalmError(f"--resume: the configuration differs from the run's ({shown}"
+                         f"{', ...' if len(diff) > 3 else ''}); only {' / '.join(allowed)} may change")
+
+
+def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None:
+    """``{"n", "sha256"}`` of a list of records (documents, probes, pairs): their ``fields`` in
+    order, so a resumed run can tell whether it was given the same inputs."""
+    import hashlib
+
+    items = list(items or [])
+    if not items:
+        return None
+    h = hashlib.sha256()
+    for it in items:
+        h.update(json.dumps([getattr(it, f, None) for f in fields], ensure_ascii=False, default=str).encode())
+        h.update(b"\n")
+    return {"n": len(items), "sha256": h.hexdigest()}
+
+
+__all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_run_dir", "check_resume", "fingerprint",
+           "is_taalm_run", "read_run_info"]
