@@ -253,3 +253,16 @@ def test_warm_start_from_a_saved_phi(model_dir, tmp_path):
     assert set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)
     assert main(["train-attention", *common, "--out", str(tmp_path / "c"), f"init={tmp_path}"]) == 2
     assert not (tmp_path / "c").exists()
+
+
+def test_stream_offset_continues_the_pair_stream(tokenizer):
+    """stream_offset=batch_pairs: update 1 trains on the pairs of update 2 of a run from 0 (the
+    outer loss at θ0 depends on the pairs only, not on φ)."""
+    theta, phi = build(tokenizer)
+    full = train_attention(make_pairs(), None, cfg(updates=2, batch_pairs=2, **{"val.every": 0}), None, model=theta,
+                           tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    theta, phi = build(tokenizer)
+    off = train_attention(make_pairs(), None, cfg(updates=1, batch_pairs=2, stream_offset=2, **{"val.every": 0}), None,
+                          model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    assert off.log[0]["outer0"] == pytest.approx(full.log[1]["outer0"], rel=1e-6)
+    assert full.log[0]["outer0"] != pytest.approx(full.log[1]["outer0"], rel=1e-6)

@@ -360,6 +360,7 @@ class MetaTrainConfig:
     lr_schedule: str = "constant"
     lr_final: float = 0.1  # the decayed schedules' last lr, as a fraction of lr
     init: str = ""  # warm start: a saved φ folder (TrainAttention.save_pretrained); its phi config replaces `phi`
+    stream_offset: int = 0  # pairs of the seeded pair stream to skip (e.g. those a warm-start parent saw)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # 0 disables clipping of φ's gradient
     max_doc_tokens: int = 256  # longer documents are truncated for meta-training
@@ -385,6 +386,7 @@ class MetaTrainConfig:
         r.at_least("max_doc_tokens", 2)
         r.choice("task_field", PROBE_FIELDS)
         r.at_least("checkpoint_every", 1)
+        r.at_least("stream_offset", 0)
         r.need(self.theta.mode != "layers" or self.micro_pairs == 1, "micro_pairs",
                "theta.mode=layers trains one pair per forward pass: set micro_pairs=1")
         r.need(not self.init or (Path(self.init).expanduser() / "phi_config.json").is_file(), "init",

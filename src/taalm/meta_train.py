@@ -36,7 +36,7 @@ import torch
 from .config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
                      save_config, to_dict)
 from .data import LAMA_PROBE_FIELDS, Encoded, Pair, encode, encode_probe
-from .errors import ConfigError, TaalmError
+from .errors import ConfigError, TaalmError, TrainingDiverged
 from .meta_gradient import (ENGINES, OBJECTIVES, InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
                             PairBatch, meta_step)
 from .learner import load_optimizer_state, save_optimizer_state
@@ -204,31 +204,64 @@ def validation_references(base_model, tokenizer, val_pairs: list[Pair], cfg: Met
 # Checkpoints
 # --------------------------------------------------------------------------------------------
 def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
+    """``checkpoints/update-N/`` (φ, optimizer, ``state.json`` last), then ``latest.json``; the
+    newest two are kept (the older one is the fallback if the newest is damaged)."""
     root = out / "checkpoints"
     folder = root / f"update-{update:06d}"
     phi.save_pretrained(folder / "phi")
     save_optimizer_state(folder / "optimizer.safetensors", opt, list(phi.trainable_parameters()))
-    atomic_write_json(root / "latest.json", {"update": update, "folder": folder.name, **state})
-    for old in root.iterdir():
-        if old.is_dir() and old.name != folder.name:
-            shutil.rmtree(old, ignore_errors=True)
+    full = {"update": update, "folder": folder.name, **state}
+    atomic_write_json(folder / "state.json", full)
+    atomic_write_json(root / "latest.json", full)
+    done = sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("update-"))
+    for old in done[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out: Path, phi, opt) -> dict:
-    latest = out / "checkpoints" / "latest.json"
-    if not latest.is_file():
-        raise TaalmError(f"{out}: nothing to resume (no checkpoints/latest.json)")
-    state = json.loads(latest.read_text())
-    folder = out / "checkpoints" / state["folder"]
+def _load_checkpoint(out: Path, phi, opt, log: Callable[[str], None] = print) -> dict:
+    """The newest usable checkpoint (``latest.json``'s, else the newest complete one), verified
+    in full before it is loaded; a :class:`TaalmError` saying why when there is none."""
+    from .learner import optimizer_state_from_tensors
+
+    root = out / "checkpoints"
+    latest, problems = None, []
+    try:
+        latest = json.loads((root / "latest.json").read_text())
+        if not isinstance(latest, dict) or "folder" not in latest:
+            raise ValueError("not a checkpoint pointer")
+    except (OSError, ValueError) as e:
+        problems.append(f"latest.json: {getattr(e, 'strerror', None) or e}")
+        latest = None
+    names = [latest["folder"]] if latest else []
+    names += sorted((d.name for d in root.glob("update-*") if d.is_dir() and d.name not in names), reverse=True)
     params = phi.trainable_parameters()
-    saved = load_tensors(folder / "phi" / "phi.safetensors")
-    if set(saved) != set(params):
-        raise TaalmError(f"{folder}: checkpoint does not match this φ configuration")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(saved[n])
-    load_optimizer_state(folder / "optimizer.safetensors", opt, list(params))
-    return state
+    for name in names:
+        folder = root / name
+        try:
+            if (folder / "state.json").is_file():
+                state = json.loads((folder / "state.json").read_text())
+            elif latest is not None and latest.get("folder") == name:
+                state = latest
+            else:
+                raise ValueError("incomplete (no state.json)")
+            saved = load_tensors(folder / "phi" / "phi.safetensors")
+            if set(saved) != set(params) or any(saved[n].shape != p.shape for n, p in params.items()):
+                raise ValueError("does not match this φ configuration")
+            if not all(torch.isfinite(t).all() for t in saved.values()):
+                raise ValueError("holds NaN/Inf")
+            opt_sd = optimizer_state_from_tensors(opt, load_tensors(folder / "optimizer.safetensors"), list(params))
+        except Exception as e:  # safetensors raises its own types for truncated files
+            problems.append(f"{name}: {getattr(e, 'strerror', None) or e}")
+            continue
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved[n])
+        opt.load_state_dict(opt_sd)
+        if problems:
+            log(f"warning: {'; '.join(problems)}; resuming from the checkpoint {name} instead")
+        return state
+    raise TaalmError(f"{out}: no usable checkpoint to resume from"
+                     f" ({'; '.join(problems) if problems else 'no φ update was checkpointed yet'})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,40 +302,71 @@ def check_config(cfg: MetaTrainConfig) -> None:
     check_schema(cfg)
 
 
-def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
-                    config: MetaTrainConfig | None = None, out_dir: str | Path | None = None, *,
-                    resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
-                    phi=None, progress: bool = True, log: Callable[[str], None] = print) -> MetaTrainResult:
-    """Meta-train φ on ``pairs`` (SPEC 2.3); validate on ``val_pairs`` (default: ``val.n_pairs``
-    held out from ``pairs``). ``model``/``tokenizer`` (θ's base) and ``phi`` may be passed
-    already built (tests); else ``config.model`` / ``config.phi`` are loaded."""
-    from .learner import _resolve_out_dir
-    from .train_attention import TrainAttention
-
-    cfg = config or MetaTrainConfig()
-    check_config(cfg)
-    t_start = time.time()
-    out = _resolve_out_dir(out_dir, resume, overwrite)
-
-    # ---- held-out pairs -------------------------------------------------------------------------
+def _hold_out(pairs: list[Pair], val_pairs: list[Pair] | None, cfg: MetaTrainConfig) -> tuple[list, list]:
+    """(training pairs, validation pairs): ``val_pairs``, else ``val.n_pairs`` held out (seeded)."""
     if val_pairs is None and cfg.val.n_pairs > 0:
         if len(pairs) <= cfg.val.n_pairs:
             raise ConfigError(f"{len(pairs)} pairs cannot hold out val.n_pairs={cfg.val.n_pairs}", "val.n_pairs")
         perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         val_pairs = [pairs[i] for i in perm[:cfg.val.n_pairs]]
         pairs = [pairs[i] for i in perm[cfg.val.n_pairs:]]
-    val_pairs = val_pairs or []
+    return pairs, val_pairs or []
 
-    # ---- θ (eager attention: second order and forward-mode AD need it on CPU) and φ ---------
+
+def _pair_fingerprints(pairs: list[Pair], val_pairs: list[Pair]) -> dict:
+    from .learner import input_fingerprints
+
+    fp = input_fingerprints([p.document for p in pairs], [p.task for p in pairs])
+    return {"pairs.documents": fp["documents"], "pairs.tasks": fp["probes"],
+            "val": input_fingerprints([p.document for p in val_pairs], [p.task for p in val_pairs])["documents"]}
+
+
+def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
+                    config: MetaTrainConfig | None = None, out_dir: str | Path | None = None, *,
+                    resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
+                    phi=None, progress: bool = True, log: Callable[[str], None] = print) -> MetaTrainResult:
+    """Meta-train φ on ``pairs`` (SPEC 2.3); validate on ``val_pairs`` (default: ``val.n_pairs``
+    held out from ``pairs``). ``model``/``tokenizer`` (θ's base) and ``phi`` may be passed
+    already built (tests); else ``config.model`` / ``config.phi`` are loaded.
+
+    As :func:`taalm.learner.learn`: everything is checked before anything is written, the folder
+    is locked while the run lives, ``resume`` must be given the run's own pairs and configuration
+    (more ``updates`` allowed), and a non-finite outer loss or φ gradient stops the run
+    (:class:`TrainingDiverged`, status "failed") keeping the last good checkpoint."""
+    from .learner import input_paths
+    from .runfolder import RunFolder, RunLock, check_resume, check_run_dir, read_run_info
+
+    cfg = config or MetaTrainConfig()
+    check_config(cfg)
+    pairs, val_pairs = _hold_out(pairs, val_pairs, cfg)
+    out = Path(out_dir) if out_dir is not None else None
+    inputs = _pair_fingerprints(pairs, val_pairs)
+    docs = [p.document for p in pairs + val_pairs]
+    check_run_dir(out, resume=resume, overwrite=overwrite, inputs=input_paths(docs))
+    if resume:
+        check_resume(read_run_info(out), inputs, to_dict(cfg))
+    lock = RunLock(out).acquire() if out is not None else None
+    try:
+        run = RunFolder(out, resume=resume, overwrite=overwrite) if out is not None else None
+        return _train_attention(pairs, val_pairs, cfg, run, inputs, model, tokenizer, phi, progress, log)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _build_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
+    """(θ's pristine base, MetaTheta, φ, tokenizer): loaded here unless passed in."""
+    from .train_attention import TrainAttention
+
     if model is None:
         from .models import load_model
 
         log(f"loading θ base {cfg.model.name} ...")
-        model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, attn="eager")
+        model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, attn="eager",
+                                      trust_remote_code=cfg.model.trust_remote_code)
     elif tokenizer is None:
         raise TaalmError("pass the tokenizer together with the model")
     device = next(model.parameters()).device
-    base_model = model  # pristine: validation copies it
     theta = MetaTheta(copy.deepcopy(model).to(device),
                       MetaThetaSpec(cfg.theta.mode, cfg.theta.r, cfg.theta.alpha, list(cfg.theta.layers), cfg.seed))
     if phi is None and cfg.init:
@@ -311,6 +375,63 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     elif phi is None:
         log(f"loading φ base {cfg.phi.base} ...")
         phi = TrainAttention.from_config(cfg.phi, device=str(device), dtype=cfg.model.dtype)
+    return model, theta, phi, tokenizer
+
+
+def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, settings: MetaSettings,
+                 update: int, pad_id: int, device) -> dict:
+    """One φ update's gradient, accumulated over micro-batches of pairs (mean over the update's
+    pairs); returns the update's statistics. φ's optimizer step is the caller's."""
+    idx = pair_stream(len(enc), cfg.seed, cfg.stream_offset + (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
+    idx.sort(key=lambda i: len(enc[i].doc.input_ids))  # similar lengths share a forward pass
+    stats = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
+    for k in range(0, len(idx), cfg.micro_pairs):
+        items = [enc[i] for i in idx[k:k + cfg.micro_pairs]]
+        unrelated = None
+        if cfg.unrelated_weight:
+            off = unrelated_offset(cfg.seed, update, k, len(enc))
+            unrelated = [enc[(i + off) % len(enc)] for i in idx[k:k + cfg.micro_pairs]]
+        batch = make_batch(items, pad_id, device, unrelated)
+        w = phi_weights(phi, items, batch.doc_ids.shape[1], device)  # [P, T], φ's graph
+        res = meta_step(theta, batch, w, settings)
+        outer = res.outer.sum().item()
+        if not math.isfinite(outer):
+            raise TrainingDiverged(f"the outer loss is {outer} at update {update}; lower inner.lr "
+                                   f"(now {cfg.inner.lr:g}) or lr (now {cfg.lr:g})")
+        scale = len(items) / len(idx)  # φ's gradient = mean over the update's pairs
+        w.backward(res.grad_w.to(w.dtype) * scale)
+        stats["outer"] += outer / len(idx)
+        stats["outer0"] += res.outer0.sum().item() / len(idx)
+        stats["inner"] += res.inner_loss.sum().item() / len(idx)
+        with torch.no_grad():
+            valid = batch.doc_mask.bool()
+            stats["w_mean"] += (w[valid].mean().item()) * scale
+            for i, e in enumerate(items):
+                if e.doc.span:
+                    on = torch.zeros(w.shape[1], dtype=torch.bool, device=w.device)
+                    on[e.doc.span] = True
+                    stats["w_answer"].append(w[i][on].mean().item())
+                    stats["w_other"].append(w[i][valid[i] & ~on].mean().item())
+    return stats
+
+
+def _log_row(update: int, lr: float, stats: dict, gnorm: float, seconds: float) -> dict:
+    mean = lambda xs: round(sum(xs) / len(xs), 5) if xs else None  # noqa: E731
+    return {"update": update, "lr": float(f"{lr:.6g}"), "outer": round(stats["outer"], 5),
+            "outer0": round(stats["outer0"], 5), "gain": round(stats["outer0"] - stats["outer"], 6),
+            "inner_loss": round(stats["inner"], 5), "w_mean": round(stats["w_mean"], 5),
+            "w_answer": mean(stats["w_answer"]), "w_other": mean(stats["w_other"]),
+            "grad_norm": round(gnorm, 6), "seconds": round(seconds, 2)}
+
+
+def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, model, tokenizer, phi,
+                     progress: bool, log) -> MetaTrainResult:
+    """:func:`train_attention` once its checks passed and its folder is locked."""
+    from .runfolder import RUN_SCHEMA
+
+    t_start = time.time()
+    base_model, theta, phi, tokenizer = _build_models(cfg, model, tokenizer, phi, log)
+    device = next(base_model.parameters()).device
     phi.train()
     enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
     if not enc:
@@ -322,41 +443,30 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
                                              weight_decay=cfg.inner.weight_decay))
     params = phi.trainable_parameters()
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    pad_id = tokenizer.pad_token_id
+    state = _load_checkpoint(run.path, phi, opt, log) if run is not None and run.resume else None
+    out = run.path if run is not None else None
 
-    # ---- run folder ---------------------------------------------------------------------------
-    log_rows: list[dict] = []
-    val_rows: list[dict] = []
-    best: dict | None = None
-    start = 0
-    elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
-    if out is not None:
-        if out.exists() and not resume and overwrite:
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+    def run_info(status: str, folder: Path | None = None, **more) -> None:
+        atomic_write_json((folder or out) / "run.json", {
+            "schema": RUN_SCHEMA, **environment_info(device), "status": status, "n_pairs": len(pairs),
+            "n_val_pairs": len(val_pairs), "inputs": inputs,
+            "phi_trainable": sum(p.numel() for p in params.values()),
+            "theta_trainable_per_pair": theta.n_trainable, "config": to_dict(cfg),
+            "seconds": round(elapsed_before + time.time() - t_start, 1), **more})
 
-    def run_info(status: str) -> None:
-        if out is not None:
-            atomic_write_json(out / "run.json", {
-                **environment_info(device), "status": status, "n_pairs": len(pairs),
-                "n_val_pairs": len(val_pairs), "phi_trainable": sum(p.numel() for p in params.values()),
-                "theta_trainable_per_pair": theta.n_trainable, "config": to_dict(cfg),
-                "seconds": round(elapsed_before + time.time() - t_start, 1)})
-
-    if resume:
-        state = _load_checkpoint(out, phi, opt)
+    log_rows, val_rows, best, start, elapsed_before = [], [], None, 0, 0.0
+    if state is not None:
         start, best = state["update"], state.get("best")
         elapsed_before = float(state.get("seconds", 0.0))
         log_rows = [r for r in read_jsonl(out / "log.jsonl") if r["update"] <= start]
-        val_rows = [r for r in read_jsonl(out / "val.jsonl") if r["update"] <= start] if (out / "val.jsonl").exists() else []
-        write_jsonl(out / "log.jsonl", log_rows)  # drop rows past the checkpoint: they are redone
-        write_jsonl(out / "val.jsonl", val_rows)
+        val_rows = [r for r in read_jsonl(out / "val.jsonl") if r["update"] <= start]
         log(f"resuming {out} after update {start}")
-    run_info("running")
+    if run is not None:  # starts for real: staged folder swapped into place (or resumed in place)
+        run.start(lambda folder: (save_config(cfg, folder / "config.yaml"), run_info("running", folder)))
+        write_jsonl(out / "log.jsonl", log_rows)  # rows past the checkpoint are redone
+        write_jsonl(out / "val.jsonl", val_rows)
 
-    # held-out documents' weights before meta-training (for the before/after heatmap)
-    heat_items = val_pairs[:4] if val_pairs else pairs[:4]
+    heat_items = val_pairs[:4] if val_pairs else pairs[:4]  # documents of the before/after heatmap
     heat_enc = encode_pairs(tokenizer, heat_items, cfg.max_doc_tokens)
     if out is not None and not (out / "weights_before.json").exists():
         wb = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
@@ -381,18 +491,10 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
         if out is not None:
             write_jsonl(out / "val.jsonl", val_rows)
 
-    references: dict = {}
-    if out is not None and (out / "val_references.json").is_file():
-        references = json.loads((out / "val_references.json").read_text())
-    elif val_pairs and cfg.val.references:
-        references = validation_references(base_model, tokenizer, val_pairs, cfg, log)
-        if out is not None:
-            atomic_write_json(out / "val_references.json", references)
-
+    references = _references(out, val_pairs, base_model, tokenizer, cfg, log)
     if start == 0 and not val_rows and cfg.val.at_start:
         do_validation(0)
 
-    # ---- the loop ------------------------------------------------------------------------------
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -401,58 +503,33 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     try:
         for update in range(start + 1, cfg.updates + 1):
             t0 = time.time()
-            idx = pair_stream(len(enc), cfg.seed, (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
-            # similar lengths share a forward pass (less padding); the update's mean is unchanged
-            idx.sort(key=lambda i: len(enc[i].doc.input_ids))
             opt.zero_grad(set_to_none=True)
-            stats = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
-            for k in range(0, len(idx), cfg.micro_pairs):
-                items = [enc[i] for i in idx[k:k + cfg.micro_pairs]]
-                unrelated = None
-                if cfg.unrelated_weight:
-                    off = unrelated_offset(cfg.seed, update, k, len(enc))
-                    unrelated = [enc[(i + off) % len(enc)] for i in idx[k:k + cfg.micro_pairs]]
-                batch = make_batch(items, pad_id, device, unrelated)
-                w = phi_weights(phi, items, batch.doc_ids.shape[1], device)  # [P, T], φ's graph
-                res = meta_step(theta, batch, w, settings)
-                scale = len(items) / len(idx)  # φ's gradient = mean over the update's pairs
-                w.backward(res.grad_w.to(w.dtype) * scale)
-                stats["outer"] += res.outer.sum().item() / len(idx)
-                stats["outer0"] += res.outer0.sum().item() / len(idx)
-                stats["inner"] += res.inner_loss.sum().item() / len(idx)
-                with torch.no_grad():
-                    valid = batch.doc_mask.bool()
-                    stats["w_mean"] += (w[valid].mean().item()) * scale
-                    for i, e in enumerate(items):
-                        if e.doc.span:
-                            on = torch.zeros(w.shape[1], dtype=torch.bool, device=w.device)
-                            on[e.doc.span] = True
-                            stats["w_answer"].append(w[i][on].mean().item())
-                            stats["w_other"].append(w[i][valid[i] & ~on].mean().item())
-            gnorm = torch.nn.utils.clip_grad_norm_(list(params.values()),
-                                                   cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
+            stats = _meta_update(phi, theta, enc, cfg, settings, update, tokenizer.pad_token_id, device)
+            gnorm = float(torch.nn.utils.clip_grad_norm_(list(params.values()),
+                                                         cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
+            if not math.isfinite(gnorm):
+                raise TrainingDiverged(f"φ's gradient norm is {gnorm} at update {update}; lower lr (now {cfg.lr:g})")
             for group in opt.param_groups:
                 group["lr"] = phi_lr(cfg, update)
             opt.step()
-            row = {"update": update, "lr": float(f"{phi_lr(cfg, update):.6g}"), "outer": round(stats["outer"], 5), "outer0": round(stats["outer0"], 5),
-                   "gain": round(stats["outer0"] - stats["outer"], 6), "inner_loss": round(stats["inner"], 5),
-                   "w_mean": round(stats["w_mean"], 5),
-                   "w_answer": round(sum(stats["w_answer"]) / len(stats["w_answer"]), 5) if stats["w_answer"] else None,
-                   "w_other": round(sum(stats["w_other"]) / len(stats["w_other"]), 5) if stats["w_other"] else None,
-                   "grad_norm": round(float(gnorm), 6), "seconds": round(time.time() - t0, 2)}
-            log_rows.append(row)
+            log_rows.append(_log_row(update, phi_lr(cfg, update), stats, gnorm, time.time() - t0))
             if out is not None:
                 write_jsonl(out / "log.jsonl", log_rows)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(outer=f"{row['outer']:.3f}", w_ans=row["w_answer"], w=f"{row['w_mean']:.3f}")
+                bar.set_postfix(outer=f"{log_rows[-1]['outer']:.3f}", w_ans=log_rows[-1]["w_answer"])
             if cfg.val.every > 0 and (update % cfg.val.every == 0 or update == cfg.updates):
                 do_validation(update)
-            if out is not None and (update % max(1, cfg.checkpoint_every) == 0 or update == cfg.updates):
+            if out is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
                 _save_checkpoint(out, update, phi, opt,
                                  {"best": best, "seconds": round(elapsed_before + time.time() - t_start, 1)})
-    except KeyboardInterrupt:
-        run_info("interrupted")
+    except TrainingDiverged as e:
+        if out is not None:
+            run_info("failed", error=str(e))
+        raise
+    except BaseException:
+        if out is not None:
+            run_info("interrupted")
         raise
     finally:
         if bar is not None:
@@ -460,19 +537,35 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
 
     seconds = elapsed_before + time.time() - t_start
     if out is not None:
-        phi.save_pretrained(out / "phi")
-        phi.eval()
-        wa = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
-        wb = [torch.tensor(w) for w in json.loads((out / "weights_before.json").read_text())]
-        write_weight_report(out, tokenizer, heat_enc, wb, wa)
-        if val_rows:
-            plot_validation(val_rows, log_rows, out / "validation.png", references)
-        summary = {"updates": cfg.updates, "val": val_rows, "best": best, "references": references,
-                   "seconds": round(seconds, 1),
-                   "first": log_rows[0] if log_rows else None, "last": log_rows[-1] if log_rows else None}
-        atomic_write_json(out / "summary.json", summary)
+        _write_outputs(out, phi, tokenizer, heat_enc, cfg, val_rows, log_rows, best, references, seconds)
         run_info("complete")
     return MetaTrainResult(out, log_rows, val_rows, best, phi, seconds)
+
+
+def _references(out, val_pairs, base_model, tokenizer, cfg: MetaTrainConfig, log) -> dict:
+    """The uniform/oracle validation references: from the run folder if there, else computed once."""
+    if out is not None and (out / "val_references.json").is_file():
+        return json.loads((out / "val_references.json").read_text())
+    if not (val_pairs and cfg.val.references):
+        return {}
+    references = validation_references(base_model, tokenizer, val_pairs, cfg, log)
+    if out is not None:
+        atomic_write_json(out / "val_references.json", references)
+    return references
+
+
+def _write_outputs(out: Path, phi, tokenizer, heat_enc, cfg, val_rows, log_rows, best, references, seconds) -> None:
+    phi.save_pretrained(out / "phi")
+    phi.eval()
+    wa = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
+    wb = [torch.tensor(w) for w in json.loads((out / "weights_before.json").read_text())]
+    write_weight_report(out, tokenizer, heat_enc, wb, wa)
+    if val_rows:
+        plot_validation(val_rows, log_rows, out / "validation.png", references)
+    atomic_write_json(out / "summary.json", {
+        "updates": cfg.updates, "val": val_rows, "best": best, "references": references,
+        "seconds": round(seconds, 1), "first": log_rows[0] if log_rows else None,
+        "last": log_rows[-1] if log_rows else None})
 
 
 # --------------------------------------------------------------------------------------------
