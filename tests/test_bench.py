@@ -154,6 +154,7 @@ def test_smoke_run_two_methods_writes_everything_and_skips_finished(tmp_path, ta
     # a rerun skips both; a new method in the same folder runs alone, a half-started one restarts
     (out / "random" / "run").mkdir(parents=True)
     (out / "random" / "run" / "partial.txt").write_text("interrupted before the first checkpoint")
+    (out / "random" / "run" / "run.json").write_text(json.dumps({"schema": "taalm.run/1", "status": "running"}))
     res2 = run_lama_ckl(to_learn, nf, ["finetune", "oracle", "random"], "smoke", out, TINY, model=model,
                         tokenizer=tokenizer, **QUIET)
     assert calls == ["finetune", "oracle", "random"]

@@ -94,7 +94,8 @@ def test_bad_inputs_name_file_line_field(tmp_path):
         "lama_probe.jsonl": (json.dumps({"evidence": "e", "object": "Welsh", "task_descriptive": "Wales speaks English ."}).encode() + b"\n",
                              read_probes, "lama_probe.jsonl, line 1, field 'task_descriptive': answer 'Welsh'"),
         "wrongtype.jsonl": (b'{"text": 3}\n', read_documents, "wrongtype.jsonl, line 1, field 'text': must be a string"),
-        "array.jsonl": (b'[1, 2]\n', read_documents, "array.jsonl, line 1: each line must be a JSON object"),
+        "array.jsonl": (b"[1, 2]\n", read_documents, "array.jsonl, line 1: expected JSON Lines (one object per line); this file holds a JSON array"),
+        "number.jsonl": (b"7\n", read_documents, "number.jsonl, line 1: each line must be a JSON object"),
     }
     for name, (content, reader, expected) in cases.items():
         p = tmp_path / name

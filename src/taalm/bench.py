@@ -219,12 +219,29 @@ class LamaCklData:
     notes: list[str] = field(default_factory=list)  # said once everything is validated
 
 
+LAMA_UNIT_FIELDS = ("evidence", "object", "uuid")
+
+
+def _check_lama_units(path: Path, probe_field: str) -> None:
+    """The first row of ``path`` must be a LAMA-ckl unit; say so plainly when it is not."""
+    from .data import _jsonl_rows
+
+    rows = _jsonl_rows(path)  # names file and line for missing files, bad JSON, arrays
+    line, row = rows[0]
+    missing = [f for f in LAMA_UNIT_FIELDS + (probe_field,) if f not in row]
+    if missing:
+        raise InputError(f"not LAMA-ckl units (a unit has {', '.join(LAMA_UNIT_FIELDS + (probe_field,))}; "
+                         f"this row lacks {', '.join(missing)})", path, line)
+
+
 def load_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, cfg: LamaCklConfig) -> LamaCklData:
     """Read and subset both files; every problem names file, line and field."""
     from .data import read_documents, read_probes
 
     to_learn, not_to_forget = Path(to_learn), Path(not_to_forget)
     field_ = cfg.data.probe_field
+    for path in (to_learn, not_to_forget):
+        _check_lama_units(path, field_)
     docs = read_documents(to_learn)
     probes = read_probes(to_learn, field_)
     if len(docs) != len(probes) or any(d.id != p.id for d, p in zip(docs, probes)):
@@ -369,17 +386,25 @@ def _bench_record(size: str, cfg: LamaCklConfig, data: LamaCklData) -> dict:
 
 
 def _check_out_dir(out: Path, record: dict) -> None:
+    """A folder is reused only for the same benchmark record. Keys a newer taalm added to the
+    schema (absent from the folder's record) hold their defaults there, so they are not compared."""
     marker = out / "bench.json"
     if marker.is_file():
         old = json.loads(marker.read_text())
         old_rec = {k: old.get(k) for k in record}
-        new_rec = json.loads(json.dumps(record))
+        new_rec = _without_new_keys(json.loads(json.dumps(record)), old_rec)
         if old_rec != new_rec:
             diff = _first_difference(old_rec, new_rec)
             raise TaalmError(f"{out}: holds a benchmark run with another configuration or data "
                              f"({diff} differs); use another --out folder")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TaalmError(f"{out}: exists and is not a benchmark folder (no bench.json); use another --out folder")
+
+
+def _without_new_keys(new, old):
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: _without_new_keys(v, old[k]) for k, v in new.items() if k in old}
+    return new
 
 
 def _first_difference(a, b, prefix: str = "") -> str:
@@ -519,12 +544,21 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
     for name in methods:
         _check_method_options(out, name, cfg)
 
-    from .runio import atomic_write_json, atomic_write_text, write_jsonl
-
     for note in data.notes:
         log(note)
     model_label = cfg.model.name if model is None else (
         getattr(getattr(model, "config", None), "name_or_path", "") or f"{type(model).__name__} (passed in)")
+    from .runfolder import RunLock
+
+    with RunLock(out):  # one benchmark process per folder
+        return _run_methods(methods, cfg, data, out, size, record, model, tokenizer, model_label, progress, log)
+
+
+def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size: str, record: dict,
+                 model, tokenizer, model_label: str, progress: bool, log) -> dict:
+    """:func:`run_lama_ckl` once everything is checked and the folder locked."""
+    from .runio import atomic_write_json, atomic_write_text, write_jsonl
+
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "bench.json").is_file():
         atomic_write_json(out / "bench.json", record)

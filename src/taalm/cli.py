@@ -32,6 +32,43 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other taalm error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def check_output_file(path: str | None, option: str) -> None:
+    """An output file's path (``--json``, ``--html``): not a folder, in a writable folder.
+    Checked before any model loads."""
+    import os
+
+    if not path:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise TaalmError(f"{option} {path}: is a folder; give a file name")
+    parent = p.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise TaalmError(f"{option} {path}: {parent} is not writable (read-only file system or no permission)")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="recipe file overriding the defaults")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
@@ -41,7 +78,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="taalm", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Continual knowledge learning with token-weighted training (Train-Attention).",
         epilog=EXAMPLES)
@@ -66,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probes", required=True, metavar="P")
     p.add_argument("--probe-field", default="task_descriptive",
                    help="for LAMA-ckl units: task_descriptive or task_schematic")
-    p.add_argument("--limit", type=int, default=0, help="first N probes only")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--limit", type=_int_at_least(0), default=0, help="first N probes only")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16)
     p.add_argument("--padding-side", default="right", choices=["right", "left"])
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
@@ -97,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
     p.add_argument("--data", required=True, metavar="DIR", help="folder with the LAMA-ckl files")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (keep it outside the repository)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument("--to-learn-rule", default="both", choices=["both", "descriptive", "schematic"],
                    help="To-Learn = variant units scoring 0 in both probe formats (default) or in one")
     p.add_argument("--device", default="auto")
@@ -120,10 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relations", metavar="FILE",
                    help="LAMA relations JSONL (relation, template, label); default: built-in LAMA table")
     p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
-    p.add_argument("--val", type=int, default=256, metavar="N", help="validation facts, whole subjects (≥ N)")
-    p.add_argument("--cap", type=int, default=0, metavar="N", help="at most N facts per relation (0: no cap)")
+    p.add_argument("--val", type=_int_at_least(0), default=256, metavar="N", help="validation facts, whole subjects (≥ N)")
+    p.add_argument("--cap", type=_int_at_least(0), default=0, metavar="N", help="at most N facts per relation (0: no cap)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -138,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", metavar="SPEC", help="base model of θ and φ (model.name and phi.base)")
     p.add_argument("--engine", choices=["directional", "double_backward"], help="meta-gradient engine")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/phi-<time>)")
-    p.add_argument("--limit", type=int, default=0, help="first N pairs only")
+    p.add_argument("--limit", type=_int_at_least(0), default=0, help="first N pairs only")
     p.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -221,13 +258,21 @@ def cmd_eval(args) -> int:
     from .models import load_model
     from .runio import atomic_write_json
 
-    probes = read_probes(args.probes, args.probe_field, args.limit)
-    model, tok = load_model(args.model, args.device, args.dtype)
-    if args.adapter:
-        from .theta import load_adapter
+    import math
 
-        model = load_adapter(model, args.adapter)
+    from .theta import adapter_folder, load_adapter
+
+    check_output_file(args.json, "--json")
+    probes = read_probes(args.probes, args.probe_field, args.limit)
+    adapter = adapter_folder(args.adapter) if args.adapter else None  # checked before the model loads
+    model, tok = load_model(args.model, args.device, args.dtype)
+    if adapter is not None:
+        model = load_adapter(model, adapter)
     r = evaluate_probes(model, tok, probes, args.batch_size, args.padding_side, progress=not args.quiet)
+    if not math.isfinite(r.summary()["nll"]):
+        raise TaalmError(f"the answers score a non-finite NLL ({r.summary()['nll']}): the model"
+                         f"{' or the adapter ' + str(args.adapter) if args.adapter else ''} gives NaN/Inf "
+                         f"logits (damaged weights?); no accuracy is reported")
     print(json.dumps(r.summary()))
     if args.json:
         atomic_write_json(args.json, {"model": args.model, "adapter": args.adapter,
@@ -243,6 +288,7 @@ def cmd_weights(args) -> int:
 
     if not args.html and not args.plain:
         raise TaalmError("say where the weights go: --html OUT.html and/or --plain")
+    check_output_file(args.html, "--html")
     cfg = load_config(LearnConfig, args.config, _overrides(args))
     docs = read_documents(args.docs, cfg.data.limit)
     method = get_method(cfg.method, cfg.train.seed)
@@ -379,6 +425,19 @@ def cmd_config(args) -> int:
     return 0
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (a scheduler's stop, ``kill``) is handled as Ctrl-C: the run is marked
+    "interrupted" and stays resumable."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo": cmd_demo,
             "data": cmd_data, "train-attention": cmd_train_attention, "bench": cmd_bench,
             "methods": cmd_methods,
@@ -397,11 +456,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    _sigterm_interrupts()
     try:
         return COMMANDS[args.command](args)
     except TaalmError as e:
         print(f"taalm {args.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
+    except OSError as e:  # a full disk, a read-only folder, a file that vanished
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"taalm {args.command}: error: {where}{e.strerror or e} (nothing of a started run is lost: "
+              f"free space or fix the folder, then resume)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = " (continue with --resume)" if args.command in ("learn", "train-attention") else ""
         if args.command == "bench":

@@ -70,7 +70,12 @@ def _read_lines(path: Path) -> list[str]:
 
 def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
     rows = []
-    for i, line in enumerate(_read_lines(path), start=1):
+    lines = _read_lines(path)
+    first = next((i for i, line in enumerate(lines, start=1) if line.strip()), None)
+    if first is not None and lines[first - 1].lstrip().startswith("["):
+        raise InputError("expected JSON Lines (one object per line); this file holds a JSON array",
+                         path, first)
+    for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -84,6 +89,8 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
 
 
 def _string_field(row: dict, name: str, path: Path, line: int, required: bool = True) -> str | None:
+    if row.get(name, "") is None and required:
+        raise InputError("is null (expected a string)", path, line, name)
     if name not in row or row[name] is None:
         if required:
             raise InputError(f"missing field (fields present: {', '.join(sorted(row)) or 'none'})",

@@ -197,9 +197,11 @@ class RunFolder:
         if self.resume:
             write_first_files(out)
             return
+        for left in out.parent.glob(f".{out.name}.taalm-new-*"):  # stages of killed taalm processes
+            pid = left.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+                shutil.rmtree(left, ignore_errors=True)
         stage = out.parent / f".{out.name}.taalm-new-{os.getpid()}"
-        if stage.exists():
-            shutil.rmtree(stage)  # ours: a stage of this very process that failed earlier
         stage.mkdir(parents=True)
         try:
             write_first_files(stage)

@@ -49,12 +49,44 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite_json(obj: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``obj`` with every NaN/Inf float replaced by None, and the dotted keys where that happened.
+    JSON has no NaN: a bare ``NaN`` makes a file that strict readers refuse."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None, [where or "<value>"]
+    if isinstance(obj, dict):
+        out, bad = {}, []
+        for k, v in obj.items():
+            out[k], b = finite_json(v, f"{where}.{k}" if where else str(k))
+            bad += b
+        return out, bad
+    if isinstance(obj, (list, tuple)):
+        out, bad = [], []
+        for i, v in enumerate(obj):
+            x, b = finite_json(v, f"{where}[{i}]")
+            out.append(x)
+            bad += b
+        return out, bad
+    return obj, []
+
+
+def _dumps(obj: Any, **kw) -> str:
+    clean, bad = finite_json(obj)
+    if bad and isinstance(clean, dict):  # say why a value is null
+        clean["nonfinite"] = {"keys": bad, "note": "these values were NaN or Inf; JSON has no such numbers, so null"}
+    return json.dumps(clean, ensure_ascii=False, allow_nan=False, **kw)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """JSON, atomically; NaN/Inf become null, listed under ``nonfinite`` (:func:`finite_json`)."""
+    atomic_write_text(path, _dumps(obj, indent=2) + "\n")
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    """JSON Lines, atomically; NaN/Inf as in :func:`atomic_write_json`."""
+    atomic_write_text(path, "".join(_dumps(r) + "\n" for r in rows))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

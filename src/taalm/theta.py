@@ -82,16 +82,24 @@ def save_theta(model, tokenizer, folder: str | Path, mode: str) -> Path:
     return out
 
 
-def load_adapter(model, folder: str | Path):
-    """Attach a saved LoRA adapter (peft format) to ``model`` for evaluation."""
-    from peft import PeftModel
-
+def adapter_folder(folder: str | Path) -> Path:
+    """The LoRA adapter folder that ``folder`` names (an adapter folder or a run folder holding
+    ``adapter/``); a :class:`ConfigError` when there is none. Needs no model: check it first."""
     folder = Path(folder)
     if (folder / "adapter").is_dir() and not (folder / "adapter_config.json").exists():
         folder = folder / "adapter"  # accept a run folder too
     if not (folder / "adapter_config.json").is_file():
         raise ConfigError(f"{folder}: no adapter_config.json (expected a LoRA adapter folder "
                           f"written by `taalm learn`)")
+    return folder
+
+
+def load_adapter(model, folder: str | Path):
+    """Attach a saved LoRA adapter (peft format) to ``model`` for evaluation; a damaged adapter,
+    one of another architecture or one holding NaN/Inf raises :class:`ModelLoadError`."""
+    from peft import PeftModel
+
+    folder = adapter_folder(folder)
     try:
         with _quiet_peft():
             loaded = PeftModel.from_pretrained(model, str(folder))
