@@ -61,8 +61,7 @@ class _Rules:
             ok = v < high if high_open else v <= high
         lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-        self.need(ok, key, "must be a finite number" + (f" {lo}" if lo else "") + (" and " if lo and hi else "")
-                  + (f" {hi}" if hi else ""))
+        self.need(ok, key, " ".join(x for x in ("must be a finite number", lo, "and" if lo and hi else "", hi) if x))
 
     def at_least(self, key: str, low: int) -> None:
         self.need(getattr(self.cfg, key) >= low, key, f"must be >= {low}")

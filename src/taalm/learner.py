@@ -318,6 +318,9 @@ def _train_epoch(model, windows, static_weights, method, tc, optimizer, params, 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if not bool(torch.stack([p.detach().isfinite().all() for p in params.values()]).all()):
+            raise TrainingDiverged(f"θ's parameters became NaN/Inf at epoch {epoch}, step {step}; "
+                                   f"{_divergence_hint(tc)}")
         epoch_loss += step_loss
         rows.append({"type": "step", "epoch": epoch, "step": step, "loss": step_loss,
                      "tokens": n_tok, "mean_weight": w_sum / max(n_tok, 1)})
