@@ -179,9 +179,11 @@ def check_score_cache(out_dir: Path, meta: dict, log: Callable) -> None:
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     files = sorted((out_dir / "scores").glob("*.jsonl")) if (out_dir / "scores").is_dir() else []
     if old != meta:
+        if files and old is None:  # not a cache taalm wrote: never delete it
+            raise TaalmError(f"{out_dir / 'scores'}: holds .jsonl files but no meta.json, so taalm did not "
+                             f"write them; choose another --out")
         if files:
-            why = ", ".join(f"{k} {old.get(k)!r} -> {meta[k]!r}" for k in meta if (old or {}).get(k) != meta[k]) \
-                if old else "no meta.json"
+            why = ", ".join(f"{k} {old.get(k)!r} -> {meta[k]!r}" for k in meta if old.get(k) != meta[k])
             log(f"scores: discarding {len(files)} cached score files ({why})")
         for f in files:  # delete first, then write the new meta: a crash in between is safe
             f.unlink()
