@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from taalm.config import LearnConfig, load_config, save_config
@@ -54,3 +56,22 @@ def test_shipped_recipes_are_valid():
 
     for r in recipes:  # phi_*.yaml are meta-training recipes (taalm train-attention)
         load_config(MetaTrainConfig if r.name.startswith("phi_") else LearnConfig, r)
+
+
+@pytest.mark.parametrize("schema,override", [
+    ("learn", "model.dtype=int8"), ("learn", "model.device=tpu"), ("learn", "theta.mode=half"),
+    ("learn", "theta.lora.r=0"), ("learn", "theta.lora.dropout=1.0"), ("learn", "train.weight_decay=-1"),
+    ("learn", "train.grad_accum=0"), ("learn", "method.rho1.ratio=0"), ("learn", "method.salient.low=2"),
+    ("learn", "method.taalm.batch_size=0"), ("learn", "data.probe_field=task_x"), ("learn", "data.limit=-1"),
+    ("meta", "inner.optimizer=adam"), ("meta", "inner.lr=0"), ("meta", "inner.betas=[0.9]"),
+    ("meta", "val.epochs=0"), ("meta", "val.every=-1"), ("meta", "phi.reduction=sum"),
+    ("meta", "phi.stride=2000"), ("meta", "theta.mode=rows"), ("meta", "theta.r=0"),
+    ("meta", "engine=magic"), ("meta", "lr_final=2"), ("meta", "updates=-1"), ("meta", "stream_offset=-8"),
+])
+def test_every_section_checks_its_ranges(schema, override):
+    """Each section's rules are wired to it: the error names the key and the value."""
+    from taalm.config import MetaTrainConfig
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"command line: {re.escape(key)}="):
+        load_config(LearnConfig if schema == "learn" else MetaTrainConfig, None, [override])

@@ -308,10 +308,6 @@ class InnerConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
-
-@dataclass
-class ValidationConfig:
-
     def _rules(self, r: _Rules) -> None:
         r.choice("optimizer", INNER_OPTIMIZERS)
         r.finite("lr", 0.0, low_open=True)
@@ -319,6 +315,9 @@ class ValidationConfig:
         r.finite("weight_decay", 0.0)
         r.betas("betas")
 
+
+@dataclass
+class ValidationConfig:
     """Held-out check: θ0 learns the held-out documents with φ's weights; answer accuracy."""
 
     every: int = 10  # φ updates between validations (and once before the first update, see at_start)

@@ -33,7 +33,8 @@ from .evaluation import EvalResult, encode_probes, evaluate_probes
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .runio import (atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors,
                     write_jsonl)
-from .runfolder import RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, fingerprint, read_run_info
+from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, checkpoint_state, fingerprint,
+                        newest_usable_checkpoint, read_run_info)
 from .theta import count_parameters, save_theta, trainable_parameters, wrap_theta
 from .weighting import PrepareContext, WeightingMethod, get_method
 
@@ -166,12 +167,7 @@ def _checkpoint_epoch(out_dir: Path) -> int | None:
 def _read_checkpoint(folder: Path, latest: dict | None, params: dict, optimizer) -> tuple[dict, dict, dict]:
     """(state, tensors, optimizer state_dict) of one checkpoint folder, fully verified; raises
     ValueError/OSError saying what is wrong. Nothing is loaded into the model here."""
-    if (folder / "state.json").is_file():
-        state = json.loads((folder / "state.json").read_text())
-    elif latest is not None and latest.get("folder") == folder.name:
-        state = latest  # checkpoints written before state.json existed
-    else:
-        raise ValueError("incomplete (no state.json)")
+    state = checkpoint_state(folder, latest)
     saved = load_tensors(folder / "trainable.safetensors")
     if set(saved) != set(params):
         raise ValueError(f"does not match this model/config ({len(saved)} saved tensors, {len(params)} trainable)")
@@ -185,36 +181,17 @@ def _read_checkpoint(folder: Path, latest: dict | None, params: dict, optimizer)
 
 
 def _load_checkpoint(out_dir: Path, model, optimizer, log: Callable[[str], None] = print) -> dict:
-    """Load the newest usable checkpoint: ``latest.json``'s, else the newest complete one before
-    it. Every candidate is verified in full before anything is loaded; none usable raises a
-    :class:`TaalmError` that says why for each."""
-    root = out_dir / "checkpoints"
-    latest, problems = None, []
-    try:
-        latest = json.loads((root / "latest.json").read_text())
-        if not isinstance(latest, dict) or "folder" not in latest:
-            raise ValueError("not a checkpoint pointer")
-    except (OSError, ValueError) as e:
-        problems.append(f"latest.json: {getattr(e, 'strerror', None) or e}")
-        latest = None
-    names = [latest["folder"]] if latest else []
-    names += sorted((d.name for d in root.glob("epoch-*") if d.is_dir() and d.name not in names), reverse=True)
+    """Load the newest usable checkpoint (:func:`taalm.runfolder.newest_usable_checkpoint`):
+    every candidate is verified in full before anything is loaded."""
     params = trainable_parameters(model)
-    for name in names:
-        try:
-            state, saved, opt_sd = _read_checkpoint(root / name, latest, params, optimizer)
-        except Exception as e:  # safetensors raises its own types for truncated files
-            problems.append(f"{name}: {getattr(e, 'strerror', None) or e}")
-            continue
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(saved[n])
-        optimizer.load_state_dict(opt_sd)
-        if problems:
-            log(f"warning: {'; '.join(problems)}; resuming from the checkpoint {name} instead")
-        return state
-    raise TaalmError(f"{out_dir}: no usable checkpoint to resume from"
-                     f" ({'; '.join(problems) if problems else 'the run has not finished an epoch yet'})")
+    state, saved, opt_sd = newest_usable_checkpoint(
+        out_dir / "checkpoints", "epoch-*", lambda f, latest: _read_checkpoint(f, latest, params, optimizer),
+        log, "the run has not finished an epoch yet")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(saved[n])
+    optimizer.load_state_dict(opt_sd)
+    return state
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,11 +35,11 @@ import torch
 
 from .config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
                      save_config, to_dict)
-from .data import LAMA_PROBE_FIELDS, Encoded, Pair, encode, encode_probe
+from .data import Encoded, Pair, encode, encode_probe
 from .errors import ConfigError, TaalmError, TrainingDiverged
-from .meta_gradient import (ENGINES, OBJECTIVES, InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
+from .meta_gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
                             PairBatch, meta_step)
-from .learner import load_optimizer_state, save_optimizer_state
+from .learner import save_optimizer_state
 from .runio import atomic_write_json, environment_info, load_tensors, read_jsonl, write_jsonl
 
 
@@ -218,50 +218,34 @@ def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out: Path, phi, opt, log: Callable[[str], None] = print) -> dict:
-    """The newest usable checkpoint (``latest.json``'s, else the newest complete one), verified
-    in full before it is loaded; a :class:`TaalmError` saying why when there is none."""
+def _read_checkpoint(folder: Path, latest: dict | None, params: dict, opt) -> tuple[dict, dict, dict]:
+    """(state, φ tensors, optimizer state_dict) of one checkpoint, fully verified; loads nothing."""
     from .learner import optimizer_state_from_tensors
+    from .runfolder import checkpoint_state
 
-    root = out / "checkpoints"
-    latest, problems = None, []
-    try:
-        latest = json.loads((root / "latest.json").read_text())
-        if not isinstance(latest, dict) or "folder" not in latest:
-            raise ValueError("not a checkpoint pointer")
-    except (OSError, ValueError) as e:
-        problems.append(f"latest.json: {getattr(e, 'strerror', None) or e}")
-        latest = None
-    names = [latest["folder"]] if latest else []
-    names += sorted((d.name for d in root.glob("update-*") if d.is_dir() and d.name not in names), reverse=True)
+    state = checkpoint_state(folder, latest)
+    saved = load_tensors(folder / "phi" / "phi.safetensors")
+    if set(saved) != set(params) or any(saved[n].shape != p.shape for n, p in params.items()):
+        raise ValueError("does not match this φ configuration")
+    if not all(torch.isfinite(t).all() for t in saved.values()):
+        raise ValueError("holds NaN/Inf")
+    return state, saved, optimizer_state_from_tensors(opt, load_tensors(folder / "optimizer.safetensors"), list(params))
+
+
+def _load_checkpoint(out: Path, phi, opt, log: Callable[[str], None] = print) -> dict:
+    """The newest usable checkpoint, verified in full before it is loaded
+    (:func:`taalm.runfolder.newest_usable_checkpoint`)."""
+    from .runfolder import newest_usable_checkpoint
+
     params = phi.trainable_parameters()
-    for name in names:
-        folder = root / name
-        try:
-            if (folder / "state.json").is_file():
-                state = json.loads((folder / "state.json").read_text())
-            elif latest is not None and latest.get("folder") == name:
-                state = latest
-            else:
-                raise ValueError("incomplete (no state.json)")
-            saved = load_tensors(folder / "phi" / "phi.safetensors")
-            if set(saved) != set(params) or any(saved[n].shape != p.shape for n, p in params.items()):
-                raise ValueError("does not match this φ configuration")
-            if not all(torch.isfinite(t).all() for t in saved.values()):
-                raise ValueError("holds NaN/Inf")
-            opt_sd = optimizer_state_from_tensors(opt, load_tensors(folder / "optimizer.safetensors"), list(params))
-        except Exception as e:  # safetensors raises its own types for truncated files
-            problems.append(f"{name}: {getattr(e, 'strerror', None) or e}")
-            continue
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(saved[n])
-        opt.load_state_dict(opt_sd)
-        if problems:
-            log(f"warning: {'; '.join(problems)}; resuming from the checkpoint {name} instead")
-        return state
-    raise TaalmError(f"{out}: no usable checkpoint to resume from"
-                     f" ({'; '.join(problems) if problems else 'no φ update was checkpointed yet'})")
+    state, saved, opt_sd = newest_usable_checkpoint(
+        out / "checkpoints", "update-*", lambda f, latest: _read_checkpoint(f, latest, params, opt),
+        log, "no φ update was checkpointed yet")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(saved[n])
+    opt.load_state_dict(opt_sd)
+    return state
 
 
 # --------------------------------------------------------------------------------------------

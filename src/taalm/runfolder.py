@@ -253,6 +253,43 @@ def check_resume(info: dict, inputs: dict, config: dict, allowed: Iterable[str] 
                          f"{', ...' if len(diff) > 3 else ''}); only {' / '.join(allowed)} may change")
 
 
+def newest_usable_checkpoint(root: Path, pattern: str, read_one, log=print, none_yet: str = "none was written yet"):
+    """``read_one(folder, latest)`` of the newest usable checkpoint below ``root``: the one
+    ``latest.json`` points to, else the newest folder matching ``pattern`` that ``read_one``
+    accepts (it must verify everything and raise if anything is wrong, loading nothing). None
+    usable: a :class:`TaalmError` that says why for each."""
+    latest, problems = None, []
+    try:
+        latest = json.loads((root / "latest.json").read_text())
+        if not isinstance(latest, dict) or "folder" not in latest:
+            raise ValueError("not a checkpoint pointer")
+    except (OSError, ValueError) as e:
+        problems.append(f"latest.json: {getattr(e, 'strerror', None) or e}")
+        latest = None
+    names = [latest["folder"]] if latest else []
+    names += sorted((d.name for d in root.glob(pattern) if d.is_dir() and d.name not in names), reverse=True)
+    for name in names:
+        try:
+            found = read_one(root / name, latest)
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own types for truncated files
+            problems.append(f"{name}: {getattr(e, 'strerror', None) or e}")
+            continue
+        if problems:
+            log(f"warning: {'; '.join(problems)}; resuming from the checkpoint {name} instead")
+        return found
+    raise TaalmError(f"{root.parent}: no usable checkpoint to resume from ({'; '.join(problems) or none_yet})")
+
+
+def checkpoint_state(folder: Path, latest: dict | None) -> dict:
+    """A checkpoint folder's ``state.json`` (or, for folders written before it existed, the
+    ``latest.json`` that points to it)."""
+    if (folder / "state.json").is_file():
+        return json.loads((folder / "state.json").read_text())
+    if latest is not None and latest.get("folder") == folder.name:
+        return latest
+    raise ValueError("incomplete (no state.json)")
+
+
 def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None:
     """``{"n", "sha256"}`` of a list of records (documents, probes, pairs): their ``fields`` in
     order, so a resumed run can tell whether it was given the same inputs."""
@@ -269,4 +306,5 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
 
 
 __all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_run_dir", "check_resume", "fingerprint",
+           "newest_usable_checkpoint", "checkpoint_state",
            "is_taalm_run", "read_run_info"]
