@@ -224,9 +224,9 @@ LAMA_UNIT_FIELDS = ("evidence", "object", "uuid")
 
 def _check_lama_units(path: Path, probe_field: str) -> None:
     """The first row of ``path`` must be a LAMA-ckl unit; say so plainly when it is not."""
-    from .data import _jsonl_rows
+    from .data import jsonl_rows
 
-    rows = _jsonl_rows(path)  # names file and line for missing files, bad JSON, arrays
+    rows = jsonl_rows(path)  # names file and line for missing files, bad JSON, arrays
     line, row = rows[0]
     missing = [f for f in LAMA_UNIT_FIELDS + (probe_field,) if f not in row]
     if missing:

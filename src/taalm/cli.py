@@ -55,18 +55,13 @@ def _int_at_least(low: int):
 def check_output_file(path: str | None, option: str) -> None:
     """An output file's path (``--json``, ``--html``): not a folder, in a writable folder.
     Checked before any model loads."""
-    import os
+    from .runfolder import check_writable
 
     if not path:
         return
-    p = Path(path)
-    if p.is_dir():
+    if Path(path).is_dir():
         raise TaalmError(f"{option} {path}: is a folder; give a file name")
-    parent = p.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise TaalmError(f"{option} {path}: {parent} is not writable (read-only file system or no permission)")
+    check_writable(Path(path), f"{option} {path}: ")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -365,10 +360,7 @@ def cmd_train_attention(args) -> int:
         extra = [f"model.name={args.base}", f"phi.base={args.base}"] + extra
     if args.engine:
         extra.append(f"engine={args.engine}")
-    cfg = load_config(MetaTrainConfig, recipe, extra)
-    from .meta_train import check_config
-
-    check_config(cfg)
+    cfg = load_config(MetaTrainConfig, recipe, extra)  # every range rule checked here
     pairs = read_pairs(args.pairs, cfg.task_field, args.limit)
     val = read_pairs(args.val, cfg.task_field) if args.val else None
 

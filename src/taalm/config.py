@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from .devices import DEVICE_KINDS, DTYPE_NAMES  # devices.py names device types and dtypes
 from .errors import ConfigError
 
 # Allowed values of the string keys: the one home of these rules (the modules that act on them
 # import them from here).
-DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")
-DTYPES = ("auto", "fp32", "float32", "float", "bf16", "bfloat16", "fp16", "float16", "half",
-          "fp64", "float64", "double")
 ATTN = ("auto", "eager", "sdpa")
 THETA_MODES = ("lora", "full")
 PADDING_SIDES = ("right", "left")
@@ -108,7 +106,7 @@ class ModelConfig:
     def _rules(self, r: _Rules) -> None:
         r.need(str(self.device).strip().lower().split(":")[0] in DEVICE_KINDS, "device",
                "use auto, cpu, cuda, cuda:N or mps")
-        r.choice("dtype", DTYPES)
+        r.choice("dtype", DTYPE_NAMES)
         r.choice("attn", ATTN)
 
 

@@ -68,7 +68,7 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
-def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+def jsonl_rows(path: Path) -> list[tuple[int, dict]]:
     rows = []
     lines = _read_lines(path)
     first = next((i for i, line in enumerate(lines, start=1) if line.strip()), None)
@@ -113,7 +113,7 @@ def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
     path = Path(path)
     docs: list[Document] = []
     if _is_jsonl(path):
-        for line, row in _jsonl_rows(path):
+        for line, row in jsonl_rows(path):
             if "text" not in row and "evidence" in row:  # LAMA-ckl unit
                 text = _string_field(row, "evidence", path, line)
                 answer = _string_field(row, "object", path, line)
@@ -169,7 +169,7 @@ def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: 
     if probe_field not in LAMA_PROBE_FIELDS:
         raise InputError(f"unknown probe field '{probe_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
     probes: list[Probe] = []
-    for line, row in _jsonl_rows(path):
+    for line, row in jsonl_rows(path):
         if "prompt" not in row and ("evidence" in row or probe_field in row):  # LAMA-ckl unit
             prompt = _string_field(row, probe_field, path, line)
             answer = _string_field(row, "object", path, line)
@@ -204,7 +204,7 @@ def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int 
     if task_field not in LAMA_PROBE_FIELDS:
         raise InputError(f"unknown task field '{task_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
     pairs: list[Pair] = []
-    for line, row in _jsonl_rows(path):
+    for line, row in jsonl_rows(path):
         src = f"{path}:{line}"
         if "document" not in row and "evidence" in row:  # LAMA-ckl unit
             text = _string_field(row, "evidence", path, line)

@@ -7,12 +7,15 @@ training). Nothing else in the library names a device type literally.
 
 from __future__ import annotations
 
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")  # what a device spec may name (before ":N")
+
 _DTYPES = {
     "fp32": "float32", "float32": "float32", "float": "float32",
     "bf16": "bfloat16", "bfloat16": "bfloat16",
     "fp16": "float16", "float16": "float16", "half": "float16",
     "fp64": "float64", "float64": "float64", "double": "float64",
 }
+DTYPE_NAMES = ("auto", *_DTYPES)  # what a dtype spec may name
 
 
 def resolve_device(spec: "str | object" = "auto"):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +32,8 @@ from .evaluation import EvalResult, encode_probes, evaluate_probes
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .runio import (atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors,
                     write_jsonl)
-from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, checkpoint_state, fingerprint,
-                        newest_usable_checkpoint, read_run_info)
+from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, checkpoint_state,
+                        commit_checkpoint, fingerprint, newest_usable_checkpoint, read_run_info)
 from .theta import count_parameters, save_theta, trainable_parameters, wrap_theta
 from .weighting import PrepareContext, WeightingMethod, get_method
 
@@ -136,25 +135,17 @@ def load_optimizer_state(path: Path, optimizer, names: list[str]) -> None:
     optimizer.load_state_dict(optimizer_state_from_tensors(optimizer, load_tensors(path), names))
 
 
-CHECKPOINTS_KEPT = 2  # the newest and the one before it: a fallback if the newest is damaged
-
-
 def _save_checkpoint(out_dir: Path, epoch: int, step: int, model, optimizer, history: list[dict],
                      extra: dict | None = None) -> None:
-    """``checkpoints/epoch-N/`` (tensors, optimizer, ``state.json`` written last: the folder is
-    complete once it exists), then the ``latest.json`` pointer; older checkpoints are pruned."""
-    ckpt_root = out_dir / "checkpoints"
-    name = f"epoch-{epoch:04d}"
-    folder = ckpt_root / name
+    """``checkpoints/epoch-N/``: trainable tensors and optimizer state, then
+    :func:`taalm.runfolder.commit_checkpoint` (state, pointer, pruning)."""
+    folder = out_dir / "checkpoints" / f"epoch-{epoch:04d}"
     params = trainable_parameters(model)
+    check_params_finite(params, f"the end of epoch {epoch}")  # never checkpoint a diverged θ
     save_tensors(folder / "trainable.safetensors", params)
     save_optimizer_state(folder / "optimizer.safetensors", optimizer, list(params))
-    state = {"epoch": epoch, "step": step, "folder": name, "history": history, **(extra or {})}
-    atomic_write_json(folder / "state.json", state)
-    atomic_write_json(ckpt_root / "latest.json", state)
-    done = sorted(d for d in ckpt_root.iterdir() if d.is_dir() and d.name.startswith("epoch-"))
-    for old in done[:-CHECKPOINTS_KEPT]:
-        shutil.rmtree(old, ignore_errors=True)
+    commit_checkpoint(out_dir / "checkpoints", folder,
+                      {"epoch": epoch, "step": step, "history": history, **(extra or {})}, "epoch-*")
 
 
 def _checkpoint_epoch(out_dir: Path) -> int | None:
@@ -246,6 +237,13 @@ def check_finite(value: float, what: str, where: str, hint: str) -> None:
         raise TrainingDiverged(f"{what} is {value} at {where}; {hint}")
 
 
+def check_params_finite(params: dict, where: str) -> None:
+    """Refuse to save θ holding NaN/Inf (a step can overflow the weights without a non-finite
+    loss yet); the loss and gradient are checked at every step."""
+    if not bool(torch.stack([p.detach().isfinite().all() for p in params.values()]).all()):
+        raise TrainingDiverged(f"θ's parameters became NaN/Inf by {where}; lower train.lr")
+
+
 def _divergence_hint(tc) -> str:
     return (f"lower train.lr (now {tc.lr:g})"
             + (", keep train.max_grad_norm > 0" if tc.max_grad_norm <= 0 else "")
@@ -284,9 +282,10 @@ def _train_epoch(model, windows, static_weights, method, tc, optimizer, params, 
                 weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
             loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"],
                                                    reduction="sum") / n_seq
-            check_finite(loss.item(), "the training loss", f"epoch {epoch}, step {step + 1}", _divergence_hint(tc))
+            value = loss.item()
+            check_finite(value, "the training loss", f"epoch {epoch}, step {step + 1}", _divergence_hint(tc))
             loss.backward()
-            step_loss += loss.item()
+            step_loss += value
             n_tok += int(valid.sum())
             w_sum += float((weights * valid).sum())
         gnorm = torch.nn.utils.clip_grad_norm_(list(params.values()),
@@ -295,9 +294,6 @@ def _train_epoch(model, windows, static_weights, method, tc, optimizer, params, 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if not bool(torch.stack([p.detach().isfinite().all() for p in params.values()]).all()):
-            raise TrainingDiverged(f"θ's parameters became NaN/Inf at epoch {epoch}, step {step}; "
-                                   f"{_divergence_hint(tc)}")
         epoch_loss += step_loss
         rows.append({"type": "step", "epoch": epoch, "step": step, "loss": step_loss,
                      "tokens": n_tok, "mean_weight": w_sum / max(n_tok, 1)})

@@ -25,7 +25,6 @@ import copy
 import gc
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Callable
 import torch
 
 from .config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
-                     save_config, to_dict)
+                     check_config, save_config, to_dict)
 from .data import Encoded, Pair, encode, encode_probe
 from .errors import ConfigError, TaalmError, TrainingDiverged
 from .meta_gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
@@ -204,18 +203,13 @@ def validation_references(base_model, tokenizer, val_pairs: list[Pair], cfg: Met
 # Checkpoints
 # --------------------------------------------------------------------------------------------
 def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
-    """``checkpoints/update-N/`` (φ, optimizer, ``state.json`` last), then ``latest.json``; the
-    newest two are kept (the older one is the fallback if the newest is damaged)."""
-    root = out / "checkpoints"
-    folder = root / f"update-{update:06d}"
+    """``checkpoints/update-N/`` (φ, optimizer), then :func:`taalm.runfolder.commit_checkpoint`."""
+    from .runfolder import commit_checkpoint
+
+    folder = out / "checkpoints" / f"update-{update:06d}"
     phi.save_pretrained(folder / "phi")
     save_optimizer_state(folder / "optimizer.safetensors", opt, list(phi.trainable_parameters()))
-    full = {"update": update, "folder": folder.name, **state}
-    atomic_write_json(folder / "state.json", full)
-    atomic_write_json(root / "latest.json", full)
-    done = sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("update-"))
-    for old in done[:-2]:
-        shutil.rmtree(old, ignore_errors=True)
+    commit_checkpoint(out / "checkpoints", folder, {"update": update, **state}, "update-*")
 
 
 def _read_checkpoint(folder: Path, latest: dict | None, params: dict, opt) -> tuple[dict, dict, dict]:
@@ -276,14 +270,6 @@ def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
     if cfg.lr_schedule == "cosine":
         return cfg.lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * s)))
     return cfg.lr * (1 - (1 - f) * s)
-
-
-def check_config(cfg: MetaTrainConfig) -> None:
-    """Every rule of the meta-training schema (:func:`taalm.config.check_config`), for configs
-    built in code; :func:`taalm.config.load_config` already applies them."""
-    from .config import check_config as check_schema
-
-    check_schema(cfg)
 
 
 def _hold_out(pairs: list[Pair], val_pairs: list[Pair] | None, cfg: MetaTrainConfig) -> tuple[list, list]:

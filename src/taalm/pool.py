@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .data import _jsonl_rows, _string_field
+from .data import jsonl_rows, _string_field
 from .errors import InputError, TaalmError
 from .runio import atomic_write_json, atomic_write_text, environment_info
 
@@ -132,7 +132,7 @@ def read_relations(path: str | Path | None = None) -> dict[str, Relation]:
         return {c: Relation(c, t, lab) for c, (t, lab) in LAMA_RELATIONS.items()}
     path = Path(path)
     out: dict[str, Relation] = {}
-    for line, row in _jsonl_rows(path):
+    for line, row in jsonl_rows(path):
         code = _string_field(row, "relation", path, line)
         template = _string_field(row, "template", path, line)
         if "label" not in row:
@@ -152,7 +152,7 @@ def read_trex(path: str | Path) -> list[Fact]:
     """Facts of one LAMA T-REx file; bad lines raise :class:`InputError` (file, line, field)."""
     path = Path(path)
     facts = []
-    for line, row in _jsonl_rows(path):
+    for line, row in jsonl_rows(path):
         uuid = _string_field(row, "uuid", path, line)
         sub = _string_field(row, "sub_label", path, line)
         obj = _string_field(row, "obj_label", path, line)
@@ -195,7 +195,7 @@ def lama_ckl_uuids(paths: list[str | Path]) -> set[str]:
         if not files:
             raise InputError("no .jsonl files to exclude found", p)
         for f in files:
-            for line, row in _jsonl_rows(f):
+            for line, row in jsonl_rows(f):
                 out.add(str(_string_field(row, "uuid", f, line)))
     return out
 

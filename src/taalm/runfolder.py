@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import TaalmError
+from .runio import atomic_write_json
 
 RUN_SCHEMA = "taalm.run/1"  # the "schema" key of run.json: this folder was made by taalm
 _LEGACY_RUN_KEYS = {"status", "config", "versions", "git_commit"}  # run.json of runs made before the key
@@ -57,11 +58,13 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _writable_ancestor(path: Path) -> Path:
-    p = path.resolve().parent if not path.exists() else path.resolve()
+def check_writable(path: Path, what: str = "", hint: str = "choose another path") -> None:
+    """Refuse a path whose nearest existing folder (itself, if it is one) cannot be written."""
+    p = path.resolve() if path.is_dir() else path.resolve().parent
     while not p.exists():
         p = p.parent
-    return p
+    if not os.access(p, os.W_OK):
+        raise TaalmError(f"{what}{p}: not writable (read-only file system or no permission); {hint}")
 
 
 def check_run_dir(out: Path | None, *, resume: bool, overwrite: bool, inputs: Iterable[str | Path] = ()) -> None:
@@ -92,10 +95,7 @@ def check_run_dir(out: Path | None, *, resume: bool, overwrite: bool, inputs: It
                                  f"Choose another --out")
         if _inside(Path.cwd(), out):
             raise TaalmError(f"{out}: is the current folder or holds it; --overwrite will not delete it")
-    target = _writable_ancestor(out)
-    if not os.access(target, os.W_OK):
-        raise TaalmError(f"{target}: not writable (read-only file system or no permission); "
-                         f"choose another --out")
+    check_writable(out, hint="choose another --out")
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,6 +280,18 @@ def newest_usable_checkpoint(root: Path, pattern: str, read_one, log=print, none
     raise TaalmError(f"{root.parent}: no usable checkpoint to resume from ({'; '.join(problems) or none_yet})")
 
 
+def commit_checkpoint(root: Path, folder: Path, state: dict, pattern: str, keep: int = 2) -> None:
+    """Finish a checkpoint whose tensors are written in ``folder``: its ``state.json`` (the folder
+    is complete once it exists), then the ``latest.json`` pointer, then prune all but the newest
+    ``keep`` folders matching ``pattern`` (the older one is the fallback of a damaged newest)."""
+    full = {**state, "folder": folder.name}
+    atomic_write_json(folder / "state.json", full)
+    atomic_write_json(root / "latest.json", full)
+    done = sorted(d for d in root.glob(pattern) if d.is_dir())
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)  # our own older checkpoints
+
+
 def checkpoint_state(folder: Path, latest: dict | None) -> dict:
     """A checkpoint folder's ``state.json`` (or, for folders written before it existed, the
     ``latest.json`` that points to it)."""
@@ -306,5 +318,5 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
 
 
 __all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_run_dir", "check_resume", "fingerprint",
-           "newest_usable_checkpoint", "checkpoint_state",
+           "newest_usable_checkpoint", "checkpoint_state", "commit_checkpoint",
            "is_taalm_run", "read_run_info"]

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .data import _jsonl_rows, _read_lines, _string_field, encode_probe, make_probe
+from .data import jsonl_rows, _read_lines, _string_field, encode_probe, make_probe
 from .errors import InputError, TaalmError
 from .evaluation import evaluate_probes
 from .runio import atomic_write_json, atomic_write_text, environment_info, read_jsonl, write_jsonl
@@ -113,7 +113,7 @@ def read_units(path: str | Path) -> list[Unit]:
     lines = _read_lines(path)
     units: list[Unit] = []
     first_line: dict[str, int] = {}
-    for line, row in _jsonl_rows(path):
+    for line, row in jsonl_rows(path):
         uuid = row.get("uuid")
         if uuid is None or (isinstance(uuid, str) and not uuid.strip()):
             raise InputError("missing field (every LAMA-ckl unit needs a uuid)", path, line, "uuid")
