@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     from taalm.data import read_probes
-    from taalm.evaluation import encode_probes, evaluate_probes
-    from taalm.models import load_model
-    from taalm.runio import atomic_write_json, environment_info
+    from taalm.evaluation.probes import encode_probes, evaluate_probes
+    from taalm.models.loading import load_model
+    from taalm.core.files import atomic_write_json, environment_info
 
     probes = read_probes(args.probes, args.field, args.limit)
     t0 = time.perf_counter()

@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import build_tokenizer  # noqa: E402  (the tests' tiny byte-level BPE)
 
-from taalm.config import LearnConfig, load_config  # noqa: E402
+from taalm.core.config import LearnConfig, load_config  # noqa: E402
 from taalm.data import read_documents, read_probes  # noqa: E402
 from taalm.demo import demo_files  # noqa: E402
-from taalm.devices import resolve_device, resolve_dtype  # noqa: E402
-from taalm.evaluation import evaluate_probes  # noqa: E402
-from taalm.learner import learn  # noqa: E402
+from taalm.core.devices import resolve_device, resolve_dtype  # noqa: E402
+from taalm.evaluation.probes import evaluate_probes  # noqa: E402
+from taalm.ckl.learner import learn  # noqa: E402
 
 
 def smollm2_shape(vocab: int, small: bool):
@@ -55,7 +55,7 @@ def smollm2_shape(vocab: int, small: bool):
 
 def time_steps(model, device, dtype, steps: int, batch: int, seq: int) -> float:
     """Mean seconds per LoRA-free full fwd+bwd training step on random tokens."""
-    from taalm.loss import weighted_lm_loss
+    from taalm.ckl.loss import weighted_lm_loss
 
     model = model.to(device=device, dtype=dtype).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)

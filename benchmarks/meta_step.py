@@ -56,15 +56,15 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from taalm.config import LoraConfig, PhiConfig, ThetaConfig  # noqa: E402
+from taalm.core.config import LoraConfig, PhiConfig, ThetaConfig  # noqa: E402
 from taalm.data import encode, make_probe  # noqa: E402
-from taalm.loss import weighted_lm_loss  # noqa: E402
-from taalm.meta_gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,  # noqa: E402
+from taalm.ckl.loss import weighted_lm_loss  # noqa: E402
+from taalm.meta.gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,  # noqa: E402
                                  PairBatch, meta_step)
-from taalm.models import load_model, load_tokenizer  # noqa: E402
-from taalm.runio import atomic_write_json, environment_info  # noqa: E402
-from taalm.theta import wrap_theta  # noqa: E402
-from taalm.train_attention import TrainAttention  # noqa: E402
+from taalm.models.loading import load_model, load_tokenizer  # noqa: E402
+from taalm.core.files import atomic_write_json, environment_info  # noqa: E402
+from taalm.ckl.theta import wrap_theta  # noqa: E402
+from taalm.models.train_attention import TrainAttention  # noqa: E402
 
 DATA = Path("/work/shared/data/lama_ckl/variant.jsonl")
 MODEL = "smollm2-135m"
@@ -242,7 +242,7 @@ class Bench:
             if mode == "lora":
                 m = wrap_theta(m, ThetaConfig(mode="lora", lora=LoraConfig(r=R, alpha=ALPHA)), seed=0)
             else:
-                from taalm.meta_gradient import _decoder_layers
+                from taalm.meta.gradient import _decoder_layers
 
                 for p in m.parameters():
                     p.requires_grad_(False)

@@ -38,13 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    from taalm.config import PhiConfig
+    from taalm.core.config import PhiConfig
     from taalm.data import read_pairs
-    from taalm.meta_gradient import InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec, meta_step
-    from taalm.meta_train import encode_pairs, make_batch, phi_weights
-    from taalm.models import load_model
-    from taalm.runio import atomic_write_json, environment_info
-    from taalm.train_attention import TrainAttention
+    from taalm.meta.gradient import InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec, meta_step
+    from taalm.meta.training import encode_pairs, make_batch, phi_weights
+    from taalm.models.loading import load_model
+    from taalm.core.files import atomic_write_json, environment_info
+    from taalm.models.train_attention import TrainAttention
 
     pairs = read_pairs(a.pool, "task_descriptive", a.pairs)
     model, tok = load_model("smollm2-135m", attn="eager")

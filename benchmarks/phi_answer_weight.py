@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from taalm.config import MethodConfig, TaalmMethodConfig
+    from taalm.core.config import MethodConfig, TaalmMethodConfig
     from taalm.data import read_documents
-    from taalm.models import load_model
-    from taalm.runio import atomic_write_json, environment_info
-    from taalm.weighting import get_method, weights_for_documents
+    from taalm.models.loading import load_model
+    from taalm.core.files import atomic_write_json, environment_info
+    from taalm.ckl.weighting import get_method, weights_for_documents
 
     model, tok = load_model(a.model)
     rows = {}

@@ -33,12 +33,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from taalm.config import LearnConfig, load_config
+    from taalm.core.config import LearnConfig, load_config
     from taalm.data import read_documents
-    from taalm.learner import learn
-    from taalm.models import load_model
-    from taalm.runio import atomic_write_json, environment_info
-    from taalm.train_attention import TrainAttention
+    from taalm.ckl.learner import learn
+    from taalm.models.loading import load_model
+    from taalm.core.files import atomic_write_json, environment_info
+    from taalm.models.train_attention import TrainAttention
 
     docs = read_documents(args.docs, args.limit)
     model, tok = load_model("smollm2-135m", device="cpu")

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
         return 2
     import torch
 
-    from taalm.runio import atomic_write_json, load_tensors, save_tensors
+    from taalm.core.files import atomic_write_json, load_tensors, save_tensors
 
     src, dst = Path(argv[0]), Path(argv[1])
     tensors = load_tensors(src / "phi.safetensors")

@@ -1,4 +1,4 @@
-"""The LAMA-ckl benchmark (taalm.bench, `taalm bench`) on tiny models and tiny unit files; and the
+"""The LAMA-ckl benchmark (taalm.bench.runner, `taalm bench`) on tiny models and tiny unit files; and the
 answer-positions-only evaluation it relies on after every epoch."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-import taalm.learner
+import taalm.ckl.learner
 from conftest import build_tokenizer, make_gpt2, make_llama
-from taalm.bench import (SIZES, curve_from_history, get_benchmark, lama_ckl_files, resolve_config,
+from taalm.bench.runner import (SIZES, curve_from_history, get_benchmark, lama_ckl_files, resolve_config,
                          run_lama_ckl, summarize_curve)
 from taalm.cli import main
-from taalm.errors import ConfigError, TaalmError
+from taalm.core.errors import ConfigError, TaalmError
 
 FACTS = [  # (subject, relation, object, evidence)
     ("Varnholt Observatory", "located in", "Kestrelford",
@@ -57,7 +57,7 @@ TINY = ["theta.lora.r=4", "train.lr=5e-3"]
 
 def count_learn_calls(monkeypatch, hook=None):
     calls = []
-    orig = taalm.learner.learn
+    orig = taalm.ckl.learner.learn
 
     def spy(*a, **k):
         calls.append(k["config"].method.name if "config" in k else a[2].method.name)
@@ -65,7 +65,7 @@ def count_learn_calls(monkeypatch, hook=None):
             k = hook(len(calls), k)
         return orig(*a, **k)
 
-    monkeypatch.setattr(taalm.learner, "learn", spy)
+    monkeypatch.setattr(taalm.ckl.learner, "learn", spy)
     return calls
 
 
@@ -205,7 +205,7 @@ def test_interrupted_method_resumes_exactly(tmp_path, tailored, tokenizer, monke
 
 
 def test_bad_method_or_missing_phi_fails_before_writing(tmp_path, tailored, tokenizer, monkeypatch):
-    import taalm.train_attention as ta
+    import taalm.models.train_attention as ta
 
     monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     to_learn, nf = lama_ckl_files(tailored)
@@ -233,8 +233,8 @@ def cli(capsys, *argv):
 
 
 def test_cli_end_to_end_with_taalm(tmp_path, capsys, tailored, model_dir):
-    from taalm.config import PhiConfig
-    from taalm.train_attention import TrainAttention
+    from taalm.core.config import PhiConfig
+    from taalm.models.train_attention import TrainAttention
 
     tok = build_tokenizer()
     phi = TrainAttention(make_llama(len(tok)), tok, PhiConfig(base=str(model_dir))).save_pretrained(tmp_path / "phi")
@@ -271,7 +271,7 @@ def test_cli_end_to_end_with_taalm(tmp_path, capsys, tailored, model_dir):
     (["--methods", "taalm"], "method.taalm.checkpoint"),
 ])
 def test_cli_bad_inputs_one_line_exit_2(tmp_path, capsys, tailored, argv, expected, monkeypatch):
-    import taalm.train_attention as ta
+    import taalm.models.train_attention as ta
 
     monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     argv = [str(tmp_path / "nope") if a == "NOPE" else a for a in argv]
@@ -296,25 +296,25 @@ def test_cli_bad_benchmark_and_bad_unit_file(tmp_path, capsys, tailored):
 # The learner's extra probe sets; evaluation at the answer positions only
 # --------------------------------------------------------------------------------------------
 def test_learner_rows_unchanged_without_extra_probes(tokenizer, tailored):
-    from taalm.config import LearnConfig, load_config
+    from taalm.core.config import LearnConfig, load_config
     from taalm.data import read_documents, read_probes
 
     f = tailored / "to_learn.jsonl"
     cfg = load_config(LearnConfig, None, ["train.epochs=1", "theta.lora.r=4"])
-    res = taalm.learner.learn(read_documents(f), read_probes(f), cfg, model=make_llama(len(tokenizer)),
+    res = taalm.ckl.learner.learn(read_documents(f), read_probes(f), cfg, model=make_llama(len(tokenizer)),
                               tokenizer=tokenizer, **QUIET)
     assert [set(r) for r in res.history] == [{"epoch", "accuracy", "nll", "n", "seconds"}] * 2
     with pytest.raises(TaalmError, match="extra probe set 'accuracy'"):
-        taalm.learner.learn(read_documents(f), None, cfg, model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+        taalm.ckl.learner.learn(read_documents(f), None, cfg, model=make_llama(len(tokenizer)), tokenizer=tokenizer,
                             extra_probes={"accuracy": read_probes(f)}, **QUIET)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_answer_positions_only_gives_identical_scores(arch, tokenizer, tailored, monkeypatch):
-    import taalm.evaluation as ev
-    from taalm.config import ThetaConfig
+    import taalm.evaluation.probes as ev
+    from taalm.core.config import ThetaConfig
     from taalm.data import read_probes
-    from taalm.theta import wrap_theta
+    from taalm.ckl.theta import wrap_theta
 
     probes = read_probes(tailored / "to_learn.jsonl") + read_probes(tailored / "to_learn.jsonl", "task_schematic")
     used = []

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from taalm.config import LearnConfig, load_config, save_config
-from taalm.errors import ConfigError
+from taalm.core.config import LearnConfig, load_config, save_config
+from taalm.core.errors import ConfigError
 
 
 def test_defaults_recipe_overrides(tmp_path):
@@ -52,7 +52,7 @@ def test_shipped_recipes_are_valid():
 
     recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
     assert recipes
-    from taalm.config import MetaTrainConfig
+    from taalm.core.config import MetaTrainConfig
 
     for r in recipes:  # phi_*.yaml are meta-training recipes (taalm train-attention)
         load_config(MetaTrainConfig if r.name.startswith("phi_") else LearnConfig, r)
@@ -70,7 +70,7 @@ def test_shipped_recipes_are_valid():
 ])
 def test_every_section_checks_its_ranges(schema, override):
     """Each section's rules are wired to it: the error names the key and the value."""
-    from taalm.config import MetaTrainConfig
+    from taalm.core.config import MetaTrainConfig
 
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"command line: {re.escape(key)}="):

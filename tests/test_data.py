@@ -5,7 +5,7 @@ import pytest
 from conftest import LAMA_DIR
 from taalm.data import (encode_document, encode_probe, make_probe, read_documents, read_probes,
                         split_windows)
-from taalm.errors import InputError
+from taalm.core.errors import InputError
 
 
 def write(path, text):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from taalm.data import encode_probe, make_probe
-from taalm.evaluation import evaluate_probes
+from taalm.evaluation.probes import evaluate_probes
 
 
 class Bigram(torch.nn.Module):

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from conftest import make_gpt2, make_llama
-from taalm.config import LearnConfig, load_config
+from taalm.core.config import LearnConfig, load_config
 from taalm.data import Window, read_documents, read_probes
-from taalm.errors import InputError, TaalmError
-from taalm.learner import learn, length_grouped_order, micro_batches
-from taalm.weighting import Finetune
+from taalm.core.errors import InputError, TaalmError
+from taalm.ckl.learner import learn, length_grouped_order, micro_batches
+from taalm.ckl.weighting import Finetune
 
 
 def cfg_for(*overrides):

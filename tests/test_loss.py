@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from taalm.loss import target_mask, token_losses, weighted_lm_loss
+from taalm.ckl.loss import target_mask, token_losses, weighted_lm_loss
 
 
 def _batch(tokenizer, texts, side="right"):
-    from taalm.evaluation import pad_batch
+    from taalm.evaluation.probes import pad_batch
 
     seqs = [tokenizer(t)["input_ids"] for t in texts]
     return pad_batch(seqs, tokenizer.pad_token_id, side)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import make_gpt2, make_llama
-from taalm.errors import ConfigError
-from taalm.meta_gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec, PairBatch,
+from taalm.core.errors import ConfigError
+from taalm.meta.gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec, PairBatch,
                                  init_state, meta_step, optim_step, update_derivative)
 
 P, T, TQ = 2, 12, 8
@@ -269,7 +269,7 @@ def test_models_that_transform_logits_are_refused(tokenizer):
 def test_inner_state_stays_float32_on_a_bf16_base(tokenizer):
     """On a bf16 base the per-pair LoRA, the Adam moments and w are float32 (as CKL keeps its
     adapters); the meta-gradient then agrees with the float32 base's to bf16 accuracy."""
-    import taalm.meta_gradient as mg
+    import taalm.meta.gradient as mg
 
     b16 = MetaTheta(make_llama(len(tokenizer)).to(torch.bfloat16), MetaThetaSpec(r=4, alpha=8))
     f32 = MetaTheta(make_llama(len(tokenizer)), MetaThetaSpec(r=4, alpha=8))

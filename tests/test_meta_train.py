@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import make_llama
-from taalm.config import MetaTrainConfig, load_config
+from taalm.core.config import MetaTrainConfig, load_config
 from taalm.data import Document, Pair, make_probe, read_pairs
-from taalm.errors import ConfigError, InputError
-from taalm.meta_train import encode_pairs, make_batch, pair_stream, train_attention
-from taalm.train_attention import TrainAttention
-from taalm.config import PhiConfig
+from taalm.core.errors import ConfigError, InputError
+from taalm.meta.training import encode_pairs, make_batch, pair_stream, train_attention
+from taalm.models.train_attention import TrainAttention
+from taalm.core.config import PhiConfig
 
 FACTS = [
     ("The Varnholt Observatory stands above the town of Kestrelford .", "Varnholt Observatory", "location", "Kestrelford"),
@@ -114,7 +114,7 @@ def test_resume_equals_uninterrupted(tokenizer, tmp_path, unrelated):
 
 
 def test_unrelated_offsets_are_a_function_of_the_position():
-    from taalm.meta_train import unrelated_offset
+    from taalm.meta.training import unrelated_offset
 
     draws = [unrelated_offset(0, u, k, 7) for u in range(1, 30) for k in (0, 4)]
     assert all(1 <= d < 7 for d in draws) and len(set(draws)) > 3
@@ -125,7 +125,7 @@ def test_unrelated_offsets_are_a_function_of_the_position():
 @pytest.mark.parametrize("max_doc_tokens", [16, 64])
 def test_small_documents_validate(tokenizer, tmp_path, max_doc_tokens):
     """Validation windows of ≤ 64 tokens (stride 64 would never advance) run to the end."""
-    from taalm.meta_train import val_stride, val_window
+    from taalm.meta.training import val_stride, val_window
 
     assert val_stride(max_doc_tokens) < val_window(max_doc_tokens)
     theta, phi = build(tokenizer)
@@ -142,12 +142,12 @@ def test_validation_at_start_can_be_skipped(tokenizer):
 
 
 def test_config_is_checked_before_models_load(tmp_path, monkeypatch):
-    import taalm.models
+    import taalm.models.loading
 
     def no_loading(*a, **k):
         raise AssertionError("models must not load before the configuration is checked")
 
-    monkeypatch.setattr(taalm.models, "load_model", no_loading)
+    monkeypatch.setattr(taalm.models.loading, "load_model", no_loading)
     for bad, key in (({"max_doc_tokens": 1}, "max_doc_tokens"), ({"task_field": "task_x"}, "task_field"),
                      ({"val.epochs": 0}, "val.epochs")):
         with pytest.raises(ConfigError, match=key):
@@ -195,8 +195,8 @@ def test_cli_train_attention(model_dir, tmp_path, capsys):
     assert (out / "phi" / "phi.safetensors").exists() and (out / "validation.png").exists()
     assert "val accuracy" in capsys.readouterr().out
     # the result is a usable φ for method 'taalm'
-    from taalm.config import LearnConfig
-    from taalm.learner import learn
+    from taalm.core.config import LearnConfig
+    from taalm.ckl.learner import learn
 
     docs = [pp.document for pp in read_pairs(p)]
     c = load_config(LearnConfig, None, [f"model.name={model_dir}", "method.name=taalm",
@@ -207,7 +207,7 @@ def test_cli_train_attention(model_dir, tmp_path, capsys):
 
 
 def test_phi_lr_schedules():
-    from taalm.meta_train import phi_lr
+    from taalm.meta.training import phi_lr
 
     c = cfg(updates=5, lr=1e-2, lr_final=0.1)
     assert [phi_lr(c, t) for t in range(1, 6)] == [1e-2] * 5  # constant by default
@@ -239,7 +239,7 @@ def test_schedule_reaches_the_optimizer(tokenizer):
 def test_warm_start_from_a_saved_phi(model_dir, tmp_path):
     """init=FOLDER starts φ from a saved φ: with 0 updates the run's φ is that φ, tensor for tensor."""
     from taalm.cli import main
-    from taalm.runio import load_tensors
+    from taalm.core.files import load_tensors
 
     rows = [{"document": t, "task": f"{s} {r} {o}", "answer": o, "id": str(i)} for i, (t, s, r, o) in enumerate(FACTS)]
     p = tmp_path / "pairs.jsonl"

@@ -3,9 +3,9 @@ import importlib.util
 import pytest
 import torch
 
-from taalm.devices import resolve_device, resolve_dtype
-from taalm.errors import ConfigError, ModelLoadError
-from taalm.models import load_model, resolve_source
+from taalm.core.devices import resolve_device, resolve_dtype
+from taalm.core.errors import ConfigError, ModelLoadError
+from taalm.models.loading import load_model, resolve_source
 
 
 def test_device_and_dtype_resolution():

@@ -51,8 +51,8 @@ def checksum(tensors: dict) -> list[float]:
 
 def _phi_folder(tmp: Path, tokenizer) -> Path:
     """A tiny float32 φ saved as a folder whose base is a saved tiny GPT-2."""
-    from taalm.config import PhiConfig
-    from taalm.train_attention import TrainAttention
+    from taalm.core.config import PhiConfig
+    from taalm.models.train_attention import TrainAttention
 
     base = tmp / "phi-base"
     if not base.exists():
@@ -64,10 +64,10 @@ def _phi_folder(tmp: Path, tokenizer) -> Path:
 
 
 def learn_trajectory(method: str, tmp: Path) -> dict:
-    from taalm.config import LearnConfig, load_config
+    from taalm.core.config import LearnConfig, load_config
     from taalm.data import Document, make_probe
-    from taalm.learner import learn
-    from taalm.theta import trainable_parameters
+    from taalm.ckl.learner import learn
+    from taalm.ckl.theta import trainable_parameters
 
     tok = build_tokenizer()
     docs = [Document(t, a, i, f"mem:{i}", t.rfind(a)) for i, t, a in DOCS]
@@ -87,10 +87,10 @@ def learn_trajectory(method: str, tmp: Path) -> dict:
 
 
 def meta_trajectory(engine: str, tmp: Path) -> dict:
-    from taalm.config import MetaTrainConfig, PhiConfig, load_config
+    from taalm.core.config import MetaTrainConfig, PhiConfig, load_config
     from taalm.data import Document, Pair, make_probe
-    from taalm.meta_train import train_attention
-    from taalm.train_attention import TrainAttention
+    from taalm.meta.training import train_attention
+    from taalm.models.train_attention import TrainAttention
 
     tok = build_tokenizer()
     pairs = []

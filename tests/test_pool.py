@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-import taalm.tailor as tailor_mod
+import taalm.bench.tailor as tailor_mod
 from taalm.cli import main
-from taalm.errors import InputError
-from taalm.evaluation import EvalResult, ProbeScore
-from taalm.pool import Fact, build_pool, choose_evidence, make_unit, read_relations, split_by_subject
+from taalm.core.errors import InputError
+from taalm.evaluation.probes import EvalResult, ProbeScore
+from taalm.bench.pool import Fact, build_pool, choose_evidence, make_unit, read_relations, split_by_subject
 
 LONG = " and the rest of this sentence is padding that makes it longer than two hundred characters" * 3
 

@@ -18,7 +18,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def smol():
-    from taalm.models import load_model
+    from taalm.models.loading import load_model
 
     return load_model("smollm2-135m")
 
@@ -36,10 +36,10 @@ def test_demo_facts_are_unknown_then_learned(smol):
     """Oracle weighting for 3 epochs on 4 demo facts: the answers' NLL falls sharply."""
     import copy
 
-    from taalm.config import LearnConfig, load_config
+    from taalm.core.config import LearnConfig, load_config
     from taalm.data import read_documents, read_probes
     from taalm.demo import demo_files
-    from taalm.learner import learn
+    from taalm.ckl.learner import learn
 
     model, tok = smol
     docs_path, probes_path = demo_files()
@@ -54,7 +54,7 @@ def test_demo_facts_are_unknown_then_learned(smol):
 
 def test_gguf_cache_equals_direct_load(smol, monkeypatch):
     """The cached safetensors copy (fast path) holds exactly the dequantized GGUF weights."""
-    from taalm.models import load_model
+    from taalm.models.loading import load_model
 
     model, tok = smol  # loaded through the cache
     monkeypatch.setenv("TAALM_MODEL_CACHE", "0")
@@ -71,7 +71,7 @@ def test_shipped_phi_weights_entities_over_function_words(smol):
     import copy
 
     from taalm.data import Document
-    from taalm.train_attention import TrainAttention, default_phi_checkpoint
+    from taalm.models.train_attention import TrainAttention, default_phi_checkpoint
 
     model, tok = smol
     phi = TrainAttention.from_pretrained(default_phi_checkpoint(), model=copy.deepcopy(model), tokenizer=tok)

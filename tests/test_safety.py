@@ -160,12 +160,12 @@ def test_train_attention_small_max_doc_tokens(model_dir, tmp_path, capsys):
 def test_read_only_output_folder(learn_args, tmp_path, capsys, monkeypatch):
     """A folder that cannot be written is named before anything loads (root ignores chmod, so
     the permission check itself is what is exercised)."""
-    import taalm.runfolder
+    import taalm.core.runfolder
 
     ro = tmp_path / "ro"
     ro.mkdir()
     real = os.access
-    monkeypatch.setattr(taalm.runfolder.os, "access", lambda p, m: False if str(p) == str(ro) else real(p, m))
+    monkeypatch.setattr(taalm.core.runfolder.os, "access", lambda p, m: False if str(p) == str(ro) else real(p, m))
     code, _, err = run(capsys, *learn_args, "--out", ro / "out")
     assert code == 2 and f"{ro}: not writable" in one_line_error(err) and not (ro / "out").exists()
 
@@ -173,16 +173,16 @@ def test_read_only_output_folder(learn_args, tmp_path, capsys, monkeypatch):
 def test_full_disk_at_start_leaves_nothing(learn_args, tmp_path, capsys, monkeypatch):
     import errno
 
-    import taalm.runio
+    import taalm.core.files
 
-    real = taalm.runio.atomic_write_bytes
+    real = taalm.core.files.atomic_write_bytes
 
     def full(path, data):
         if str(path).endswith("config.yaml"):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, data)
 
-    monkeypatch.setattr(taalm.runio, "atomic_write_bytes", full)
+    monkeypatch.setattr(taalm.core.files, "atomic_write_bytes", full)
     code, _, err = run(capsys, *learn_args, "--out", tmp_path / "o")
     line = one_line_error(err)
     assert code == 2 and "No space left on device" in line and "config.yaml" in line
@@ -239,7 +239,7 @@ def test_nan_guard_stops_and_marks_the_run_failed(learn_args, tmp_path, capsys):
 
 
 def test_json_files_never_hold_bare_nan(tmp_path):
-    from taalm.runio import atomic_write_json, write_jsonl
+    from taalm.core.files import atomic_write_json, write_jsonl
 
     def strict(text):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
@@ -255,8 +255,8 @@ def test_json_files_never_hold_bare_nan(tmp_path):
 def test_meta_training_nan_guard(tokenizer, tmp_path):
     from test_meta_train import build, cfg, make_pairs
 
-    from taalm.errors import TrainingDiverged
-    from taalm.meta_train import train_attention
+    from taalm.core.errors import TrainingDiverged
+    from taalm.meta.training import train_attention
 
     theta, phi = build(tokenizer)
     with pytest.raises(TrainingDiverged, match="update 1"):
@@ -351,8 +351,8 @@ def test_sigterm_is_an_interrupt():
 # Remote code
 # --------------------------------------------------------------------------------------------
 def test_remote_code_is_never_run_unless_asked(model_dir, tmp_path):
-    from taalm.errors import ModelLoadError
-    from taalm.models import load_model
+    from taalm.core.errors import ModelLoadError
+    from taalm.models.loading import load_model
 
     folder = tmp_path / "custom"
     shutil.copytree(model_dir, folder)

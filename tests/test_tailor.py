@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-import taalm.tailor as tailor_mod
+import taalm.bench.tailor as tailor_mod
 from taalm.cli import main
-from taalm.errors import InputError
-from taalm.evaluation import EvalResult, ProbeScore
-from taalm.tailor import SET_NAMES, read_units, tailor
+from taalm.core.errors import InputError
+from taalm.evaluation.probes import EvalResult, ProbeScore
+from taalm.bench.tailor import SET_NAMES, read_units, tailor
 
 
 def unit(uuid, subject, relation, obj, schematic_obj=None, **extra):
@@ -173,7 +173,7 @@ def test_model_change_invalidates_cache(tmp_path, stub, model_dir):
     assert any("discarding 6 cached score files" in m for m in logs)
 
     # same weights under another label: the spec alone also invalidates
-    from taalm.models import load_model
+    from taalm.models.loading import load_model
 
     model, tk = load_model(str(other))
     tailor(data, out, model=model, tokenizer=tk, model_spec="my-model", log=logs.append, progress=False)

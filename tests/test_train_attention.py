@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import CORPUS, make_gpt2, make_llama
-from taalm.config import LearnConfig, MethodConfig, PhiConfig, load_config
+from taalm.core.config import LearnConfig, MethodConfig, PhiConfig, load_config
 from taalm.data import Document, Encoded, encode, read_documents, split_windows
-from taalm.errors import ConfigError, ModelLoadError
-from taalm.train_attention import (TrainAttention, default_phi_checkpoint, gather_weights,
+from taalm.core.errors import ConfigError, ModelLoadError
+from taalm.models.train_attention import (TrainAttention, default_phi_checkpoint, gather_weights,
                                    offset_map, overlap_index, resolve_phi_checkpoint)
 
 TEXTS = ["The capital of Sennet is Ilvara, a city of stone bridges and yellow lanterns.",
@@ -232,7 +232,7 @@ def test_weights_for_texts_with_another_tokenizer(reduction, tokenizer, small_to
 
 
 def test_identical_tokenizers_take_the_identity_path(tokenizer, monkeypatch):
-    import taalm.train_attention as ta
+    import taalm.models.train_attention as ta
 
     phi = phi_for(tokenizer, head_std=0.5)
     calls = []
@@ -355,9 +355,9 @@ def test_shipped_phi_is_the_default_and_small():
 
 
 def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer, docs_file, monkeypatch):
-    import taalm.train_attention as ta
-    from taalm.learner import learn
-    from taalm.weighting import get_method
+    import taalm.models.train_attention as ta
+    from taalm.ckl.learner import learn
+    from taalm.ckl.weighting import get_method
 
     monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     with pytest.raises(ConfigError, match=r"method\.taalm\.checkpoint=DIR"):
@@ -373,8 +373,8 @@ def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer,
 
 
 def test_taalm_method_in_the_learner(tokenizer, model_dir, docs_file, tmp_path, monkeypatch):
-    from taalm.learner import learn
-    from taalm.weighting import TaalmWeights, get_method, weights_for_documents
+    from taalm.ckl.learner import learn
+    from taalm.ckl.weighting import TaalmWeights, get_method, weights_for_documents
 
     phi = TrainAttention(make_llama(len(tokenizer)), tokenizer,  # the weights saved in model_dir
                          PhiConfig(base=str(model_dir), head_std=0.5))

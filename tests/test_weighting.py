@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from taalm.config import MethodConfig, Rho1Config
+from taalm.core.config import MethodConfig, Rho1Config
 from taalm.data import collate, encode_document, prepare_windows, read_documents
-from taalm.errors import ConfigError
-from taalm.loss import token_losses
-from taalm.weighting import (PrepareContext, available_methods, get_method, select_top_fraction,
+from taalm.core.errors import ConfigError
+from taalm.ckl.loss import token_losses
+from taalm.ckl.weighting import (PrepareContext, available_methods, get_method, select_top_fraction,
                              weights_for_documents)
 
 
@@ -81,7 +81,7 @@ def test_weights_for_documents_dynamic_and_static(tokenizer, tiny_llama, docs_fi
 
 
 def test_salient_rule_spans():
-    from taalm.weighting import salient_spans
+    from taalm.ckl.weighting import salient_spans
 
     text = "The capital of Sennet is Ilvara, founded in 1958 by Oskar Penhallow's crew."
     words = [text[a:b] for a, b in salient_spans(text)]
@@ -115,7 +115,7 @@ def test_salient_weights_high_on_entities_low_elsewhere(tokenizer):
 
 
 def test_known_tokens_marks_argmax_hits():
-    from taalm.loss import known_tokens
+    from taalm.ckl.loss import known_tokens
 
     ids = torch.tensor([[5, 1, 2, 3], [4, 2, 2, 0]])
     am = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import TaalmError
+from .core.errors import TaalmError
 
 EXAMPLES = """\
 examples:
@@ -55,7 +55,7 @@ def _int_at_least(low: int):
 def check_output_file(path: str | None, option: str) -> None:
     """An output file's path (``--json``, ``--html``): not a folder, in a writable folder.
     Checked before any model loads."""
-    from .runfolder import check_writable
+    from .core.runfolder import check_writable
 
     if not path:
         return
@@ -216,11 +216,11 @@ def _overrides(args) -> list[str]:
 
 
 def cmd_learn(args) -> int:
-    from .config import LearnConfig, load_config
+    from .core.config import LearnConfig, load_config
     from .data import read_documents, read_probes
-    from .learner import check_documents
-    from .reporting import format_before_after, format_history
-    from .weighting import get_method
+    from .ckl.learner import check_documents
+    from .reporting.output import format_before_after, format_history
+    from .ckl.weighting import get_method
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("learn-%Y%m%d-%H%M%S")
     recipe = args.config
@@ -232,7 +232,7 @@ def cmd_learn(args) -> int:
     probes = read_probes(args.probes, cfg.data.probe_field, cfg.data.limit) if args.probes else None
     check_documents(docs, get_method(cfg.method, cfg.train.seed))
 
-    from .learner import learn
+    from .ckl.learner import learn
 
     print(f"learning {len(docs)} documents with method '{cfg.method.name}' -> {out}", file=sys.stderr)
     res = learn(docs, probes, cfg, out, resume=args.resume, overwrite=args.overwrite,
@@ -249,13 +249,13 @@ def cmd_eval(args) -> int:
     import json
 
     from .data import read_probes
-    from .evaluation import evaluate_probes
-    from .models import load_model
-    from .runio import atomic_write_json
+    from .evaluation.probes import evaluate_probes
+    from .models.loading import load_model
+    from .core.files import atomic_write_json
 
     import math
 
-    from .theta import adapter_folder, load_adapter
+    from .ckl.theta import adapter_folder, load_adapter
 
     check_output_file(args.json, "--json")
     probes = read_probes(args.probes, args.probe_field, args.limit)
@@ -276,10 +276,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from .config import LearnConfig, load_config
+    from .core.config import LearnConfig, load_config
     from .data import read_documents
-    from .learner import check_documents
-    from .weighting import get_method
+    from .ckl.learner import check_documents
+    from .ckl.weighting import get_method
 
     if not args.html and not args.plain:
         raise TaalmError("say where the weights go: --html OUT.html and/or --plain")
@@ -289,9 +289,9 @@ def cmd_weights(args) -> int:
     method = get_method(cfg.method, cfg.train.seed)
     check_documents(docs, method)
 
-    from .models import load_model
-    from .reporting import render_plain, write_heatmap
-    from .weighting import weights_for_documents
+    from .models.loading import load_model
+    from .reporting.output import render_plain, write_heatmap
+    from .ckl.weighting import weights_for_documents
 
     if method.dynamic and method.name == "rho1" and not cfg.method.rho1.reference:
         print("note: rho1 against its default reference (the model itself) has zero excess loss "
@@ -323,7 +323,7 @@ def cmd_data(args) -> int:
         build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
         return 0
     if args.data_command == "pool":
-        from .pool import build_pool
+        from .bench.pool import build_pool
 
         trex = args.trex[0] if len(args.trex) == 1 else args.trex
         res = build_pool(trex, args.out, exclude=args.exclude, relations=args.relations, model_spec=args.model,
@@ -337,7 +337,7 @@ def cmd_data(args) -> int:
               f"train {c['train']}, val {c['val']}; {res.wall_s:.0f} s")
         print(f"output folder: {args.out}")
         return 0
-    from .tailor import format_counts, tailor
+    from .bench.tailor import format_counts, tailor
 
     res = tailor(args.data, args.out, model_spec=args.model, device=args.device, dtype=args.dtype,
                  batch_size=args.batch_size, to_learn_rule=args.to_learn_rule, progress=not args.quiet,
@@ -348,7 +348,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_train_attention(args) -> int:
-    from .config import MetaTrainConfig, load_config
+    from .core.config import MetaTrainConfig, load_config
     from .data import read_pairs
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("phi-%Y%m%d-%H%M%S")
@@ -364,7 +364,7 @@ def cmd_train_attention(args) -> int:
     pairs = read_pairs(args.pairs, cfg.task_field, args.limit)
     val = read_pairs(args.val, cfg.task_field) if args.val else None
 
-    from .meta_train import train_attention
+    from .meta.training import train_attention
 
     print(f"meta-training φ on {len(pairs)} pairs ({cfg.engine}) -> {out}", file=sys.stderr)
     res = train_attention(pairs, val, cfg, out, resume=args.resume, overwrite=args.overwrite,
@@ -378,7 +378,7 @@ def cmd_train_attention(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import get_benchmark, lama_ckl_files
+    from .bench.runner import get_benchmark, lama_ckl_files
 
     runner = get_benchmark(args.benchmark)
     if args.data and (args.to_learn or args.nf):
@@ -400,7 +400,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .weighting import describe_methods
+    from .ckl.weighting import describe_methods
 
     for name, doc in describe_methods().items():
         print(f"{name:<10} {doc}")
@@ -410,7 +410,7 @@ def cmd_methods(args) -> int:
 def cmd_config(args) -> int:
     import yaml
 
-    from .config import LearnConfig, MetaTrainConfig, load_config, to_dict
+    from .core.config import LearnConfig, MetaTrainConfig, load_config, to_dict
 
     cls = MetaTrainConfig if getattr(args, "schema", "learn") == "train-attention" else LearnConfig
     print(yaml.safe_dump(to_dict(load_config(cls, args.config, _overrides(args))), sort_keys=False), end="")

@@ -47,13 +47,13 @@ def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_ME
              recipe: str | Path | None = None, overrides: Iterable[str] = (), progress: bool = True,
              log=None) -> dict:
     """Run the demo; returns the summary dict (also written to ``out_dir/summary.json``)."""
-    from .config import LearnConfig, load_config
+    from .core.config import LearnConfig, load_config
     from .data import read_documents, read_probes
-    from .learner import learn
-    from .models import load_model
-    from .reporting import format_history, plot_history, write_heatmap
-    from .runio import atomic_write_json, environment_info
-    from .weighting import get_method, weights_for_documents
+    from .ckl.learner import learn
+    from .models.loading import load_model
+    from .reporting.output import format_history, plot_history, write_heatmap
+    from .core.files import atomic_write_json, environment_info
+    from .ckl.weighting import get_method, weights_for_documents
 
     log = log or (lambda m: print(m, file=sys.stderr))
     t0 = time.time()

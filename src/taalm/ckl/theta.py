@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .config import ThetaConfig
-from .errors import ConfigError, ModelLoadError
+from ..core.config import ThetaConfig
+from ..core.errors import ConfigError, ModelLoadError
 
 THETA_MODES = ("lora", "full")
 
@@ -53,7 +53,7 @@ def count_parameters(model) -> tuple[int, int]:
 
 def save_theta(model, tokenizer, folder: str | Path, mode: str) -> Path:
     """Save the learned θ: ``folder/adapter`` (LoRA, peft format) or ``folder/model`` (full)."""
-    from .runio import atomic_write_json, save_tensors
+    from ..core.files import atomic_write_json, save_tensors
 
     folder = Path(folder)
     if mode == "lora":
@@ -62,24 +62,9 @@ def save_theta(model, tokenizer, folder: str | Path, mode: str) -> Path:
             warnings.simplefilter("ignore", UserWarning)
             model.save_pretrained(str(out), safe_serialization=True)
         return out
-    out = folder / "model"
-    out.mkdir(parents=True, exist_ok=True)
-    # Written by hand rather than with save_pretrained: a model dequantized from GGUF refuses
-    # save_pretrained, although its weights are ordinary float tensors by now.
-    state = {}
-    seen: dict[int, str] = {}
-    for name, t in model.state_dict().items():
-        if t.data_ptr() in seen:  # tied weights (e.g. embeddings / LM head) are stored once
-            continue
-        seen[t.data_ptr()] = name
-        state[name] = t
-    save_tensors(out / "model.safetensors", state, metadata={"format": "pt"})
-    config = model.config.to_dict()
-    config.pop("quantization_config", None)
-    atomic_write_json(out / "config.json", config)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(out))
-    return out
+    from ..models.loading import save_model_folder
+
+    return save_model_folder(model, tokenizer, folder / "model")
 
 
 def adapter_folder(folder: str | Path) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from .runio import atomic_write_text
+from ..core.files import atomic_write_text
 
 
 def format_history(history: list[dict], title: str | None = None) -> str:
@@ -58,7 +58,7 @@ def save_png(fig, path: str | Path, dpi: int = 110) -> None:
 
     import matplotlib.pyplot as plt
 
-    from .runio import atomic_write_bytes
+    from ..core.files import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)

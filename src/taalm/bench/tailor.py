@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .data import jsonl_rows, _read_lines, _string_field, encode_probe, make_probe
-from .errors import InputError, TaalmError
-from .evaluation import evaluate_probes
-from .runio import atomic_write_json, atomic_write_text, environment_info, read_jsonl, write_jsonl
+from ..data import jsonl_rows, read_lines, string_field, encode_probe, make_probe
+from ..core.errors import InputError, TaalmError
+from ..evaluation.probes import evaluate_probes
+from ..core.files import atomic_write_json, atomic_write_text, environment_info, read_jsonl, write_jsonl
 
 SOURCES = ("variant", "invariant_descriptive", "invariant_schematic")
 FORMATS = ("task_descriptive", "task_schematic")
@@ -110,7 +110,7 @@ class TailorResult:
 def read_units(path: str | Path) -> list[Unit]:
     """LAMA-ckl units of one JSONL file; bad lines raise :class:`InputError` (file, line, field)."""
     path = Path(path)
-    lines = _read_lines(path)
+    lines = read_lines(path)
     units: list[Unit] = []
     first_line: dict[str, int] = {}
     for line, row in jsonl_rows(path):
@@ -120,9 +120,9 @@ def read_units(path: str | Path) -> list[Unit]:
         if not isinstance(uuid, (str, int)):
             raise InputError(f"must be a string, got {type(uuid).__name__}", path, line, "uuid")
         uuid = str(uuid)
-        _string_field(row, "object", path, line)
+        string_field(row, "object", path, line)
         for name in FORMATS:
-            _string_field(row, name, path, line)
+            string_field(row, name, path, line)
         if uuid in first_line:
             raise InputError(f"duplicate uuid {uuid!r} (first on line {first_line[uuid]})", path, line, "uuid")
         first_line[uuid] = line
@@ -291,7 +291,7 @@ def plot_scores(hists: dict[str, dict], path: str | Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .reporting import save_png
+    from ..reporting.output import save_png
 
     fig, axes = plt.subplots(len(SOURCES), len(FORMATS), figsize=(9, 7.5), squeeze=False)
     for i, src in enumerate(SOURCES):
@@ -361,7 +361,7 @@ def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None
         raise InputError("output path exists and is not a folder", out_dir)
 
     if model is None:
-        from .models import load_model
+        from ..models.loading import load_model
 
         log(f"tailor: loading model '{model_spec}'")
         model, tokenizer = load_model(model_spec, device, dtype)

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from ..core.errors import InputError
 
 LAMA_PROBE_FIELDS = ("task_descriptive", "task_schematic")
 
@@ -47,7 +47,7 @@ class Probe:
 # --------------------------------------------------------------------------------------------
 # Reading files
 # --------------------------------------------------------------------------------------------
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 file; non-UTF-8 bytes and empty files are errors naming the line."""
     if not path.exists():
         raise InputError("file not found", path)
@@ -70,7 +70,7 @@ def _read_lines(path: Path) -> list[str]:
 
 def jsonl_rows(path: Path) -> list[tuple[int, dict]]:
     rows = []
-    lines = _read_lines(path)
+    lines = read_lines(path)
     first = next((i for i, line in enumerate(lines, start=1) if line.strip()), None)
     if first is not None and lines[first - 1].lstrip().startswith("["):
         raise InputError("expected JSON Lines (one object per line); this file holds a JSON array",
@@ -88,7 +88,7 @@ def jsonl_rows(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
-def _string_field(row: dict, name: str, path: Path, line: int, required: bool = True) -> str | None:
+def string_field(row: dict, name: str, path: Path, line: int, required: bool = True) -> str | None:
     if row.get(name, "") is None and required:
         raise InputError("is null (expected a string)", path, line, name)
     if name not in row or row[name] is None:
@@ -115,13 +115,13 @@ def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
     if _is_jsonl(path):
         for line, row in jsonl_rows(path):
             if "text" not in row and "evidence" in row:  # LAMA-ckl unit
-                text = _string_field(row, "evidence", path, line)
-                answer = _string_field(row, "object", path, line)
+                text = string_field(row, "evidence", path, line)
+                answer = string_field(row, "object", path, line)
                 answer_field = "object"
                 doc_id = str(row.get("uuid", line))
             else:
-                text = _string_field(row, "text", path, line)
-                answer = _string_field(row, "answer", path, line, required=False)
+                text = string_field(row, "text", path, line)
+                answer = string_field(row, "answer", path, line, required=False)
                 answer_field = "answer"
                 doc_id = str(row.get("id", line))
             start = None
@@ -136,7 +136,7 @@ def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
     elif path.suffix.lower() in (".txt", ".md", ""):
         block: list[str] = []
         first = 0
-        for i, line in enumerate(_read_lines(path) + [""], start=1):
+        for i, line in enumerate(read_lines(path) + [""], start=1):
             if line.strip():
                 if not block:
                     first = i
@@ -171,15 +171,15 @@ def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: 
     probes: list[Probe] = []
     for line, row in jsonl_rows(path):
         if "prompt" not in row and ("evidence" in row or probe_field in row):  # LAMA-ckl unit
-            prompt = _string_field(row, probe_field, path, line)
-            answer = _string_field(row, "object", path, line)
+            prompt = string_field(row, probe_field, path, line)
+            answer = string_field(row, "object", path, line)
             if answer not in prompt:
                 raise InputError(f"answer {answer!r} (field 'object') does not occur in the probe",
                                  path, line, probe_field)
             probes.append(make_probe(prompt, answer, str(row.get("uuid", line)), f"{path}:{line}"))
         else:
-            prompt = _string_field(row, "prompt", path, line)
-            answer = _string_field(row, "answer", path, line)
+            prompt = string_field(row, "prompt", path, line)
+            answer = string_field(row, "answer", path, line)
             probes.append(make_probe(prompt, answer, str(row.get("id", line)), f"{path}:{line}"))
     if not probes:
         raise InputError("no probes found", path)
@@ -207,17 +207,17 @@ def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int 
     for line, row in jsonl_rows(path):
         src = f"{path}:{line}"
         if "document" not in row and "evidence" in row:  # LAMA-ckl unit
-            text = _string_field(row, "evidence", path, line)
-            task = _string_field(row, task_field, path, line)
-            answer = _string_field(row, "object", path, line)
+            text = string_field(row, "evidence", path, line)
+            task = string_field(row, task_field, path, line)
+            answer = string_field(row, "object", path, line)
             if answer not in task:
                 raise InputError(f"answer {answer!r} (field 'object') does not occur in the task",
                                  path, line, task_field)
             pid = str(row.get("uuid", line))
         else:
-            text = _string_field(row, "document", path, line)
-            task = _string_field(row, "task", path, line)
-            answer = _string_field(row, "answer", path, line)
+            text = string_field(row, "document", path, line)
+            task = string_field(row, "task", path, line)
+            answer = string_field(row, "answer", path, line)
             pid = str(row.get("id", line))
         start = text.rfind(answer)
         doc = Document(text, answer, pid, src, start if start >= 0 else None)
@@ -227,125 +227,3 @@ def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int 
     if not pairs:
         raise InputError("no pairs found", path)
     return pairs[:limit] if limit and limit > 0 else pairs
-
-
-# --------------------------------------------------------------------------------------------
-# Tokenising
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Encoded:
-    """A tokenised text; ``span`` are the token indices of the answer (may be empty)."""
-
-    input_ids: list[int]
-    offsets: list[tuple[int, int]]
-    span: list[int] = field(default_factory=list)
-
-
-def encode(tokenizer, text: str, answer_start: int | None = None, answer: str | None = None,
-           source: str = "") -> Encoded:
-    """Tokenise ``text`` and locate the answer's tokens (char overlap with the answer span)."""
-    if not getattr(tokenizer, "is_fast", False):
-        raise InputError("taalm needs a fast (Rust) tokenizer for character offsets; "
-                         "load the model's tokenizer.json")
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
-    ids = list(enc["input_ids"])
-    offsets = [tuple(o) for o in enc["offset_mapping"]]
-    span: list[int] = []
-    if answer is not None and answer_start is not None:
-        a0, a1 = answer_start, answer_start + len(answer)
-        span = [i for i, (s, e) in enumerate(offsets) if e > s and s < a1 and e > a0]
-        if not span:
-            path, _, line = source.rpartition(":")
-            raise InputError(f"answer {answer!r} not found among the tokens",
-                             path or None, int(line) if line.isdigit() else None)
-    return Encoded(ids, offsets, span)
-
-
-def encode_probe(tokenizer, probe: Probe) -> Encoded:
-    enc = encode(tokenizer, probe.text, probe.answer_start, probe.answer, probe.source)
-    if enc.span[0] == 0:
-        path, _, line = probe.source.rpartition(":")
-        raise InputError("the answer is the first token of the probe, so nothing predicts it; "
-                         "put some text before it", path or None, int(line) if line.isdigit() else None)
-    return enc
-
-
-def encode_document(tokenizer, doc: Document) -> Encoded:
-    return encode(tokenizer, doc.text, doc.answer_start, doc.answer, doc.source)
-
-
-# --------------------------------------------------------------------------------------------
-# Sliding windows
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Window:
-    """A training sequence cut from one document.
-
-    ``start`` is its first token's index in the document; ``loss_mask[t]`` is 1 for the tokens
-    whose loss is trained in this window (0 for context shared with the previous window), so
-    every token of a document is trained exactly once per epoch.
-    """
-
-    doc_index: int
-    start: int
-    input_ids: list[int]
-    loss_mask: list[int]
-
-
-def split_windows(doc_index: int, input_ids: list[int], max_length: int, stride: int) -> list[Window]:
-    """Cut a document into windows of ``max_length`` tokens overlapping by ``stride`` tokens.
-
-    Never truncates: a document of n tokens gives ceil((n - stride) / (max_length - stride))
-    windows (one when n <= max_length).
-    """
-    if max_length < 2:
-        raise ValueError("max_length must be at least 2")
-    if not 0 <= stride < max_length:
-        raise ValueError(f"stride ({stride}) must be in [0, max_length={max_length})")
-    n = len(input_ids)
-    if n <= max_length:
-        return [Window(doc_index, 0, list(input_ids), [1] * n)]
-    windows = []
-    start, trained_to = 0, 0  # tokens [0, trained_to) already have their loss in some window
-    while trained_to < n:
-        end = min(start + max_length, n)
-        ids = list(input_ids[start:end])
-        mask = [1 if start + t >= trained_to else 0 for t in range(end - start)]
-        windows.append(Window(doc_index, start, ids, mask))
-        trained_to = end
-        if end == n:
-            break
-        start = end - stride
-    return windows
-
-
-def prepare_windows(tokenizer, documents: list[Document], max_length: int, stride: int):
-    """Encode documents and cut them into windows. Returns (encoded, windows)."""
-    encoded = [encode_document(tokenizer, d) for d in documents]
-    windows = [w for i, e in enumerate(encoded) for w in split_windows(i, e.input_ids, max_length, stride)]
-    return encoded, windows
-
-
-def collate(windows: list[Window], pad_id: int, device=None, weights: list | None = None) -> dict:
-    """Right-pad windows into a batch: input_ids, attention_mask, loss_mask (and weights) ``[B, T]``."""
-    import torch
-
-    T = max(len(w.input_ids) for w in windows)
-    B = len(windows)
-    ids = torch.full((B, T), pad_id, dtype=torch.long)
-    att = torch.zeros(B, T, dtype=torch.long)
-    lm = torch.zeros(B, T, dtype=torch.float32)
-    wt = torch.zeros(B, T, dtype=torch.float32) if weights is not None else None
-    for b, w in enumerate(windows):
-        n = len(w.input_ids)
-        ids[b, :n] = torch.tensor(w.input_ids)
-        att[b, :n] = 1
-        lm[b, :n] = torch.tensor(w.loss_mask, dtype=torch.float32)
-        if wt is not None:
-            wt[b, :n] = weights[b]
-    out = {"input_ids": ids, "attention_mask": att, "loss_mask": lm}
-    if wt is not None:
-        out["weights"] = wt
-    if device is not None:
-        out = {k: v.to(device) for k, v in out.items()}
-    return out

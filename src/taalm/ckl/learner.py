@@ -25,14 +25,14 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
-from .config import LearnConfig, check_config, save_config, to_dict
-from .data import Document, Probe, Window, collate, prepare_windows
-from .errors import ConfigError, InputError, TaalmError, TrainingDiverged
-from .evaluation import EvalResult, encode_probes, evaluate_probes
+from ..core.config import LearnConfig, check_config, save_config, to_dict
+from ..data import Document, Probe, Window, collate, prepare_windows
+from ..core.errors import ConfigError, InputError, TaalmError, TrainingDiverged
+from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
-from .runio import (atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors,
+from ..core.files import (atomic_write_json, environment_info, load_tensors, read_jsonl, save_tensors,
                     write_jsonl)
-from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, checkpoint_state,
+from ..core.runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, checkpoint_state,
                         commit_checkpoint, fingerprint, newest_usable_checkpoint, read_run_info)
 from .theta import count_parameters, save_theta, trainable_parameters, wrap_theta
 from .weighting import PrepareContext, WeightingMethod, get_method
@@ -383,7 +383,7 @@ def _learn(documents, probes, extra, cfg: LearnConfig, run: RunFolder | None, in
     tc = cfg.train
     # ---- θ0 and the data, all validated before anything is written --------------------------
     if model is None:
-        from .models import load_model
+        from ..models.loading import load_model
 
         log(f"loading {cfg.model.name} ...")
         model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
@@ -488,7 +488,7 @@ def _learn(documents, probes, extra, cfg: LearnConfig, run: RunFolder | None, in
             summary.update(before=history[0], after=history[-1])
         atomic_write_json(out / "summary.json", summary)
         if len(history) >= 2 and "accuracy" in history[0]:
-            from .reporting import plot_history
+            from ..reporting.output import plot_history
 
             plot_history({method.name: history}, out / "accuracy.png")
         result.info = write_run_info("complete")

@@ -32,14 +32,14 @@ from typing import Callable
 
 import torch
 
-from .config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
+from ..core.config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
                      check_config, save_config, to_dict)
-from .data import Encoded, Pair, encode, encode_probe
-from .errors import ConfigError, TaalmError, TrainingDiverged
-from .meta_gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
+from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
+from ..core.errors import ConfigError, TaalmError, TrainingDiverged
+from .gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
                             PairBatch, meta_step)
-from .learner import save_optimizer_state
-from .runio import atomic_write_json, environment_info, load_tensors, read_jsonl, write_jsonl
+from ..ckl.learner import save_optimizer_state
+from ..core.files import atomic_write_json, environment_info, load_tensors, read_jsonl, write_jsonl
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,26 +73,16 @@ def encode_pairs(tokenizer, pairs: list[Pair], max_doc_tokens: int) -> list[Enco
     return out
 
 
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    T = max(len(r) for r in rows)
-    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), T, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-        mask[i, :len(r)] = 1
-    return ids, mask
-
-
 def make_batch(items: list[EncodedPair], pad_id: int, device, unrelated: list[EncodedPair] | None = None) -> PairBatch:
     """Right-padded :class:`PairBatch` of documents, tasks, answer masks (and unrelated tasks)."""
-    d_ids, d_mask = _pad([e.doc.input_ids for e in items], pad_id)
-    t_ids, t_mask = _pad([e.task_ids for e in items], pad_id)
+    d_ids, d_mask = pad_sequences([e.doc.input_ids for e in items], pad_id)
+    t_ids, t_mask = pad_sequences([e.task_ids for e in items], pad_id)
     ans = torch.zeros(t_ids.shape)
     for i, e in enumerate(items):
         ans[i, e.task_span] = 1.0
     b = PairBatch(d_ids, d_mask, t_ids, t_mask, ans)
     if unrelated is not None:
-        b.u_ids, b.u_mask = _pad([e.task_ids for e in unrelated], pad_id)
+        b.u_ids, b.u_mask = pad_sequences([e.task_ids for e in unrelated], pad_id)
         b.u_answer = torch.zeros(b.u_ids.shape)
         for i, e in enumerate(unrelated):
             b.u_answer[i, e.task_span] = 1.0
@@ -151,9 +141,9 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
              weights: list[torch.Tensor] | None = None, label: str = "phi") -> dict:
     """θ0 (a fresh LoRA on ``base_model``) learns the held-out documents with φ's weights (or the
     given ``weights``) for ``val.epochs`` epochs; returns the tasks' answer accuracy and NLL."""
-    from .data import encode_document
-    from .learner import learn
-    from .weighting import PrecomputedWeights
+    from ..data import encode_document
+    from ..ckl.learner import learn
+    from ..ckl.weighting import PrecomputedWeights
 
     docs = [p.document for p in val_pairs]
     probes = [p.task for p in val_pairs]
@@ -180,7 +170,7 @@ def validation_references(base_model, tokenizer, val_pairs: list[Pair], cfg: Met
                           log: Callable[[str], None] = print) -> dict:
     """The validation with uniform weights (= finetune) and with oracle weights (1 on the
     answer's tokens in the document): where φ stands between the two."""
-    from .data import encode_document
+    from ..data import encode_document
 
     references = {}
     for name in ("finetune", "oracle"):
@@ -204,7 +194,7 @@ def validation_references(base_model, tokenizer, val_pairs: list[Pair], cfg: Met
 # --------------------------------------------------------------------------------------------
 def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
     """``checkpoints/update-N/`` (φ, optimizer), then :func:`taalm.runfolder.commit_checkpoint`."""
-    from .runfolder import commit_checkpoint
+    from ..core.runfolder import commit_checkpoint
 
     folder = out / "checkpoints" / f"update-{update:06d}"
     phi.save_pretrained(folder / "phi")
@@ -214,8 +204,8 @@ def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
 
 def _read_checkpoint(folder: Path, latest: dict | None, params: dict, opt) -> tuple[dict, dict, dict]:
     """(state, φ tensors, optimizer state_dict) of one checkpoint, fully verified; loads nothing."""
-    from .learner import optimizer_state_from_tensors
-    from .runfolder import checkpoint_state
+    from ..ckl.learner import optimizer_state_from_tensors
+    from ..core.runfolder import checkpoint_state
 
     state = checkpoint_state(folder, latest)
     saved = load_tensors(folder / "phi" / "phi.safetensors")
@@ -229,7 +219,7 @@ def _read_checkpoint(folder: Path, latest: dict | None, params: dict, opt) -> tu
 def _load_checkpoint(out: Path, phi, opt, log: Callable[[str], None] = print) -> dict:
     """The newest usable checkpoint, verified in full before it is loaded
     (:func:`taalm.runfolder.newest_usable_checkpoint`)."""
-    from .runfolder import newest_usable_checkpoint
+    from ..core.runfolder import newest_usable_checkpoint
 
     params = phi.trainable_parameters()
     state, saved, opt_sd = newest_usable_checkpoint(
@@ -284,7 +274,7 @@ def _hold_out(pairs: list[Pair], val_pairs: list[Pair] | None, cfg: MetaTrainCon
 
 
 def _pair_fingerprints(pairs: list[Pair], val_pairs: list[Pair]) -> dict:
-    from .learner import input_fingerprints
+    from ..ckl.learner import input_fingerprints
 
     fp = input_fingerprints([p.document for p in pairs], [p.task for p in pairs])
     return {"pairs.documents": fp["documents"], "pairs.tasks": fp["probes"],
@@ -303,8 +293,8 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     is locked while the run lives, ``resume`` must be given the run's own pairs and configuration
     (more ``updates`` allowed), and a non-finite outer loss or φ gradient stops the run
     (:class:`TrainingDiverged`, status "failed") keeping the last good checkpoint."""
-    from .learner import input_paths
-    from .runfolder import RunFolder, RunLock, check_resume, check_run_dir, read_run_info
+    from ..ckl.learner import input_paths
+    from ..core.runfolder import RunFolder, RunLock, check_resume, check_run_dir, read_run_info
 
     cfg = config or MetaTrainConfig()
     check_config(cfg)
@@ -326,10 +316,10 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
 
 def _build_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
     """(θ's pristine base, MetaTheta, φ, tokenizer): loaded here unless passed in."""
-    from .train_attention import TrainAttention
+    from ..models.train_attention import TrainAttention
 
     if model is None:
-        from .models import load_model
+        from ..models.loading import load_model
 
         log(f"loading θ base {cfg.model.name} ...")
         model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, attn="eager",
@@ -397,7 +387,7 @@ def _log_row(update: int, lr: float, stats: dict, gnorm: float, seconds: float) 
 def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, model, tokenizer, phi,
                      progress: bool, log) -> MetaTrainResult:
     """:func:`train_attention` once its checks passed and its folder is locked."""
-    from .runfolder import RUN_SCHEMA
+    from ..core.runfolder import RUN_SCHEMA
 
     t_start = time.time()
     base_model, theta, phi, tokenizer = _build_models(cfg, model, tokenizer, phi, log)
@@ -548,7 +538,7 @@ def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, refe
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .reporting import save_png
+    from ..reporting.output import save_png
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
     a1.plot([r["update"] for r in val_rows], [r["accuracy"] for r in val_rows], marker="o", label="φ")
@@ -575,7 +565,7 @@ def write_weight_report(out: Path, tokenizer, items: list[EncodedPair], before, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .reporting import save_png, write_heatmap
+    from ..reporting.output import save_png, write_heatmap
 
     html_items = []
     for i, (e, wb, wa) in enumerate(zip(items, before, after)):

@@ -588,6 +588,6 @@ def save_config(cfg, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
     import yaml
 
-    from .runio import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

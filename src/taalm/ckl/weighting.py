@@ -27,9 +27,9 @@ from typing import Callable, ClassVar
 
 import torch
 
-from .config import MethodConfig
-from .data import Encoded, Window, collate
-from .errors import ConfigError
+from ..core.config import MethodConfig
+from ..data import Encoded, Window, collate
+from ..core.errors import ConfigError
 
 _REGISTRY: dict[str, type["WeightingMethod"]] = {}
 
@@ -144,7 +144,7 @@ class TaalmWeights(WeightingMethod):
 
     def __init__(self, cfg, seed=0):
         super().__init__(cfg, seed)
-        from .train_attention import resolve_phi_checkpoint
+        from ..models.train_attention import resolve_phi_checkpoint
 
         if cfg.taalm.batch_size < 1:
             raise ConfigError("method.taalm.batch_size must be >= 1", "method.taalm.batch_size")
@@ -152,7 +152,7 @@ class TaalmWeights(WeightingMethod):
         self.cached: list[torch.Tensor] | None = None
 
     def prepare(self, ctx: PrepareContext) -> None:
-        from .train_attention import TrainAttention
+        from ..models.train_attention import TrainAttention
 
         if ctx.documents is None or len(ctx.documents) != len(ctx.encoded):
             raise ConfigError("method 'taalm' needs the documents' texts (PrepareContext.documents)")
@@ -294,7 +294,7 @@ class Rho1(WeightingMethod):
     def prepare(self, ctx: PrepareContext) -> None:
         model = ctx.model
         if self.cfg.rho1.reference:
-            from .models import load_model
+            from ..models.loading import load_model
 
             model = load_model(self.cfg.rho1.reference, device=str(ctx.device), with_tokenizer=False)
             if model.get_input_embeddings().num_embeddings < len(ctx.tokenizer):
@@ -320,7 +320,7 @@ def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
     Returns a list of ``(Encoded, weights [n_tokens])``. Dynamic methods are evaluated with one
     forward pass of ``model`` per window (what the first training step would see).
     """
-    from .data import prepare_windows
+    from ..data import prepare_windows
 
     encoded, windows = prepare_windows(tokenizer, documents, max_length, stride)
     device = next(model.parameters()).device

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .data import jsonl_rows, _string_field
-from .errors import InputError, TaalmError
-from .runio import atomic_write_json, atomic_write_text, environment_info
+from ..data import jsonl_rows, string_field
+from ..core.errors import InputError, TaalmError
+from ..core.files import atomic_write_json, atomic_write_text, environment_info
 
 # LAMA's T-REx relations: code -> (template, label), as LAMA-ckl units spell them.
 LAMA_RELATIONS: dict[str, tuple[str, str]] = {
@@ -133,15 +133,15 @@ def read_relations(path: str | Path | None = None) -> dict[str, Relation]:
     path = Path(path)
     out: dict[str, Relation] = {}
     for line, row in jsonl_rows(path):
-        code = _string_field(row, "relation", path, line)
-        template = _string_field(row, "template", path, line)
+        code = string_field(row, "relation", path, line)
+        template = string_field(row, "template", path, line)
         if "label" not in row:
             hint = (" (this file looks like AutoPrompt trigger templates, not LAMA's relations list; "
                     "omit --relations to use the built-in LAMA templates and labels)"
                     if len(row) == 2 else "")
             raise InputError(f"missing field: a relation needs its label for the schematic probe{hint}",
                              path, line, "label")
-        label = _string_field(row, "label", path, line)
+        label = string_field(row, "label", path, line)
         if template.count("[X]") != 1 or template.count("[Y]") != 1:
             raise InputError(f"template must hold [X] and [Y] once each, got {template!r}", path, line, "template")
         out[code] = Relation(code, template, label)
@@ -153,10 +153,10 @@ def read_trex(path: str | Path) -> list[Fact]:
     path = Path(path)
     facts = []
     for line, row in jsonl_rows(path):
-        uuid = _string_field(row, "uuid", path, line)
-        sub = _string_field(row, "sub_label", path, line)
-        obj = _string_field(row, "obj_label", path, line)
-        rel = _string_field(row, "predicate_id", path, line)
+        uuid = string_field(row, "uuid", path, line)
+        sub = string_field(row, "sub_label", path, line)
+        obj = string_field(row, "obj_label", path, line)
+        rel = string_field(row, "predicate_id", path, line)
         ev = row.get("evidences")
         if not isinstance(ev, list):
             raise InputError(f"must be a list of evidence objects, got {type(ev).__name__}", path, line, "evidences")
@@ -196,7 +196,7 @@ def lama_ckl_uuids(paths: list[str | Path]) -> set[str]:
             raise InputError("no .jsonl files to exclude found", p)
         for f in files:
             for line, row in jsonl_rows(f):
-                out.add(str(_string_field(row, "uuid", f, line)))
+                out.add(str(string_field(row, "uuid", f, line)))
     return out
 
 
@@ -330,7 +330,7 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str |
         raise TaalmError("no fact passes the evidence rule: nothing to score")
 
     if model is None:
-        from .models import load_model
+        from ..models.loading import load_model
 
         log(f"pool: loading model '{model_spec}'")
         model, tokenizer = load_model(model_spec, device, dtype)
@@ -422,7 +422,7 @@ def _plot(scores: dict[str, list[float]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .reporting import save_png
+    from ..reporting.output import save_png
 
     fig, axes = plt.subplots(1, len(scores), figsize=(9, 3.2), squeeze=False)
     for ax, (fmt, vals) in zip(axes[0], scores.items()):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import TaalmError
-from .runio import atomic_write_json
+from .files import atomic_write_json
 
 RUN_SCHEMA = "taalm.run/1"  # the "schema" key of run.json: this folder was made by taalm
 _LEGACY_RUN_KEYS = {"status", "config", "versions", "git_commit"}  # run.json of runs made before the key

@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import LoraConfig, PhiConfig, from_dict, to_dict
-from .data import Document, Encoded, encode_document, split_windows
-from .errors import ConfigError, ModelLoadError, TaalmError
+from ..core.config import LoraConfig, PhiConfig, from_dict, to_dict
+from ..data import Document, Encoded, encode_document, pad_sequences, split_windows
+from ..core.errors import ConfigError, ModelLoadError, TaalmError
 
 PHI_FORMAT = "taalm-train-attention"
 PHI_FORMAT_VERSION = 1
@@ -58,7 +58,7 @@ def default_phi_checkpoint() -> str | None:
     provenance in the folder's README (data licence CC BY-NC 4.0). None if the folder is missing
     (a trimmed install), in which case ``method.taalm.checkpoint`` is required.
     """
-    folder = Path(__file__).resolve().parent / "phi_default"
+    folder = Path(__file__).resolve().parent.parent / "phi_default"
     return str(folder) if (folder / PHI_TENSORS_FILE).is_file() else None
 
 
@@ -283,7 +283,7 @@ class TrainAttention(nn.Module):
         ``model`` and its ``tokenizer`` are passed)."""
         cfg = cfg or PhiConfig()
         if model is None:
-            from .models import load_model
+            from .loading import load_model
 
             model, tokenizer = load_model(cfg.base, device, dtype, attn, with_tokenizer=True)
         elif tokenizer is None:
@@ -323,17 +323,10 @@ class TrainAttention(nn.Module):
         cfg = self.cfg
         windows = [w for i, ids in enumerate(sequences)
                    for w in split_windows(i, ids, cfg.max_length, cfg.stride)]
-        pad = self.tokenizer.pad_token_id
-        pad = 0 if pad is None else pad
         pieces: list[list[torch.Tensor]] = [[] for _ in sequences]
         for b0 in range(0, len(windows), max(1, batch_size)):
             chunk = windows[b0:b0 + max(1, batch_size)]
-            T = max(len(w.input_ids) for w in chunk)
-            ids = torch.full((len(chunk), T), pad, dtype=torch.long)
-            mask = torch.zeros(len(chunk), T, dtype=torch.long)
-            for b, w in enumerate(chunk):
-                ids[b, :len(w.input_ids)] = torch.tensor(w.input_ids, dtype=torch.long)
-                mask[b, :len(w.input_ids)] = 1
+            ids, mask = pad_sequences([w.input_ids for w in chunk], self.tokenizer.pad_token_id)
             weights = self(ids.to(self.device), mask.to(self.device))
             for b, w in enumerate(chunk):
                 own = w.loss_mask.index(1) if 1 in w.loss_mask else len(w.input_ids)
@@ -392,7 +385,7 @@ class TrainAttention(nn.Module):
         """Write ``phi.safetensors`` (the trainable tensors only: LoRA + head, or the whole
         backbone + head in full mode) and ``phi_config.json``; each file atomically, the JSON
         last (a folder with a config is complete). Never pickle."""
-        from .runio import atomic_write_json, save_tensors
+        from ..core.files import atomic_write_json, save_tensors
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -420,7 +413,7 @@ class TrainAttention(nn.Module):
         :func:`taalm.models.load_model` (or the passed ``model`` + ``tokenizer``), LoRA re-applied,
         then the saved tensors. Missing files, another format or mismatching tensors raise
         :class:`ModelLoadError` naming the folder."""
-        from .runio import load_tensors
+        from ..core.files import load_tensors
 
         folder = Path(folder)
         cfg_path = folder / PHI_CONFIG_FILE
@@ -443,7 +436,7 @@ class TrainAttention(nn.Module):
         if not tensor_path.is_file():
             raise ModelLoadError(f"{folder}: {tensor_path.name} is missing (the φ folder is incomplete)")
         if model is None:
-            from .models import load_model
+            from .loading import load_model
 
             model, tokenizer = load_model(cfg.base, device, dtype, attn, with_tokenizer=True)
         elif tokenizer is None:

@@ -61,9 +61,9 @@ import torch.nn.functional as F
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
-from .config import ENGINES, OBJECTIVES  # the schema holds the allowed values
-from .errors import ConfigError
-from .loss import token_losses
+from ..core.config import ENGINES, OBJECTIVES  # the schema holds the allowed values
+from ..core.errors import ConfigError
+from ..ckl.loss import token_losses
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .config import LearnConfig, load_config, to_dict
-from .errors import ConfigError, InputError, TaalmError
+from ..core.config import LearnConfig, load_config, to_dict
+from ..core.errors import ConfigError, InputError, TaalmError
 
 # --------------------------------------------------------------------------------------------
 # Registry
@@ -224,7 +224,7 @@ LAMA_UNIT_FIELDS = ("evidence", "object", "uuid")
 
 def _check_lama_units(path: Path, probe_field: str) -> None:
     """The first row of ``path`` must be a LAMA-ckl unit; say so plainly when it is not."""
-    from .data import jsonl_rows
+    from ..data import jsonl_rows
 
     rows = jsonl_rows(path)  # names file and line for missing files, bad JSON, arrays
     line, row = rows[0]
@@ -236,7 +236,7 @@ def _check_lama_units(path: Path, probe_field: str) -> None:
 
 def load_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, cfg: LamaCklConfig) -> LamaCklData:
     """Read and subset both files; every problem names file, line and field."""
-    from .data import read_documents, read_probes
+    from ..data import read_documents, read_probes
 
     to_learn, not_to_forget = Path(to_learn), Path(not_to_forget)
     field_ = cfg.data.probe_field
@@ -323,7 +323,7 @@ def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = ""
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .reporting import save_png
+    from ..reporting.output import save_png
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, curve in curves.items():
@@ -359,8 +359,8 @@ def _peak_memory(device) -> dict:
 
 
 def _check_methods(methods: Iterable[str], cfg: LamaCklConfig, documents) -> list[str]:
-    from .learner import check_documents
-    from .weighting import available_methods, get_method
+    from ..ckl.learner import check_documents
+    from ..ckl.weighting import available_methods, get_method
 
     methods = [m.strip() for m in methods if m and m.strip()]
     if not methods:
@@ -439,8 +439,8 @@ def _check_method_options(out: Path, name: str, cfg: LamaCklConfig) -> None:
 
 def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, size: str, *,
                 model, tokenizer, model_label: str, progress: bool, log: Callable[[str], None]) -> dict:
-    from .learner import learn
-    from .runio import atomic_write_json, environment_info, read_jsonl, write_jsonl
+    from ..ckl.learner import learn
+    from ..core.files import atomic_write_json, environment_info, read_jsonl, write_jsonl
 
     mdir = out / name
     run_dir = mdir / "run"
@@ -511,7 +511,7 @@ def _method_info(lc: LearnConfig) -> dict:
     shipped default or a given folder) and the sha256 of its tensors."""
     if lc.method.name != "taalm":
         return {}
-    from .train_attention import PHI_TENSORS_FILE, default_phi_checkpoint, resolve_phi_checkpoint
+    from ..models.train_attention import PHI_TENSORS_FILE, default_phi_checkpoint, resolve_phi_checkpoint
 
     folder = resolve_phi_checkpoint(lc.method.taalm.checkpoint)
     default = default_phi_checkpoint()
@@ -548,7 +548,7 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
         log(note)
     model_label = cfg.model.name if model is None else (
         getattr(getattr(model, "config", None), "name_or_path", "") or f"{type(model).__name__} (passed in)")
-    from .runfolder import RunLock
+    from ..core.runfolder import RunLock
 
     with RunLock(out):  # one benchmark process per folder
         return _run_methods(methods, cfg, data, out, size, record, model, tokenizer, model_label, progress, log)
@@ -557,7 +557,7 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
 def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size: str, record: dict,
                  model, tokenizer, model_label: str, progress: bool, log) -> dict:
     """:func:`run_lama_ckl` once everything is checked and the folder locked."""
-    from .runio import atomic_write_json, atomic_write_text, write_jsonl
+    from ..core.files import atomic_write_json, atomic_write_text, write_jsonl
 
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "bench.json").is_file():
