@@ -209,7 +209,7 @@ def test_bad_method_or_missing_phi_fails_before_writing(tmp_path, tailored, toke
 
     monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     to_learn, nf = lama_ckl_files(tailored)
-    for methods, msg in [(["finetune", "magic"], "unknown method 'magic'"),
+    for methods, msg in [(["finetune", "magic"], "unknown weighting method 'magic'"),
                          (["taalm"], "method.taalm.checkpoint"),
                          (["oracle", "oracle"], "listed twice"),
                          ([], "no methods")]:
@@ -263,7 +263,7 @@ def test_cli_end_to_end_with_taalm(tmp_path, capsys, tailored, model_dir):
 
 
 @pytest.mark.parametrize("argv,expected", [
-    (["--methods", "finetune,magic"], "unknown method 'magic'"),
+    (["--methods", "finetune,magic"], "unknown weighting method 'magic'"),
     (["--methods", "finetune", "--size", "huge"], "unknown size 'huge'"),
     (["--methods", "finetune", "train.learning_rate=1"], "unknown configuration key 'train.learning_rate'"),
     (["--methods", "finetune", "--to-learn", "X"], "not both"),

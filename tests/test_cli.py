@@ -70,7 +70,7 @@ def test_resume_via_cli(tmp_path, capsys, model_dir, docs_file):
 @pytest.mark.parametrize("content,extra,expected", [
     ('{"text": "a"}\n{"text": 1\n', [], "docs.jsonl, line 2: invalid JSON"),
     ('{"text": "no answer"}\n', ["--method", "oracle"], "docs.jsonl, line 1, field 'answer': method 'oracle' needs"),
-    ('{"text": "ok"}\n', ["--method", "magic"], "unknown method 'magic'"),
+    ('{"text": "ok"}\n', ["--method", "magic"], "unknown weighting method 'magic'"),
     ('{"text": "ok"}\n', ["train.learning_rate=1"], "unknown configuration key 'train.learning_rate'"),
     ('', [], "docs.jsonl: file is empty"),
 ])

@@ -11,7 +11,7 @@ from taalm.ckl.weighting import (PrepareContext, available_methods, get_method, 
 
 def test_registry_and_unknown_method():
     assert {"finetune", "oracle", "random", "rho1"} <= set(available_methods())
-    with pytest.raises(ConfigError, match="unknown method 'nope'.*available: .*finetune"):
+    with pytest.raises(ConfigError, match="unknown weighting method 'nope'.*available: .*finetune"):
         get_method("nope")
 
 

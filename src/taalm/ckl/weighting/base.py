@@ -1,0 +1,134 @@
+"""Token-weighting methods, registered by name.
+
+A method gives every token of a document a weight in [0, 1] used by the weighted loss
+(:mod:`taalm.ckl.loss`). Two kinds:
+
+* **static** methods (``finetune``, ``oracle``, ``random``, ``taalm``) depend only on the
+  document. The learner calls :meth:`WeightingMethod.document_weights` once per document and
+  caches the result, so later epochs cost exactly what plain fine-tuning costs.
+* **dynamic** methods (``rho1``) depend on the current θ. They get the per-token losses of the
+  training forward pass (detached) in :meth:`WeightingMethod.step_weights`, so they add no
+  forward pass of θ; whatever does not depend on θ (RHO-1's reference losses) is computed once
+  in :meth:`WeightingMethod.prepare`.
+
+Add a method with one file in ``taalm/ckl/weighting/`` (imported by its ``__init__``)::
+
+    @WEIGHTINGS.register("mine")
+    class Mine(WeightingMethod):
+        def document_weights(self, doc_index, encoded): ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+from ...core.config import MethodConfig
+from ...core.registry import Registry
+from ...data import Encoded, Window, collate
+
+WEIGHTINGS: Registry["WeightingMethod"] = Registry("weighting method", "method.name")
+
+
+def register_method(name: str) -> Callable[[type], type]:
+    """``@register_method("mine")``: the same as ``@WEIGHTINGS.register("mine")``."""
+    return WEIGHTINGS.register(name)
+
+
+def available_methods() -> list[str]:
+    return WEIGHTINGS.names()
+
+
+def describe_methods() -> dict[str, str]:
+    """name -> first line of the method's docstring (for ``taalm methods``)."""
+    return WEIGHTINGS.describe()
+
+
+def get_method(cfg: MethodConfig | str, seed: int = 0) -> "WeightingMethod":
+    """Instantiate the weighting method named by ``cfg.name`` (or a bare name with default options).
+    A composed name (``taalm+recadam``) selects its weighting part (:mod:`taalm.ckl.method`)."""
+    if isinstance(cfg, str):
+        cfg = MethodConfig(name=cfg)
+    name = cfg.name.split("+")[0]
+    return WEIGHTINGS.get(name)(cfg, seed)
+
+
+@dataclass
+class PrepareContext:
+    """What a method may look at before training starts (θ is still θ0 here)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    encoded: list[Encoded]  # one per document
+    windows: list[Window]
+    device: torch.device
+    batch_size: int = 8
+    documents: list | None = None  # the Documents (texts) behind ``encoded``; needed by ``taalm``
+
+
+class WeightingMethod:
+    name: ClassVar[str] = ""
+    needs_answer: ClassVar[bool] = False  # every document must carry its answer
+    dynamic: ClassVar[bool] = False  # weights depend on θ: computed at every step
+
+    def __init__(self, cfg: MethodConfig, seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        """Precompute what does not depend on θ (called once, before the first step)."""
+
+    def document_weights(self, doc_index: int, encoded: Encoded) -> torch.Tensor:
+        """Static weights for every token of one document: float32 ``[n_tokens]``."""
+        raise NotImplementedError(f"method '{self.name}' has no static weights")
+
+    def step_weights(self, token_losses: torch.Tensor, valid: torch.Tensor,
+                     windows: list[Window]) -> torch.Tensor:
+        """Dynamic weights ``[B, T]`` from the detached per-token losses of θ on the batch."""
+        raise NotImplementedError(f"method '{self.name}' has no dynamic weights")
+
+
+def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
+                          max_length: int = 512, stride: int = 64, batch_size: int = 8):
+    """Per-token weights of ``method`` for each document, as θ (``model``) stands now.
+
+    Returns a list of ``(Encoded, weights [n_tokens])``. Dynamic methods are evaluated with one
+    forward pass of ``model`` per window (what the first training step would see).
+    """
+    from ...data import prepare_windows
+
+    encoded, windows = prepare_windows(tokenizer, documents, max_length, stride)
+    device = next(model.parameters()).device
+    method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, batch_size,
+                                  documents=list(documents)))
+    if not method.dynamic:
+        return [(e, method.document_weights(i, e)) for i, e in enumerate(encoded)]
+    out = [torch.zeros(len(e.input_ids)) for e in encoded]
+    for chunk, losses, valid in window_token_losses(model, tokenizer, windows, device, batch_size):
+        for b, w in enumerate(chunk):  # one document window at a time, as it would be trained
+            wt = method.step_weights(losses[b:b + 1], valid[b:b + 1], [w])[0].cpu()
+            keep = torch.tensor(w.loss_mask, dtype=torch.bool)
+            seg = out[w.doc_index][w.start:w.start + len(w.input_ids)]
+            seg[keep] = wt[:len(w.input_ids)][keep]
+    return list(zip(encoded, out))
+
+
+def window_token_losses(model, tokenizer, windows: list[Window], device, batch_size: int = 8):
+    """Yield ``(windows, losses [B, T], valid [B, T])`` for batches of windows, in eval mode and
+    without gradients; ``valid`` = real targets that the window trains (loss_mask)."""
+    from ..loss import token_losses
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(windows), batch_size):
+                chunk = windows[i:i + batch_size]
+                batch = collate(chunk, tokenizer.pad_token_id, device)
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
+                yield chunk, losses, mask & batch["loss_mask"].bool()
+    finally:
+        model.train(was_training)

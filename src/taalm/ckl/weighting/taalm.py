@@ -1,0 +1,45 @@
+"""Train-Attention: a trained φ weighs every token."""
+
+from __future__ import annotations
+
+import torch
+
+from ...core.errors import ConfigError
+from .base import WEIGHTINGS, PrepareContext, WeightingMethod
+
+@WEIGHTINGS.register("taalm")
+class TaalmWeights(WeightingMethod):
+    """Train-Attention: a trained φ (method.taalm.checkpoint) weighs every token, once per document.
+
+    φ is loaded in :meth:`prepare`, scores every document once for θ's tokenization (mapped
+    through character offsets when φ's tokenizer differs), and is freed before training; the
+    cached weights make later epochs cost what plain fine-tuning costs.
+    """
+
+    def __init__(self, cfg, seed=0):
+        super().__init__(cfg, seed)
+        from ...models.train_attention import resolve_phi_checkpoint
+
+        if cfg.taalm.batch_size < 1:
+            raise ConfigError("method.taalm.batch_size must be >= 1", "method.taalm.batch_size")
+        self.checkpoint = resolve_phi_checkpoint(cfg.taalm.checkpoint)  # fails before any run starts
+        self.cached: list[torch.Tensor] | None = None
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        from ...models.train_attention import TrainAttention
+
+        if ctx.documents is None or len(ctx.documents) != len(ctx.encoded):
+            raise ConfigError("method 'taalm' needs the documents' texts (PrepareContext.documents)")
+        phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device))
+        try:
+            self.cached = phi.token_weights([d.text for d in ctx.documents], ctx.encoded,
+                                            self.cfg.taalm.batch_size)
+        finally:
+            del phi  # φ is not needed once every document has its weights
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def document_weights(self, doc_index, encoded):
+        if self.cached is None:
+            raise RuntimeError("method 'taalm': prepare() must run before document_weights()")
+        return self.cached[doc_index]
