@@ -59,8 +59,8 @@ import torch  # noqa: E402
 from taalm.core.config import LoraConfig, PhiConfig, ThetaConfig  # noqa: E402
 from taalm.data import encode, make_probe  # noqa: E402
 from taalm.ckl.loss import weighted_lm_loss  # noqa: E402
-from taalm.meta.gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,  # noqa: E402
-                                 PairBatch, meta_step)
+from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig  # noqa: E402
+from taalm.meta.gradient import MetaTheta, PairBatch, meta_step  # noqa: E402
 from taalm.models.loading import load_model, load_tokenizer  # noqa: E402
 from taalm.core.files import atomic_write_json, environment_info  # noqa: E402
 from taalm.ckl.theta import wrap_theta  # noqa: E402
@@ -70,8 +70,8 @@ DATA = Path("/work/shared/data/lama_ckl/variant.jsonl")
 MODEL = "smollm2-135m"
 TARGET_TOKENS = 100
 R, ALPHA = 16, 32
-INNER = dict(name="adamw", lr=2e-4)
-FD_STEP = MetaSettings().fd_step  # the engine's default; not tuned
+INNER = dict(optimizer="adamw", lr=2e-4)
+FD_STEP = MetaTrainConfig().fd_step  # the engine's default; not tuned
 FD_SWEEP = (1e-4, 1e-2)  # agreement only (not timed), to show how sensitive fd is to its step
 META_ENGINES = ("double_backward", "forward", "fd")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -191,10 +191,10 @@ def parse_key(key: str) -> dict:
     return d
 
 
-def settings(engine: str, k: int, fd_step: float = FD_STEP) -> MetaSettings:
-    return MetaSettings(engine="double_backward" if engine == "double_backward" else "directional",
-                        directional="fd" if engine == "fd" else "forward", fd_step=fd_step, k_warm=k,
-                        inner=InnerOptim(**INNER))
+def settings(engine: str, k: int, fd_step: float = FD_STEP) -> MetaTrainConfig:
+    return MetaTrainConfig(engine="double_backward" if engine == "double_backward" else "directional",
+                           directional="fd" if engine == "fd" else "forward", fd_step=fd_step,
+                           inner=InnerConfig(**INNER, k_warm=k))
 
 
 class Bench:
@@ -230,8 +230,8 @@ class Bench:
         def build():
             # eager attention: SDPA on CPU has no double-backward and no forward-mode (JVP) rule
             m = load_model(MODEL, "cpu", "fp32", "eager", with_tokenizer=False)
-            spec = MetaThetaSpec(mode="lora", r=R, alpha=ALPHA) if mode == "lora" else \
-                MetaThetaSpec(mode="layers", layers=[-2, -1])
+            spec = MetaThetaConfig(mode="lora", r=R, alpha=ALPHA) if mode == "lora" else \
+                MetaThetaConfig(mode="layers", layers=[-2, -1])
             return MetaTheta(m, spec)
         return self._get(f"meta/{mode}", build)
 
@@ -256,7 +256,7 @@ class Bench:
         return self._get(f"plain/{mode}/{attn}", build)
 
     # ---- one step of each kind ---------------------------------------------------------------
-    def phi_step(self, theta: MetaTheta, batch: PairBatch, s: MetaSettings, phases: dict | None = None):
+    def phi_step(self, theta: MetaTheta, batch: PairBatch, s: MetaTrainConfig, phases: dict | None = None):
         phi = self.phi
         for p in phi.parameters():
             p.grad = None
@@ -693,7 +693,7 @@ def main() -> int:
             "phi": {**{k: v for k, v in vars(PhiConfig()).items() if k != "lora"},
                     "lora": vars(PhiConfig().lora), "trainable": sum(p.numel() for p in bench.phi.trainable_parameters().values()),
                     "attn": "auto (sdpa)", "separate_base_model_copy": True},
-            "inner": vars(InnerOptim(**INNER)), "objective": "answer_nll", "fd_step": FD_STEP,
+            "inner": vars(InnerConfig(**INNER)), "objective": "answer_nll", "fd_step": FD_STEP,
             "fd_step_sweep_agreement_only": list(FD_SWEEP),
             "theta_attention": {"meta": "eager (required: no double-backward / JVP rule for SDPA on CPU)",
                                 "plain": "auto (sdpa), the learner's default; plain_eager: eager"},

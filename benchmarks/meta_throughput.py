@@ -18,7 +18,6 @@ the ratio to the slowest variant measured in the same rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -40,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     from taalm.core.config import PhiConfig
     from taalm.data import read_pairs
-    from taalm.meta.gradient import InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec, meta_step
+    from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
+    from taalm.meta.gradient import MetaTheta, meta_step
     from taalm.meta.training import encode_pairs, make_batch, phi_weights
     from taalm.models.loading import load_model
     from taalm.core.files import atomic_write_json, environment_info
@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
     pairs = read_pairs(a.pool, "task_descriptive", a.pairs)
     model, tok = load_model("smollm2-135m", attn="eager")
-    theta = MetaTheta(model, MetaThetaSpec(r=16, alpha=32))
+    theta = MetaTheta(model, MetaThetaConfig(r=16, alpha=32))
     phi = TrainAttention.from_config(PhiConfig(), device="cpu")
     phi.train()
-    settings = MetaSettings(engine="directional", k_warm=1, inner=InnerOptim("adamw", lr=1e-3))
+    settings = MetaTrainConfig(engine="directional", inner=InnerConfig(optimizer="adamw", lr=1e-3, k_warm=1))
     params = list(phi.trainable_parameters().values())
 
     def one_update(micro: int, max_doc: int) -> tuple[float, torch.Tensor]:

@@ -7,7 +7,8 @@ from conftest import make_gpt2, make_llama
 from taalm.core.config import LearnConfig, load_config
 from taalm.data import Window, read_documents, read_probes
 from taalm.core.errors import InputError, TaalmError
-from taalm.ckl.learner import learn, length_grouped_order, micro_batches
+from taalm.ckl.learner import learn
+from taalm.ckl.streams import length_grouped_order, micro_batches
 from taalm.ckl.weighting import Finetune
 
 

@@ -12,10 +12,27 @@ import torch
 
 from conftest import make_gpt2, make_llama
 from taalm.core.errors import ConfigError
-from taalm.meta.gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec, PairBatch,
+from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
+from taalm.meta.gradient import (MetaTheta, PairBatch,
                                  init_state, meta_step, optim_step, update_derivative)
 
 P, T, TQ = 2, 12, 8
+
+
+def inner_cfg(name="adamw", lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """The inner optimizer's config (taalm.core.config.InnerConfig)."""
+    return InnerConfig(optimizer=name, lr=lr, betas=list(betas), eps=eps, weight_decay=weight_decay)
+
+
+def step_cfg(k_warm=1, inner=None, **kw):
+    """A MetaTrainConfig holding the meta-step's settings (k_warm lives in its inner section)."""
+    inner = inner or InnerConfig()
+    inner.k_warm = k_warm
+    return MetaTrainConfig(inner=inner, **kw)
+
+
+def theta_cfg(**kw):
+    return MetaThetaConfig(**kw)
 
 
 def make_batch(vocab: int, seed: int = 0) -> PairBatch:
@@ -41,7 +58,7 @@ def rel(a, b):
 
 @pytest.fixture(scope="module")
 def gpt2_theta(tokenizer):
-    return MetaTheta(make_gpt2(len(tokenizer)).double(), MetaThetaSpec(r=4, alpha=8))
+    return MetaTheta(make_gpt2(len(tokenizer)).double(), theta_cfg(r=4, alpha=8))
 
 
 def weights(seed=1):
@@ -54,7 +71,7 @@ def weights(seed=1):
 def test_functional_optimizer_matches_torch(name):
     torch.manual_seed(0)
     p = torch.randn(5, 3, dtype=torch.float64)
-    opt = InnerOptim(name, lr=0.03, betas=(0.8, 0.95), eps=1e-8, weight_decay=0.1)
+    opt = inner_cfg(name, lr=0.03, betas=(0.8, 0.95), eps=1e-8, weight_decay=0.1)
     ref = p.clone().requires_grad_(True)
     if name == "adamw":
         torch_opt = torch.optim.AdamW([ref], lr=0.03, betas=(0.8, 0.95), eps=1e-8, weight_decay=0.1)
@@ -78,7 +95,7 @@ def test_functional_optimizer_matches_torch(name):
 def test_update_derivative_matches_autograd(name):
     """U'(g) (closed form, elementwise) = d(step)/dg by autograd, with a warm-up state."""
     torch.manual_seed(1)
-    opt = InnerOptim(name, lr=0.01)
+    opt = inner_cfg(name, lr=0.01)
     p = {"p": torch.randn(7, dtype=torch.float64)}
     _, state = optim_step(opt, p, {"p": torch.randn(7, dtype=torch.float64)}, init_state(p))
     g = torch.randn(7, dtype=torch.float64)
@@ -92,7 +109,7 @@ def test_update_derivative_matches_autograd(name):
 
 def test_adam_first_step_passes_little_gradient():
     """SPEC 2.3: from a zero state Adam's step is ≈ lr·sign(g), so U'(g) ≈ 0."""
-    opt = InnerOptim("adamw", lr=1e-3)
+    opt = inner_cfg("adamw", lr=1e-3)
     g = {"p": torch.tensor([0.5, -2.0, 1e-3], dtype=torch.float64)}
     d = update_derivative(opt, g, init_state(g))["p"]
     # closed form for t = 1: lr·ε/(|g| + ε)², against SGD's derivative lr
@@ -108,8 +125,8 @@ def test_directional_equals_double_backward(gpt2_theta, tokenizer, opt, objectiv
     batch = make_batch(len(tokenizer))
     w = weights()
     lr = 0.05 if opt == "sgd" else 0.01
-    s = MetaSettings(engine="double_backward", objective=objective, k_warm=k_warm,
-                     inner=InnerOptim(opt, lr=lr, weight_decay=0.01))
+    s = step_cfg(engine="double_backward", objective=objective, k_warm=k_warm,
+                     inner=inner_cfg(opt, lr=lr, weight_decay=0.01))
     ref = meta_step(gpt2_theta, batch, w, s)
     s.engine = "directional"
     fast = meta_step(gpt2_theta, batch, w, s)
@@ -122,8 +139,8 @@ def test_directional_equals_double_backward(gpt2_theta, tokenizer, opt, objectiv
 def test_unrelated_penalty_is_differentiated(gpt2_theta, tokenizer):
     batch = make_batch(len(tokenizer))
     w = weights()
-    base = MetaSettings(engine="double_backward", k_warm=1, inner=InnerOptim("sgd", lr=0.05))
-    pen = MetaSettings(engine="double_backward", k_warm=1, inner=InnerOptim("sgd", lr=0.05),
+    base = step_cfg(engine="double_backward", k_warm=1, inner=inner_cfg("sgd", lr=0.05))
+    pen = step_cfg(engine="double_backward", k_warm=1, inner=inner_cfg("sgd", lr=0.05),
                        unrelated_weight=0.5)
     g0 = meta_step(gpt2_theta, batch, w, base).grad_w
     g1 = meta_step(gpt2_theta, batch, w, pen)
@@ -141,7 +158,7 @@ def test_finite_difference_directional_is_close(gpt2_theta, tokenizer, k_warm):
     entries are left out of the fd direction, else they would swamp the step length."""
     batch = make_batch(len(tokenizer))
     w = weights()
-    s = MetaSettings(engine="double_backward", k_warm=k_warm, inner=InnerOptim("adamw", lr=0.01))
+    s = step_cfg(engine="double_backward", k_warm=k_warm, inner=inner_cfg("adamw", lr=0.01))
     ref = meta_step(gpt2_theta, batch, w, s)
     s.engine, s.directional, s.fd_step = "directional", "fd", 1e-5
     assert rel(meta_step(gpt2_theta, batch, w, s).grad_w, ref.grad_w) < 1e-6
@@ -167,7 +184,7 @@ class TinyPhi(torch.nn.Module):
 def test_phi_gradient_matches_finite_differences(gpt2_theta, tokenizer, engine, opt):
     batch = make_batch(len(tokenizer))
     phi = TinyPhi(len(tokenizer))
-    s = MetaSettings(engine=engine, k_warm=1, inner=InnerOptim(opt, lr=0.05 if opt == "sgd" else 0.01))
+    s = step_cfg(engine=engine, k_warm=1, inner=inner_cfg(opt, lr=0.05 if opt == "sgd" else 0.01))
     w = phi(batch.doc_ids)
     w0 = w.detach().clone()  # the warm-up step is not differentiated: hold its weights fixed
     r = meta_step(gpt2_theta, batch, w, s)
@@ -193,7 +210,7 @@ def test_phi_gradient_matches_finite_differences(gpt2_theta, tokenizer, engine, 
 def test_batched_pairs_equal_one_at_a_time(gpt2_theta, tokenizer, engine):
     batch = make_batch(len(tokenizer))
     w = weights()
-    s = MetaSettings(engine=engine, k_warm=1, inner=InnerOptim("adamw", lr=0.01))
+    s = step_cfg(engine=engine, k_warm=1, inner=inner_cfg("adamw", lr=0.01))
     together = meta_step(gpt2_theta, batch, w, s)
     for i in range(P):
         one = PairBatch(*[getattr(batch, f)[i:i + 1] for f in
@@ -206,12 +223,12 @@ def test_batched_pairs_equal_one_at_a_time(gpt2_theta, tokenizer, engine):
 
 # ---- other θ parameterisations and checks --------------------------------------------------------
 def test_layers_mode_engines_agree(tokenizer):
-    theta = MetaTheta(make_gpt2(len(tokenizer)).double(), MetaThetaSpec(mode="layers", layers=[-1]))
+    theta = MetaTheta(make_gpt2(len(tokenizer)).double(), theta_cfg(mode="layers", layers=[-1]))
     assert all(n.startswith("h.1.") for n in theta.init)
     full = make_batch(len(tokenizer))
     batch = PairBatch(*[getattr(full, f)[:1] for f in ("doc_ids", "doc_mask", "task_ids", "task_mask", "answer")])
     w = weights()[:1]
-    s = MetaSettings(engine="double_backward", k_warm=1, inner=InnerOptim("sgd", lr=0.05))
+    s = step_cfg(engine="double_backward", k_warm=1, inner=inner_cfg("sgd", lr=0.05))
     ref = meta_step(theta, batch, w, s)
     s.engine = "directional"
     assert rel(meta_step(theta, batch, w, s).grad_w, ref.grad_w) <= 1e-8
@@ -221,10 +238,10 @@ def test_layers_mode_engines_agree(tokenizer):
 
 def test_llama_engines_agree_loosely(tokenizer):
     """HF Llama keeps norms/softmax in float32 inside, so agreement is at float32 level."""
-    theta = MetaTheta(make_llama(len(tokenizer)).double(), MetaThetaSpec(r=4, alpha=8))
+    theta = MetaTheta(make_llama(len(tokenizer)).double(), theta_cfg(r=4, alpha=8))
     batch = make_batch(len(tokenizer))
     w = weights()
-    s = MetaSettings(engine="double_backward", k_warm=1, inner=InnerOptim("adamw", lr=0.01))
+    s = step_cfg(engine="double_backward", k_warm=1, inner=inner_cfg("adamw", lr=0.01))
     ref = meta_step(theta, batch, w, s)
     s.engine = "directional"
     assert rel(meta_step(theta, batch, w, s).grad_w, ref.grad_w) < 1e-5
@@ -241,7 +258,7 @@ def test_theta0_is_not_modified_and_base_is_frozen(gpt2_theta, tokenizer):
     before = {n: t.clone() for n, t in gpt2_theta.init.items()}
     base = {n: p.clone() for n, p in gpt2_theta.model.named_parameters()}
     meta_step(gpt2_theta, make_batch(len(tokenizer)), weights(),
-              MetaSettings(k_warm=2, inner=InnerOptim("adamw", lr=0.01)))
+              step_cfg(k_warm=2, inner=inner_cfg("adamw", lr=0.01)))
     assert all(torch.equal(before[n], t) for n, t in gpt2_theta.init.items())
     assert all(torch.equal(base[n], p) for n, p in gpt2_theta.model.named_parameters())
 
@@ -271,8 +288,8 @@ def test_inner_state_stays_float32_on_a_bf16_base(tokenizer):
     adapters); the meta-gradient then agrees with the float32 base's to bf16 accuracy."""
     import taalm.meta.gradient as mg
 
-    b16 = MetaTheta(make_llama(len(tokenizer)).to(torch.bfloat16), MetaThetaSpec(r=4, alpha=8))
-    f32 = MetaTheta(make_llama(len(tokenizer)), MetaThetaSpec(r=4, alpha=8))
+    b16 = MetaTheta(make_llama(len(tokenizer)).to(torch.bfloat16), theta_cfg(r=4, alpha=8))
+    f32 = MetaTheta(make_llama(len(tokenizer)), theta_cfg(r=4, alpha=8))
     assert {t.dtype for t in b16.init.values()} == {torch.float32}
     seen = []
     real = mg.optim_step
@@ -283,7 +300,7 @@ def test_inner_state_stays_float32_on_a_bf16_base(tokenizer):
 
     batch = make_batch(len(tokenizer))
     w = weights().float()
-    s = MetaSettings(engine="double_backward", k_warm=1, inner=InnerOptim("adamw", lr=0.01))
+    s = step_cfg(engine="double_backward", k_warm=1, inner=inner_cfg("adamw", lr=0.01))
     try:
         mg.optim_step = spy
         r16 = meta_step(b16, batch, w.to(torch.bfloat16), s)
@@ -295,7 +312,7 @@ def test_inner_state_stays_float32_on_a_bf16_base(tokenizer):
     cos = torch.nn.functional.cosine_similarity(r16.grad_w.flatten(), r32.grad_w.flatten(), dim=0)
     assert cos > 0.9, cos
     with pytest.raises(ConfigError, match="float32"):
-        MetaTheta(make_llama(len(tokenizer)).to(torch.bfloat16), MetaThetaSpec(mode="layers", layers=[-1]))
+        MetaTheta(make_llama(len(tokenizer)).to(torch.bfloat16), theta_cfg(mode="layers", layers=[-1]))
 
 
 @pytest.mark.parametrize("make", [make_llama, make_gpt2])
@@ -304,7 +321,7 @@ def test_lora_equals_peft_lora(tokenizer, make):
     from peft import LoraConfig, get_peft_model
 
     r, alpha = 4, 8
-    theta = MetaTheta(make(len(tokenizer)).double(), MetaThetaSpec(r=r, alpha=alpha))
+    theta = MetaTheta(make(len(tokenizer)).double(), theta_cfg(r=r, alpha=alpha))
     ref = get_peft_model(make(len(tokenizer)).double(),
                          LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0,
                                     fan_in_fan_out=make is make_gpt2))

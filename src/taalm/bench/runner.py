@@ -351,10 +351,11 @@ def _peak_memory(device) -> dict:
     rss_mib = rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
     out = {"ru_maxrss_mib": round(rss_mib, 1),
            "ru_maxrss_note": "peak RSS of the whole process so far (includes earlier methods)"}
-    if getattr(device, "type", None) == "cuda":
-        import torch
+    from ..core.devices import peak_memory_mib
 
-        out["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    peak = peak_memory_mib(device)
+    if peak is not None:
+        out["cuda_max_allocated_mib"] = round(peak, 1)
     return out
 
 
@@ -464,10 +465,9 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
 
     if model is not None:
         model = copy.deepcopy(model)  # every method starts from the same θ0
-        if getattr(next(model.parameters()).device, "type", None) == "cuda":
-            import torch
+        from ..core.devices import reset_peak_memory
 
-            torch.cuda.reset_peak_memory_stats()
+        reset_peak_memory(next(model.parameters()).device)
     elif lc.model.device not in ("cpu",):
         try:
             import torch

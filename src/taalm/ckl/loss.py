@@ -62,6 +62,20 @@ def known_tokens(logits: torch.Tensor, input_ids: torch.Tensor,
     return out & target_mask(attention_mask, input_ids)
 
 
+def per_sequence_weighted_loss(losses: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None,
+                               loss_mask: torch.Tensor | None = None,
+                               eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L_b, S_b)``, both ``[B]``: L_b = Σ_t m w ℓ / S_b with S_b = max(Σ_t m w, eps), the
+    per-sequence weighted loss of the module docstring. The learner averages L_b over sequences;
+    meta-training differentiates it per pair (∂L_b/∂w_t = m_t (ℓ_t − L_b) / S_b needs S_b)."""
+    m = mask.to(losses.dtype)
+    if loss_mask is not None:
+        m = m * loss_mask.to(losses.dtype)
+    w = m if weights is None else m * weights.to(losses.dtype)
+    S = w.sum(dim=1).clamp_min(eps)  # [B]
+    return (w * losses).sum(dim=1) / S, S
+
+
 def weighted_loss_from_token_losses(losses: torch.Tensor, mask: torch.Tensor,
                                     weights: torch.Tensor | None = None,
                                     loss_mask: torch.Tensor | None = None, eps: float = 1e-8,
@@ -72,11 +86,7 @@ def weighted_loss_from_token_losses(losses: torch.Tensor, mask: torch.Tensor,
     sliding window shares with the previous window. ``reduction``: ``mean`` (over sequences),
     ``sum`` (over sequences) or ``none`` (``[B]``).
     """
-    m = mask.to(losses.dtype)
-    if loss_mask is not None:
-        m = m * loss_mask.to(losses.dtype)
-    w = m if weights is None else m * weights.to(losses.dtype)
-    per_seq = (w * losses).sum(dim=1) / w.sum(dim=1).clamp_min(eps)  # [B]
+    per_seq, _ = per_sequence_weighted_loss(losses, mask, weights, loss_mask, eps)  # [B]
     if reduction == "none":
         return per_seq
     if reduction == "sum":

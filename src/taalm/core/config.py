@@ -24,7 +24,7 @@ from .errors import ConfigError
 # Allowed values of the string keys: the one home of these rules (the modules that act on them
 # import them from here).
 ATTN = ("auto", "eager", "sdpa")
-THETA_MODES = ("lora", "full")
+PHI_MODES = ("lora", "full")
 PADDING_SIDES = ("right", "left")
 PROBE_FIELDS = ("task_descriptive", "task_schematic")
 PHI_REDUCTIONS = ("mean", "max")
@@ -129,11 +129,8 @@ class LoraConfig:
 class ThetaConfig:
     """How θ is parameterised while it learns."""
 
-    mode: str = "lora"  # lora | full
+    mode: str = "lora"  # a registered θ form (taalm.ckl.theta): lora | full
     lora: LoraConfig = field(default_factory=LoraConfig)
-
-    def _rules(self, r: _Rules) -> None:
-        r.choice("mode", THETA_MODES)
 
 
 @dataclass
@@ -153,6 +150,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
     known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
+    optimizer: str = "adamw"  # θ's optimizer, a registered part (taalm.ckl.optim)
+    stream: str = "plain"  # how windows become batches each epoch, a registered part (taalm.ckl.streams)
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("epochs", 0)
@@ -239,7 +238,7 @@ class PhiConfig:
     seed: int = 0  # head and LoRA initialisation
 
     def _rules(self, r: _Rules) -> None:
-        r.choice("mode", THETA_MODES)
+        r.choice("mode", PHI_MODES)
         r.choice("reduction", PHI_REDUCTIONS)
         r.finite("head_std", 0.0)
         r.finite("head_bias")
@@ -305,9 +304,11 @@ class InnerConfig:
     k_warm: int = 1  # warm-up steps not differentiated into φ (Adam needs a state first)
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8  # AdamW's ε
 
     def _rules(self, r: _Rules) -> None:
         r.choice("optimizer", INNER_OPTIMIZERS)
+        r.finite("eps", 0.0, low_open=True)
         r.finite("lr", 0.0, low_open=True)
         r.at_least("k_warm", 0)
         r.finite("weight_decay", 0.0)

@@ -68,3 +68,36 @@ def resolve_dtype(spec: "str | object" = "auto", device=None):
     if spec not in _DTYPES:
         raise ConfigError(f"unknown dtype '{spec}' (use auto, fp32, bf16, fp16 or fp64)")
     return getattr(torch, _DTYPES[spec])
+
+
+def device_name(device) -> str | None:
+    """The accelerator's product name (None on CPU and where unknown)."""
+    import torch
+
+    if getattr(device, "type", None) == "cuda":
+        return torch.cuda.get_device_name(device)
+    return None
+
+
+def free_cached_memory(device) -> None:
+    """Return the allocator's cached blocks to the device (after a big temporary model)."""
+    import torch
+
+    if getattr(device, "type", None) == "cuda":
+        torch.cuda.empty_cache()
+
+
+def reset_peak_memory(device) -> None:
+    import torch
+
+    if getattr(device, "type", None) == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device) -> float | None:
+    """Peak memory the allocator handed out on ``device`` since the last reset (None on CPU)."""
+    import torch
+
+    if getattr(device, "type", None) == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None

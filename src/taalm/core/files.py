@@ -79,6 +79,11 @@ def _dumps(obj: Any, **kw) -> str:
     return json.dumps(clean, ensure_ascii=False, allow_nan=False, **kw)
 
 
+def json_line(row: Any) -> str:
+    """One JSON Lines line (with its newline); NaN/Inf as in :func:`atomic_write_json`."""
+    return _dumps(row) + "\n"
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """JSON, atomically; NaN/Inf become null, listed under ``nonfinite`` (:func:`finite_json`)."""
     atomic_write_text(path, _dumps(obj, indent=2) + "\n")
@@ -149,8 +154,10 @@ def environment_info(device: Any = None) -> dict:
         try:
             import torch
 
-            if getattr(device, "type", None) == "cuda":
-                info["device_name"] = torch.cuda.get_device_name(device)
+            from .devices import device_name
+
+            if device_name(device) is not None:
+                info["device_name"] = device_name(device)
             info["torch_threads"] = torch.get_num_threads()
         except Exception:  # pragma: no cover - informational only
             pass

@@ -232,9 +232,11 @@ def _flatten(d, prefix: str = "") -> dict:
     return out
 
 
-def check_resume(info: dict, inputs: dict, config: dict, allowed: Iterable[str] = ("train.epochs", "updates")) -> None:
+def check_resume(info: dict, inputs: dict, config: dict, allowed: Iterable[str] = ("train.epochs", "updates"),
+                 defaults: dict | None = None) -> None:
     """Refuse to resume a run with other inputs or another configuration; name what differs.
-    ``allowed``: keys that may change (more epochs or updates)."""
+    ``allowed``: keys that may change (more epochs or updates). ``defaults`` (the schema's default
+    config): a key that a run of an older taalm did not have yet may hold its default value."""
     old_inputs = info.get("inputs")
     if isinstance(old_inputs, dict):
         for name in sorted(set(old_inputs) | set(inputs)):
@@ -244,6 +246,9 @@ def check_resume(info: dict, inputs: dict, config: dict, allowed: Iterable[str] 
                 raise TaalmError(f"--resume: the run was started with other {name} ({what(a)}; now {what(b)}); "
                                  f"resume with the same inputs, or start a new run")
     old_cfg, new_cfg = _flatten(info.get("config")), _flatten(config)
+    for k, v in _flatten(defaults).items() if defaults else ():
+        if k not in old_cfg and new_cfg.get(k) == v:
+            old_cfg[k] = v
     diff = [k for k in sorted(set(old_cfg) | set(new_cfg))
             if k not in allowed and old_cfg.get(k) != new_cfg.get(k)
             and not k.endswith(".device")]  # where it runs may change

@@ -18,7 +18,7 @@ BPE merges with the preceding space.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import InputError

@@ -54,16 +54,16 @@ forward-mode rule, so the θ model used here must run eager attention (``MetaThe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
-from ..core.config import ENGINES, OBJECTIVES  # the schema holds the allowed values
+from ..ckl.loss import per_sequence_weighted_loss, token_losses
+from ..core.config import ENGINES, OBJECTIVES, InnerConfig, MetaThetaConfig, MetaTrainConfig
 from ..core.errors import ConfigError
-from ..ckl.loss import token_losses
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,17 +109,6 @@ def _linear_shape(mod: torch.nn.Module) -> tuple[int, int] | None:
     return None
 
 
-@dataclass
-class MetaThetaSpec:
-    """Which part of θ the inner step trains during meta-training."""
-
-    mode: str = "lora"  # lora (per-pair adapters, batched) | layers (whole decoder layers)
-    r: int = 16
-    alpha: float = 32.0
-    layers: list[int] = field(default_factory=lambda: [-2, -1])  # mode=layers; negative = from the end
-    seed: int = 0
-
-
 class MetaTheta:
     """The base model θ as used by meta-training.
 
@@ -129,8 +118,8 @@ class MetaTheta:
     backbone, ``logits`` adds the frozen LM head.
     """
 
-    def __init__(self, model: torch.nn.Module, spec: MetaThetaSpec | None = None):
-        spec = spec or MetaThetaSpec()
+    def __init__(self, model: torch.nn.Module, spec: MetaThetaConfig | None = None, seed: int = 0):
+        spec = spec or MetaThetaConfig()
         self.spec = spec
         self.model = model.eval()
         for p in model.parameters():
@@ -156,7 +145,7 @@ class MetaTheta:
             raise ConfigError(f"θ mode 'layers' trains whole decoder layers in the base dtype ({base_dt}); "
                               "its inner AdamW would run in low precision: load θ in float32 or use mode=lora")
         dev = next(model.parameters()).device
-        gen = torch.Generator().manual_seed(spec.seed)
+        gen = torch.Generator().manual_seed(seed)
         self.init: dict[str, torch.Tensor] = {}
         if spec.mode == "lora":
             targets = [(n, m) for n, m in self.backbone.named_modules() if _linear_shape(m)]
@@ -244,19 +233,6 @@ def _decoder_layers(backbone) -> list[tuple[str, torch.nn.Module]]:
 # --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
-def per_token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """ℓ_t aligned with the tokens ``[P, T]`` (0 where invalid) and the mask m ``[P, T]``
-    (:func:`taalm.loss.token_losses`)."""
-    return token_losses(logits, input_ids, attention_mask)
-
-
-def weighted_per_pair(losses: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """L_p = Σ m w ℓ / S and S = Σ m w per pair (``[P]`` each). S is clamped like ``taalm.loss``."""
-    mw = m.to(losses.dtype) * w.to(losses.dtype)
-    S = mw.sum(1).clamp_min(1e-8)
-    return (mw * losses).sum(1) / S, S
-
-
 def outer_objective(name: str, task_losses: torch.Tensor, answer_mask: torch.Tensor,
                     task_losses0: torch.Tensor | None = None) -> torch.Tensor:
     """Outer loss per pair ``[P]`` from the task's per-token losses at θ' (and at θ0).
@@ -281,22 +257,6 @@ def outer_objective(name: str, task_losses: torch.Tensor, answer_mask: torch.Ten
 # --------------------------------------------------------------------------------------------
 # Functional optimizers (out of place, differentiable)
 # --------------------------------------------------------------------------------------------
-@dataclass
-class InnerOptim:
-    """The inner optimizer of meta-training."""
-
-    name: str = "adamw"  # adamw | sgd
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-
-    def __post_init__(self):
-        if self.name not in ("adamw", "sgd"):
-            raise ConfigError(f"unknown inner optimizer '{self.name}' (adamw | sgd)")
-        self.betas = tuple(self.betas)
-
-
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     """√x with derivative 0 (instead of ∞·0 = NaN) where x = 0."""
     pos = x > 0
@@ -311,7 +271,7 @@ def init_state(params: dict, moments: bool = True) -> dict:
             "v": {n: torch.zeros_like(p) for n, p in params.items()}}
 
 
-def optim_step(opt: InnerOptim, params: dict, grads: dict, state: dict) -> tuple[dict, dict]:
+def optim_step(opt: InnerConfig, params: dict, grads: dict, state: dict) -> tuple[dict, dict]:
     """One step of ``opt`` out of place: returns (new params, new state).
 
     Same arithmetic as ``torch.optim.AdamW`` / ``torch.optim.SGD`` (decoupled weight decay for
@@ -321,11 +281,11 @@ def optim_step(opt: InnerOptim, params: dict, grads: dict, state: dict) -> tuple
     lr, wd = opt.lr, opt.weight_decay
     new, t = {}, state["t"] + 1
     ms, vs = {}, {}
-    b1, b2 = opt.betas
+    b1, b2 = tuple(opt.betas)
     for n, p in params.items():
         g = grads[n]
         q = p * (1 - lr * wd) if wd else p
-        if opt.name == "sgd":
+        if opt.optimizer == "sgd":
             new[n] = q - lr * g
             continue
         m = b1 * state["m"][n] + (1 - b1) * g
@@ -333,15 +293,15 @@ def optim_step(opt: InnerOptim, params: dict, grads: dict, state: dict) -> tuple
         bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
         new[n] = q - (lr / bc1) * m / (_safe_sqrt(v / bc2) + opt.eps)
         ms[n], vs[n] = m, v
-    return new, ({"t": t, "m": ms, "v": vs} if opt.name == "adamw" else {**state, "t": t})
+    return new, ({"t": t, "m": ms, "v": vs} if opt.optimizer == "adamw" else {**state, "t": t})
 
 
-def update_derivative(opt: InnerOptim, grads: dict, state: dict) -> dict:
+def update_derivative(opt: InnerConfig, grads: dict, state: dict) -> dict:
     """U'(g): elementwise derivative of the step U with respect to g, the state before the step
     held fixed (see the module docstring)."""
-    if opt.name == "sgd":
+    if opt.optimizer == "sgd":
         return {n: torch.full_like(g, opt.lr) for n, g in grads.items()}
-    b1, b2 = opt.betas
+    b1, b2 = tuple(opt.betas)
     t = state["t"] + 1
     bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
     out = {}
@@ -356,7 +316,7 @@ def update_derivative(opt: InnerOptim, grads: dict, state: dict) -> dict:
     return out
 
 
-def _step_and_derivative(opt: InnerOptim, p: torch.Tensor, g: torch.Tensor, state: dict, name: str):
+def _step_and_derivative(opt: InnerConfig, p: torch.Tensor, g: torch.Tensor, state: dict, name: str):
     """θ' and U'(g) for one tensor, without keeping the new optimizer state (the directional
     engine needs nothing else; same arithmetic as :func:`optim_step` / :func:`update_derivative`)."""
     one = {"t": state["t"], "m": {name: state["m"].get(name)}, "v": {name: state["v"].get(name)}}
@@ -388,17 +348,6 @@ class PairBatch:
 
 
 @dataclass
-class MetaSettings:
-    engine: str = "directional"  # directional | double_backward
-    directional: str = "forward"  # forward (JVP) | fd (central finite differences)
-    fd_step: float = 1e-2  # fd: ‖h·v‖ per pair (parameter-space step length; 1e-2 suits float32)
-    objective: str = "answer_nll"
-    k_warm: int = 1
-    unrelated_weight: float = 0.0  # λ_U; needs the batch's unrelated task
-    inner: InnerOptim = field(default_factory=InnerOptim)
-
-
-@dataclass
 class MetaStepResult:
     grad_w: torch.Tensor  # ∂(mean outer loss)/∂w  [P, T]
     outer: torch.Tensor  # outer loss per pair at θ' [P] (detached)
@@ -412,33 +361,33 @@ def _grads(loss, params: dict, **kw) -> dict:
     return {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, gs)}
 
 
-def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaSettings, ref: dict) -> torch.Tensor:
+def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaTrainConfig, ref: dict) -> torch.Tensor:
     """The outer loss per pair ``[P]`` at θ = ``params`` (differentiable in params)."""
-    lt, _ = per_token_nll(theta.logits(params, batch.task_ids, batch.task_mask), batch.task_ids, batch.task_mask)
+    lt, _ = token_losses(theta.logits(params, batch.task_ids, batch.task_mask), batch.task_ids, batch.task_mask)
     out = outer_objective(s.objective, lt, batch.answer, ref.get("task0"))
     if s.unrelated_weight:
-        lu, _ = per_token_nll(theta.logits(params, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
+        lu, _ = token_losses(theta.logits(params, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
         a = batch.u_answer.to(lu.dtype)
         out = out + s.unrelated_weight * (a * (lu - ref["u0"]).abs()).sum(1) / a.sum(1).clamp_min(1)
     return out
 
 
 @torch.no_grad()
-def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaSettings) -> dict:
+def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaTrainConfig) -> dict:
     """Task (and unrelated-task) losses at θ0: constants of the change/penalty objectives."""
     ref = {}
     if s.objective != "answer_nll":
-        ref["task0"], _ = per_token_nll(theta.logits(params0, batch.task_ids, batch.task_mask),
+        ref["task0"], _ = token_losses(theta.logits(params0, batch.task_ids, batch.task_mask),
                                         batch.task_ids, batch.task_mask)
     if s.unrelated_weight:
         if batch.u_ids is None:
             raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
-        ref["u0"], _ = per_token_nll(theta.logits(params0, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
+        ref["u0"], _ = token_losses(theta.logits(params0, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
     return ref
 
 
 @torch.enable_grad()  # works when called under no_grad (e.g. finite-difference checks)
-def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettings,
+def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainConfig,
               params0: dict | None = None, warm_weights: torch.Tensor | None = None) -> MetaStepResult:
     """∂O/∂w for P pairs (see the module docstring). ``w`` ``[P, T]`` may carry φ's graph; it is
     detached here: the caller finishes with ``w.backward(result.grad_w)``.
@@ -456,17 +405,17 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
     params = params0 if params0 is not None else theta.pairs(P)
     params_init = params  # θ0 (the warm-up builds new tensors)
     ref = _reference_losses(theta, params, batch, s)
-    state = init_state(params, moments=s.inner.name == "adamw")
+    state = init_state(params, moments=s.inner.optimizer == "adamw")
 
     def doc_loss(p, weights):
         lg = theta.logits(p, batch.doc_ids, batch.doc_mask)
-        losses, m = per_token_nll(lg, batch.doc_ids, batch.doc_mask)
-        L, _ = weighted_per_pair(losses, m, weights)
+        losses, m = token_losses(lg, batch.doc_ids, batch.doc_mask)
+        L, _ = per_sequence_weighted_loss(losses, m, weights)
         return L, lg, losses, m
 
     # ---- warm-up: w fixed, nothing tracked into φ ---------------------------------------------
     ww = w if warm_weights is None else warm_weights.detach().to(w.dtype)
-    for _ in range(s.k_warm):
+    for _ in range(s.inner.k_warm):
         p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
         L = doc_loss(p, ww)[0]
         g = _grads(L.sum(), p)  # Σ over pairs: every pair's θ gets its own gradient
@@ -476,7 +425,7 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaSettin
         del p, g
 
     with torch.no_grad():
-        outer0 = (outer_objective("answer_nll", per_token_nll(
+        outer0 = (outer_objective("answer_nll", token_losses(
             theta.logits(params_init, batch.task_ids, batch.task_mask),
             batch.task_ids, batch.task_mask)[0], batch.answer)
             if s.objective == "answer_nll" else torch.zeros(P, dtype=w.dtype))
@@ -571,7 +520,7 @@ def _fd_directional(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch, step:
         def shift(sign):
             return {n: p0[n] + sign * h * v[n] for n in p0}
 
-    lp, _ = per_token_nll(theta.logits(shift(1.0), batch.doc_ids, batch.doc_mask), batch.doc_ids, batch.doc_mask)
-    lm, _ = per_token_nll(theta.logits(shift(-1.0), batch.doc_ids, batch.doc_mask), batch.doc_ids, batch.doc_mask)
+    lp, _ = token_losses(theta.logits(shift(1.0), batch.doc_ids, batch.doc_mask), batch.doc_ids, batch.doc_mask)
+    lm, _ = token_losses(theta.logits(shift(-1.0), batch.doc_ids, batch.doc_mask), batch.doc_ids, batch.doc_mask)
     hh = h.view(-1, 1) if torch.is_tensor(h) else h
     return (lp - lm) / (2 * hh)

@@ -36,10 +36,10 @@ from ..core.config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig,
                      check_config, save_config, to_dict)
 from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
-from .gradient import (InnerOptim, MetaSettings, MetaTheta, MetaThetaSpec,
-                            PairBatch, meta_step)
-from ..ckl.learner import save_optimizer_state
-from ..core.files import atomic_write_json, environment_info, load_tensors, read_jsonl, write_jsonl
+from .gradient import MetaTheta, PairBatch, meta_step
+from ..core.checkpoint import Checkpointer
+from ..core.metrics import open_logger
+from ..core.files import atomic_write_json, environment_info
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,44 +192,10 @@ def validation_references(base_model, tokenizer, val_pairs: list[Pair], cfg: Met
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
-def _save_checkpoint(out: Path, update: int, phi, opt, state: dict) -> None:
-    """``checkpoints/update-N/`` (φ, optimizer), then :func:`taalm.runfolder.commit_checkpoint`."""
-    from ..core.runfolder import commit_checkpoint
-
-    folder = out / "checkpoints" / f"update-{update:06d}"
-    phi.save_pretrained(folder / "phi")
-    save_optimizer_state(folder / "optimizer.safetensors", opt, list(phi.trainable_parameters()))
-    commit_checkpoint(out / "checkpoints", folder, {"update": update, **state}, "update-*")
-
-
-def _read_checkpoint(folder: Path, latest: dict | None, params: dict, opt) -> tuple[dict, dict, dict]:
-    """(state, φ tensors, optimizer state_dict) of one checkpoint, fully verified; loads nothing."""
-    from ..ckl.learner import optimizer_state_from_tensors
-    from ..core.runfolder import checkpoint_state
-
-    state = checkpoint_state(folder, latest)
-    saved = load_tensors(folder / "phi" / "phi.safetensors")
-    if set(saved) != set(params) or any(saved[n].shape != p.shape for n, p in params.items()):
-        raise ValueError("does not match this φ configuration")
-    if not all(torch.isfinite(t).all() for t in saved.values()):
-        raise ValueError("holds NaN/Inf")
-    return state, saved, optimizer_state_from_tensors(opt, load_tensors(folder / "optimizer.safetensors"), list(params))
-
-
-def _load_checkpoint(out: Path, phi, opt, log: Callable[[str], None] = print) -> dict:
-    """The newest usable checkpoint, verified in full before it is loaded
-    (:func:`taalm.runfolder.newest_usable_checkpoint`)."""
-    from ..core.runfolder import newest_usable_checkpoint
-
-    params = phi.trainable_parameters()
-    state, saved, opt_sd = newest_usable_checkpoint(
-        out / "checkpoints", "update-*", lambda f, latest: _read_checkpoint(f, latest, params, opt),
-        log, "no φ update was checkpointed yet")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(saved[n])
-    opt.load_state_dict(opt_sd)
-    return state
+def phi_checkpointer(out: Path, phi) -> Checkpointer:
+    """``checkpoints/update-N/``: φ as a loadable folder (``phi/``) and φ's optimizer."""
+    return Checkpointer(out / "checkpoints", "update", 6, tensor_file="phi/phi.safetensors",
+                        write_tensors=lambda folder: phi.save_pretrained(folder / "phi"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,8 +293,7 @@ def _build_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
     elif tokenizer is None:
         raise TaalmError("pass the tokenizer together with the model")
     device = next(model.parameters()).device
-    theta = MetaTheta(copy.deepcopy(model).to(device),
-                      MetaThetaSpec(cfg.theta.mode, cfg.theta.r, cfg.theta.alpha, list(cfg.theta.layers), cfg.seed))
+    theta = MetaTheta(copy.deepcopy(model).to(device), cfg.theta, seed=cfg.seed)
     if phi is None and cfg.init:
         log(f"loading φ from {cfg.init} (warm start) ...")
         phi = TrainAttention.from_pretrained(Path(cfg.init).expanduser(), device=str(device), dtype=cfg.model.dtype)
@@ -338,8 +303,8 @@ def _build_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
     return model, theta, phi, tokenizer
 
 
-def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, settings: MetaSettings,
-                 update: int, pad_id: int, device) -> dict:
+def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, update: int, pad_id: int,
+                 device) -> dict:
     """One φ update's gradient, accumulated over micro-batches of pairs (mean over the update's
     pairs); returns the update's statistics. φ's optimizer step is the caller's."""
     idx = pair_stream(len(enc), cfg.seed, cfg.stream_offset + (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
@@ -353,7 +318,7 @@ def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, setti
             unrelated = [enc[(i + off) % len(enc)] for i in idx[k:k + cfg.micro_pairs]]
         batch = make_batch(items, pad_id, device, unrelated)
         w = phi_weights(phi, items, batch.doc_ids.shape[1], device)  # [P, T], φ's graph
-        res = meta_step(theta, batch, w, settings)
+        res = meta_step(theta, batch, w, cfg)
         outer = res.outer.sum().item()
         if not math.isfinite(outer):
             raise TrainingDiverged(f"the outer loss is {outer} at update {update}; lower inner.lr "
@@ -396,14 +361,10 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, 
     enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
     if not enc:
         raise TaalmError("no training pairs")
-    settings = MetaSettings(engine=cfg.engine, directional=cfg.directional, fd_step=cfg.fd_step,
-                            objective=cfg.objective, k_warm=cfg.inner.k_warm,
-                            unrelated_weight=cfg.unrelated_weight,
-                            inner=InnerOptim(cfg.inner.optimizer, cfg.inner.lr, tuple(cfg.inner.betas),
-                                             weight_decay=cfg.inner.weight_decay))
     params = phi.trainable_parameters()
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = _load_checkpoint(run.path, phi, opt, log) if run is not None and run.resume else None
+    ckpt = phi_checkpointer(run.path, phi) if run is not None else None
+    state = ckpt.load_newest(params, opt, log, "no φ update was checkpointed yet") if run is not None and run.resume else None
     out = run.path if run is not None else None
 
     def run_info(status: str, folder: Path | None = None, **more) -> None:
@@ -418,13 +379,13 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, 
     if state is not None:
         start, best = state["update"], state.get("best")
         elapsed_before = float(state.get("seconds", 0.0))
-        log_rows = [r for r in read_jsonl(out / "log.jsonl") if r["update"] <= start]
-        val_rows = [r for r in read_jsonl(out / "val.jsonl") if r["update"] <= start]
         log(f"resuming {out} after update {start}")
     if run is not None:  # starts for real: staged folder swapped into place (or resumed in place)
         run.start(lambda folder: (save_config(cfg, folder / "config.yaml"), run_info("running", folder)))
-        write_jsonl(out / "log.jsonl", log_rows)  # rows past the checkpoint are redone
-        write_jsonl(out / "val.jsonl", val_rows)
+    keep = (lambda row: row["update"] <= start) if state is not None else None  # rows past it are redone
+    update_log = open_logger(out / "log.jsonl" if out is not None else None, keep)
+    val_log = open_logger(out / "val.jsonl" if out is not None else None, keep)
+    log_rows, val_rows = list(getattr(update_log, "rows", [])), list(getattr(val_log, "rows", []))
 
     heat_items = val_pairs[:4] if val_pairs else pairs[:4]  # documents of the before/after heatmap
     heat_enc = encode_pairs(tokenizer, heat_items, cfg.max_doc_tokens)
@@ -442,14 +403,13 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, 
                "seconds": round(time.time() - t0, 1)}
         phi.train()
         val_rows.append(row)
+        val_log.log_row(row)
         log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})")
         if best is None or row["accuracy"] > best["accuracy"]:
             best = row
             if out is not None:
                 phi.save_pretrained(out / "best")
                 atomic_write_json(out / "best" / "validation.json", row)
-        if out is not None:
-            write_jsonl(out / "val.jsonl", val_rows)
 
     references = _references(out, val_pairs, base_model, tokenizer, cfg, log)
     if start == 0 and not val_rows and cfg.val.at_start:
@@ -464,7 +424,7 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, 
         for update in range(start + 1, cfg.updates + 1):
             t0 = time.time()
             opt.zero_grad(set_to_none=True)
-            stats = _meta_update(phi, theta, enc, cfg, settings, update, tokenizer.pad_token_id, device)
+            stats = _meta_update(phi, theta, enc, cfg, update, tokenizer.pad_token_id, device)
             gnorm = float(torch.nn.utils.clip_grad_norm_(list(params.values()),
                                                          cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
             if not math.isfinite(gnorm):
@@ -473,16 +433,15 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, 
                 group["lr"] = phi_lr(cfg, update)
             opt.step()
             log_rows.append(_log_row(update, phi_lr(cfg, update), stats, gnorm, time.time() - t0))
-            if out is not None:
-                write_jsonl(out / "log.jsonl", log_rows)
+            update_log.log_row(log_rows[-1])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(outer=f"{log_rows[-1]['outer']:.3f}", w_ans=log_rows[-1]["w_answer"])
             if cfg.val.every > 0 and (update % cfg.val.every == 0 or update == cfg.updates):
                 do_validation(update)
             if out is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
-                _save_checkpoint(out, update, phi, opt,
-                                 {"best": best, "seconds": round(elapsed_before + time.time() - t_start, 1)})
+                ckpt.save(update, params, opt, {"update": update, "best": best,
+                                                "seconds": round(elapsed_before + time.time() - t_start, 1)})
     except TrainingDiverged as e:
         if out is not None:
             run_info("failed", error=str(e))
@@ -492,6 +451,8 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, 
             run_info("interrupted")
         raise
     finally:
+        update_log.close()
+        val_log.close()
         if bar is not None:
             bar.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ...core.devices import free_cached_memory
 from ...core.errors import ConfigError
 from .base import WEIGHTINGS, PrepareContext, WeightingMethod
 
@@ -36,8 +37,7 @@ class TaalmWeights(WeightingMethod):
                                             self.cfg.taalm.batch_size)
         finally:
             del phi  # φ is not needed once every document has its weights
-            if ctx.device.type == "cuda":
-                torch.cuda.empty_cache()
+            free_cached_memory(ctx.device)
 
     def document_weights(self, doc_index, encoded):
         if self.cached is None:

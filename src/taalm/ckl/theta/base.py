@@ -1,8 +1,17 @@
-"""How the base model θ is parameterised while it learns: LoRA (default) or full fine-tuning.
+"""θ forms: how the base model θ is parameterised while it learns, registered by name.
 
-``wrap_theta`` returns the model to train; ``trainable_parameters`` names what the optimizer
-updates (everything else is frozen and must not change: tested). ``save_theta`` writes only
-safetensors + JSON: the LoRA adapter (peft format) or the full model.
+A :class:`ThetaForm` makes a loaded base model trainable (:meth:`ThetaForm.prepare`), says what
+the optimizer updates (:func:`trainable_parameters`; everything else is frozen and must not
+change: tested) and saves the learned θ as safetensors + JSON (:meth:`ThetaForm.save`).
+``prepare`` accepts a model it already prepared and returns it unchanged, so a second
+:func:`taalm.learn` call continues the same θ instead of stacking a second adapter.
+
+Add a form with one file in ``taalm/ckl/theta/`` (imported by its ``__init__``)::
+
+    @THETA_FORMS.register("mine")
+    class Mine(ThetaForm):
+        def prepare(self, model): ...
+        def save(self, model, tokenizer, folder): ...
 """
 
 from __future__ import annotations
@@ -10,35 +19,38 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from ..core.config import ThetaConfig
-from ..core.errors import ConfigError, ModelLoadError
+from ...core.config import ThetaConfig
+from ...core.errors import ConfigError, ModelLoadError
+from ...core.registry import Registry
 
-THETA_MODES = ("lora", "full")
+THETA_FORMS: Registry["ThetaForm"] = Registry("θ form", "theta.mode")
 
 
-def wrap_theta(model, cfg: ThetaConfig, seed: int = 0):
-    """Make ``model`` trainable as ``cfg.mode`` says; returns the (possibly peft-wrapped) model."""
-    if cfg.mode == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return model
-    if cfg.mode == "lora":
-        from peft import LoraConfig, get_peft_model
+class ThetaForm:
+    """One way to parameterise θ; ``cfg`` is the run's ``theta`` section, ``seed`` its seed."""
 
-        targets = cfg.lora.target_modules
-        target = "all-linear" if targets == ["all-linear"] else list(targets)
-        lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=target, bias="none", task_type="CAUSAL_LM")
-        torch.manual_seed(seed)  # LoRA A matrices are random: make θ0 reproducible
-        try:
-            with _quiet_peft():
-                return get_peft_model(model, lcfg)
-        except ValueError as e:
-            raise ConfigError(f"theta.lora.target_modules={targets}: {e}") from None
-    raise ConfigError(f"unknown theta.mode '{cfg.mode}' (use {' or '.join(THETA_MODES)})")
+    name: ClassVar[str] = ""
+
+    def __init__(self, cfg: ThetaConfig, seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+
+    def prepare(self, model):
+        """The model to train (``model`` itself or a wrapper); a model this form already
+        prepared comes back as it is."""
+        raise NotImplementedError
+
+    def save(self, model, tokenizer, folder: Path) -> Path:
+        """Write the learned θ under ``folder``; returns the path written."""
+        raise NotImplementedError
+
+
+def get_theta_form(cfg: ThetaConfig, seed: int = 0) -> ThetaForm:
+    return THETA_FORMS.get(cfg.mode)(cfg, seed)
 
 
 def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
@@ -49,22 +61,6 @@ def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     total = sum(p.numel() for p in model.parameters())
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total
-
-
-def save_theta(model, tokenizer, folder: str | Path, mode: str) -> Path:
-    """Save the learned θ: ``folder/adapter`` (LoRA, peft format) or ``folder/model`` (full)."""
-    from ..core.files import atomic_write_json, save_tensors
-
-    folder = Path(folder)
-    if mode == "lora":
-        out = folder / "adapter"
-        with warnings.catch_warnings():  # "could not find a config file" for GGUF-loaded bases
-            warnings.simplefilter("ignore", UserWarning)
-            model.save_pretrained(str(out), safe_serialization=True)
-        return out
-    from ..models.loading import save_model_folder
-
-    return save_model_folder(model, tokenizer, folder / "model")
 
 
 def adapter_folder(folder: str | Path) -> Path:
@@ -86,7 +82,7 @@ def load_adapter(model, folder: str | Path):
 
     folder = adapter_folder(folder)
     try:
-        with _quiet_peft():
+        with quiet_peft():
             loaded = PeftModel.from_pretrained(model, str(folder))
     except Exception as e:  # noqa: BLE001 - a corrupted file or an adapter of another architecture
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -98,7 +94,7 @@ def load_adapter(model, folder: str | Path):
 
 
 @contextlib.contextmanager
-def _quiet_peft():
+def quiet_peft():
     """Silence peft's use of a deprecated transformers attribute (a FutureWarning per model)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -1,0 +1,6 @@
+"""Data streams, one file per stream; importing this package registers them (``plain``)."""
+
+from .base import STREAMS, DataStream, length_grouped_order, micro_batches
+from .plain import Plain
+
+__all__ = ["STREAMS", "DataStream", "length_grouped_order", "micro_batches", "Plain"]

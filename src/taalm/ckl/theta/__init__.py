@@ -1,0 +1,15 @@
+"""θ forms, one file per form; importing this package registers them all (``lora``, ``full``)."""
+
+from .base import (THETA_FORMS, ThetaForm, adapter_folder, count_parameters, get_theta_form, load_adapter,
+                   trainable_parameters)
+from .full import Full
+from .lora import Lora
+
+
+def wrap_theta(model, cfg, seed: int = 0):
+    """``get_theta_form(cfg, seed).prepare(model)``: the model made trainable as ``cfg.mode`` says."""
+    return get_theta_form(cfg, seed).prepare(model)
+
+
+__all__ = ["THETA_FORMS", "ThetaForm", "adapter_folder", "count_parameters", "get_theta_form", "load_adapter",
+           "trainable_parameters", "wrap_theta", "Full", "Lora"]

@@ -1,0 +1,45 @@
+"""θ form ``lora``: LoRA adapters (peft) on a frozen base; the default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...core.errors import ConfigError
+from .base import THETA_FORMS, ThetaForm, quiet_peft
+
+
+@THETA_FORMS.register("lora")
+class Lora(ThetaForm):
+    """LoRA adapters (peft) on a frozen base: only the adapters train; saved in peft format."""
+
+    def prepare(self, model):
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        c = self.cfg.lora
+        targets = c.target_modules
+        if isinstance(model, PeftModel):  # prepared by an earlier learn(): continue it
+            have = model.peft_config["default"]
+            if (have.r, have.lora_alpha) != (c.r, c.alpha):
+                raise ConfigError(f"the model already carries a LoRA adapter with r={have.r}, alpha={have.lora_alpha}; "
+                                  f"theta.lora asks for r={c.r}, alpha={c.alpha}", "theta.lora")
+            return model
+        target = "all-linear" if targets == ["all-linear"] else list(targets)
+        lcfg = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
+                          target_modules=target, bias="none", task_type="CAUSAL_LM")
+        torch.manual_seed(self.seed)  # LoRA A matrices are random: make θ0 reproducible
+        try:
+            with quiet_peft():
+                return get_peft_model(model, lcfg)
+        except ValueError as e:
+            raise ConfigError(f"theta.lora.target_modules={targets}: {e}") from None
+
+    def save(self, model, tokenizer, folder: Path) -> Path:
+        import warnings
+
+        out = Path(folder) / "adapter"
+        with warnings.catch_warnings():  # "could not find a config file" for GGUF-loaded bases
+            warnings.simplefilter("ignore", UserWarning)
+            model.save_pretrained(str(out), safe_serialization=True)
+        return out
