@@ -386,6 +386,14 @@ def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaTrainC
     return ref
 
 
+def _doc_loss(theta: MetaTheta, batch: PairBatch, p: dict, weights: torch.Tensor):
+    """(L [P], logits, ℓ [P, T], m [P, T]): the weighted document loss of each pair's θ."""
+    lg = theta.logits(p, batch.doc_ids, batch.doc_mask)
+    losses, m = token_losses(lg, batch.doc_ids, batch.doc_mask)
+    L, _ = per_sequence_weighted_loss(losses, m, weights)
+    return L, lg, losses, m
+
+
 @torch.enable_grad()  # works when called under no_grad (e.g. finite-difference checks)
 def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainConfig,
               params0: dict | None = None, warm_weights: torch.Tensor | None = None) -> MetaStepResult:
@@ -406,50 +414,54 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
     params_init = params  # θ0 (the warm-up builds new tensors)
     ref = _reference_losses(theta, params, batch, s)
     state = init_state(params, moments=s.inner.optimizer == "adamw")
-
-    def doc_loss(p, weights):
-        lg = theta.logits(p, batch.doc_ids, batch.doc_mask)
-        losses, m = token_losses(lg, batch.doc_ids, batch.doc_mask)
-        L, _ = per_sequence_weighted_loss(losses, m, weights)
-        return L, lg, losses, m
-
-    # ---- warm-up: w fixed, nothing tracked into φ ---------------------------------------------
     ww = w if warm_weights is None else warm_weights.detach().to(w.dtype)
-    for _ in range(s.inner.k_warm):
-        p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
-        L = doc_loss(p, ww)[0]
-        g = _grads(L.sum(), p)  # Σ over pairs: every pair's θ gets its own gradient
-        del L
-        with torch.no_grad():
-            params, state = optim_step(s.inner, p, g, state)
-        del p, g
-
+    params, state = _warm_up(theta, batch, params, state, ww, s)
     with torch.no_grad():
         outer0 = (outer_objective("answer_nll", token_losses(
             theta.logits(params_init, batch.task_ids, batch.task_mask),
             batch.task_ids, batch.task_mask)[0], batch.answer)
             if s.objective == "answer_nll" else torch.zeros(P, dtype=w.dtype))
-
     p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
-    if s.engine == "double_backward":
-        wl = w.clone().requires_grad_(True)
-        L, *_ = doc_loss(p, wl)
-        g = _grads(L.sum(), p, create_graph=True)
-        p_new, _ = optim_step(s.inner, p, g, state)
-        outer = _task_terms(theta, p_new, batch, s, ref)
-        (grad_w,) = torch.autograd.grad(outer.mean(), wl)
-        return MetaStepResult(grad_w.detach(), outer.detach(), outer0, L.detach())
+    engine = _double_backward if s.engine == "double_backward" else _directional
+    grad_w, outer, L = engine(theta, batch, w, p, state, s, ref)
+    return MetaStepResult(grad_w, outer, outer0, L)
 
-    # ---- directional: (★) ------------------------------------------------------------------------
-    # Memory matters here (P copies of θ): every per-pair tensor is freed as soon as it is used.
-    L, logits, _, m = doc_loss(p, w)
+
+def _warm_up(theta: MetaTheta, batch: PairBatch, params: dict, state: dict, ww: torch.Tensor,
+             s: MetaTrainConfig) -> tuple[dict, dict]:
+    """``k_warm`` inner steps with the weights fixed; nothing is tracked into φ."""
+    for _ in range(s.inner.k_warm):
+        p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
+        L = _doc_loss(theta, batch, p, ww)[0]
+        g = _grads(L.sum(), p)  # Σ over pairs: every pair's θ gets its own gradient
+        del L
+        with torch.no_grad():
+            params, state = optim_step(s.inner, p, g, state)
+        del p, g
+    return params, state
+
+
+def _double_backward(theta, batch, w, p, state, s: MetaTrainConfig, ref):
+    """Engine ``double_backward``: differentiate the unrolled step with autograd (create_graph)."""
+    wl = w.clone().requires_grad_(True)
+    L, *_ = _doc_loss(theta, batch, p, wl)
+    g = _grads(L.sum(), p, create_graph=True)
+    p_new, _ = optim_step(s.inner, p, g, state)
+    outer = _task_terms(theta, p_new, batch, s, ref)
+    (grad_w,) = torch.autograd.grad(outer.mean(), wl)
+    return grad_w.detach(), outer.detach(), L.detach()
+
+
+def _directional(theta, batch, w, p, state, s: MetaTrainConfig, ref):
+    """Engine ``directional``, (★) of the module docstring: one first-order backward for
+    v = ∇θ'O ⊙ U'(g), then d = ∂ℓ/∂θ · v per token by a JVP (or finite differences).
+    Memory matters here (P copies of θ): every per-pair tensor is freed as soon as it is used."""
+    L, logits, _, m = _doc_loss(theta, batch, p, w)
     g = _grads(L.sum(), p)  # frees the inner graph
     L = L.detach()
     with torch.no_grad():
-        dldh = None
-        if s.directional == "forward":
-            dldh = _dloss_dhidden(logits, batch.doc_ids, theta.head.weight)  # [P, T, H]
-        del logits
+        dldh = _dloss_dhidden(logits, batch.doc_ids, theta.head.weight) if s.directional == "forward" else None
+        del logits  # dldh: [P, T, H]
         p0 = {n: t.detach() for n, t in p.items()}
         p_new, Up, structural_zero = {}, {}, {}
         for n in list(g):
@@ -463,9 +475,7 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
     go = _grads(outer.mean(), p_new)
     del p_new
     with torch.no_grad():
-        v = {}
-        for n in list(go):
-            v[n] = go.pop(n).mul_(Up.pop(n))  # v = ∇θ'O ⊙ U'(g)
+        v = {n: go.pop(n).mul_(Up.pop(n)) for n in list(go)}  # v = ∇θ'O ⊙ U'(g)
         if s.directional == "forward":
             hdot = _jvp_hidden(theta, p0, v, batch)
             d = F.pad((dldh[:, :-1] * hdot[:, :-1].to(dldh.dtype)).sum(-1), (1, 0))  # [P, T]
@@ -480,11 +490,9 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
         else:
             raise ConfigError(f"unknown directional mode '{s.directional}' (forward | fd)")
         d = d * m
-        mw = m.to(d.dtype) * w.to(d.dtype)
-        S = mw.sum(1, keepdim=True).clamp_min(1e-8)
-        vg = (mw * d).sum(1, keepdim=True) / S  # ⟨v, g⟩ per pair
-        grad_w = -m.to(d.dtype) * (d - vg) / S
-    return MetaStepResult(grad_w, outer.detach(), outer0, L)
+        vg, S = per_sequence_weighted_loss(d, m, w)  # ⟨v, g⟩ per pair and S = Σ m w   [P]
+        grad_w = -m.to(d.dtype) * (d - vg[:, None]) / S[:, None]
+    return grad_w, outer.detach(), L
 
 
 def _jvp_hidden(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch) -> torch.Tensor:

@@ -26,7 +26,7 @@ import gc
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +38,7 @@ from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
 from .gradient import MetaTheta, PairBatch, meta_step
 from ..core.checkpoint import Checkpointer
-from ..core.metrics import open_logger
+from ..core.metrics import MetricLogger, NullLogger, open_logger
 from ..core.files import atomic_write_json, environment_info
 
 
@@ -349,118 +349,167 @@ def _log_row(update: int, lr: float, stats: dict, gnorm: float, seconds: float) 
             "grad_norm": round(gnorm, 6), "seconds": round(seconds, 2)}
 
 
-def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, run, inputs: dict, model, tokenizer, phi,
-                     progress: bool, log) -> MetaTrainResult:
-    """:func:`train_attention` once its checks passed and its folder is locked."""
-    from ..core.runfolder import RUN_SCHEMA
+@dataclass
+class _MetaRun:
+    """Everything one meta-training run holds while it trains (built by :func:`_meta_setup`)."""
 
+    cfg: MetaTrainConfig
+    base_model: torch.nn.Module  # θ0, untouched: validation's CKL runs start from a copy
+    theta: MetaTheta
+    phi: object
+    tokenizer: object
+    device: torch.device
+    enc: list  # the encoded training pairs
+    val_pairs: list
+    params: dict
+    opt: torch.optim.Optimizer
+    folder: object  # RunFolder | None
+    checkpointer: Checkpointer | None
+    info: dict
+    t_start: float
+    log_rows: list = field(default_factory=list)
+    val_rows: list = field(default_factory=list)
+    best: dict | None = None
+    start: int = 0
+    elapsed_before: float = 0.0
+    update_log: MetricLogger = field(default_factory=NullLogger)
+    val_log: MetricLogger = field(default_factory=NullLogger)
+
+    @property
+    def out(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
+
+    def seconds(self) -> float:
+        return round(self.elapsed_before + time.time() - self.t_start, 1)
+
+    def write_info(self, status: str, folder: Path | None = None, **more) -> None:
+        from ..core.runfolder import RUN_SCHEMA
+
+        atomic_write_json((folder or self.out) / "run.json", {
+            "schema": RUN_SCHEMA, **environment_info(self.device), "status": status, **self.info,
+            "config": to_dict(self.cfg), "seconds": self.seconds(), **more})
+
+
+def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, model, tokenizer, phi,
+                log) -> _MetaRun:
+    """Models, pairs, φ's optimizer, the checkpoint to resume from; then the folder's start and
+    the append-only logs (rows past the checkpoint are dropped: they are redone)."""
     t_start = time.time()
     base_model, theta, phi, tokenizer = _build_models(cfg, model, tokenizer, phi, log)
-    device = next(base_model.parameters()).device
     phi.train()
     enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
     if not enc:
         raise TaalmError("no training pairs")
     params = phi.trainable_parameters()
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt = phi_checkpointer(run.path, phi) if run is not None else None
-    state = ckpt.load_newest(params, opt, log, "no φ update was checkpointed yet") if run is not None and run.resume else None
-    out = run.path if run is not None else None
-
-    def run_info(status: str, folder: Path | None = None, **more) -> None:
-        atomic_write_json((folder or out) / "run.json", {
-            "schema": RUN_SCHEMA, **environment_info(device), "status": status, "n_pairs": len(pairs),
-            "n_val_pairs": len(val_pairs), "inputs": inputs,
-            "phi_trainable": sum(p.numel() for p in params.values()),
-            "theta_trainable_per_pair": theta.n_trainable, "config": to_dict(cfg),
-            "seconds": round(elapsed_before + time.time() - t_start, 1), **more})
-
-    log_rows, val_rows, best, start, elapsed_before = [], [], None, 0, 0.0
+    ckpt = phi_checkpointer(folder.path, phi) if folder is not None else None
+    state = ckpt.load_newest(params, opt, log, "no φ update was checkpointed yet") if folder is not None and folder.resume else None
+    info = {"n_pairs": len(pairs), "n_val_pairs": len(val_pairs), "inputs": inputs,
+            "phi_trainable": sum(p.numel() for p in params.values()), "theta_trainable_per_pair": theta.n_trainable}
+    r = _MetaRun(cfg, base_model, theta, phi, tokenizer, next(base_model.parameters()).device, enc, val_pairs,
+                 params, opt, folder, ckpt, info, t_start)
     if state is not None:
-        start, best = state["update"], state.get("best")
-        elapsed_before = float(state.get("seconds", 0.0))
-        log(f"resuming {out} after update {start}")
-    if run is not None:  # starts for real: staged folder swapped into place (or resumed in place)
-        run.start(lambda folder: (save_config(cfg, folder / "config.yaml"), run_info("running", folder)))
-    keep = (lambda row: row["update"] <= start) if state is not None else None  # rows past it are redone
-    update_log = open_logger(out / "log.jsonl" if out is not None else None, keep)
-    val_log = open_logger(out / "val.jsonl" if out is not None else None, keep)
-    log_rows, val_rows = list(getattr(update_log, "rows", [])), list(getattr(val_log, "rows", []))
+        r.start, r.best, r.elapsed_before = state["update"], state.get("best"), float(state.get("seconds", 0.0))
+        log(f"resuming {r.out} after update {r.start}")
+    if folder is not None:  # starts for real: staged folder swapped into place (or resumed in place)
+        folder.start(lambda f: (save_config(cfg, f / "config.yaml"), r.write_info("running", f)))
+    keep = (lambda row: row["update"] <= r.start) if state is not None else None
+    r.update_log = open_logger(r.out / "log.jsonl" if r.out is not None else None, keep)
+    r.val_log = open_logger(r.out / "val.jsonl" if r.out is not None else None, keep)
+    r.log_rows, r.val_rows = list(getattr(r.update_log, "rows", [])), list(getattr(r.val_log, "rows", []))
+    return r
 
-    heat_items = val_pairs[:4] if val_pairs else pairs[:4]  # documents of the before/after heatmap
-    heat_enc = encode_pairs(tokenizer, heat_items, cfg.max_doc_tokens)
-    if out is not None and not (out / "weights_before.json").exists():
-        wb = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
-        atomic_write_json(out / "weights_before.json", [w.tolist() for w in wb])
 
-    def do_validation(update: int) -> None:
-        nonlocal best
-        if not val_pairs:
-            return
-        t0 = time.time()
-        phi.eval()
-        row = {"update": update, **validate(phi, base_model, tokenizer, val_pairs, cfg),
-               "seconds": round(time.time() - t0, 1)}
-        phi.train()
-        val_rows.append(row)
-        val_log.log_row(row)
-        log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})")
-        if best is None or row["accuracy"] > best["accuracy"]:
-            best = row
-            if out is not None:
-                phi.save_pretrained(out / "best")
-                atomic_write_json(out / "best" / "validation.json", row)
+def _validate(r: _MetaRun, update: int, log) -> None:
+    """Validate φ (the CKL protocol, :func:`validate`); keep the best φ in ``best/``."""
+    if not r.val_pairs:
+        return
+    t0 = time.time()
+    r.phi.eval()
+    row = {"update": update, **validate(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg),
+           "seconds": round(time.time() - t0, 1)}
+    r.phi.train()
+    r.val_rows.append(row)
+    r.val_log.log_row(row)
+    log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})")
+    if r.best is None or row["accuracy"] > r.best["accuracy"]:
+        r.best = row
+        if r.out is not None:
+            r.phi.save_pretrained(r.out / "best")
+            atomic_write_json(r.out / "best" / "validation.json", row)
 
-    references = _references(out, val_pairs, base_model, tokenizer, cfg, log)
-    if start == 0 and not val_rows and cfg.val.at_start:
-        do_validation(0)
 
+def _phi_update(r: _MetaRun, update: int) -> dict:
+    """One φ update: the pairs' meta-gradients (:func:`_meta_update`), clipping, the scheduled lr,
+    AdamW's step. Returns the logged row."""
+    cfg, t0 = r.cfg, time.time()
+    r.opt.zero_grad(set_to_none=True)
+    stats = _meta_update(r.phi, r.theta, r.enc, cfg, update, r.tokenizer.pad_token_id, r.device)
+    gnorm = float(torch.nn.utils.clip_grad_norm_(list(r.params.values()),
+                                                 cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
+    if not math.isfinite(gnorm):
+        raise TrainingDiverged(f"φ's gradient norm is {gnorm} at update {update}; lower lr (now {cfg.lr:g})")
+    for group in r.opt.param_groups:
+        group["lr"] = phi_lr(cfg, update)
+    r.opt.step()
+    row = _log_row(update, phi_lr(cfg, update), stats, gnorm, time.time() - t0)
+    r.log_rows.append(row)
+    r.update_log.log_row(row)
+    return row
+
+
+def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, model, tokenizer, phi,
+                     progress: bool, log) -> MetaTrainResult:
+    """:func:`train_attention` once its checks passed and its folder is locked: set up, then
+    update φ, validating and checkpointing on schedule, then write the outputs."""
+    r = _meta_setup(pairs, val_pairs, cfg, folder, inputs, model, tokenizer, phi, log)
+    heat_enc = _heatmap_documents(r, pairs)
+    references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log)
+    if r.start == 0 and not r.val_rows and cfg.val.at_start:
+        _validate(r, 0, log)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.updates, initial=start, desc="meta-train φ", unit="upd")
+        bar = tqdm(total=cfg.updates, initial=r.start, desc="meta-train φ", unit="upd")
     try:
-        for update in range(start + 1, cfg.updates + 1):
-            t0 = time.time()
-            opt.zero_grad(set_to_none=True)
-            stats = _meta_update(phi, theta, enc, cfg, update, tokenizer.pad_token_id, device)
-            gnorm = float(torch.nn.utils.clip_grad_norm_(list(params.values()),
-                                                         cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
-            if not math.isfinite(gnorm):
-                raise TrainingDiverged(f"φ's gradient norm is {gnorm} at update {update}; lower lr (now {cfg.lr:g})")
-            for group in opt.param_groups:
-                group["lr"] = phi_lr(cfg, update)
-            opt.step()
-            log_rows.append(_log_row(update, phi_lr(cfg, update), stats, gnorm, time.time() - t0))
-            update_log.log_row(log_rows[-1])
+        for update in range(r.start + 1, cfg.updates + 1):
+            row = _phi_update(r, update)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(outer=f"{log_rows[-1]['outer']:.3f}", w_ans=log_rows[-1]["w_answer"])
+                bar.set_postfix(outer=f"{row['outer']:.3f}", w_ans=row["w_answer"])
             if cfg.val.every > 0 and (update % cfg.val.every == 0 or update == cfg.updates):
-                do_validation(update)
-            if out is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
-                ckpt.save(update, params, opt, {"update": update, "best": best,
-                                                "seconds": round(elapsed_before + time.time() - t_start, 1)})
+                _validate(r, update, log)
+            if r.checkpointer is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
+                r.checkpointer.save(update, r.params, r.opt, {"update": update, "best": r.best, "seconds": r.seconds()})
     except TrainingDiverged as e:
-        if out is not None:
-            run_info("failed", error=str(e))
+        if r.out is not None:
+            r.write_info("failed", error=str(e))
         raise
-    except BaseException:
-        if out is not None:
-            run_info("interrupted")
+    except BaseException:  # killed (SIGTERM arrives as KeyboardInterrupt) or failed: resumable
+        if r.out is not None:
+            r.write_info("interrupted")
         raise
     finally:
-        update_log.close()
-        val_log.close()
+        r.update_log.close()
+        r.val_log.close()
         if bar is not None:
             bar.close()
+    if r.out is not None:
+        _write_outputs(r.out, r.phi, r.tokenizer, heat_enc, cfg, r.val_rows, r.log_rows, r.best, references,
+                       r.seconds())
+        r.write_info("complete")
+    return MetaTrainResult(r.out, r.log_rows, r.val_rows, r.best, r.phi, r.seconds())
 
-    seconds = elapsed_before + time.time() - t_start
-    if out is not None:
-        _write_outputs(out, phi, tokenizer, heat_enc, cfg, val_rows, log_rows, best, references, seconds)
-        run_info("complete")
-    return MetaTrainResult(out, log_rows, val_rows, best, phi, seconds)
+
+def _heatmap_documents(r: _MetaRun, pairs) -> list:
+    """The documents of the before/after heatmap (first validation pairs); φ's weights on them
+    before training are saved once."""
+    heat_enc = encode_pairs(r.tokenizer, r.val_pairs[:4] if r.val_pairs else pairs[:4], r.cfg.max_doc_tokens)
+    if r.out is not None and not (r.out / "weights_before.json").exists():
+        wb = r.phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
+        atomic_write_json(r.out / "weights_before.json", [w.tolist() for w in wb])
+    return heat_enc
 
 
 def _references(out, val_pairs, base_model, tokenizer, cfg: MetaTrainConfig, log) -> dict:
