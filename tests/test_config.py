@@ -59,7 +59,7 @@ def test_shipped_recipes_are_valid():
 
 
 @pytest.mark.parametrize("schema,override", [
-    ("learn", "model.dtype=int8"), ("learn", "model.device=tpu"), ("learn", "theta.mode=half"),
+    ("learn", "model.dtype=int8"), ("learn", "model.device=tpu"),
     ("learn", "theta.lora.r=0"), ("learn", "theta.lora.dropout=1.0"), ("learn", "train.weight_decay=-1"),
     ("learn", "train.grad_accum=0"), ("learn", "method.rho1.ratio=0"), ("learn", "method.salient.low=2"),
     ("learn", "method.taalm.batch_size=0"), ("learn", "data.probe_field=task_x"), ("learn", "data.limit=-1"),
@@ -75,3 +75,26 @@ def test_every_section_checks_its_ranges(schema, override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"command line: {re.escape(key)}="):
         load_config(LearnConfig if schema == "learn" else MetaTrainConfig, None, [override])
+
+
+def test_every_config_field_has_a_description():
+    import dataclasses
+
+    from taalm.core import config as C
+
+    classes = [v for v in vars(C).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
+    assert len(classes) > 10
+    missing = [f"{cls.__name__}.{name}" for cls in classes for name, text in C.field_help(cls).items() if not text]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("cls_name", ["LearnConfig", "MetaTrainConfig"])
+def test_config_with_help_is_the_config_as_yaml(cls_name):
+    import yaml
+
+    from taalm.core import config as C
+
+    cfg = getattr(C, cls_name)()
+    text = C.config_with_help(cfg)
+    assert yaml.safe_load(text) == C.to_dict(cfg)
+    assert "  lr: 0.0001  # θ's learning rate" in text or cls_name != "LearnConfig"

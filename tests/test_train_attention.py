@@ -426,7 +426,7 @@ def test_methods_command_lists_taalm(capsys):
 
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if line.startswith("taalm "))
+    line = next(line for line in out.splitlines() if line.strip().startswith("taalm "))
     assert "Train-Attention" in line
 
 

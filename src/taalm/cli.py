@@ -71,6 +71,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: one sub-parser per command (each built by its ``_add_*``)."""
     from . import __version__
 
     parser = _Parser(
@@ -79,7 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"taalm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_learn(sub)
+    _add_eval(sub)
+    _add_weights(sub)
+    _add_demo(sub)
+    _add_data(sub)
+    _add_train_attention(sub)
+    _add_bench(sub)
+    _add_methods_and_config(sub)
+    return parser
 
+
+def _add_learn(sub) -> None:
+    """``taalm learn``."""
     p = sub.add_parser("learn", help="learn documents with a weighting method, evaluate probes",
                        description="Train θ on DOCS (.txt blocks, JSONL text/answer, or LAMA-ckl "
                                    "units); evaluate PROBES before and after.")
@@ -92,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)
 
+
+def _add_eval(sub) -> None:
+    """``taalm eval``."""
     p = sub.add_parser("eval", help="probe accuracy and answer NLL of a model (+ adapter)")
     p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder (or a run folder)")
@@ -106,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write per-probe results here")
     p.add_argument("--quiet", action="store_true")
 
+
+def _add_weights(sub) -> None:
+    """``taalm weights``."""
     p = sub.add_parser("weights", help="show the token weights a method gives documents")
     p.add_argument("docs", metavar="DOCS")
     p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
@@ -113,11 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="print the weights in the terminal")
     _add_config_args(p)
 
+
+def _add_demo(sub) -> None:
+    """``taalm demo``."""
     p = sub.add_parser("demo", help="the README's main job: learn invented facts on SmolLM2")
     p.add_argument("--out", default="runs/demo", metavar="DIR")
     p.add_argument("--quiet", action="store_true")
     _add_config_args(p)
 
+
+def _add_data(sub) -> None:
+    """``taalm data tailor`` and ``taalm data pool``."""
     p = sub.add_parser("data", help="prepare data sets (tailor LAMA-ckl to a base model; build a φ pool from T-REx)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     p = data_sub.add_parser(
@@ -160,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def _add_train_attention(sub) -> None:
+    """``taalm train-attention``."""
     p = sub.add_parser(
         "train-attention", help="meta-train a Train-Attention model φ on (document, task) pairs",
         description="Meta-train φ (SPEC 2.3) on PAIRS: JSONL rows document/task/answer, or LAMA-ckl "
@@ -176,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)
 
+
+def _add_bench(sub) -> None:
+    """``taalm bench``."""
     p = sub.add_parser(
         "bench", help="run a benchmark (lama-ckl: To-Learn and Not-To-Forget accuracy per method)",
         description="LAMA-ckl (SPEC 2.5): for each method, from the same θ0, learn the To-Learn evidence "
@@ -200,13 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides on top of the size preset, e.g. train.lr=1e-3 bench.n_to_learn=50")
 
-    sub.add_parser("methods", help="list the registered weighting methods")
-    p = sub.add_parser("config", help="print the resolved configuration as YAML")
+
+def _add_methods_and_config(sub) -> None:
+    """``taalm methods`` and ``taalm config``."""
+    sub.add_parser("methods", help="list the registered method parts (weightings, θ forms, optimizers, streams)")
+    p = sub.add_parser("config", help="print the resolved configuration as YAML, each key with its description")
     p.add_argument("--for", dest="schema", default="learn", choices=["learn", "train-attention"],
                    help="which command's configuration (default: learn)")
     _add_config_args(p)
-    return parser
-
 
 def _overrides(args) -> list[str]:
     extra = list(getattr(args, "overrides", []) or [])
@@ -219,8 +251,8 @@ def cmd_learn(args) -> int:
     from .core.config import LearnConfig, load_config
     from .data import read_documents, read_probes
     from .ckl.learner import check_documents
+    from .ckl.method import resolve_method, split_method_name
     from .reporting.output import format_before_after, format_history
-    from .ckl.weighting import get_method
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("learn-%Y%m%d-%H%M%S")
     recipe = args.config
@@ -230,11 +262,12 @@ def cmd_learn(args) -> int:
     # validate everything cheap before loading a model or writing anything
     docs = read_documents(args.docs, cfg.data.limit)
     probes = read_probes(args.probes, cfg.data.probe_field, cfg.data.limit) if args.probes else None
-    check_documents(docs, get_method(cfg.method, cfg.train.seed))
+    parts = resolve_method(split_method_name(cfg))  # every part exists and they fit together
+    check_documents(docs, parts.weighting)
 
     from .ckl.learner import learn
 
-    print(f"learning {len(docs)} documents with method '{cfg.method.name}' -> {out}", file=sys.stderr)
+    print(f"learning {len(docs)} documents with method '{parts.name}' -> {out}", file=sys.stderr)
     res = learn(docs, probes, cfg, out, resume=args.resume, overwrite=args.overwrite,
                 progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     if res.history:
@@ -400,20 +433,24 @@ def cmd_bench(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .ckl.weighting import describe_methods
+    from .ckl.method import PART_KINDS
+    from .ckl.weighting import WEIGHTINGS
 
-    for name, doc in describe_methods().items():
-        print(f"{name:<10} {doc}")
+    kinds = [("token weighting (method.name)", WEIGHTINGS)] + [
+        (f"{kind} ({section}.{key})", reg) for kind, (reg, (section, key)) in PART_KINDS.items()]
+    for title, reg in kinds:
+        print(title)
+        for name, doc in reg.describe().items():
+            print(f"  {name:<10} {doc}")
+    print("compose them with +, weighting first: --method taalm+full")
     return 0
 
 
 def cmd_config(args) -> int:
-    import yaml
-
-    from .core.config import LearnConfig, MetaTrainConfig, load_config, to_dict
+    from .core.config import LearnConfig, MetaTrainConfig, config_with_help, load_config
 
     cls = MetaTrainConfig if getattr(args, "schema", "learn") == "train-attention" else LearnConfig
-    print(yaml.safe_dump(to_dict(load_config(cls, args.config, _overrides(args))), sort_keys=False), end="")
+    print(config_with_help(load_config(cls, args.config, _overrides(args))))
     return 0
 
 

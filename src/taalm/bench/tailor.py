@@ -338,6 +338,56 @@ def format_counts(result: TailorResult) -> str:
 # --------------------------------------------------------------------------------------------
 # The public function
 # --------------------------------------------------------------------------------------------
+def _score_all(model, tokenizer, units, out_dir: Path, batch_size: int, chunk_size: int, progress: bool, log):
+    """Every unit of every file scored in both probe formats (cached, resumable)."""
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    nlls: dict[str, dict[str, float]] = {}
+    skipped: list[dict] = []
+    n_scored = n_cached = 0
+    for src in SOURCES:
+        for fmt in FORMATS:
+            rows, ns, nc = score_units(model, tokenizer, units[src], fmt, score_cache_path(out_dir, src, fmt),
+                                       batch_size, chunk_size, progress, log, skipped)
+            scores.setdefault(src, {})[fmt] = {u: r["score"] for u, r in rows.items()}
+            nlls[f"{src}.{fmt}"] = {u: r["nll"] for u, r in rows.items()}
+            n_scored += ns
+            n_cached += nc
+    return scores, nlls, skipped, n_scored, n_cached
+
+
+def _summary(units, sets, by_rule, scores, nlls, skipped, n_scored, n_cached, wall, meta, model_spec, data_dir,
+             to_learn_rule, device) -> dict:
+    """``summary.json``: the rules, the counts per set and relation, score histograms, provenance."""
+    hists = {f"{src}.{fmt}": score_histogram(list(scores[src][fmt].values())) for src in SOURCES for fmt in FORMATS}
+    for key, h in hists.items():
+        vals = list(nlls[key].values())
+        h["mean_nll"] = sum(vals) / len(vals) if vals else None
+    nf_overlap = len({u.uuid for u in sets["not_to_forget_descriptive"]}
+                     & {u.uuid for u in sets["not_to_forget_schematic"]})
+    counts = {n: len(sets[n]) for n in SET_NAMES}
+    fmts = "both formats (task_descriptive and task_schematic)" if to_learn_rule == "both" else f"task_{to_learn_rule}"
+    summary = {
+        "model_spec": str(model_spec),
+        "model_fingerprint": meta["fingerprint"],
+        "dtype": meta["dtype"],
+        "data_dir": str(Path(data_dir).resolve()),
+        "files": {src: len(units[src]) for src in SOURCES},
+        "to_learn_rule": to_learn_rule,
+        "rules": {**RULES, "to_learn": RULES["to_learn"].format(formats=fmts)},
+        "counts": counts,
+        "to_learn_by_rule": by_rule,
+        "nf_overlap": nf_overlap,
+        "by_relation": {n: dict(Counter(u.relation for u in sets[n]).most_common()) for n in SET_NAMES},
+        "score_histograms": hists,
+        "skipped": {"count": len(skipped), "probes": skipped},
+        "probes_scored_this_run": n_scored,
+        "probes_from_cache": n_cached,
+        "wall_s": round(wall, 2),
+        "environment": environment_info(device),
+    }
+    return summary
+
+
 def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None,
            model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
            batch_size: int = 32, chunk_size: int = 256, to_learn_rule: str = "both",
@@ -370,51 +420,18 @@ def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None
             "dtype": str(param.dtype).removeprefix("torch."), "cache_version": CACHE_VERSION}
     check_score_cache(out_dir, meta, log)
 
-    scores: dict[str, dict[str, dict[str, float]]] = {}
-    nlls: dict[str, dict[str, float]] = {}
-    skipped: list[dict] = []
-    n_scored = n_cached = 0
-    for src in SOURCES:
-        for fmt in FORMATS:
-            rows, ns, nc = score_units(model, tokenizer, units[src], fmt, score_cache_path(out_dir, src, fmt),
-                                       batch_size, chunk_size, progress, log, skipped)
-            scores.setdefault(src, {})[fmt] = {u: r["score"] for u, r in rows.items()}
-            nlls[f"{src}.{fmt}"] = {u: r["nll"] for u, r in rows.items()}
-            n_scored += ns
-            n_cached += nc
+    scores, nlls, skipped, n_scored, n_cached = _score_all(model, tokenizer, units, out_dir, batch_size,
+                                                          chunk_size, progress, log)
 
     sets, by_rule = build_sets(units, scores, to_learn_rule)
     for name in SET_NAMES:
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(u.raw + "\n" for u in sets[name]))
 
-    hists = {f"{src}.{fmt}": score_histogram(list(scores[src][fmt].values())) for src in SOURCES for fmt in FORMATS}
-    for key, h in hists.items():
-        vals = list(nlls[key].values())
-        h["mean_nll"] = sum(vals) / len(vals) if vals else None
-    nf_overlap = len({u.uuid for u in sets["not_to_forget_descriptive"]}
-                     & {u.uuid for u in sets["not_to_forget_schematic"]})
-    counts = {n: len(sets[n]) for n in SET_NAMES}
     wall = time.perf_counter() - t_start
-    fmts = "both formats (task_descriptive and task_schematic)" if to_learn_rule == "both" else f"task_{to_learn_rule}"
-    summary = {
-        "model_spec": str(model_spec),
-        "model_fingerprint": meta["fingerprint"],
-        "dtype": meta["dtype"],
-        "data_dir": str(Path(data_dir).resolve()),
-        "files": {src: len(units[src]) for src in SOURCES},
-        "to_learn_rule": to_learn_rule,
-        "rules": {**RULES, "to_learn": RULES["to_learn"].format(formats=fmts)},
-        "counts": counts,
-        "to_learn_by_rule": by_rule,
-        "nf_overlap": nf_overlap,
-        "by_relation": {n: dict(Counter(u.relation for u in sets[n]).most_common()) for n in SET_NAMES},
-        "score_histograms": hists,
-        "skipped": {"count": len(skipped), "probes": skipped},
-        "probes_scored_this_run": n_scored,
-        "probes_from_cache": n_cached,
-        "wall_s": round(wall, 2),
-        "environment": environment_info(param.device),
-    }
+    counts = {n: len(sets[n]) for n in SET_NAMES}
+    summary = _summary(units, sets, by_rule, scores, nlls, skipped, n_scored, n_cached, wall, meta, model_spec,
+                       data_dir, to_learn_rule, param.device)
+    hists = summary["score_histograms"]
     atomic_write_json(out_dir / "summary.json", summary)
     plot_scores(hists, out_dir / "scores.png", f"LAMA-ckl unit scores, model {model_spec}")
     log(f"tailor: wrote {', '.join(f'{n}.jsonl ({counts[n]})' for n in SET_NAMES)} to {out_dir} "

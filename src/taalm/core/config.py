@@ -101,7 +101,7 @@ class ModelConfig:
     dtype: str = "auto"  # auto (bf16 where supported on an accelerator, else fp32) | fp32 | bf16 | fp16
     attn: str = "auto"  # auto | eager | sdpa (eager is needed for second-order gradients)
     # run a model folder's own Python code (its config's auto_map)? Only for folders you trust.
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # run a hub model's own Python code (off: only architectures transformers ships)
 
     def _rules(self, r: _Rules) -> None:
         r.need(str(self.device).strip().lower().split(":")[0] in DEVICE_KINDS, "device",
@@ -112,11 +112,13 @@ class ModelConfig:
 
 @dataclass
 class LoraConfig:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
+    """LoRA adapters: rank, scale, dropout and the modules they wrap."""
+
+    r: int = 16  # LoRA rank
+    alpha: int = 32  # LoRA scale numerator (the update is alpha/r · B A)
+    dropout: float = 0.0  # dropout on the LoRA input
     # "all-linear" = every linear layer of the backbone except the LM head (peft's shorthand)
-    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # modules that get adapters: [all-linear] or names such as [q_proj, v_proj]
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("r", 1)
@@ -135,19 +137,21 @@ class ThetaConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """How θ learns: epochs, optimizer settings, batching, windows, seeds, checkpoints, parts."""
+
+    epochs: int = 5  # passes over the documents
+    lr: float = 1e-4  # θ's learning rate (the paper: 1e-4)
+    weight_decay: float = 0.0  # AdamW weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     batch_size: int = 8  # sequences (document windows) per micro-batch
     batch_tokens: int = 0  # >0: also cap padded tokens per micro-batch (long documents)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_length: int = 512  # tokens per window; longer documents are split, never truncated
     stride: int = 64  # context tokens shared by consecutive windows of one long document
     max_grad_norm: float = 1.0  # 0 disables clipping
-    shuffle: bool = True
+    shuffle: bool = True  # shuffle the windows every epoch (seeded by seed and epoch)
     group_by_length: int = 0  # >0: sort each run of this many shuffled batches' windows by length (less padding)
-    seed: int = 0
+    seed: int = 0  # seed of shuffling, dropout, LoRA initialisation and random weights
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
     known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
     optimizer: str = "adamw"  # θ's optimizer, a registered part (taalm.ckl.optim)
@@ -172,6 +176,8 @@ class TrainConfig:
 
 @dataclass
 class RandomConfig:
+    """The `random` weighting method (a control)."""
+
     mean: float = 0.5  # weights ~ Beta(2*mean, 2*(1-mean)): mean `mean`, uniform at 0.5
 
     def _rules(self, r: _Rules) -> None:
@@ -180,6 +186,8 @@ class RandomConfig:
 
 @dataclass
 class Rho1Config:
+    """The `rho1` weighting method (RHO-1 selective language modelling)."""
+
     ratio: float = 0.4  # fraction of tokens kept (top by excess loss); the release keeps 40%
     reference: str | None = None  # model spec of the reference; None = the starting model θ0
 
@@ -212,6 +220,8 @@ class SalientConfig:
 
 @dataclass
 class MethodConfig:
+    """The token-weighting method and each method's options."""
+
     name: str = "finetune"  # see `taalm.weighting.available_methods()`
     random: RandomConfig = field(default_factory=RandomConfig)
     rho1: Rho1Config = field(default_factory=Rho1Config)
@@ -231,7 +241,7 @@ class PhiConfig:
     # on LAMA-ckl evidence), so the initial logits are 4.0 ± 0.002·47 ≈ 4.0 ± 0.09 and the
     # weights 0.982 ± 0.0016 (min ≈ 0.976): near uniform, yet the head is not exactly zero, so
     # the LoRA adapters get a gradient from the first step.
-    head_std: float = 0.002
+    head_std: float = 0.002  # std of the head's initial weight (see above)
     reduction: str = "mean"  # φ-token weights -> θ tokens when the tokenizers differ: mean | max
     max_length: int = 1024  # φ tokens per window; longer documents are read in overlapping windows
     stride: int = 128  # left context (φ tokens) that a window shares with the previous one
@@ -249,6 +259,8 @@ class PhiConfig:
 
 @dataclass
 class DataConfig:
+    """How documents and probes are read."""
+
     probe_field: str = "task_descriptive"  # LAMA units: task_descriptive | task_schematic
     limit: int = 0  # >0: use only the first N documents / probes (smoke runs)
 
@@ -259,7 +271,9 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 16
+    """How probes are evaluated."""
+
+    batch_size: int = 16  # probes per forward pass
     padding_side: str = "right"  # right | left (both give the same scores; tested)
     every_epoch: bool = False  # also evaluate after every epoch (default: before and after only)
 
@@ -285,8 +299,8 @@ class MetaThetaConfig:
     """What θ trains in the inner step of meta-training (per pair, reset to θ0 every time)."""
 
     mode: str = "lora"  # lora (per-pair adapters; pairs are batched) | layers (whole decoder layers)
-    r: int = 16
-    alpha: float = 32.0
+    r: int = 16  # rank of the per-pair LoRA
+    alpha: float = 32.0  # LoRA scale numerator
     layers: list[int] = field(default_factory=lambda: [-2, -1])  # mode=layers; negative = from the end
 
     def _rules(self, r: _Rules) -> None:
@@ -302,8 +316,8 @@ class InnerConfig:
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 2e-4  # the release's inner lr
     k_warm: int = 1  # warm-up steps not differentiated into φ (Adam needs a state first)
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0  # the inner optimizer's weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # the inner AdamW's betas
     eps: float = 1e-8  # AdamW's ε
 
     def _rules(self, r: _Rules) -> None:
@@ -324,7 +338,7 @@ class ValidationConfig:
     n_pairs: int = 32  # held out from the training pairs when no --val file is given
     epochs: int = 3  # CKL epochs on the held-out documents
     lr: float = 1e-3  # CKL lr (LoRA θ)
-    batch_size: int = 8
+    batch_size: int = 8  # batch size of the validation learner
     references: bool = True  # also validate uniform (finetune) and oracle weights once, for scale
     known_masking: bool = False  # the validation learner masks tokens θ already predicts (train.known_masking)
 
@@ -354,16 +368,16 @@ class MetaTrainConfig:
     micro_pairs: int = 4  # pairs per forward pass (each keeps its own θ')
     lr: float = 2e-4  # φ's AdamW lr
     # φ's lr over the updates: constant | cosine | linear (both decay from lr to lr·lr_final)
-    lr_schedule: str = "constant"
+    lr_schedule: str = "constant"  # φ's lr schedule: constant | cosine | linear (towards lr_final · lr)
     lr_final: float = 0.1  # the decayed schedules' last lr, as a fraction of lr
     init: str = ""  # warm start: a saved φ folder (TrainAttention.save_pretrained); its phi config replaces `phi`
     stream_offset: int = 0  # pairs of the seeded pair stream to skip (e.g. those a warm-start parent saw)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # φ's AdamW weight decay
     max_grad_norm: float = 1.0  # 0 disables clipping of φ's gradient
     max_doc_tokens: int = 256  # longer documents are truncated for meta-training
     task_field: str = "task_schematic"  # LAMA units: the probe used as the task
     checkpoint_every: int = 10  # φ updates between resumable checkpoints
-    seed: int = 0
+    seed: int = 0  # seed of the pair stream, θ's per-pair LoRA and validation
     val: ValidationConfig = field(default_factory=ValidationConfig)
 
     def _rules(self, r: _Rules) -> None:
@@ -592,3 +606,44 @@ def save_config(cfg, path: str | Path) -> None:
     from .files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def field_help(cls) -> dict[str, str]:
+    """field name -> its one-line description: the comment that ends the field's line in the
+    schema's source, or the first docstring line of a section's dataclass."""
+    import ast
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(cls))
+    lines = src.splitlines()
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for st in ast.parse(src).body[0].body:
+        if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
+            name = st.target.id
+            line = lines[st.end_lineno - 1]
+            comment = line.split("  # ", 1)[1].strip() if "  # " in line else ""
+            sub = hints.get(name)
+            if not comment and dataclasses.is_dataclass(sub) and "__doc__" in sub.__dict__ \
+                    and not (sub.__doc__ or "").startswith(sub.__name__ + "("):  # not the generated signature
+                comment = ((sub.__doc__ or "").strip().splitlines() or [""])[0]
+            out[name] = comment
+    return out
+
+
+def config_with_help(cfg, indent: int = 0) -> str:
+    """The config as YAML with every key's description as a trailing comment (``taalm config``)."""
+    import yaml
+
+    helps, pad, out = field_help(type(cfg)), " " * indent, []
+    for f in dataclasses.fields(cfg):
+        value, note = getattr(cfg, f.name), helps.get(f.name, "")
+        if dataclasses.is_dataclass(value):
+            out.append(f"{pad}{f.name}:" + (f"  # {note}" if note else ""))
+            out.append(config_with_help(value, indent + 2))
+            continue
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
+        text = text.removesuffix("\n").removesuffix("\n...").strip()  # a bare scalar ends with "..."
+        out.append(f"{pad}{f.name}: {text}" + (f"  # {note}" if note else ""))
+    return "\n".join(out)
