@@ -141,7 +141,9 @@ def test_smoke_run_two_methods_writes_everything_and_skips_finished(tmp_path, ta
         assert r["inputs"]["to_learn"]["ids"] == ["u0", "u1", "u2", "u3"]
         curve = [json.loads(x) for x in (out / m / "curve.jsonl").read_text().splitlines()]
         assert curve == r["curve"] and [c["epoch"] for c in curve] == [0, 1, 2]
-        assert all(0 <= c["to_learn_accuracy"] <= 1 and 0 <= c["nf_accuracy"] <= 1 for c in curve)
+        for name, key in (("epoch-0002.jsonl", "to_learn_accuracy"), ("epoch-0002.nf.jsonl", "nf_accuracy")):
+            per_probe = [json.loads(x)["accuracy"] for x in (out / m / "run" / "eval" / name).read_text().splitlines()]
+            assert curve[2][key] == pytest.approx(sum(per_probe) / len(per_probe))  # the curve is the probes' mean
         assert r["summary"] == summarize_curve(curve) == res["methods"][m]["summary"]
         assert (out / m / "run" / "eval" / "epoch-0002.nf.jsonl").is_file()
         curves[m] = curve

@@ -69,14 +69,18 @@ def test_answer_tokens_cover_answer(tokenizer, docs_file):
 def test_sliding_windows_train_every_token_once(n, L, s):
     ids = list(range(100, 100 + n))
     wins = split_windows(0, ids, L, s)
-    trained = []
+    trained, targets = [], []
     for w in wins:
         assert len(w.input_ids) <= L
         assert w.input_ids == ids[w.start:w.start + len(w.input_ids)]
         trained += [w.start + t for t, m in enumerate(w.loss_mask) if m]
+        # what the loss really trains: loss mask AND target mask (a window's first token has
+        # nothing before it in the window, so it is never a target)
+        targets += [w.start + t for t, m in enumerate(w.loss_mask) if m and t >= 1]
     assert sorted(trained) == list(range(n))  # never truncated, nothing twice
-    for a, b in zip(wins, wins[1:]):  # consecutive windows share `s` tokens of context
-        assert a.start + len(a.input_ids) - b.start == s
+    assert sorted(targets) == list(range(1, n))  # every token but the first is a target exactly once
+    for a, b in zip(wins, wins[1:]):  # consecutive windows share max(s, 1) tokens of context
+        assert a.start + len(a.input_ids) - b.start == max(s, 1)
     with pytest.raises(ValueError):
         split_windows(0, ids, 8, 8)
 
@@ -107,3 +111,23 @@ def test_bad_inputs_name_file_line_field(tmp_path):
         read_documents(tmp_path / "nope.jsonl")
     with pytest.raises(InputError, match="unknown document format"):
         read_documents(write(tmp_path / "d.csv", "a,b\n"))
+
+
+@pytest.mark.parametrize("text,answer,expected", [
+    ("Paris is big. Parisians love it", "Paris", 0),  # not inside "Parisians"
+    ("Parisian food, not Paris.", "Paris", 19),
+    ("He speaks Welsh and Welsh.", "Welsh", 20),  # repeated: the last occurrence
+    ("x (Paris).", "Paris", 3),
+    ("Parisian", "Paris", 0),  # no bounded occurrence: the last one at all
+    ("nothing here", "Paris", -1),
+])
+def test_answers_are_found_on_word_boundaries(text, answer, expected):
+    from taalm.data import find_answer
+
+    assert find_answer(text, answer) == expected
+
+
+def test_document_answer_is_not_a_substring_of_a_longer_word(tmp_path):
+    p = write(tmp_path / "d.jsonl", json.dumps({"text": "Paris hosts the Parisian games.", "answer": "Paris"}) + "\n")
+    assert read_documents(p)[0].answer_start == 0
+    assert make_probe("The Parisian capital is Paris", "Paris").answer_start == 24

@@ -60,7 +60,8 @@ def test_left_right_padding_and_batching_agree(tiny_model, tokenizer):
         for a, b in zip(r.per_probe, single.per_probe):
             assert a.accuracy == b.accuracy
             assert a.nll == pytest.approx(b.nll, rel=1e-4, abs=1e-5)
-    assert 0.0 <= single.accuracy <= 1.0 and single.n == len(PROBES)
+    assert single.n == len(PROBES)
+    assert single.accuracy == pytest.approx(sum(p.accuracy for p in single.per_probe) / len(PROBES))
 
 
 def test_memorised_answer_scores_one(tokenizer):
@@ -72,3 +73,28 @@ def test_memorised_answer_scores_one(tokenizer):
         table[a, b] = 20.0
     r = evaluate_probes(Bigram(table), tokenizer, [probe])
     assert r.accuracy == 1.0 and r.nll < 0.1
+
+
+class MaskRefusingModel(torch.nn.Module):
+    """Takes ``logits_to_keep`` (an int, as older transformers models do) but fails on a [B, T]
+    boolean mask with IndexError, the way slicing hidden states with it fails."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.calls = []
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, logits_to_keep=0):
+        self.calls.append(type(logits_to_keep).__name__)
+        if torch.is_tensor(logits_to_keep) and logits_to_keep.dim() == 2:
+            raise IndexError("too many indices for tensor of dimension 1")
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+
+
+def test_models_that_refuse_a_logits_mask_fall_back_to_all_logits(tiny_llama, tokenizer):
+    plain = evaluate_probes(tiny_llama, tokenizer, PROBES, batch_size=2)
+    wrapped = MaskRefusingModel(tiny_llama)
+    got = evaluate_probes(wrapped, tokenizer, PROBES, batch_size=2)
+    assert "Tensor" in wrapped.calls and "int" in wrapped.calls  # tried the mask, then all logits
+    for a, b in zip(got.per_probe, plain.per_probe):
+        assert a.accuracy == b.accuracy and a.nll == pytest.approx(b.nll, rel=1e-5)

@@ -201,8 +201,10 @@ def test_cli_train_attention(model_dir, tmp_path, capsys):
     docs = [pp.document for pp in read_pairs(p)]
     c = load_config(LearnConfig, None, [f"model.name={model_dir}", "method.name=taalm",
                                         f"method.taalm.checkpoint={out / 'phi'}", "train.epochs=1"])
-    res = learn(docs, None, c, None, progress=False, log=lambda m: None)
-    assert res is not None
+    res = learn(docs, None, c, tmp_path / "learned", progress=False, log=lambda m: None)
+    steps = [json.loads(x) for x in (tmp_path / "learned" / "metrics.jsonl").read_text().splitlines()]
+    weights = [r["mean_weight"] for r in steps if r["type"] == "step"]
+    assert res.steps == len(weights) > 0 and all(0.0 < w < 0.999 for w in weights)  # φ's weights, not 1
     assert main(["train-attention", "--pairs", str(p), "--out", str(tmp_path / "x"), "engine=nope"]) == 2
 
 

@@ -124,3 +124,21 @@ def test_known_tokens_marks_argmax_hits():
     logits[1, 0, 2] = logits[1, 1, 2] = logits[1, 2, 0] = 1.0  # hit, hit, then a pad target
     k = known_tokens(logits, ids, am)
     assert k.tolist() == [[False, True, False, True], [False, True, True, False]]
+
+
+@pytest.mark.parametrize("text, answer, start", [
+    ("Orvish is spoken here. The islanders speak Orvish .", "Orvish", 43),  # repeated: the last one
+    ("Paris has old Parisian bridges .", "Paris", 0),  # the last raw match is inside "Parisian"
+])
+def test_oracle_weights_the_last_standalone_occurrence(tokenizer, tmp_path, text, answer, start):
+    import json
+
+    assert text[start:start + len(answer)] == answer
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({"text": text, "answer": answer}) + "\n")
+    enc = encode_document(tokenizer, read_documents(p)[0])
+    w = get_method("oracle").document_weights(0, enc)
+    on = [i for i in range(len(w)) if w[i] == 1]
+    assert on and w.sum() == len(on)
+    covered = [(enc.offsets[i][0], enc.offsets[i][1]) for i in on]
+    assert min(a for a, _ in covered) >= start - 1 and max(b for _, b in covered) == start + len(answer)

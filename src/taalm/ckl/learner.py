@@ -158,10 +158,16 @@ class _Run:
 
 def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     """One optimizer step over the micro-batches of ``group`` (window indices): forward, weights,
-    weighted loss normalised over the step's sequences, backward, clip, step. Returns the row."""
+    weighted loss, backward, clip, step. Returns the row.
+
+    Normalisation: L = Σ_b L_b / n, where n counts the step's sequences that carry weight
+    (Σ_t m w > 0). A window whose weights are all 0 (an oracle window without the answer, a
+    sequence RHO-1 left out) adds nothing and does not dilute the step, so the step size does not
+    depend on how documents split into windows. Dynamic weights are known only after each
+    micro-batch's forward, so the sum is backpropagated and the gradient divided by n at the end.
+    """
     tc, where = r.cfg.train, f"epoch {epoch}, step {r.step + 1}"
-    n_seq = sum(len(b) for b in group)
-    step_loss, n_tok, w_sum = 0.0, 0, 0.0
+    step_sum, n_carry, n_tok, w_sum = 0.0, 0, 0, 0.0
     for mb in group:
         ws = [r.windows[i] for i in mb]
         batch = collate(ws, r.tokenizer.pad_token_id, r.device,
@@ -172,13 +178,19 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
         weights = r.method.weighting.step_weights(losses, valid, ws) if r.method.weighting.dynamic else batch["weights"]
         if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
             weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
-        loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="sum") / n_seq
+        loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="sum")
         value = loss.item()
         check_finite(value, "the training loss", where, _divergence_hint(tc))
         loss.backward()
-        step_loss += value
+        step_sum += value
+        n_carry += int(((weights * valid).sum(dim=1) > 0).sum())
         n_tok += int(valid.sum())
         w_sum += float((weights * valid).sum())
+    n = max(n_carry, 1)  # no sequence carries weight: the gradient is 0 anyway
+    for p in r.params.values():
+        if p.grad is not None:
+            p.grad.div_(n)
+    step_loss = step_sum / n
     gnorm = torch.nn.utils.clip_grad_norm_(list(r.params.values()),
                                            tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
     check_finite(float(gnorm), "the gradient norm", where, _divergence_hint(tc))

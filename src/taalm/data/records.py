@@ -128,7 +128,7 @@ def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
             if answer is not None:
                 if not answer.strip():
                     raise InputError("is empty", path, line, answer_field)
-                start = text.rfind(answer)
+                start = find_answer(text, answer)
                 if start < 0:
                     raise InputError(f"answer {answer!r} does not occur in the document text",
                                      path, line, answer_field)
@@ -151,14 +151,38 @@ def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
     return docs[:limit] if limit and limit > 0 else docs
 
 
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def find_answer(text: str, answer: str) -> int:
+    """Character offset of the answer's last occurrence in ``text`` that stands on word
+    boundaries ("Paris" in "Parisian" does not count; "Paris" in "(Paris)." does), or of its last
+    occurrence at all when none does (scripts without spaces); -1 when it does not occur.
+    Boundaries are checked only where the answer itself starts or ends with a word character."""
+    last = text.rfind(answer)
+    if last < 0 or not answer:
+        return last
+    start = last
+    while start >= 0:
+        end = start + len(answer)
+        left_ok = not _is_word_char(answer[0]) or start == 0 or not _is_word_char(text[start - 1])
+        right_ok = not _is_word_char(answer[-1]) or end == len(text) or not _is_word_char(text[end])
+        if left_ok and right_ok:
+            return start
+        start = text.rfind(answer, 0, start + len(answer) - 1)
+    return last
+
+
 def make_probe(prompt: str, answer: str, id: str = "", source: str = "") -> Probe:
-    """A probe from a prompt and its answer: the answer's last occurrence in the prompt is scored;
-    if it does not occur, it is appended after a space."""
+    """A probe from a prompt and its answer: the answer's last occurrence in the prompt (on word
+    boundaries where possible, :func:`find_answer`) is scored; if it does not occur, it is
+    appended after a space."""
     if answer in prompt:
         text = prompt
     else:
         text = prompt.rstrip() + " " + answer
-    return Probe(text, answer, text.rfind(answer), id, source)
+    return Probe(text, answer, find_answer(text, answer), id, source)
 
 
 def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: int = 0) -> list[Probe]:
@@ -219,7 +243,7 @@ def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int 
             task = string_field(row, "task", path, line)
             answer = string_field(row, "answer", path, line)
             pid = str(row.get("id", line))
-        start = text.rfind(answer)
+        start = find_answer(text, answer)
         doc = Document(text, answer, pid, src, start if start >= 0 else None)
         if start < 0:
             doc.answer = None  # the answer need not appear in the document; only the task's span matters

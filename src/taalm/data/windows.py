@@ -75,10 +75,13 @@ class Window:
 
 
 def split_windows(doc_index: int, input_ids: list[int], max_length: int, stride: int) -> list[Window]:
-    """Cut a document into windows of ``max_length`` tokens overlapping by ``stride`` tokens.
+    """Cut a document into windows of ``max_length`` tokens overlapping by c = max(stride, 1) tokens.
 
-    Never truncates: a document of n tokens gives ceil((n - stride) / (max_length - stride))
-    windows (one when n <= max_length).
+    Every token after the first is the prediction target of exactly one window, at a position
+    with at least one token of left context in that window: a window's own first token is never
+    a target (nothing before it in the window predicts it), so consecutive windows share at least
+    one token even with ``stride=0``. Never truncates: a document of n tokens gives
+    ceil((n - c) / (max_length - c)) windows (one when n <= max_length).
     """
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
@@ -97,7 +100,7 @@ def split_windows(doc_index: int, input_ids: list[int], max_length: int, stride:
         trained_to = end
         if end == n:
             break
-        start = end - stride
+        start = end - max(stride, 1)  # the next window's first token is context, never a target
     return windows
 
 

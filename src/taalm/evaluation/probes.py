@@ -85,6 +85,10 @@ def _answer_log_probs(model, ids, att, pos, prev: list[torch.Tensor], device, an
             if "logits_to_keep" not in str(e):
                 raise
             logits = None
+        except torch.OutOfMemoryError:
+            raise
+        except (IndexError, RuntimeError, ValueError):  # it takes logits_to_keep, but not a [B, T] mask
+            logits = None
         if logits is not None and logits.dim() == 2 and logits.shape[0] == int(keep.sum()):
             logp = torch.log_softmax(logits.float(), dim=-1)  # [N, V], rows in (b, t) order
             return list(torch.split(logp, [len(t) for t in prev])), True
