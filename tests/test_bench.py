@@ -354,3 +354,18 @@ def test_eval_speed_script_runs_on_a_tiny_model(tmp_path, model_dir, tailored):
     saved = json.loads(out.read_text())
     assert saved["n_probes"] == 5 and [r["batch_size"] for r in saved["results"]] == [2, 4]
     assert saved["same_scores"]["accuracy_identical"] and res["environment"]["versions"]["torch"]
+
+
+def test_a_folder_is_not_reused_with_another_passed_in_model(tmp_path, tailored, tokenizer):
+    """bench.json names a model passed through the library by its weights' fingerprint."""
+    to_learn, nf = lama_ckl_files(tailored)
+    out = tmp_path / "bench"
+    run_lama_ckl(to_learn, nf, ["finetune"], "smoke", out, TINY, model=make_llama(len(tokenizer)),
+                 tokenizer=tokenizer, **QUIET)
+    assert len(json.loads((out / "bench.json").read_text())["model_fingerprint"]) == 16
+    with pytest.raises(TaalmError, match="model_fingerprint"):
+        run_lama_ckl(to_learn, nf, ["oracle"], "smoke", out, TINY, model=make_llama(len(tokenizer), seed=1),
+                     tokenizer=tokenizer, **QUIET)
+    run_lama_ckl(to_learn, nf, ["oracle"], "smoke", out, TINY, model=make_llama(len(tokenizer)),
+                 tokenizer=tokenizer, **QUIET)  # the same model: the folder is reused
+    assert (out / "oracle" / "result.json").is_file()

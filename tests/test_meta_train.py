@@ -268,3 +268,59 @@ def test_stream_offset_continues_the_pair_stream(tokenizer):
                           model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
     assert off.log[0]["outer0"] == pytest.approx(full.log[1]["outer0"], rel=1e-6)
     assert full.log[0]["outer0"] != pytest.approx(full.log[1]["outer0"], rel=1e-6)
+
+
+def test_any_failure_marks_the_run_interrupted(tokenizer, tmp_path, monkeypatch):
+    """Not only Ctrl-C: an exception inside an update leaves run.json "interrupted" and the
+    checkpoint before it resumable."""
+    import taalm.meta.training as mt
+
+    real = mt._meta_update
+
+    def failing(phi, theta, enc, c, update, *a, **kw):
+        if update == 3:
+            raise RuntimeError("disk on fire")
+        return real(phi, theta, enc, c, update, *a, **kw)
+
+    monkeypatch.setattr(mt, "_meta_update", failing)
+    theta, phi = build(tokenizer)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train_attention(make_pairs(), None, cfg(**{"val.every": 0}), tmp_path / "run", model=theta, tokenizer=tokenizer,
+                        phi=phi, progress=False, log=lambda m: None)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "interrupted"
+    assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["update"] == 2
+    assert [json.loads(x)["update"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_phi_learns_to_weight_the_answer(tokenizer):
+    """A toy φ (one weight logit per vocabulary token) meta-trained with the meta-gradient on a
+    tiny float64 θ: the answer tokens' mean weight rises above the other tokens', and the outer
+    loss (the task's answer NLL after θ's weighted step) falls."""
+    from taalm.core.config import InnerConfig, MetaThetaConfig
+    from taalm.meta.gradient import MetaTheta, meta_step
+
+    from conftest import make_gpt2
+
+    enc = encode_pairs(tokenizer, make_pairs(), 64)
+    batch = make_batch(enc, tokenizer.pad_token_id, torch.device("cpu"))
+    theta = MetaTheta(make_gpt2(len(tokenizer)).double(), MetaThetaConfig(r=4, alpha=8))
+    settings = MetaTrainConfig(engine="directional", inner=InnerConfig(optimizer="sgd", lr=0.5, k_warm=0))
+    z = torch.zeros(len(tokenizer), dtype=torch.float64, requires_grad=True)  # φ: w = sigmoid(z[token])
+    opt = torch.optim.Adam([z], lr=0.05)
+    answer = torch.zeros(batch.doc_ids.shape, dtype=torch.bool)
+    for i, e in enumerate(enc):
+        answer[i, e.doc.span] = True
+    other = batch.doc_mask.bool() & ~answer
+    outer = []
+    for _ in range(12):
+        w = torch.sigmoid(z[batch.doc_ids])  # [P, T]
+        r = meta_step(theta, batch, w, settings)
+        outer.append(r.outer.mean().item())
+        opt.zero_grad()
+        w.backward(r.grad_w)
+        opt.step()
+    with torch.no_grad():
+        w = torch.sigmoid(z[batch.doc_ids])
+    assert w[answer].mean() > w[other].mean() + 0.1  # started equal (0.5 everywhere)
+    assert outer[-1] < outer[0]

@@ -436,3 +436,26 @@ def test_public_names():
     assert taalm.TrainAttention is TrainAttention
     assert taalm.offset_map is offset_map
     assert taalm.PhiConfig is PhiConfig
+
+
+def test_demo_scores_phi_once_per_method(model_dir, tokenizer, tmp_path, monkeypatch):
+    """The demo's heatmap weights are the weights it trains with: φ is loaded once, not twice."""
+    from taalm.demo import run_demo
+
+    phi = TrainAttention(make_llama(len(tokenizer), seed=2), tokenizer, PhiConfig(base=str(model_dir), head_std=0.2))
+    folder = phi.save_pretrained(tmp_path / "phi")
+    loads = []
+    real = TrainAttention.from_pretrained.__func__
+
+    def counting(cls, *a, **kw):
+        loads.append(a[0] if a else kw.get("folder"))
+        return real(cls, *a, **kw)
+
+    monkeypatch.setattr(TrainAttention, "from_pretrained", classmethod(counting))
+    summary = run_demo(tmp_path / "demo", ["finetune", "taalm"], overrides=[
+        f"model.name={model_dir}", "model.device=cpu", "train.epochs=1", f"method.taalm.checkpoint={folder}"],
+        progress=False, log=lambda m: None)
+    assert len(loads) == 1
+    assert set(summary["methods"]) == {"finetune", "taalm"}
+    run = json.loads((tmp_path / "demo" / "taalm" / "run.json").read_text())
+    assert run["method"] == "taalm" and run["status"] == "complete"

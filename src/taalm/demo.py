@@ -53,7 +53,7 @@ def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_ME
     from .models.loading import load_model
     from .reporting.output import format_history, plot_history, write_heatmap
     from .core.files import atomic_write_json, environment_info
-    from .ckl.weighting import get_method, weights_for_documents
+    from .ckl.weighting import PrecomputedWeights, get_method, weights_for_documents
 
     log = log or (lambda m: print(m, file=sys.stderr))
     t0 = time.time()
@@ -73,11 +73,13 @@ def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_ME
         log(f"--- method '{name}' ---")
         theta0 = copy.deepcopy(base)  # every method starts from the same θ0
         method = get_method(cfg.method, cfg.train.seed)
-        for (enc, w), doc in zip(weights_for_documents(method, theta0, tok, docs, cfg.train.max_length,
-                                                       cfg.train.stride), docs):
+        weighted = weights_for_documents(method, theta0, tok, docs, cfg.train.max_length, cfg.train.stride)
+        for (enc, w), doc in zip(weighted, docs):
             items.append((doc.text, enc.offsets, w.tolist(), f"{name}: {doc.id}"))
+        # static weights (φ's included) were just computed: train with them instead of scoring again
+        ready = None if method.dynamic else PrecomputedWeights([w for _, w in weighted], label=name)
         res = learn(docs, probes, cfg, out / name, overwrite=True, model=theta0, tokenizer=tok,
-                    progress=progress, log=log)
+                    progress=progress, log=log, method=ready)
         curves[name] = res.history
         best = max(res.history, key=lambda r: r["accuracy"])
         results[name] = {"before": res.history[0], "after": res.history[-1], "best": best,

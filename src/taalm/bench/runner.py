@@ -540,6 +540,10 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
     methods = _check_methods(methods, cfg, data.documents)
     out = Path(out_dir)
     record = _bench_record(size, cfg, data)
+    if model is not None:  # a model passed in is named by its weights, not by model.name
+        from .tailor import model_fingerprint
+
+        record["model_fingerprint"] = model_fingerprint(model, tokenizer)
     _check_out_dir(out, record)
     for name in methods:
         _check_method_options(out, name, cfg)

@@ -18,6 +18,7 @@ class PrecomputedWeights(WeightingMethod):
 
     def __init__(self, weights: list[torch.Tensor], label: str = "precomputed"):
         super().__init__(MethodConfig(name=label), 0)
+        self.name = label  # the run is labelled as the method the weights came from
         self.weights = [w.detach().float().cpu() for w in weights]
 
     def document_weights(self, doc_index, encoded):
