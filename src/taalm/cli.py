@@ -252,7 +252,7 @@ def cmd_learn(args) -> int:
     from .data import read_documents, read_probes
     from .ckl.learner import check_documents
     from .ckl.method import resolve_method, split_method_name
-    from .reporting.output import format_before_after, format_history
+    from .reporting.tables import format_before_after, format_history
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("learn-%Y%m%d-%H%M%S")
     recipe = args.config
@@ -323,7 +323,7 @@ def cmd_weights(args) -> int:
     check_documents(docs, method)
 
     from .models.loading import load_model
-    from .reporting.output import render_plain, write_heatmap
+    from .reporting.heatmaps import render_plain, write_heatmap
     from .ckl.weighting import weights_for_documents
 
     if method.dynamic and method.name == "rho1" and not cfg.method.rho1.reference:

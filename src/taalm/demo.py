@@ -51,7 +51,9 @@ def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_ME
     from .data import read_documents, read_probes
     from .ckl.learner import learn
     from .models.loading import load_model
-    from .reporting.output import format_history, plot_history, write_heatmap
+    from .reporting.tables import format_history
+    from .reporting.plots import plot_history
+    from .reporting.heatmaps import write_heatmap
     from .core.files import atomic_write_json, environment_info
     from .ckl.weighting import PrecomputedWeights, get_method, weights_for_documents
 

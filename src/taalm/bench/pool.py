@@ -369,7 +369,9 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str |
                             model_spec=model_spec, min_chars=min_evidence_chars, cap=per_relation_cap,
                             n_val=n_val, seed=seed, wall=wall, device=param.device))
     atomic_write_json(out_dir / "summary.json", summary)
-    _plot(scores, out_dir / "scores.png", f"T-REx pool candidates, model {model_spec}")
+    from ..reporting.plots import plot_score_histograms
+
+    plot_score_histograms(scores, out_dir / "scores.png", f"T-REx pool candidates, model {model_spec}", THRESHOLD)
     log(f"pool: {len(kept)} facts kept of {funnel['candidates']} candidates "
         f"({len(train)} train, {len(val)} val) in {wall:.1f} s -> {out_dir}")
     return PoolResult(out_dir, summary["counts"], summary, wall)
@@ -416,22 +418,3 @@ def _summary(d: dict) -> dict:
     }
 
 
-def _plot(scores: dict[str, list[float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..reporting.output import save_png
-
-    fig, axes = plt.subplots(1, len(scores), figsize=(9, 3.2), squeeze=False)
-    for ax, (fmt, vals) in zip(axes[0], scores.items()):
-        ax.hist(vals, bins=10, range=(0, 1), color="#4c72b0", edgecolor="white")
-        ax.axvline(THRESHOLD, color="#c44e52", ls="--", lw=1)
-        ax.set_title(f"{fmt.removeprefix('task_')} (n={len(vals)})", fontsize=9)
-        ax.set_xlabel("probe score (object-token accuracy)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("facts")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_png(fig, path, dpi=100)

@@ -316,31 +316,6 @@ def _fmt_time(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d} min"
 
 
-def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "") -> None:
-    """Two panels, To-Learn accuracy and NF accuracy against epoch, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..reporting.output import save_png
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, curve in curves.items():
-        ep = [r["epoch"] for r in curve]
-        ax1.plot(ep, [r["to_learn_accuracy"] for r in curve], marker="o", ms=3, label=name)
-        ax2.plot(ep, [r["nf_accuracy"] for r in curve], marker="o", ms=3, label=name)
-    ax1.set(xlabel="epoch", ylabel="accuracy", title="To-Learn (acquisition)")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="Not-To-Forget (retention)")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_png(fig, path, dpi=110)
-
-
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
@@ -593,6 +568,8 @@ def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size
         "methods": {n: {"summary": r["summary"], "wall_s": r["wall_s"]} for n, r in results.items()},
     }
     write_jsonl(out / "curves.jsonl", [{"method": n, **row} for n, r in results.items() for row in r["curve"]])
+    from ..reporting.plots import plot_curves
+
     plot_curves({n: r["curve"] for n, r in results.items()}, out / "curves.png",
                 f"LAMA-ckl ({size}): {model_label}, {len(data.documents)} To-Learn / "
                 f"{len(data.nf_probes)} NF, {cfg.data.probe_field}")
@@ -610,4 +587,4 @@ def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size
 
 __all__ = ["register_benchmark", "available_benchmarks", "get_benchmark", "run_lama_ckl", "SIZES",
            "LamaCklSize", "LamaCklConfig", "BenchOptions", "resolve_config", "lama_ckl_files",
-           "load_lama_ckl", "summarize_curve", "curve_from_history", "format_results", "plot_curves"]
+           "load_lama_ckl", "summarize_curve", "curve_from_history", "format_results"]

@@ -284,37 +284,6 @@ def score_histogram(values: list[float]) -> dict:
             "bin_edges": [i / HIST_BINS for i in range(HIST_BINS + 1)], "bin_counts": counts}
 
 
-def plot_scores(hists: dict[str, dict], path: str | Path, title: str) -> None:
-    """Histograms of unit scores, one panel per file (rows) and format (columns); PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..reporting.output import save_png
-
-    fig, axes = plt.subplots(len(SOURCES), len(FORMATS), figsize=(9, 7.5), squeeze=False)
-    for i, src in enumerate(SOURCES):
-        for j, fmt in enumerate(FORMATS):
-            ax = axes[i][j]
-            h = hists.get(f"{src}.{fmt}")
-            if h and h["n"]:
-                edges = h["bin_edges"]
-                ax.bar(edges[:-1], h["bin_counts"], width=1 / HIST_BINS, align="edge",
-                       color="#4c72b0", edgecolor="white")
-                ax.text(0.98, 0.95, f"n={h['n']}  mean={h['mean']:.3f}\n=0: {h['exact_0']}  =1: {h['exact_1']}",
-                        transform=ax.transAxes, ha="right", va="top", fontsize=8)
-            ax.set_xlim(0, 1)
-            ax.set_title(f"{src} — {fmt.removeprefix('task_')}", fontsize=9)
-            if i == len(SOURCES) - 1:
-                ax.set_xlabel("unit score (object-token accuracy)")
-            if j == 0:
-                ax.set_ylabel("units")
-            ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_png(fig, path, dpi=100)
-
 
 def format_counts(result: TailorResult) -> str:
     """The counts table the CLI prints."""
@@ -433,7 +402,9 @@ def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None
                        data_dir, to_learn_rule, param.device)
     hists = summary["score_histograms"]
     atomic_write_json(out_dir / "summary.json", summary)
-    plot_scores(hists, out_dir / "scores.png", f"LAMA-ckl unit scores, model {model_spec}")
+    from ..reporting.plots import plot_score_grid
+
+    plot_score_grid(hists, list(SOURCES), list(FORMATS), out_dir / "scores.png", f"LAMA-ckl unit scores, model {model_spec}")
     log(f"tailor: wrote {', '.join(f'{n}.jsonl ({counts[n]})' for n in SET_NAMES)} to {out_dir} "
         f"in {wall:.1f} s ({n_scored} probes scored, {n_cached} cached)")
     return TailorResult(out_dir, counts, by_rule, {n: [u.uuid for u in sets[n]] for n in SET_NAMES},

@@ -430,7 +430,7 @@ def _finish(r: _Run) -> LearnResult:
         summary.update(before=r.history[0], after=r.history[-1])
     atomic_write_json(r.out / "summary.json", summary)
     if len(r.history) >= 2 and "accuracy" in r.history[0]:
-        from ..reporting.output import plot_history
+        from ..reporting.plots import plot_history
 
         plot_history({r.method.name: r.history}, r.out / "accuracy.png")
     result.info = _write_run_info(r.out, r.cfg, r.device, "complete", r.info)

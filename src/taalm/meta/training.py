@@ -531,6 +531,8 @@ def _write_outputs(out: Path, phi, tokenizer, heat_enc, cfg, val_rows, log_rows,
     wb = [torch.tensor(w) for w in json.loads((out / "weights_before.json").read_text())]
     write_weight_report(out, tokenizer, heat_enc, wb, wa)
     if val_rows:
+        from ..reporting.plots import plot_validation
+
         plot_validation(val_rows, log_rows, out / "validation.png", references)
     atomic_write_json(out / "summary.json", {
         "updates": cfg.updates, "val": val_rows, "best": best, "references": references,
@@ -541,62 +543,15 @@ def _write_outputs(out: Path, phi, tokenizer, heat_enc, cfg, val_rows, log_rows,
 # --------------------------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------------------------
-def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, references: dict | None = None) -> None:
-    """Validation answer accuracy against φ updates, and the training outer loss."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..reporting.output import save_png
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.plot([r["update"] for r in val_rows], [r["accuracy"] for r in val_rows], marker="o", label="φ")
-    for (name, ref), color in zip((references or {}).items(), ("#868e96", "#2b8a3e")):
-        a1.axhline(ref["accuracy"], ls="--", color=color, label=f"{name} weights")
-    a1.legend(fontsize=8)
-    a1.set(xlabel="φ update", ylabel="held-out answer accuracy", title="Validation")
-    if log_rows:
-        u = [r["update"] for r in log_rows]
-        a2.plot(u, [r["outer"] for r in log_rows], label="answer NLL at θ'", alpha=0.8)
-        a2.plot(u, [r["outer0"] for r in log_rows], label="at θ0", alpha=0.5)
-        a2.set(xlabel="φ update", ylabel="outer loss", title="Training pairs")
-        a2.legend()
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    save_png(fig, path, dpi=110)
-
-
 def write_weight_report(out: Path, tokenizer, items: list[EncodedPair], before, after) -> None:
     """``weights.html`` (heatmap, before/after per document) and ``weights.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..reporting.output import save_png, write_heatmap
+    from ..reporting.heatmaps import write_heatmap
+    from ..reporting.plots import plot_weights_before_after
 
     html_items = []
     for i, (e, wb, wa) in enumerate(zip(items, before, after)):
         html_items.append((e.text, e.doc.offsets, [float(x) for x in wb], f"document {i + 1}: before meta-training"))
         html_items.append((e.text, e.doc.offsets, [float(x) for x in wa], f"document {i + 1}: after meta-training"))
     write_heatmap(out / "weights.html", html_items, title="Train-Attention token weights (held-out documents)")
-
-    n = len(items)
-    fig, axes = plt.subplots(n, 1, figsize=(12, 2.2 * n), squeeze=False)
-    for ax, e, wb, wa in zip(axes[:, 0], items, before, after):
-        toks = [e.text[s:t] for s, t in e.doc.offsets]
-        x = range(len(toks))
-        ax.bar(x, [float(v) for v in wb], color="#bbbbbb", label="before")
-        ax.plot(x, [float(v) for v in wa], color="#d9480f", marker=".", lw=1, label="after")
-        for i in e.doc.span:
-            ax.axvspan(i - 0.5, i + 0.5, color="#2b8a3e", alpha=0.15)
-        ax.set_xticks(list(x))
-        ax.set_xticklabels(toks, rotation=90, fontsize=6)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("weight")
-    axes[0, 0].legend(loc="lower right", fontsize=7)
-    axes[0, 0].set_title("φ's token weights on held-out documents (green: the answer's tokens)")
-    fig.tight_layout()
-    save_png(fig, out / "weights.png", dpi=100)
+    plot_weights_before_after([([e.text[s:t] for s, t in e.doc.offsets], wb, wa, e.doc.span)
+                               for e, wb, wa in zip(items, before, after)], out / "weights.png")

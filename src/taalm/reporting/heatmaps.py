@@ -1,4 +1,4 @@
-"""Human-facing output: before/after tables, accuracy curves (PNG), token-weight heatmaps.
+"""Token-weight heatmaps: one self-contained HTML file, or plain text for a terminal.
 
 The heatmap is a single self-contained HTML file (no scripts, no external assets): each token is
 a span whose background goes from white (weight 0) to deep orange (weight 1), with the exact
@@ -11,59 +11,6 @@ import html
 from pathlib import Path
 
 from ..core.files import atomic_write_text
-
-
-def format_history(history: list[dict], title: str | None = None) -> str:
-    """A small fixed-width table: epoch, probe accuracy, answer NLL."""
-    lines = [title] if title else []
-    lines.append(f"{'epoch':>5}  {'accuracy':>8}  {'answer NLL':>10}")
-    for row in history:
-        lines.append(f"{row['epoch']:>5}  {row['accuracy']:>8.3f}  {row['nll']:>10.3f}")
-    return "\n".join(lines)
-
-
-def format_before_after(before: dict, after: dict, label: str = "probes") -> str:
-    return "\n".join([
-        f"{'':<10}{'before':>10}{'after':>10}",
-        f"{'accuracy':<10}{before['accuracy']:>10.3f}{after['accuracy']:>10.3f}",
-        f"{'NLL':<10}{before['nll']:>10.3f}{after['nll']:>10.3f}",
-        f"({label}: {before.get('n', '?')}, evaluated after epoch {after['epoch']})",
-    ])
-
-
-def plot_history(curves: dict[str, list[dict]], path: str | Path, title: str = "Probe accuracy") -> None:
-    """Accuracy (and answer NLL) against epoch, one line per method; written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, hist in curves.items():
-        ep = [r["epoch"] for r in hist]
-        ax1.plot(ep, [r["accuracy"] for r in hist], marker="o", label=name)
-        ax2.plot(ep, [r["nll"] for r in hist], marker="o", label=name)
-    ax1.set(xlabel="epoch", ylabel="answer-token accuracy", title=title, ylim=(-0.02, 1.02))
-    ax2.set(xlabel="epoch", ylabel="answer NLL", title="Answer NLL")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    save_png(fig, path, dpi=110)
-
-
-def save_png(fig, path: str | Path, dpi: int = 110) -> None:
-    """Write a matplotlib figure as PNG atomically (temp file + rename) and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    from ..core.files import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _token_texts(text: str, offsets: list[tuple[int, int]]) -> list[str]:
