@@ -42,34 +42,25 @@ from typing import Callable, Iterable
 
 from ..core.config import LearnConfig, load_config, to_dict
 from ..core.errors import ConfigError, InputError, TaalmError
+from ..core.registry import Registry
 
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
-_BENCHMARKS: dict[str, Callable] = {}
+BENCHMARKS: Registry[Callable] = Registry("benchmark", "benchmark")
 
 
 def register_benchmark(name: str) -> Callable[[Callable], Callable]:
-    """Register a benchmark runner under ``name`` (like :func:`taalm.weighting.register_method`)."""
-
-    def deco(fn):
-        if name in _BENCHMARKS:
-            raise ValueError(f"benchmark '{name}' is already registered")
-        fn.benchmark_name = name
-        _BENCHMARKS[name] = fn
-        return fn
-
-    return deco
+    """Register a benchmark runner under ``name`` (``@register_benchmark("mine")``)."""
+    return BENCHMARKS.register(name)
 
 
 def available_benchmarks() -> list[str]:
-    return sorted(_BENCHMARKS)
+    return BENCHMARKS.names()
 
 
 def get_benchmark(name: str) -> Callable:
-    if name not in _BENCHMARKS:
-        raise ConfigError(f"unknown benchmark '{name}' (available: {', '.join(available_benchmarks())})")
-    return _BENCHMARKS[name]
+    return BENCHMARKS.get(name)
 
 
 # --------------------------------------------------------------------------------------------
