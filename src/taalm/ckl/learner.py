@@ -400,6 +400,8 @@ def _learn(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
             loss = _train_epoch(r, epoch, progress)
             r.epoch_seconds.append(time.time() - t_epoch)
             _end_of_epoch(r, epoch, extra, log, callbacks, loss)
+        r.model.eval()
+        result = _finish(r)  # inside the try: a failure while saving (a full disk) is reported too
     except TrainingDiverged as e:
         if r.out is not None:
             _mark(r.out, "failed", error=str(e), last_checkpoint_epoch=r.checkpointer.latest_index())
@@ -410,8 +412,7 @@ def _learn(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
         raise
     finally:
         r.logger.close()
-    r.model.eval()
-    return _finish(r)
+    return result
 
 
 def _finish(r: _Run) -> LearnResult:

@@ -270,7 +270,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     docs = [p.document for p in pairs + val_pairs]
     check_run_dir(out, resume=resume, overwrite=overwrite, inputs=input_paths(docs))
     if resume:
-        check_resume(read_run_info(out), inputs, to_dict(cfg))
+        check_resume(read_run_info(out), inputs, to_dict(cfg), defaults=to_dict(MetaTrainConfig()))
     lock = RunLock(out).acquire() if out is not None else None
     try:
         run = RunFolder(out, resume=resume, overwrite=overwrite) if out is not None else None
@@ -482,6 +482,9 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dic
                 _validate(r, update, log)
             if r.checkpointer is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
                 r.checkpointer.save(update, r.params, r.opt, {"update": update, "best": r.best, "seconds": r.seconds()})
+        if r.out is not None:  # inside the try: a failure here (a full disk) is reported too
+            _write_outputs(r.out, r.phi, r.tokenizer, heat_enc, cfg, r.val_rows, r.log_rows, r.best, references,
+                           r.seconds())
     except TrainingDiverged as e:
         if r.out is not None:
             r.write_info("failed", error=str(e))
@@ -496,8 +499,6 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dic
         if bar is not None:
             bar.close()
     if r.out is not None:
-        _write_outputs(r.out, r.phi, r.tokenizer, heat_enc, cfg, r.val_rows, r.log_rows, r.best, references,
-                       r.seconds())
         r.write_info("complete")
     return MetaTrainResult(r.out, r.log_rows, r.val_rows, r.best, r.phi, r.seconds())
 
