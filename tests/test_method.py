@@ -115,3 +115,28 @@ def test_second_learn_with_other_lora_shape_is_refused(tokenizer, docs_file):
     with pytest.raises(ConfigError, match="already carries a LoRA adapter with r=4"):
         learn(docs, None, cfg_for("theta.lora.r=8"), model=first.model, tokenizer=tokenizer, progress=False,
               log=lambda m: None)
+
+
+def test_a_part_can_refuse_a_combination():
+    """resolve_method lets every part check the others (check_method): the refusal is a ConfigError."""
+    from taalm.ckl.optim import OPTIMIZERS, OptimizerPart
+
+    class LoraOnly(OptimizerPart):
+        """An optimizer that only knows adapters."""
+
+        def build(self, params):
+            return torch.optim.SGD(list(params.values()), lr=self.cfg.lr)
+
+        def check_method(self, method):
+            if method.theta.name != "lora":
+                raise ConfigError(f"optimizer 'test_lora_only' needs theta.mode=lora, not {method.theta.name}",
+                                  "train.optimizer")
+
+    OPTIMIZERS.register("test_lora_only")(LoraOnly)
+    try:
+        assert resolve_method(split_method_name(cfg_for("method.name=finetune+test_lora_only"))).optimizer.name \
+            == "test_lora_only"
+        with pytest.raises(ConfigError, match="needs theta.mode=lora, not full"):
+            resolve_method(split_method_name(cfg_for("method.name=finetune+test_lora_only+full")))
+    finally:
+        OPTIMIZERS._parts.pop("test_lora_only")
