@@ -1,4 +1,4 @@
-"""Run folders: atomic writes, JSON/JSONL, and the metadata that makes a run self-describing.
+"""Files: atomic writes, safetensors, JSON/JSONL, and the metadata that makes a run self-describing.
 
 Nothing is ever left half-written: every file is written to a temporary sibling and renamed
 into place (rename is atomic on POSIX). Tensors go to safetensors, everything else to JSON,

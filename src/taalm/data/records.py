@@ -1,4 +1,4 @@
-"""Documents and probes: reading them (with precise errors), tokenising, answer spans, windows.
+"""Documents, probes and pairs: reading them with precise errors, and locating answers in text.
 
 Input formats
   * documents: ``.txt`` (blocks separated by a blank line) or JSONL with ``text`` (optional
@@ -9,10 +9,7 @@ Input formats
 
 Every problem stops with an :class:`~taalm.errors.InputError` naming file, line and field.
 
-Answer spans are found on characters (last occurrence of the answer string) and mapped to tokens
-through the tokenizer's offsets: a token belongs to the answer when its character span overlaps
-the answer's. This is the "last occurrence of the answer's tokens" of SPEC 2.5, made robust to
-BPE merges with the preceding space.
+Tokenising and windows: :mod:`taalm.data.windows`.
 """
 
 from __future__ import annotations
