@@ -434,14 +434,10 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
         from ..core.devices import reset_peak_memory
 
         reset_peak_memory(next(model.parameters()).device)
-    elif lc.model.device not in ("cpu",):
-        try:
-            import torch
+    else:  # the learner loads θ0 on the device the config resolves to
+        from ..core.devices import reset_peak_memory, resolve_device
 
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
-        except Exception:  # pragma: no cover - informational only
-            pass
+        reset_peak_memory(resolve_device(lc.model.device))
     res = learn(data.documents, data.probes, lc, run_dir, resume=resume, overwrite=not resume,
                 model=model, tokenizer=tokenizer, progress=progress, callbacks=[on_epoch], log=log,
                 extra_probes={"nf": data.nf_probes})
