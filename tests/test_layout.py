@@ -92,3 +92,16 @@ def test_no_function_is_long():
                 if n > 80:
                     long.append(f"{path.relative_to(PKG)}:{node.lineno} {node.name} ({n} lines)")
     assert not long, "\n".join(long)
+
+
+def test_every_public_name_resolves():
+    """The names of ``taalm/__init__.py`` keep working after the move into subpackages."""
+    import importlib
+
+    import taalm
+
+    for name in taalm.__all__:
+        value = getattr(taalm, name)
+        if name != "__version__":
+            module = importlib.import_module(taalm._LAZY[name])
+            assert getattr(module, name) is value, name
