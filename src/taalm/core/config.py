@@ -136,6 +136,20 @@ class ThetaConfig:
 
 
 @dataclass
+class RecAdamConfig:
+    """The ``recadam`` optimizer: Adam with an annealed quadratic pull toward θ's starting values."""
+
+    coef: float = 100.0  # strength of the pull (lr · coef ≤ 1 keeps the pull from overshooting)
+    k: float = 0.5  # steepness of λ(t) = sigmoid(k · (t − t0))
+    t0: int = 100  # the step at which λ = 1/2: the pull fades as t passes t0
+
+    def _rules(self, r: _Rules) -> None:
+        r.finite("coef", 0.0)
+        r.finite("k", 0.0, low_open=True)
+        r.at_least("t0", 0)
+
+
+@dataclass
 class TrainConfig:
     """How θ learns: epochs, optimizer settings, batching, windows, seeds, checkpoints, parts."""
 
@@ -155,6 +169,7 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
     known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
     optimizer: str = "adamw"  # θ's optimizer, a registered part (taalm.ckl.optim)
+    recadam: RecAdamConfig = field(default_factory=RecAdamConfig)
     stream: str = "plain"  # how windows become batches each epoch, a registered part (taalm.ckl.streams)
 
     def _rules(self, r: _Rules) -> None:
