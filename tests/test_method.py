@@ -59,7 +59,7 @@ def test_unknown_theta_form_is_a_config_error():
 def test_parts_are_listed():
     parts = available_parts()
     assert {"finetune", "taalm", "salient"} <= set(parts["weighting"])
-    assert parts["theta"] == ["full", "lora"] and parts["optimizer"] == ["adamw"] and "plain" in parts["stream"]
+    assert parts["theta"] == ["full", "lora"] and parts["optimizer"] == ["adamw", "recadam"] and "plain" in parts["stream"]
 
 
 def test_a_new_part_is_one_registered_class(tokenizer, docs_file):

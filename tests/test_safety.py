@@ -54,7 +54,7 @@ LEARN_CASES = {
     "unknown method": (["--method", "magic"], "unknown"),
     "unknown theta form": (["theta.mode=half"], "unknown θ form 'half' (available: full, lora)"),
     "unknown method part": (["--method", "finetune+turbo"], "method.name=finetune+turbo: 'turbo' is no method part"),
-    "unknown optimizer": (["train.optimizer=lion"], "unknown optimizer 'lion' (available: adamw)"),
+    "unknown optimizer": (["train.optimizer=lion"], "unknown optimizer 'lion' (available: adamw, recadam)"),
 }
 
 
