@@ -340,6 +340,26 @@ def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, win
     return [doc_weights[x.doc_index][x.start:x.start + len(x.input_ids)] for x in windows]
 
 
+def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_docs: int):
+    """The data stream's replay documents (Mix-review), windowed after the run's own documents,
+    with their weights: 1 everywhere, or the run's static weighting method applied to them."""
+    docs = method.stream.replay_documents()
+    if not docs:
+        return [], []
+    tc = cfg.train
+    encoded, windows = prepare_windows(tokenizer, docs, tc.max_length, tc.stride)
+    for x in windows:
+        x.doc_index += n_docs  # replay documents follow the run's own
+    if tc.mixreview.replay_weights == "uniform":
+        return windows, [torch.ones(len(x.input_ids)) for x in windows]
+    from .weighting import get_method
+
+    w = get_method(cfg.method, seed=tc.seed)  # a second instance: prepared on the replay documents
+    w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size, documents=docs))
+    doc_weights = [w.document_weights(i, e) for i, e in enumerate(encoded)]
+    return windows, [doc_weights[x.doc_index - n_docs][x.start:x.start + len(x.input_ids)] for x in windows]
+
+
 def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None, inputs: dict,
            method: CklMethod, model, tokenizer, optimizer, progress: bool, log) -> _Run:
     """θ0 and the data (all validated before anything is written), θ's form and optimizer, the
@@ -364,6 +384,10 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
         folder.start(lambda f: (save_config(cfg, f / "config.yaml"), _write_run_info(f, cfg, device, "running", info)))
     t0 = time.time()
     static = _static_weights(method, model, tokenizer, documents, encoded, windows, device, tc)
+    method.stream.bind(len(windows))
+    replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
+    if replay_windows:  # the stream's replay documents follow the run's own windows
+        windows, static = windows + replay_windows, static + replay_weights
     evaluate = _make_evaluator(model, tokenizer, cfg, probes, encode_probes(tokenizer, probes) if probes else None,
                                extra_enc, folder, progress)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,

@@ -150,6 +150,21 @@ class RecAdamConfig:
 
 
 @dataclass
+class MixReviewConfig:
+    """The ``mixreview`` data stream: replay documents from a general pool mixed into every step."""
+
+    pool: str = ""  # replay documents (.txt blocks or JSONL text / LAMA-ckl units); never the evaluation set
+    ratio: float = 1.0  # replay windows per training window in epoch 1 (the CKL paper: 4; the TAALM release: 1)
+    decay: float = 1.0  # the ratio is multiplied by this every epoch (the CKL paper: 0.7)
+    replay_weights: str = "uniform"  # uniform (weight 1) | method (the run's static weighting method)
+
+    def _rules(self, r: _Rules) -> None:
+        r.finite("ratio", 0.0)
+        r.finite("decay", 0.0, low_open=True)
+        r.choice("replay_weights", ("uniform", "method"))
+
+
+@dataclass
 class TrainConfig:
     """How θ learns: epochs, optimizer settings, batching, windows, seeds, checkpoints, parts."""
 
@@ -170,6 +185,7 @@ class TrainConfig:
     known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
     optimizer: str = "adamw"  # θ's optimizer, a registered part (taalm.ckl.optim)
     recadam: RecAdamConfig = field(default_factory=RecAdamConfig)
+    mixreview: MixReviewConfig = field(default_factory=MixReviewConfig)
     stream: str = "plain"  # how windows become batches each epoch, a registered part (taalm.ckl.streams)
 
     def _rules(self, r: _Rules) -> None:

@@ -1,6 +1,7 @@
-"""Data streams, one file per stream; importing this package registers them (``plain``)."""
+"""Data streams, one file per stream; importing this package registers them (``plain``, ``mixreview``)."""
 
 from .base import STREAMS, DataStream, length_grouped_order, micro_batches
+from .mixreview import MixReview
 from .plain import Plain
 
-__all__ = ["STREAMS", "DataStream", "length_grouped_order", "micro_batches", "Plain"]
+__all__ = ["STREAMS", "DataStream", "length_grouped_order", "micro_batches", "MixReview", "Plain"]

@@ -29,6 +29,16 @@ class DataStream:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        self.n_train: int | None = None  # windows[:n_train] are the run's own; the rest are replay
+
+    def replay_documents(self) -> list:
+        """Documents this stream mixes into training besides the run's own (none by default).
+        The learner windows them after the run's documents and calls :meth:`bind`."""
+        return []
+
+    def bind(self, n_train: int) -> None:
+        """``windows[:n_train]`` (of every later :meth:`epoch_steps` call) are the run's own windows."""
+        self.n_train = n_train
 
     def epoch_steps(self, windows: list[Window], epoch: int) -> list[list[list[int]]]:
         """The optimizer steps of ``epoch`` (1-based): each a list of micro-batches of indices
