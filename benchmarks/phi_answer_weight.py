@@ -1,4 +1,5 @@
-"""Where does a φ put its weight? Answer tokens vs the rest, on any LAMA-ckl unit files.
+"""Where does a φ put its weight? Answer tokens vs the rest, on any LAMA-ckl unit files
+(``--by-relation``: also per relation).
 
 For each file, the documents (``evidence``) are weighted by φ (the shipped default unless
 ``--phi DIR``) and by ``oracle`` (1 on the tokens of the answer's last occurrence, the ``object``);
@@ -20,42 +21,73 @@ import time
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def phi_and_answer_weights(model, tok, path: Path, limit: int, phi: str | None):
+    """``(documents, [(φ's weights [n_tokens], answer mask [n_tokens] bool)])`` for the first
+    ``limit`` units of ``path``: φ's weight on every θ token and the oracle's answer tokens."""
+    from taalm.ckl.weighting import get_method, weights_for_documents
+    from taalm.core.config import MethodConfig, TaalmMethodConfig
+    from taalm.data import read_documents
+
+    docs = read_documents(path, limit=limit)
+    method = get_method(MethodConfig(name="taalm", taalm=TaalmMethodConfig(checkpoint=phi)))
+    w_phi = weights_for_documents(method, model, tok, docs)
+    w_orc = weights_for_documents(get_method(MethodConfig(name="oracle")), model, tok, docs)
+    return docs, [(wp.float(), wo > 0.5) for (_, wp), (_, wo) in zip(w_phi, w_orc)]
+
+
+def share_by_relation(relations: list[str], weighted) -> dict:
+    """relation -> {n, answer_share_of_weight}: φ's weight on answer tokens / all φ's weight."""
+    agg: dict[str, list] = {}
+    for rel, (wp, on) in zip(relations, weighted):
+        g = agg.setdefault(rel, [0, 0.0, 0.0])
+        g[0] += 1
+        g[1] += float(wp[on].sum())
+        g[2] += float(wp.sum())
+    return {r: {"n": g[0], "answer_share_of_weight": round(g[1] / g[2], 4)}
+            for r, g in sorted(agg.items(), key=lambda kv: -kv[1][0])}
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The command line shared by this script and ``phi_answer_weight_by_relation.py``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--files", nargs="+", required=True, type=Path, help="LAMA-ckl unit files (JSONL)")
     ap.add_argument("--limit", type=int, default=200, help="first N units of each file")
     ap.add_argument("--phi", default=None, help="φ folder (default: the shipped φ)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--by-relation", action="store_true",
+                    help="also the share of φ's weight on answer tokens per relation_code")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = arguments(__doc__)
     a = ap.parse_args(argv)
 
     import torch
 
-    from taalm.core.config import MethodConfig, TaalmMethodConfig
-    from taalm.data import read_documents
-    from taalm.models.loading import load_model
     from taalm.core.files import atomic_write_json, environment_info
-    from taalm.ckl.weighting import get_method, weights_for_documents
+    from taalm.models.loading import load_model
 
     model, tok = load_model(a.model)
     rows = {}
     for path in a.files:
         t0 = time.time()
-        docs = read_documents(path, limit=a.limit)
-        phi = get_method(MethodConfig(name="taalm", taalm=TaalmMethodConfig(checkpoint=a.phi)))
-        w_phi = weights_for_documents(phi, model, tok, docs)
-        w_orc = weights_for_documents(get_method(MethodConfig(name="oracle")), model, tok, docs)
+        docs, weighted = phi_and_answer_weights(model, tok, path, a.limit, a.phi)
         ans_sum = other_sum = 0.0
         n_ans = n_other = 0
         top_is_answer = 0
-        for (_, wp), (_, wo) in zip(w_phi, w_orc):
-            wp, mask = wp.float(), wo > 0.5  # [n_tokens]
+        for wp, mask in weighted:  # [n_tokens] each
             ans_sum += float(wp[mask].sum())
             other_sum += float(wp[~mask].sum())
             n_ans += int(mask.sum())
             n_other += int((~mask).sum())
             top_is_answer += int(bool(mask[int(torch.argmax(wp))]))
+        if a.by_relation:
+            rels = [json.loads(x)["relation_code"] for x in path.read_text().splitlines() if x.strip()][:len(docs)]
+            by_relation = share_by_relation(rels, weighted)
         rows[str(path)] = {
+            **({"by_relation": by_relation} if a.by_relation else {}),
             "n_documents": len(docs), "n_answer_tokens": n_ans, "n_other_tokens": n_other,
             "mean_weight_answer": ans_sum / max(n_ans, 1), "mean_weight_other": other_sum / max(n_other, 1),
             "answer_share_of_weight": ans_sum / max(ans_sum + other_sum, 1e-12),
