@@ -128,11 +128,30 @@ class LoraConfig:
 
 
 @dataclass
+class KAdapterConfig:
+    """The ``kadapter`` θ form: a frozen base plus a small stack of adapter blocks (K-Adapter)."""
+
+    layers: list[int] = field(default_factory=list)  # base layers the blocks read; [] = [1, middle, last]
+    width: int = 128  # the blocks' hidden size
+    heads: int = 4  # attention heads per block
+    dropout: float = 0.0  # dropout inside the blocks
+    scale: float = 1.0  # logits = head(h_base + scale · LayerNorm(adapter output))
+
+    def _rules(self, r: _Rules) -> None:
+        r.at_least("width", 1)
+        r.at_least("heads", 1)
+        r.need(self.width % max(self.heads, 1) == 0, "width", f"must be a multiple of theta.kadapter.heads={self.heads}")
+        r.finite("dropout", 0.0, 1.0, high_open=True)
+        r.finite("scale")
+
+
+@dataclass
 class ThetaConfig:
     """How θ is parameterised while it learns."""
 
-    mode: str = "lora"  # a registered θ form (taalm.ckl.theta): lora | full
+    mode: str = "lora"  # a registered θ form (taalm.ckl.theta): lora | full | kadapter
     lora: LoraConfig = field(default_factory=LoraConfig)
+    kadapter: KAdapterConfig = field(default_factory=KAdapterConfig)
 
 
 @dataclass

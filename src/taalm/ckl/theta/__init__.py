@@ -1,8 +1,9 @@
-"""θ forms, one file per form; importing this package registers them all (``lora``, ``full``)."""
+"""θ forms, one file per form; importing this package registers them all (``lora``, ``full``, ``kadapter``)."""
 
 from .base import (THETA_FORMS, ThetaForm, adapter_folder, count_parameters, get_theta_form, load_adapter,
                    trainable_parameters)
 from .full import Full
+from .kadapter import KAdapter, KAdapterModel, load_kadapter
 from .lora import Lora
 
 
@@ -12,4 +13,4 @@ def wrap_theta(model, cfg, seed: int = 0):
 
 
 __all__ = ["THETA_FORMS", "ThetaForm", "adapter_folder", "count_parameters", "get_theta_form", "load_adapter",
-           "trainable_parameters", "wrap_theta", "Full", "Lora"]
+           "trainable_parameters", "wrap_theta", "Full", "KAdapter", "KAdapterModel", "Lora", "load_kadapter"]
