@@ -142,3 +142,43 @@ def test_oracle_weights_the_last_standalone_occurrence(tokenizer, tmp_path, text
     assert on and w.sum() == len(on)
     covered = [(enc.offsets[i][0], enc.offsets[i][1]) for i in on]
     assert min(a for a, _ in covered) >= start - 1 and max(b for _, b in covered) == start + len(answer)
+
+
+def test_ties_fall_to_the_tiebreak_then_to_position():
+    scores = torch.zeros(1, 6)
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    loss = torch.tensor([[0.1, 0.9, 0.5, 0.9, 0.2, 0.3]])
+    assert select_top_fraction(scores, valid, 0.5).tolist() == [[1, 1, 1, 0, 0, 0]]  # position order
+    assert select_top_fraction(scores, valid, 0.5, tiebreak=loss).tolist() == [[0, 1, 1, 1, 0, 0]]  # θ's loss
+    scores = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
+    assert select_top_fraction(scores, valid, 0.34, tiebreak=loss).tolist() == [[0, 1, 1, 0, 0, 0]]  # score first
+
+
+def test_rho1_finetuned_reference_leaves_theta0_and_differs_from_it(tokenizer, docs_file, tmp_path):
+    """reference=finetuned: a copy of θ0 fine-tuned on the documents, so the first step's excess
+    losses are no longer all zero (with reference θ0 they are)."""
+    from conftest import make_gpt2
+    from taalm.ckl.learner import learn
+    from taalm.core.config import LearnConfig, load_config
+
+    docs = read_documents(docs_file)
+    model = make_gpt2(len(tokenizer))
+    cfg = load_config(LearnConfig, None, ["method.name=rho1", "method.rho1.reference=finetuned",
+                                          "method.rho1.reference_epochs=3", "train.epochs=1", "train.lr=1e-2",
+                                          "theta.lora.r=4", "train.batch_size=3", "model.device=cpu"])
+    seen = {}
+    import taalm.ckl.weighting.rho1 as rho1_mod
+
+    real = rho1_mod.select_top_fraction
+
+    def spy(scores, valid, ratio, tiebreak=None):
+        seen.setdefault("first", scores[valid.bool()].clone())
+        return real(scores, valid, ratio, tiebreak)
+
+    rho1_mod.select_top_fraction = spy
+    try:
+        res = learn(docs, None, cfg, tmp_path / "r", model=model, tokenizer=tokenizer, progress=False, log=lambda m: None)
+    finally:
+        rho1_mod.select_top_fraction = real
+    assert seen["first"].abs().max() > 1e-3  # θ0 vs its fine-tuned copy: real excess losses at step 1
+    assert res.steps == 1

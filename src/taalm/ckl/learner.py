@@ -329,11 +329,12 @@ def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
     return model, tokenizer
 
 
-def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, windows, device, tc):
+def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, windows, device, cfg: LearnConfig):
     """Weights that do not depend on θ, once per document, cut per window (None if dynamic).
     θ is θ0 here unless resumed: RHO-1's reference is θ0 itself only when it is not given."""
     w = method.weighting
-    w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size, documents=documents))
+    w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, cfg.train.batch_size, documents=documents,
+                             config=cfg))
     if w.dynamic:
         return None
     doc_weights = [w.document_weights(i, e) for i, e in enumerate(encoded)]
@@ -383,7 +384,7 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     if folder is not None:  # the run starts for real: the (staged) folder is swapped into place
         folder.start(lambda f: (save_config(cfg, f / "config.yaml"), _write_run_info(f, cfg, device, "running", info)))
     t0 = time.time()
-    static = _static_weights(method, model, tokenizer, documents, encoded, windows, device, tc)
+    static = _static_weights(method, model, tokenizer, documents, encoded, windows, device, cfg)
     method.stream.bind(len(windows))
     replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
     if replay_windows:  # the stream's replay documents follow the run's own windows

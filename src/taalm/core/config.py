@@ -239,10 +239,12 @@ class Rho1Config:
     """The `rho1` weighting method (RHO-1 selective language modelling)."""
 
     ratio: float = 0.4  # fraction of tokens kept (top by excess loss); the release keeps 40%
-    reference: str | None = None  # model spec of the reference; None = the starting model θ0
+    reference: str | None = None  # None = θ0; "finetuned" = θ0 fine-tuned on the documents first; or a model spec
+    reference_epochs: int = 2  # reference=finetuned: epochs of plain fine-tuning (the run's train settings)
 
     def _rules(self, r: _Rules) -> None:
         r.finite("ratio", 0.0, 1.0, low_open=True)
+        r.at_least("reference_epochs", 1)
 
 
 @dataclass

@@ -66,6 +66,7 @@ class PrepareContext:
     device: torch.device
     batch_size: int = 8
     documents: list | None = None  # the Documents (texts) behind ``encoded``; needed by ``taalm``
+    config: object | None = None  # the run's LearnConfig (RHO-1's fine-tuned reference trains with it)
 
 
 class WeightingMethod:

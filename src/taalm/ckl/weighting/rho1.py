@@ -9,11 +9,13 @@ import torch
 from ...core.errors import ConfigError
 from .base import WEIGHTINGS, PrepareContext, WeightingMethod, window_token_losses
 
-def select_top_fraction(scores: torch.Tensor, valid: torch.Tensor, ratio: float) -> torch.Tensor:
+def select_top_fraction(scores: torch.Tensor, valid: torch.Tensor, ratio: float,
+                        tiebreak: torch.Tensor | None = None) -> torch.Tensor:
     """0/1 mask of the top ``ratio`` of the valid positions by score (over the whole batch).
 
-    k = max(1, round(ratio * n_valid)) positions are kept; ties are broken by position.
-    scores, valid: [B, T]. Returns float [B, T].
+    k = max(1, round(ratio * n_valid)) positions are kept; equal scores are ordered by
+    ``tiebreak`` (higher first), then by position. scores, valid, tiebreak: [B, T]. Returns
+    float [B, T].
     """
     out = torch.zeros(scores.shape, dtype=torch.float32, device=scores.device)
     n_valid = int(valid.sum())
@@ -21,8 +23,12 @@ def select_top_fraction(scores: torch.Tensor, valid: torch.Tensor, ratio: float)
         return out
     k = min(n_valid, max(1, round(ratio * n_valid)))
     flat = scores.detach().float().masked_fill(~valid.bool(), -math.inf).flatten()
-    # stable descending sort: equal scores keep position order (topk's tie order is unspecified)
-    order = torch.sort(flat, descending=True, stable=True).indices[:k]
+    if tiebreak is None:
+        # stable descending sort: equal scores keep position order (topk's tie order is unspecified)
+        order = torch.sort(flat, descending=True, stable=True).indices[:k]
+    else:  # sort by the tie-break first, then stably by the score: ties fall in tie-break order
+        pre = torch.sort(tiebreak.detach().float().flatten(), descending=True, stable=True).indices
+        order = pre[torch.sort(flat[pre], descending=True, stable=True).indices][:k]
     out.view(-1)[order] = 1.0
     return out
 
@@ -32,8 +38,16 @@ class Rho1(WeightingMethod):
     """RHO-1 selective language modelling: score each token by its excess loss
     ℓ_t(θ) − ℓ_t(θ_ref) and train only on the top ``ratio`` of tokens in the batch.
 
-    θ_ref is the frozen starting model (default) or ``method.rho1.reference``. The reference
-    losses are computed once per training window; θ's losses come from the training forward.
+    θ_ref is the frozen starting model θ0 (default), a model spec, or ``finetuned``: a copy of
+    θ0 fine-tuned for ``reference_epochs`` on the run's own documents, the reference the RHO-1
+    paper relies on (a model trained on the target data), so that ℓ_θ − ℓ_ref singles out the
+    tokens that are learnable and not yet learned. The reference losses are computed once per
+    training window; θ's losses come from the training forward. Equal excess losses (all of
+    them at the first step with reference θ0) are ordered by θ's own loss, highest first, so the
+    first step trains the tokens θ knows least rather than the batch's first positions. The kept
+    tokens weigh 1 and the others 0; the learner normalises each sequence over its kept tokens
+    and averages over the sequences that keep any (RHO-1 averages over all kept tokens of the
+    batch; the two agree when sequences keep equally many).
     (The public release builds its mask from ``argsort`` positions instead of ranks and so keeps
     the wrong tokens; :func:`select_top_fraction` selects by rank and is tested.)
     """
@@ -48,7 +62,9 @@ class Rho1(WeightingMethod):
 
     def prepare(self, ctx: PrepareContext) -> None:
         model = ctx.model
-        if self.cfg.rho1.reference:
+        if self.cfg.rho1.reference == "finetuned":
+            model = self._finetuned_reference(ctx)
+        elif self.cfg.rho1.reference:
             from ...models.loading import load_model
 
             model = load_model(self.cfg.rho1.reference, device=str(ctx.device), with_tokenizer=False)
@@ -59,10 +75,29 @@ class Rho1(WeightingMethod):
             for w, row in zip(chunk, losses):
                 self.ref_losses[(w.doc_index, w.start)] = row[:len(w.input_ids)].float().cpu()
 
+    def _finetuned_reference(self, ctx: PrepareContext):
+        """A copy of θ0 (as the run's θ form prepared it) fine-tuned on the run's documents with
+        the run's train settings for ``reference_epochs`` epochs; θ0 itself is untouched."""
+        import copy
+
+        from ...core.config import MethodConfig
+        from ..learner import learn
+
+        if ctx.documents is None or ctx.config is None:
+            raise ConfigError("method.rho1.reference=finetuned needs the documents and the run's config (PrepareContext)")
+        cfg = copy.deepcopy(ctx.config)
+        cfg.method = MethodConfig(name="finetune")
+        cfg.train.epochs = self.cfg.rho1.reference_epochs
+        cfg.train.known_masking = False
+        cfg.train.stream = "plain"
+        res = learn(ctx.documents, None, cfg, model=copy.deepcopy(ctx.model), tokenizer=ctx.tokenizer,
+                    progress=False, log=lambda m: None)
+        return res.model
+
     def step_weights(self, token_losses, valid, windows):
         ref = torch.zeros_like(token_losses, dtype=torch.float32)
         for b, w in enumerate(windows):
             r = self.ref_losses[(w.doc_index, w.start)]
             ref[b, :len(r)] = r.to(ref.device)
         excess = token_losses.detach().float() - ref
-        return select_top_fraction(excess, valid, self.cfg.rho1.ratio)
+        return select_top_fraction(excess, valid, self.cfg.rho1.ratio, tiebreak=token_losses)
