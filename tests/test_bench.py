@@ -13,7 +13,7 @@ from conftest import build_tokenizer, make_gpt2, make_llama
 from taalm.bench.runner import (SIZES, curve_from_history, get_benchmark, lama_ckl_files, resolve_config,
                          run_lama_ckl, summarize_curve)
 from taalm.cli import main
-from taalm.core.errors import ConfigError, TaalmError
+from taalm.core.errors import ConfigError, InputError, TaalmError
 
 FACTS = [  # (subject, relation, object, evidence)
     ("Varnholt Observatory", "located in", "Kestrelford",
@@ -369,3 +369,21 @@ def test_a_folder_is_not_reused_with_another_passed_in_model(tmp_path, tailored,
     run_lama_ckl(to_learn, nf, ["oracle"], "smoke", out, TINY, model=make_llama(len(tokenizer)),
                  tokenizer=tokenizer, **QUIET)  # the same model: the folder is reused
     assert (out / "oracle" / "result.json").is_file()
+
+
+def test_mixreview_replays_a_pool_disjoint_from_the_evaluation_sets(tmp_path, tailored, tokenizer):
+    """The default replay pool is phi_pool.jsonl beside To-Learn; one sharing a uuid with To-Learn
+    or NF is refused before anything runs."""
+    to_learn, nf = lama_ckl_files(tailored)
+    write_units(tailored / "phi_pool.jsonl", [unit(30 + i, *f) for i, f in enumerate(FACTS[:3])])
+    res = run_lama_ckl(to_learn, nf, ["finetune+mixreview"], "smoke", tmp_path / "b", TINY,
+                       model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+    r = json.loads((tmp_path / "b" / "finetune+mixreview" / "result.json").read_text())
+    assert r["config"]["train"]["stream"] == "mixreview"
+    assert r["config"]["train"]["mixreview"]["pool"] == str(tailored / "phi_pool.jsonl")
+    assert "finetune+mixreview" in res["methods"]
+    write_units(tailored / "phi_pool.jsonl", [unit(2, *FACTS[2]), unit(31, *FACTS[1])])  # u2 is To-Learn
+    with pytest.raises(InputError, match="must not be the evaluation set"):
+        run_lama_ckl(to_learn, nf, ["finetune+mixreview"], "smoke", tmp_path / "c", TINY,
+                     model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+    assert not (tmp_path / "c").exists()

@@ -342,6 +342,35 @@ def _check_methods(methods: Iterable[str], cfg: LamaCklConfig, documents) -> lis
     return methods
 
 
+def _set_replay_pool(methods: list[str], cfg: LamaCklConfig, to_learn: Path, not_to_forget: Path) -> None:
+    """Methods with the ``mixreview`` stream replay documents that are in neither the To-Learn nor
+    the NF file: ``train.mixreview.pool``, by default the ``phi_pool.jsonl`` that ``taalm data
+    tailor`` wrote beside them. Disjointness by uuid is checked (an InputError if they overlap)."""
+    from ..ckl.method import split_method_name
+
+    uses = [m for m in methods if split_method_name(_with_name(cfg, m)).train.stream == "mixreview"]
+    if not uses:
+        return
+    pool = Path(cfg.train.mixreview.pool) if cfg.train.mixreview.pool else to_learn.parent / "phi_pool.jsonl"
+    if not pool.is_file():
+        raise InputError(f"methods {', '.join(uses)} replay documents: no train.mixreview.pool given and no "
+                         f"phi_pool.jsonl beside the To-Learn file", pool)
+    from ..data import jsonl_rows
+
+    held_out = {str(r.get("uuid")) for f in (to_learn, not_to_forget) for _, r in jsonl_rows(f) if r.get("uuid")}
+    overlap = sorted({str(r["uuid"]) for line, r in jsonl_rows(pool) if r.get("uuid")} & held_out)
+    if overlap:
+        raise InputError(f"{len(overlap)} replay units are To-Learn or Not-To-Forget units (e.g. uuid {overlap[0]}): "
+                         "the replay pool must not be the evaluation set", pool)
+    cfg.train.mixreview.pool = str(pool)
+
+
+def _with_name(cfg: LamaCklConfig, name: str) -> LearnConfig:
+    lc = cfg.learn_config()
+    lc.method.name = name
+    return lc
+
+
 def _bench_record(size: str, cfg: LamaCklConfig, data: LamaCklData) -> dict:
     """What must match for a rerun to reuse a folder (paths may differ; contents may not)."""
     conf = to_dict(cfg)
@@ -411,8 +440,9 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
 
     mdir = out / name
     run_dir = mdir / "run"
-    lc = cfg.learn_config()
-    lc.method.name = name
+    from ..ckl.method import split_method_name
+
+    lc = split_method_name(_with_name(cfg, name))  # "taalm+mixreview": the parts as config keys
     resume = (run_dir / "checkpoints" / "latest.json").is_file()
     timing_path = mdir / "timing.json"
     timing = json.loads(timing_path.read_text()) if resume and timing_path.is_file() else {}
@@ -500,6 +530,7 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
     cfg = resolve_config(size, overrides, probe_format)
     data = load_lama_ckl(to_learn, not_to_forget, cfg)
     methods = _check_methods(methods, cfg, data.documents)
+    _set_replay_pool(methods, cfg, Path(to_learn), Path(not_to_forget))
     out = Path(out_dir)
     record = _bench_record(size, cfg, data)
     if model is not None:  # a model passed in is named by its weights, not by model.name
