@@ -154,7 +154,7 @@ def test_ties_fall_to_the_tiebreak_then_to_position():
     assert select_top_fraction(scores, valid, 0.34, tiebreak=loss).tolist() == [[0, 1, 1, 0, 0, 0]]  # score first
 
 
-def test_rho1_finetuned_reference_leaves_theta0_and_differs_from_it(tokenizer, docs_file, tmp_path):
+def test_rho1_finetuned_reference_gives_real_excess_losses_at_the_first_step(tokenizer, docs_file, tmp_path):
     """reference=finetuned: a copy of θ0 fine-tuned on the documents, so the first step's excess
     losses are no longer all zero (with reference θ0 they are)."""
     from conftest import make_gpt2
