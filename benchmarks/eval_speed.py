@@ -1,7 +1,7 @@
 """Probe-evaluation throughput (probes/s): SmolLM2 on LAMA-ckl probes, several batch sizes.
 
 The LAMA-ckl benchmark evaluates To-Learn and Not-To-Forget probes after every epoch, so
-:func:`taalm.evaluation.evaluate_probes` must be fast (target: >= 25 probes/s on the 2-core CPU).
+:func:`taalm.evaluation.probes.evaluate_probes` must be fast (target: >= 25 probes/s on the 2-core CPU).
 For each batch size, both ways of computing the scores are timed, interleaved over repeats:
 
 * ``answer_only`` — logits only at the answer positions (hidden states gathered before the LM
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
     best = max(rows, key=lambda r: r["answer_only"]["probes_per_s"])
     result = {
-        "what": "taalm.evaluation.evaluate_probes throughput: answer-position logits vs all logits",
+        "what": "taalm.evaluation.probes.evaluate_probes throughput: answer-position logits vs all logits",
         "model": args.model, "probes": str(args.probes), "field": args.field, "n_probes": len(probes),
         "probe_tokens": {"mean": round(sum(n_tokens) / len(n_tokens), 1), "max": max(n_tokens)},
         "threads": args.threads, "repeats": args.repeats, "model_load_s": round(load_s, 1),

@@ -5,7 +5,7 @@ On SmolLM2-135M (CPU, float32, 2 torch threads), for ~100-token LAMA-ckl evidenc
 
   plain            one plain ``taalm`` learning step: φ forward without grad -> w; θ (peft LoRA
                    via ``wrap_theta``, the learner's default attention) forward + backward of the
-                   weighted loss (``taalm.loss.weighted_lm_loss``), gradient clipping at 1.0 (as
+                   weighted loss (``taalm.ckl.loss.weighted_lm_loss``), gradient clipping at 1.0 (as
                    the learner does) and a ``torch.optim.AdamW`` step.
   plain_eager      the same with θ loaded with eager attention (what the meta engines must use).
   double_backward  φ forward with grad -> w; ``meta_step(engine="double_backward")``;

@@ -1,8 +1,8 @@
 """Benchmarks, registered by name (``taalm bench NAME``); LAMA-ckl first (SPEC 2.5).
 
 **LAMA-ckl protocol.** For every method, from the same θ0: learn the To-Learn evidence documents
-for E epochs with the ordinary learner (:func:`taalm.learner.learn`, method by name from
-:mod:`taalm.weighting`), and evaluate the To-Learn probes and the Not-To-Forget (NF) probes
+for E epochs with the ordinary learner (:func:`taalm.ckl.learner.learn`, method by name from
+:mod:`taalm.ckl.weighting`), and evaluate the To-Learn probes and the Not-To-Forget (NF) probes
 before training (epoch 0) and after every epoch. Summary over the E+1 evaluation points:
 
 * **Top Acc** = max To-Learn accuracy; **Epoch** = the first epoch reaching it (0 = before);
@@ -11,7 +11,7 @@ before training (epoch 0) and after every epoch. Summary over the E+1 evaluation
 Inputs are two LAMA-ckl unit files (any; e.g. those written by ``taalm data tailor``: To-Learn =
 ``to_learn.jsonl``, NF = ``not_to_forget_<format>.jsonl``, matching the probe format). A size
 preset (:data:`SIZES`) fixes how many units, epochs, batch and lr; ``key=value`` overrides go on
-top (the :class:`~taalm.config.LearnConfig` keys plus ``bench.*``). Subsets are the first N units
+top (the :class:`~taalm.core.config.LearnConfig` keys plus ``bench.*``). Subsets are the first N units
 of each file (the released files are in random order), or a seeded random N (``bench.subset=random``).
 
 Output folder::

@@ -3,7 +3,7 @@
 The released LAMA-ckl sets were tailored to Llama-2 models; for any other base model they must be
 rebuilt. :func:`tailor` scores every unit of ``variant.jsonl``, ``invariant_descriptive.jsonl`` and
 ``invariant_schematic.jsonl`` in both probe formats (``task_descriptive`` and ``task_schematic``)
-with :func:`taalm.evaluation.evaluate_probes` — a unit's score in a format is its probe accuracy,
+with :func:`taalm.evaluation.probes.evaluate_probes` — a unit's score in a format is its probe accuracy,
 the fraction of object tokens predicted by argmax, teacher-forced — and writes
 
 ==============================  ===========================================================

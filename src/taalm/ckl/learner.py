@@ -288,7 +288,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
 
     Everything is checked before anything is written (the configuration, the documents, the
     output folder, on ``resume`` that the inputs and configuration are the run's own, then the
-    model and the checkpoint); the folder is locked while the run lives (:mod:`taalm.runfolder`).
+    model and the checkpoint); the folder is locked while the run lives (:mod:`taalm.core.runfolder`).
     A non-finite loss or gradient stops the run (:class:`TrainingDiverged`, status "failed"),
     keeping the last good checkpoint.
     """

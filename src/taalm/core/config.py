@@ -274,7 +274,7 @@ class SalientConfig:
 class MethodConfig:
     """The token-weighting method and each method's options."""
 
-    name: str = "finetune"  # see `taalm.weighting.available_methods()`
+    name: str = "finetune"  # see `taalm.ckl.weighting.available_methods()`
     random: RandomConfig = field(default_factory=RandomConfig)
     rho1: Rho1Config = field(default_factory=Rho1Config)
     taalm: TaalmMethodConfig = field(default_factory=TaalmMethodConfig)
@@ -285,7 +285,7 @@ class MethodConfig:
 class PhiConfig:
     """The Train-Attention model φ (SPEC 2.2)."""
 
-    base: str = "smollm2-135m"  # model spec for taalm.models.load_model: alias, HF name, folder, .gguf
+    base: str = "smollm2-135m"  # model spec for taalm.models.loading.load_model: alias, HF name, folder, .gguf
     mode: str = "lora"  # lora (adapters on a frozen backbone + head) | full (whole backbone + head)
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16))
     head_bias: float = 4.0  # sigmoid(4.0) = 0.982: every weight starts near uniform
@@ -336,7 +336,7 @@ class EvalConfig:
 
 @dataclass
 class LearnConfig:
-    """Everything `taalm learn` (and :func:`taalm.learner.learn`) needs."""
+    """Everything `taalm learn` (and :func:`taalm.ckl.learner.learn`) needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     theta: ThetaConfig = field(default_factory=ThetaConfig)
@@ -404,7 +404,7 @@ class ValidationConfig:
 
 @dataclass
 class MetaTrainConfig:
-    """Everything `taalm train-attention` (and :func:`taalm.meta_train.train_attention`) needs."""
+    """Everything `taalm train-attention` (and :func:`taalm.meta.training.train_attention`) needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)  # θ (its attention is forced to eager)
     phi: PhiConfig = field(default_factory=PhiConfig)

@@ -7,7 +7,7 @@ Input formats
     "The capital of X is Y ." — its last occurrence is scored — otherwise it is appended after a
     space), or LAMA-ckl units (``task_descriptive`` or ``task_schematic`` + ``object``).
 
-Every problem stops with an :class:`~taalm.errors.InputError` naming file, line and field.
+Every problem stops with an :class:`~taalm.core.errors.InputError` naming file, line and field.
 
 Tokenising and windows: :mod:`taalm.data.windows`.
 """

@@ -8,7 +8,7 @@ Notation (one training pair = document D + task T with an answer span; P pairs a
            as a dict of tensors and applied with ``torch.func.functional_call``. In LoRA mode
            every pair has its own copy: tensors carry a leading pair dimension ``[P, ...]`` and
            one forward pass serves all P pairs, each with its own θ.
-ℓ_t(θ)     per-token NLL of the document, aligned with the tokens (``taalm.loss``), mask m_t.
+ℓ_t(θ)     per-token NLL of the document, aligned with the tokens (``taalm.ckl.loss``), mask m_t.
 L(θ; w)    = Σ_t m_t w_t ℓ_t / S,   S = Σ_t m_t w_t                        (weighted loss)
 g          = ∇θ L(θ_k; w)   at θ_k, the state after ``k_warm`` warm-up steps (taken with w
            detached: they carry no gradient to φ)

@@ -4,7 +4,7 @@ For every φ update:
   1. take ``batch_pairs`` training pairs (document, task with answer span) from a seeded,
      per-epoch shuffled stream (so a resumed run sees exactly the pairs it would have seen);
   2. in micro-batches of ``micro_pairs`` pairs (one forward pass each, every pair with its own
-     θ, reset to θ0): w = φ(document) → :func:`taalm.meta_gradient.meta_step` gives ∂O/∂w
+     θ, reset to θ0): w = φ(document) → :func:`taalm.meta.gradient.meta_step` gives ∂O/∂w
      (``k_warm`` warm-up steps + one differentiable inner step, engine ``directional`` or
      ``double_backward``) → ``w.backward(∂O/∂w · P/B)``, so φ's gradient is the mean over the
      B pairs of the update;
@@ -255,7 +255,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     held out from ``pairs``). ``model``/``tokenizer`` (θ's base) and ``phi`` may be passed
     already built (tests); else ``config.model`` / ``config.phi`` are loaded.
 
-    As :func:`taalm.learner.learn`: everything is checked before anything is written, the folder
+    As :func:`taalm.ckl.learner.learn`: everything is checked before anything is written, the folder
     is locked while the run lives, ``resume`` must be given the run's own pairs and configuration
     (more ``updates`` allowed), and a non-finite outer loss or φ gradient stops the run
     (:class:`TrainingDiverged`, status "failed") keeping the last good checkpoint."""

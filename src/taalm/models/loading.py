@@ -10,7 +10,7 @@
   * a local model folder (``config.json`` + weights, as written by ``save_pretrained``);
   * any Hugging Face model name (needs the hub or its local cache).
 
-Device and dtype go through :mod:`taalm.devices`. ``attn="eager"`` asks for the eager attention
+Device and dtype go through :mod:`taalm.core.devices`. ``attn="eager"`` asks for the eager attention
 implementation: fused/SDPA kernels have no second derivative (nor forward-mode rule) on CPU,
 which the meta-gradient needs.
 """

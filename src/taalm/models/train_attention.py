@@ -1,7 +1,7 @@
 """The Train-Attention model φ (SPEC 2.2): a causal LM backbone + a 1-output head + sigmoid.
 
 φ reads a document and gives every token a weight in (0, 1) for θ's token-weighted loss
-(:mod:`taalm.loss`). Weights are **aligned with the tokens** exactly like the loss: the weight at
+(:mod:`taalm.ckl.loss`). Weights are **aligned with the tokens** exactly like the loss: the weight at
 position t weighs ℓ_t = −log p_θ(x_t | x_<t), and it is computed from φ's last hidden state at
 position t (φ is causal: it has seen x_0..x_t).
 
@@ -238,7 +238,7 @@ class TrainAttention(nn.Module):
 
     Build it from a loaded causal LM and its tokenizer (``TrainAttention(model, tokenizer,
     cfg)``, tests pass tiny models), from a config (:meth:`from_config` loads ``cfg.base``
-    through :func:`taalm.models.load_model`), or from a saved folder (:meth:`from_pretrained`).
+    through :func:`taalm.models.loading.load_model`), or from a saved folder (:meth:`from_pretrained`).
     The LM head of ``model`` is not kept.
     """
 
@@ -279,7 +279,7 @@ class TrainAttention(nn.Module):
     @classmethod
     def from_config(cls, cfg: PhiConfig | None = None, device: str = "auto", dtype: str = "auto",
                     attn: str = "auto", model=None, tokenizer=None) -> "TrainAttention":
-        """A fresh φ0 on ``cfg.base`` (loaded with :func:`taalm.models.load_model` unless a
+        """A fresh φ0 on ``cfg.base`` (loaded with :func:`taalm.models.loading.load_model` unless a
         ``model`` and its ``tokenizer`` are passed)."""
         cfg = cfg or PhiConfig()
         if model is None:
@@ -410,7 +410,7 @@ class TrainAttention(nn.Module):
     def from_pretrained(cls, folder: str | Path, device: str = "auto", dtype: str = "auto",
                         model=None, tokenizer=None, attn: str = "auto") -> "TrainAttention":
         """Load a φ written by :meth:`save_pretrained`: the base ``config.base`` through
-        :func:`taalm.models.load_model` (or the passed ``model`` + ``tokenizer``), LoRA re-applied,
+        :func:`taalm.models.loading.load_model` (or the passed ``model`` + ``tokenizer``), LoRA re-applied,
         then the saved tensors. Missing files, another format or mismatching tensors raise
         :class:`ModelLoadError` naming the folder."""
         from ..core.files import load_tensors
