@@ -183,9 +183,10 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
         check_finite(value, "the training loss", where, _divergence_hint(tc))
         loss.backward()
         step_sum += value
-        n_carry += int(((weights * valid).sum(dim=1) > 0).sum())
+        carried = (weights * valid).sum(dim=1)  # [B]: each sequence's weight mass
+        n_carry += int((carried > 0).sum())
         n_tok += int(valid.sum())
-        w_sum += float((weights * valid).sum())
+        w_sum += float(carried.sum())
     n = max(n_carry, 1)  # no sequence carries weight: the gradient is 0 anyway
     for p in r.params.values():
         if p.grad is not None:
@@ -335,10 +336,14 @@ def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, win
     w = method.weighting
     w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, cfg.train.batch_size, documents=documents,
                              config=cfg))
-    if w.dynamic:
-        return None
-    doc_weights = [w.document_weights(i, e) for i, e in enumerate(encoded)]
-    return [doc_weights[x.doc_index][x.start:x.start + len(x.input_ids)] for x in windows]
+    return None if w.dynamic else _window_weights(w, encoded, windows)
+
+
+def _window_weights(weighting, encoded, windows, first_doc: int = 0) -> list[torch.Tensor]:
+    """A static method's weights, once per document, cut per window (window ``doc_index`` counts
+    from ``first_doc``)."""
+    doc_weights = [weighting.document_weights(i, e) for i, e in enumerate(encoded)]
+    return [doc_weights[x.doc_index - first_doc][x.start:x.start + len(x.input_ids)] for x in windows]
 
 
 def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_docs: int):
@@ -357,8 +362,7 @@ def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_doc
 
     w = get_method(cfg.method, seed=tc.seed)  # a second instance: prepared on the replay documents
     w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size, documents=docs))
-    doc_weights = [w.document_weights(i, e) for i, e in enumerate(encoded)]
-    return windows, [doc_weights[x.doc_index - n_docs][x.start:x.start + len(x.input_ids)] for x in windows]
+    return windows, _window_weights(w, encoded, windows, first_doc=n_docs)
 
 
 def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None, inputs: dict,

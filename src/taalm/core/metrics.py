@@ -10,11 +10,10 @@ once and atomically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from .files import atomic_write_text, json_line
+from .files import atomic_write_text, json_line, read_jsonl
 
 
 class MetricLogger:
@@ -38,10 +37,13 @@ class MetricLogger:
 
 
 class NullLogger(MetricLogger):
-    """Logs nothing (a run without an output folder)."""
+    """Writes nothing (a run without an output folder); keeps the rows in memory."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
 
     def log_row(self, row: dict) -> None:
-        pass
+        self.rows.append(row)
 
 
 class JsonlLogger(MetricLogger):
@@ -60,10 +62,7 @@ class JsonlLogger(MetricLogger):
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def _existing(self, keep: Callable[[dict], bool]) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        return [r for r in (json.loads(x) for x in self.path.read_text(encoding="utf-8").splitlines() if x.strip())
-                if keep(r)]
+        return [r for r in read_jsonl(self.path) if keep(r)]
 
     @staticmethod
     def _line(row: dict) -> str:
@@ -82,8 +81,3 @@ class JsonlLogger(MetricLogger):
 def open_logger(path: str | Path | None, keep: Callable[[dict], bool] | None = None) -> MetricLogger:
     """A :class:`JsonlLogger` at ``path``, or a :class:`NullLogger` when there is no folder."""
     return JsonlLogger(path, keep) if path is not None else NullLogger()
-
-
-def log_rows(logger: MetricLogger, rows: Iterable[dict]) -> None:
-    for row in rows:
-        logger.log_row(row)

@@ -367,8 +367,6 @@ class _MetaRun:
     checkpointer: Checkpointer | None
     info: dict
     t_start: float
-    log_rows: list = field(default_factory=list)
-    val_rows: list = field(default_factory=list)
     best: dict | None = None
     start: int = 0
     elapsed_before: float = 0.0
@@ -378,6 +376,15 @@ class _MetaRun:
     @property
     def out(self) -> Path | None:
         return self.folder.path if self.folder is not None else None
+
+    @property
+    def log_rows(self) -> list[dict]:
+        """One row per φ update (the update log's rows, kept rows of a resumed run included)."""
+        return self.update_log.rows
+
+    @property
+    def val_rows(self) -> list[dict]:
+        return self.val_log.rows
 
     def seconds(self) -> float:
         return round(self.elapsed_before + time.time() - self.t_start, 1)
@@ -416,7 +423,6 @@ def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, mo
     keep = (lambda row: row["update"] <= r.start) if state is not None else None
     r.update_log = open_logger(r.out / "log.jsonl" if r.out is not None else None, keep)
     r.val_log = open_logger(r.out / "val.jsonl" if r.out is not None else None, keep)
-    r.log_rows, r.val_rows = list(getattr(r.update_log, "rows", [])), list(getattr(r.val_log, "rows", []))
     return r
 
 
@@ -429,7 +435,6 @@ def _validate(r: _MetaRun, update: int, log) -> None:
     row = {"update": update, **validate(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg),
            "seconds": round(time.time() - t0, 1)}
     r.phi.train()
-    r.val_rows.append(row)
     r.val_log.log_row(row)
     log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})")
     if r.best is None or row["accuracy"] > r.best["accuracy"]:
@@ -453,7 +458,6 @@ def _phi_update(r: _MetaRun, update: int) -> dict:
         group["lr"] = phi_lr(cfg, update)
     r.opt.step()
     row = _log_row(update, phi_lr(cfg, update), stats, gnorm, time.time() - t0)
-    r.log_rows.append(row)
     r.update_log.log_row(row)
     return row
 
