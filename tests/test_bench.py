@@ -387,3 +387,21 @@ def test_mixreview_replays_a_pool_disjoint_from_the_evaluation_sets(tmp_path, ta
         run_lama_ckl(to_learn, nf, ["finetune+mixreview"], "smoke", tmp_path / "c", TINY,
                      model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
     assert not (tmp_path / "c").exists()
+
+
+def test_table1_baselines_run_by_their_part_name_and_bad_combinations_fail_first(tmp_path, tailored, tokenizer):
+    """``--methods kadapter,recadam`` run as uniform-weight baselines; ``rho1+mixreview`` (a dynamic
+    weighting with replay) is refused before any folder is written."""
+    to_learn, nf = lama_ckl_files(tailored)
+    res = run_lama_ckl(to_learn, nf, ["kadapter", "recadam"], "smoke", tmp_path / "b", TINY,
+                       model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+    assert sorted(res["methods"]) == ["kadapter", "recadam"]
+    r = json.loads((tmp_path / "b" / "kadapter" / "result.json").read_text())
+    assert (r["config"]["method"]["name"], r["config"]["theta"]["mode"]) == ("finetune", "kadapter")
+    r = json.loads((tmp_path / "b" / "recadam" / "result.json").read_text())
+    assert (r["config"]["train"]["optimizer"], r["config"]["theta"]["mode"]) == ("recadam", "lora")
+    write_units(tailored / "phi_pool.jsonl", [unit(30 + i, *f) for i, f in enumerate(FACTS[:3])])
+    with pytest.raises(ConfigError, match="static weighting"):
+        run_lama_ckl(to_learn, nf, ["finetune", "rho1+mixreview"], "smoke", tmp_path / "c", TINY,
+                     model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+    assert not (tmp_path / "c").exists()

@@ -30,6 +30,17 @@ def test_composed_name_sets_the_config_keys():
     assert resolve_method(split_method_name(cfg_for("method.name=finetune"))).name == "finetune"
 
 
+def test_a_name_that_starts_with_another_part_takes_uniform_weights(tmp_path):
+    """The paper's Table 1 baselines by their part's name: ``kadapter`` = ``finetune+kadapter``."""
+    (tmp_path / "replay.txt").write_text("Some general text to replay.\n")
+    for name, key in (("kadapter", ("theta", "mode")), ("recadam", ("train", "optimizer")),
+                      ("mixreview", ("train", "stream")), ("full+recadam", ("train", "optimizer"))):
+        c = split_method_name(cfg_for(f"method.name={name}", f"train.mixreview.pool={tmp_path / 'replay.txt'}"))
+        assert c.method.name == "finetune"
+        assert getattr(getattr(c, key[0]), key[1]) == name.split("+")[-1]
+        assert resolve_method(c).name == f"finetune+{name}"
+
+
 @pytest.mark.parametrize("name, key, msg", [
     ("taalm+nope", [], "'nope' is no method part"),
     ("finetune+lora+full", [], "two theta parts"),

@@ -327,6 +327,7 @@ def _peak_memory(device) -> dict:
 
 def _check_methods(methods: Iterable[str], cfg: LamaCklConfig, documents) -> list[str]:
     from ..ckl.learner import check_documents
+    from ..ckl.method import resolve_method, split_method_name
     from ..ckl.weighting import available_methods, get_method
 
     methods = [m.strip() for m in methods if m and m.strip()]
@@ -335,10 +336,10 @@ def _check_methods(methods: Iterable[str], cfg: LamaCklConfig, documents) -> lis
     dup = sorted({m for m in methods if methods.count(m) > 1})
     if dup:
         raise ConfigError(f"method listed twice: {', '.join(dup)}")
-    for m in methods:
-        mc = copy.deepcopy(cfg.method)
-        mc.name = m
-        check_documents(documents, get_method(mc, cfg.train.seed))  # unknown name, φ checkpoint, answers
+    for m in methods:  # every part known and compatible, φ checkpoint present, answers found
+        lc = split_method_name(_with_name(cfg, m))  # "kadapter" = finetune+kadapter
+        resolve_method(lc)
+        check_documents(documents, get_method(lc.method, cfg.train.seed))
     return methods
 
 
@@ -529,8 +530,9 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
         raise TaalmError("pass both model and tokenizer, or neither (then model.name is loaded)")
     cfg = resolve_config(size, overrides, probe_format)
     data = load_lama_ckl(to_learn, not_to_forget, cfg)
+    methods = [m.strip() for m in methods if m and m.strip()]
+    _set_replay_pool(methods, cfg, Path(to_learn), Path(not_to_forget))  # before the parts are built
     methods = _check_methods(methods, cfg, data.documents)
-    _set_replay_pool(methods, cfg, Path(to_learn), Path(not_to_forget))
     out = Path(out_dir)
     record = _bench_record(size, cfg, data)
     if model is not None:  # a model passed in is named by its weights, not by model.name

@@ -4,7 +4,9 @@ Each kind of part has its own registry (:data:`~taalm.ckl.weighting.WEIGHTINGS`,
 :data:`~taalm.ckl.theta.THETA_FORMS`, :data:`~taalm.ckl.optim.OPTIMIZERS`,
 :data:`~taalm.ckl.streams.STREAMS`). A run picks them with the config keys ``method.name``,
 ``theta.mode``, ``train.optimizer`` and ``train.stream``, or all at once with a composed method
-name, weighting first: ``--method taalm+full`` = ``method.name=taalm theta.mode=full``. A part
+name, weighting first: ``--method taalm+full`` = ``method.name=taalm theta.mode=full``. A name
+that starts with a part other than a weighting takes uniform weights, as the baselines of the
+paper's Table 1 do: ``kadapter`` = ``finetune+kadapter``, ``recadam`` = ``finetune+recadam``. A part
 named in the composed name and set differently by its own key is refused, as is a name that is no
 registered part, or a combination a part declares incompatible (:meth:`check_method`).
 """
@@ -58,6 +60,8 @@ def split_method_name(cfg: LearnConfig) -> LearnConfig:
     an unknown part, two parts of one kind, or a part that contradicts its own key.
     """
     names = cfg.method.name.split("+")
+    if names[0] not in WEIGHTINGS and any(names[0] in reg for reg, _ in PART_KINDS.values()):
+        names = ["finetune", *names]  # "kadapter": the baseline with uniform weights
     if len(names) == 1:
         return cfg
     out = copy.deepcopy(cfg)
