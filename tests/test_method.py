@@ -63,14 +63,14 @@ def test_a_part_that_contradicts_its_key_is_refused():
 
 
 def test_unknown_theta_form_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown θ form 'nope'.*full, kadapter, lora"):
+    with pytest.raises(ConfigError, match="unknown θ form 'nope'.*full, kadapter, lora, qlora"):
         resolve_method(cfg_for("theta.mode=nope"))
 
 
 def test_parts_are_listed():
     parts = available_parts()
     assert {"finetune", "taalm", "salient"} <= set(parts["weighting"])
-    assert parts["theta"] == ["full", "kadapter", "lora"] and parts["optimizer"] == ["adamw", "recadam"] and "plain" in parts["stream"]
+    assert parts["theta"] == ["full", "kadapter", "lora", "qlora"] and parts["optimizer"] == ["adamw", "recadam"] and "plain" in parts["stream"]
 
 
 def test_a_new_part_is_one_registered_class(tokenizer, docs_file):

@@ -52,7 +52,7 @@ LEARN_CASES = {
     "random mean 2": (["--method", "random", "method.random.mean=2"], "method.random.mean=2.0: must be a finite number > 0 and < 1"),
     "context length": (["train.max_length=5000"], "train.max_length=5000: longer than the model's context length 1024"),
     "unknown method": (["--method", "magic"], "unknown"),
-    "unknown theta form": (["theta.mode=half"], "unknown θ form 'half' (available: full, kadapter, lora)"),
+    "unknown theta form": (["theta.mode=half"], "unknown θ form 'half' (available: full, kadapter, lora, qlora)"),
     "unknown method part": (["--method", "finetune+turbo"], "method.name=finetune+turbo: 'turbo' is no method part"),
     "unknown optimizer": (["train.optimizer=lion"], "unknown optimizer 'lion' (available: adamw, recadam)"),
 }

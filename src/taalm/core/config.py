@@ -149,7 +149,7 @@ class KAdapterConfig:
 class ThetaConfig:
     """How θ is parameterised while it learns."""
 
-    mode: str = "lora"  # a registered θ form (taalm.ckl.theta): lora | full | kadapter
+    mode: str = "lora"  # a registered θ form (taalm.ckl.theta): lora | full | kadapter | qlora (CUDA + bitsandbytes)
     lora: LoraConfig = field(default_factory=LoraConfig)
     kadapter: KAdapterConfig = field(default_factory=KAdapterConfig)
 

@@ -70,6 +70,12 @@ def resolve_dtype(spec: "str | object" = "auto", device=None):
     return getattr(torch, _DTYPES[spec])
 
 
+def supports_4bit(device) -> bool:
+    """Whether bitsandbytes' 4-bit NF4 kernels serve training on ``device`` (CUDA only: its other
+    back ends are partial and slow, so taalm's ``qlora`` θ form refuses them)."""
+    return getattr(device, "type", None) == "cuda"
+
+
 def device_name(device) -> str | None:
     """The accelerator's product name (None on CPU and where unknown)."""
     import torch

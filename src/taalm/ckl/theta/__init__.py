@@ -1,10 +1,11 @@
-"""θ forms, one file per form; importing this package registers them all (``lora``, ``full``, ``kadapter``)."""
+"""θ forms, one file per form; importing this package registers them all (``lora``, ``full``, ``kadapter``, ``qlora``)."""
 
 from .base import (THETA_FORMS, ThetaForm, adapter_folder, count_parameters, get_theta_form, load_adapter,
                    trainable_parameters)
 from .full import Full
 from .kadapter import KAdapter, KAdapterModel, load_kadapter
 from .lora import Lora
+from .qlora import QLora, quantize_nf4
 
 
 def wrap_theta(model, cfg, seed: int = 0):
@@ -13,4 +14,5 @@ def wrap_theta(model, cfg, seed: int = 0):
 
 
 __all__ = ["THETA_FORMS", "ThetaForm", "adapter_folder", "count_parameters", "get_theta_form", "load_adapter",
-           "trainable_parameters", "wrap_theta", "Full", "KAdapter", "KAdapterModel", "Lora", "load_kadapter"]
+           "trainable_parameters", "wrap_theta", "Full", "KAdapter", "KAdapterModel", "Lora", "QLora",
+           "load_kadapter", "quantize_nf4"]
