@@ -29,6 +29,7 @@ from ..core.config import LearnConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger
+from ..core.schedules import lr_factor
 from ..core.runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, fingerprint,
                               read_run_info)
 from ..data import Document, Probe, Window, collate, prepare_windows
@@ -150,6 +151,8 @@ class _Run:
     prepare_seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # run.json's description of the run
+    base_lrs: list[float] = field(default_factory=list)  # each param group's lr before any schedule
+    total_steps: int = 0  # the run's optimizer steps over all epochs (the schedule's length)
 
     @property
     def out(self) -> Path | None:
@@ -195,11 +198,23 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     gnorm = torch.nn.utils.clip_grad_norm_(list(r.params.values()),
                                            tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
     check_finite(float(gnorm), "the gradient norm", where, _divergence_hint(tc))
+    lr = _set_lr(r)
     r.optimizer.step()
     r.optimizer.zero_grad(set_to_none=True)
     r.step += 1
     return {"type": "step", "epoch": epoch, "step": r.step, "loss": step_loss, "tokens": n_tok,
-            "mean_weight": w_sum / max(n_tok, 1)}
+            "mean_weight": w_sum / max(n_tok, 1), "lr": lr}
+
+
+def _set_lr(r: _Run) -> float:
+    """Each param group's lr for the step about to be taken: its base lr times the schedule's
+    factor (:func:`taalm.core.schedules.lr_factor`; a function of the step, which checkpoints
+    keep, so a resumed run continues the schedule exactly). Returns the first group's lr."""
+    tc = r.cfg.train
+    factor = lr_factor(r.step + 1, r.total_steps, tc.lr_schedule, tc.warmup_steps, tc.lr_final)
+    for group, base in zip(r.optimizer.param_groups, r.base_lrs):
+        group["lr"] = base * factor
+    return r.optimizer.param_groups[0]["lr"]
 
 
 def _train_epoch(r: _Run, epoch: int, progress: bool) -> float:
@@ -378,6 +393,7 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     model = method.theta.prepare(model)
     params = trainable_parameters(model)
     optimizer = optimizer if optimizer is not None else method.optimizer.build(params)
+    base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
     ckpt = Checkpointer(folder.path / "checkpoints", "epoch", 4) if folder is not None else None
     state = (ckpt.load_newest(params, optimizer, log, "the run has not finished an epoch yet")
              if folder is not None and folder.resume else None)
@@ -396,9 +412,17 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     evaluate = _make_evaluator(model, tokenizer, cfg, probes, encode_probes(tokenizer, probes) if probes else None,
                                extra_enc, folder, progress)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
-             prepare_seconds=time.time() - t0, info=info)
+             prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs,
+             total_steps=_total_steps(method, windows, tc))
     _resume_or_start(r, state, log)
     return r
+
+
+def _total_steps(method: CklMethod, windows: list[Window], tc) -> int:
+    """Optimizer steps over all epochs (a decaying schedule's length; 0 needs no count)."""
+    if tc.lr_schedule == "constant":
+        return 0
+    return sum(len(method.stream.epoch_steps(windows, e)) for e in range(1, tc.epochs + 1))
 
 
 def _resume_or_start(r: _Run, state: dict | None, log) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 from .devices import DEVICE_KINDS, DTYPE_NAMES  # devices.py names device types and dtypes
 from .errors import ConfigError
+from .schedules import LR_SCHEDULES  # schedules.py is their one home
 
 # Allowed values of the string keys: the one home of these rules (the modules that act on them
 # import them from here).
@@ -33,7 +34,6 @@ INNER_OPTIMIZERS = ("adamw", "sgd")
 ENGINES = ("directional", "double_backward")
 DIRECTIONAL = ("forward", "fd")
 OBJECTIVES = ("answer_nll", "change3", "change2")
-LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 class _Rules:
@@ -189,6 +189,9 @@ class TrainConfig:
 
     epochs: int = 5  # passes over the documents
     lr: float = 1e-4  # θ's learning rate (the paper: 1e-4)
+    lr_schedule: str = "constant"  # θ's lr over the run's steps: constant (the paper) | linear | cosine
+    warmup_steps: int = 0  # the lr rises linearly over these first steps (then the schedule)
+    lr_final: float = 0.1  # the decayed schedules' last lr, as a fraction of lr
     weight_decay: float = 0.0  # AdamW weight decay
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     batch_size: int = 8  # sequences (document windows) per micro-batch
@@ -210,6 +213,9 @@ class TrainConfig:
     def _rules(self, r: _Rules) -> None:
         r.at_least("epochs", 0)
         r.finite("lr", 0.0, low_open=True)
+        r.choice("lr_schedule", LR_SCHEDULES)
+        r.at_least("warmup_steps", 0)
+        r.finite("lr_final", 0.0, 1.0)
         r.finite("weight_decay", 0.0)
         r.betas("betas")
         r.at_least("batch_size", 1)
@@ -422,6 +428,7 @@ class MetaTrainConfig:
     # φ's lr over the updates: constant | cosine | linear (both decay from lr to lr·lr_final)
     lr_schedule: str = "constant"  # φ's lr schedule: constant | cosine | linear (towards lr_final · lr)
     lr_final: float = 0.1  # the decayed schedules' last lr, as a fraction of lr
+    warmup_updates: int = 0  # φ's lr rises linearly over these first updates (then the schedule)
     init: str = ""  # warm start: a saved φ folder (TrainAttention.save_pretrained); its phi config replaces `phi`
     stream_offset: int = 0  # pairs of the seeded pair stream to skip (e.g. those a warm-start parent saw)
     weight_decay: float = 0.0  # φ's AdamW weight decay
@@ -444,6 +451,7 @@ class MetaTrainConfig:
         r.finite("lr", 0.0, low_open=True)
         r.choice("lr_schedule", LR_SCHEDULES)
         r.finite("lr_final", 0.0, 1.0)
+        r.at_least("warmup_updates", 0)
         r.finite("weight_decay", 0.0)
         r.finite("max_grad_norm", 0.0)
         r.at_least("max_doc_tokens", 2)

@@ -38,6 +38,7 @@ from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
 from .gradient import MetaTheta, PairBatch, meta_step
 from ..core.checkpoint import Checkpointer
+from ..core.schedules import lr_factor
 from ..core.metrics import MetricLogger, NullLogger, open_logger
 from ..core.files import atomic_write_json, environment_info
 
@@ -212,20 +213,10 @@ class MetaTrainResult:
 
 
 def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
-    """φ's learning rate at ``update`` (1-based): a pure function of the update, so a resumed run
-    continues the schedule exactly. Decayed schedules go from ``lr`` at update 1 to
-    ``lr · lr_final`` at update ``updates``:
-
-        cosine:  lr_t = lr · (f + (1 − f) · (1 + cos(π·s)) / 2),   s = (t − 1) / (updates − 1)
-        linear:  lr_t = lr · (1 − (1 − f) · s)
-    """
-    if cfg.lr_schedule == "constant" or cfg.updates <= 1:
-        return cfg.lr
-    s = min(max((update - 1) / (cfg.updates - 1), 0.0), 1.0)
-    f = cfg.lr_final
-    if cfg.lr_schedule == "cosine":
-        return cfg.lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * s)))
-    return cfg.lr * (1 - (1 - f) * s)
+    """φ's learning rate at ``update`` (1-based): ``lr`` times :func:`taalm.core.schedules.lr_factor`
+    (warm-up over ``warmup_updates``, then constant, linear or cosine down to ``lr · lr_final`` at
+    update ``updates``). A pure function of the update, so a resumed run continues it exactly."""
+    return cfg.lr * lr_factor(update, cfg.updates, cfg.lr_schedule, cfg.warmup_updates, cfg.lr_final)
 
 
 def _hold_out(pairs: list[Pair], val_pairs: list[Pair] | None, cfg: MetaTrainConfig) -> tuple[list, list]:
