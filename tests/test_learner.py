@@ -210,3 +210,22 @@ def test_rho1_trains(tokenizer, docs_file, probes_file, tmp_path):
     for r in steps:  # weights are 0/1 and k = round(0.4 · n_valid) of them are 1
         assert r["mean_weight"] * r["tokens"] == pytest.approx(max(1, round(0.4 * r["tokens"])), abs=1e-6)
     assert any(float(p.abs().sum()) > 0 for n, p in res.model.named_parameters() if "lora_B" in n)
+
+
+def test_gradient_checkpointing_recomputes_to_the_same_update(tokenizer, docs_file):
+    """``train.gradient_checkpointing`` changes memory, not the result: the adapters equal a run
+    without it (float64); a θ form that cannot recompute is refused before training."""
+    docs = read_documents(docs_file)
+    quiet = dict(tokenizer=tokenizer, progress=False, log=lambda m: None)
+    plain = learn(docs, None, cfg_for("model.dtype=fp64"), model=make_llama(len(tokenizer)).double(), **quiet)
+    ckpt = learn(docs, None, cfg_for("model.dtype=fp64", "train.gradient_checkpointing=true"),
+                 model=make_llama(len(tokenizer)).double(), **quiet)
+    def on(m):
+        return any(getattr(mod, "gradient_checkpointing", False) is True for mod in m.modules())
+
+    assert on(ckpt.model) and not on(plain.model)
+    for (n, p), q in zip(plain.model.named_parameters(), ckpt.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12, msg=n)
+    with pytest.raises(Exception, match="cannot recompute activations"):
+        learn(docs, None, cfg_for("theta.mode=kadapter", "train.gradient_checkpointing=true"),
+              model=make_llama(len(tokenizer)), **quiet)

@@ -391,6 +391,8 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     encoded, windows = prepare_windows(tokenizer, documents, tc.max_length, tc.stride)
     extra_enc = {name: (ps, encode_probes(tokenizer, ps)) for name, ps in extra.items()}
     model = method.theta.prepare(model)
+    if tc.gradient_checkpointing:
+        _enable_gradient_checkpointing(model, cfg.theta.mode)
     params = trainable_parameters(model)
     optimizer = optimizer if optimizer is not None else method.optimizer.build(params)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
@@ -416,6 +418,18 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
              total_steps=_total_steps(method, windows, tc))
     _resume_or_start(r, state, log)
     return r
+
+
+def _enable_gradient_checkpointing(model, mode: str) -> None:
+    """``train.gradient_checkpointing``: the model recomputes each layer's activations in the
+    backward pass instead of keeping them (non-reentrant checkpointing, which needs no input
+    gradients under LoRA). Models without transformers' switch are refused."""
+    enable = getattr(model, "gradient_checkpointing_enable", None)
+    if enable is None or not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"train.gradient_checkpointing: θ form '{mode}' ({type(model).__name__}) cannot "
+                          "recompute activations (the kadapter form keeps none of the frozen base's anyway)",
+                          "train.gradient_checkpointing")
+    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _total_steps(method: CklMethod, windows: list[Window], tc) -> int:

@@ -204,6 +204,7 @@ class TrainConfig:
     group_by_length: int = 0  # >0: sort each run of this many shuffled batches' windows by length (less padding)
     seed: int = 0  # seed of shuffling, dropout, LoRA initialisation and random weights
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1.3× the time
     known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
     optimizer: str = "adamw"  # θ's optimizer, a registered part (taalm.ckl.optim)
     recadam: RecAdamConfig = field(default_factory=RecAdamConfig)
