@@ -41,13 +41,14 @@ def child(args) -> dict:
     from taalm.ckl.learner import learn
     from taalm.core.config import LearnConfig, load_config
     from taalm.core.devices import peak_memory_mib, reset_peak_memory
+    from taalm.data import Document
     from taalm.models.loading import load_model
 
     model, tok = load_model(args.model)
     device = next(model.parameters()).device
     sentence = "The river that flows through the old town was named after a saint in the twelfth century. "
     ids = tok(sentence * (args.seq // 8 + 8), add_special_tokens=False)["input_ids"][: args.seq - 8]
-    docs = [{"text": tok.decode(ids)} for _ in range(args.batch * args.steps)]  # one window each
+    docs = [Document(tok.decode(ids)) for _ in range(args.batch * args.steps)]  # one window each
     cfg = load_config(LearnConfig, None, [
         f"theta.mode={args.mode}", "train.epochs=1", f"train.batch_size={args.batch}", f"train.max_length={args.seq}",
         "train.stride=0", "train.lr=1e-5", "train.shuffle=false", f"train.gradient_checkpointing={args.ckpt}"])

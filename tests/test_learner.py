@@ -229,3 +229,19 @@ def test_gradient_checkpointing_recomputes_to_the_same_update(tokenizer, docs_fi
     with pytest.raises(Exception, match="cannot recompute activations"):
         learn(docs, None, cfg_for("theta.mode=kadapter", "train.gradient_checkpointing=true"),
               model=make_llama(len(tokenizer)), **quiet)
+
+
+@pytest.mark.parametrize("mode", ["lora", "kadapter", "full"])
+def test_a_bf16_base_trains_float32_parameters_and_optimizer_state(mode, tokenizer, docs_file):
+    """Mixed precision: on a bf16 base what trains and the AdamW moments are float32; the frozen
+    base stays bf16 (LoRA, K-Adapter); full θ keeps float32 master weights under bf16 autocast."""
+    model = make_llama(len(tokenizer)).to(torch.bfloat16)
+    res = learn(read_documents(docs_file), None, cfg_for(f"theta.mode={mode}", "model.dtype=bf16"), model=model,
+                tokenizer=tokenizer, progress=False, log=lambda m: None)
+    trainable = [p for p in res.model.parameters() if p.requires_grad]
+    frozen = [p for p in res.model.parameters() if not p.requires_grad]
+    assert trainable and {p.dtype for p in trainable} == {torch.float32}
+    moments = [v for s in res.optimizer.state.values() for k, v in s.items() if k in ("exp_avg", "exp_avg_sq")]
+    assert len(moments) == 2 * len(trainable) and {v.dtype for v in moments} == {torch.float32}
+    assert {p.dtype for p in frozen} == ({torch.bfloat16} if mode != "full" else set())
+    assert all(torch.isfinite(p).all() for p in trainable)

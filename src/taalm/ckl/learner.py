@@ -16,6 +16,7 @@ bit-for-bit as if never stopped, because shuffling and dropout are seeded per ep
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ class _Run:
     prepare_seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # run.json's description of the run
+    autocast_dtype: torch.dtype | None = None  # full θ on a half-precision base: float32 weights, this compute
     base_lrs: list[float] = field(default_factory=list)  # each param group's lr before any schedule
     total_steps: int = 0  # the run's optimizer steps over all epochs (the schedule's length)
 
@@ -175,7 +177,8 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
         ws = [r.windows[i] for i in mb]
         batch = collate(ws, r.tokenizer.pad_token_id, r.device,
                         [r.static_weights[i] for i in mb] if r.static_weights is not None else None)
-        logits = r.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        with _compute_precision(r):
+            logits = r.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])  # [B, T]
         valid = mask & batch["loss_mask"].bool()
         weights = r.method.weighting.step_weights(losses, valid, ws) if r.method.weighting.dynamic else batch["weights"]
@@ -204,6 +207,30 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     r.step += 1
     return {"type": "step", "epoch": epoch, "step": r.step, "loss": step_loss, "tokens": n_tok,
             "mean_weight": w_sum / max(n_tok, 1), "lr": lr}
+
+
+def _compute_precision(r: _Run):
+    """The forward's precision context: autocast to ``r.autocast_dtype`` where set, else none."""
+    if r.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=r.device.type, dtype=r.autocast_dtype)
+
+
+def _float32_trainables(model) -> torch.dtype | None:
+    """Mixed precision done right: whatever the base's dtype, what trains (and so the optimizer's
+    state) is float32. LoRA and adapter parameters on a bf16/fp16 frozen base are cast to float32
+    and the base keeps computing in half precision; when everything trains (``theta.mode=full``)
+    the weights become float32 master weights and the forward runs under autocast in the base's
+    dtype, which is returned (None when nothing changed)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    half = {p.dtype for p in trainable if p.dtype in (torch.float16, torch.bfloat16)}
+    if not half:
+        return None
+    frozen_half = any(p.dtype in half for p in model.parameters() if not p.requires_grad)
+    for p in trainable:
+        if p.dtype in half:
+            p.data = p.data.float()
+    return None if frozen_half else half.pop()
 
 
 def _set_lr(r: _Run) -> float:
@@ -393,6 +420,7 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     model = method.theta.prepare(model)
     if tc.gradient_checkpointing:
         _enable_gradient_checkpointing(model, cfg.theta.mode)
+    autocast_dtype = _float32_trainables(model)
     params = trainable_parameters(model)
     optimizer = optimizer if optimizer is not None else method.optimizer.build(params)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
@@ -414,7 +442,7 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     evaluate = _make_evaluator(model, tokenizer, cfg, probes, encode_probes(tokenizer, probes) if probes else None,
                                extra_enc, folder, progress)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
-             prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs,
+             prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs, autocast_dtype=autocast_dtype,
              total_steps=_total_steps(method, windows, tc))
     _resume_or_start(r, state, log)
     return r

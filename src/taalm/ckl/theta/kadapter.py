@@ -82,7 +82,7 @@ class KAdapterModel(nn.Module):
         allowed = (causal[None] & key_ok[:, None, :]) | torch.eye(T, dtype=torch.bool, device=input_ids.device)[None]
         x = None
         for block, layer in zip(self.blocks, self.layers):
-            x = block(hs[layer + 1], x, allowed)
+            x = block(hs[layer + 1].to(self.up.weight.dtype), x, allowed)  # the blocks run in their own dtype
         final = hs[-1]
         mixed = final + self.kcfg.scale * self.norm(self.up(x)).to(final.dtype)
         return SimpleNamespace(logits=self.base.get_output_embeddings()(mixed))
