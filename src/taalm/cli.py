@@ -9,6 +9,7 @@ naming file, line and field; nothing is written before the inputs have been vali
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -267,7 +268,8 @@ def cmd_learn(args) -> int:
 
     from .ckl.learner import learn
 
-    print(f"learning {len(docs)} documents with method '{parts.name}' -> {out}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"learning {len(docs)} documents with method '{parts.name}' -> {out}", file=sys.stderr)
     res = learn(docs, probes, cfg, out, resume=args.resume, overwrite=args.overwrite,
                 progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     if res.history:
@@ -486,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _sigterm_interrupts()
+    if os.environ.get("RANK", "0") != "0":  # torchrun: ranks other than 0 stay quiet (errors still show)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
     try:
         return COMMANDS[args.command](args)
     except TaalmError as e:

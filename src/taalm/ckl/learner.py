@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
+from ..core import distributed
 from ..core.checkpoint import Checkpointer
 from ..core.config import LearnConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
@@ -172,8 +173,12 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     micro-batch's forward, so the sum is backpropagated and the gradient divided by n at the end.
     """
     tc, where = r.cfg.train, f"epoch {epoch}, step {r.step + 1}"
+    d = distributed.current()
     step_sum, n_carry, n_tok, w_sum = 0.0, 0, 0, 0.0
-    for mb in group:
+    for j, mb in enumerate(group):
+        if j % d.world_size != d.rank:  # data parallel: micro-batches j ≡ rank (mod N) are this rank's
+            continue
+        torch.manual_seed(_micro_batch_seed(tc.seed, epoch, r.step, j))  # dropout: the same for any N
         ws = [r.windows[i] for i in mb]
         batch = collate(ws, r.tokenizer.pad_token_id, r.device,
                         [r.static_weights[i] for i in mb] if r.static_weights is not None else None)
@@ -185,14 +190,18 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
         if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
             weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
         loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="sum")
-        value = loss.item()
-        check_finite(value, "the training loss", where, _divergence_hint(tc))
         loss.backward()
-        step_sum += value
+        step_sum += loss.item()
         carried = (weights * valid).sum(dim=1)  # [B]: each sequence's weight mass
         n_carry += int((carried > 0).sum())
         n_tok += int(valid.sum())
         w_sum += float(carried.sum())
+    if d.enabled:  # the global step's sums (every rank gets them) and its summed gradient
+        sums = distributed.all_reduce_sum_(torch.tensor([step_sum, n_carry, n_tok, w_sum], dtype=torch.float64,
+                                                        device=r.device)).tolist()
+        step_sum, n_carry, n_tok, w_sum = sums[0], int(sums[1]), int(sums[2]), sums[3]
+        distributed.all_reduce_grads_(r.params.values())
+    check_finite(step_sum, "the training loss", where, _divergence_hint(tc))  # checked on every rank alike
     n = max(n_carry, 1)  # no sequence carries weight: the gradient is 0 anyway
     for p in r.params.values():
         if p.grad is not None:
@@ -207,6 +216,12 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     r.step += 1
     return {"type": "step", "epoch": epoch, "step": r.step, "loss": step_loss, "tokens": n_tok,
             "mean_weight": w_sum / max(n_tok, 1), "lr": lr}
+
+
+def _micro_batch_seed(seed: int, epoch: int, step: int, j: int) -> int:
+    """The RNG seed of micro-batch ``j`` of a step: dropout masks depend on the data position,
+    not on which rank (or how many) computes it, nor on what ran before (resume)."""
+    return (((seed * 1_000_003 + epoch) * 1_000_003 + step) * 1_009 + j) % (2**63 - 1)
 
 
 def _compute_precision(r: _Run):
@@ -292,8 +307,7 @@ def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra
         sets = ([(None, probes, probe_enc)] if probes else []) + [(n, ps, e) for n, (ps, e) in extra_enc.items()]
         for name, ps, enc in sets:
             t0 = time.time()
-            r: EvalResult = evaluate_probes(model, tokenizer, ps, cfg.eval.batch_size, cfg.eval.padding_side,
-                                            enc, progress, f"eval {name + ' ' if name else ''}{epoch}")
+            r = _evaluate_shards(model, tokenizer, ps, enc, cfg, progress, f"eval {name + ' ' if name else ''}{epoch}")
             summary = {**r.summary(), "seconds": round(time.time() - t0, 3)}
             if name is None:
                 row.update(summary)
@@ -304,6 +318,24 @@ def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra
                             [vars(p) for p in r.per_probe])
         return row
     return evaluate
+
+
+def _evaluate_shards(model, tokenizer, probes, encoded, cfg: LearnConfig, progress: bool, desc: str) -> EvalResult:
+    """:func:`evaluate_probes`; under data parallelism each rank scores its shard of the probes
+    (positions rank, rank + N, …) and the scores are gathered back into the probes' order."""
+    d = distributed.current()
+    if not d.enabled:
+        return evaluate_probes(model, tokenizer, probes, cfg.eval.batch_size, cfg.eval.padding_side, encoded,
+                               progress, desc)
+    idx = list(range(d.rank, len(probes), d.world_size))
+    mine = (evaluate_probes(model, tokenizer, [probes[i] for i in idx], cfg.eval.batch_size, cfg.eval.padding_side,
+                            [encoded[i] for i in idx], progress, desc).per_probe if idx else [])
+    scores = [None] * len(probes)
+    for part in distributed.all_gather_objects(list(zip(idx, mine))):
+        for i, score in part:
+            scores[i] = score
+    n = len(scores)
+    return EvalResult(sum(x.accuracy for x in scores) / n, sum(x.nll for x in scores) / n, n, scores)
 
 
 def learn(documents: list[Document], probes: list[Probe] | None = None,
@@ -350,6 +382,11 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
                   inputs=input_paths(documents, probes, *extra.values()))
     if resume:
         check_resume(read_run_info(out), inputs, to_dict(cfg), defaults=to_dict(LearnConfig()))
+    d = distributed.init_from_env(cfg.model.device)  # under torchrun: join the ranks (core/distributed.py)
+    distributed.barrier()  # every rank checked the folder before rank 0 touches it
+    if not d.is_main:  # only rank 0 writes, logs and draws progress; the others read a checkpoint to resume
+        return _learn(documents, probes, extra, cfg, None, inputs, parts, model, tokenizer, optimizer,
+                      False, [], lambda m: None, resume_dir=out if resume else None)
     lock = RunLock(out).acquire() if out is not None else None
     try:
         run = RunFolder(out, resume=resume, overwrite=overwrite) if out is not None else None
@@ -408,7 +445,7 @@ def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_doc
 
 
 def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None, inputs: dict,
-           method: CklMethod, model, tokenizer, optimizer, progress: bool, log) -> _Run:
+           method: CklMethod, model, tokenizer, optimizer, progress: bool, log, resume_dir: Path | None = None) -> _Run:
     """θ0 and the data (all validated before anything is written), θ's form and optimizer, the
     checkpoint to resume from, then the run folder's start and the method's preparation."""
     tc = cfg.train
@@ -425,8 +462,9 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     optimizer = optimizer if optimizer is not None else method.optimizer.build(params)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
     ckpt = Checkpointer(folder.path / "checkpoints", "epoch", 4) if folder is not None else None
-    state = (ckpt.load_newest(params, optimizer, log, "the run has not finished an epoch yet")
-             if folder is not None and folder.resume else None)
+    reader = ckpt if folder is not None and folder.resume else (
+        Checkpointer(resume_dir / "checkpoints", "epoch", 4) if resume_dir is not None else None)
+    state = reader.load_newest(params, optimizer, log, "the run has not finished an epoch yet") if reader else None
     n_train, n_total = count_parameters(model)
     info = {"method": method.name, "n_documents": len(documents), "n_windows": len(windows),
             "n_probes": len(probes or []), **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),
@@ -484,10 +522,13 @@ def _resume_or_start(r: _Run, state: dict | None, log) -> None:
 
 
 def _learn(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None, inputs: dict,
-           method: CklMethod, model, tokenizer, optimizer, progress: bool, callbacks: list, log) -> LearnResult:
+           method: CklMethod, model, tokenizer, optimizer, progress: bool, callbacks: list, log,
+           resume_dir: Path | None = None) -> LearnResult:
     """:func:`learn` once its checks passed and its folder is locked: set up, train epoch by
-    epoch, save θ and the summary."""
-    r = _setup(documents, probes, extra, cfg, folder, inputs, method, model, tokenizer, optimizer, progress, log)
+    epoch, save θ and the summary. ``resume_dir``: a rank other than 0 resumes from the
+    checkpoints there (it writes nothing)."""
+    r = _setup(documents, probes, extra, cfg, folder, inputs, method, model, tokenizer, optimizer, progress, log,
+               resume_dir)
     r.model.train()
     try:
         for epoch in range(r.start_epoch + 1, cfg.train.epochs + 1):

@@ -7,6 +7,8 @@ training). Nothing else in the library names a device type literally.
 
 from __future__ import annotations
 
+import os
+
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")  # what a device spec may name (before ":N")
 
 _DTYPES = {
@@ -30,7 +32,9 @@ def resolve_device(spec: "str | object" = "auto"):
     if spec == "auto":
         # torch.accelerator knows CUDA/ROCm, MPS, XPU...; the order of preference is torch's own
         if torch.accelerator.is_available():
-            return torch.device(torch.accelerator.current_accelerator().type)
+            kind = torch.accelerator.current_accelerator().type
+            local = os.environ.get("LOCAL_RANK")  # under torchrun: one accelerator per process
+            return torch.device(kind, int(local)) if local is not None and kind == "cuda" else torch.device(kind)
         return torch.device("cpu")
     try:
         device = torch.device(spec)
@@ -68,6 +72,11 @@ def resolve_dtype(spec: "str | object" = "auto", device=None):
     if spec not in _DTYPES:
         raise ConfigError(f"unknown dtype '{spec}' (use auto, fp32, bf16, fp16 or fp64)")
     return getattr(torch, _DTYPES[spec])
+
+
+def distributed_backend(device) -> str:
+    """torch.distributed's backend for ``device``: NCCL on CUDA, gloo elsewhere (CPU tests)."""
+    return "nccl" if getattr(device, "type", None) == "cuda" else "gloo"
 
 
 def supports_4bit(device) -> bool:

@@ -1,0 +1,96 @@
+"""Data-parallel continual learning under ``torchrun`` (gloo on CPU): 2 ranks equal 1 process.
+
+The real user path: ``python -m torch.distributed.run --standalone --nproc_per_node 2 -m taalm
+learn ...`` on a tiny float64 model, against ``taalm learn`` in one process with the same
+global batch (1 sequence per micro-batch, 2 micro-batches per step: each rank takes one; the
+odd last step leaves rank 1 without data, which must still be exact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from taalm.cli import main
+from taalm.core import distributed
+
+
+def _common(model_dir, docs_file, probes_file):
+    return [str(docs_file), "--probes", str(probes_file), "--quiet", "--method", "oracle", f"model.name={model_dir}",
+            "model.dtype=fp64", "model.device=cpu", "train.epochs=2", "train.batch_size=1", "train.grad_accum=2",
+            "theta.lora.r=4", "train.lr=5e-3", "eval.every_epoch=true"]
+
+
+def _run(folder):
+    adapter = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+    rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    return adapter, rows
+
+
+def test_two_gloo_ranks_give_the_adapter_of_one_process(tmp_path, model_dir, docs_file, probes_file):
+    common = _common(model_dir, docs_file, probes_file)
+    assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "taalm",
+           "learn", *common, "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    one, rows1 = _run(tmp_path / "one")
+    two, rows2 = _run(tmp_path / "two")
+    assert one.keys() == two.keys()
+    for k in one:
+        assert torch.allclose(one[k], two[k], rtol=0, atol=1e-10), k
+    assert any(k.endswith("lora_B.weight") and one[k].abs().sum() > 0 for k in one)  # it did learn
+    steps1, steps2 = ([r for r in rows if r["type"] == "step"] for rows in (rows1, rows2))
+    assert [r["tokens"] for r in steps1] == [r["tokens"] for r in steps2] and len(steps1) == 4
+    assert [r["loss"] for r in steps1] == pytest.approx([r["loss"] for r in steps2], rel=1e-10)
+    evals1, evals2 = ([r for r in rows if r["type"] == "eval"] for rows in (rows1, rows2))
+    assert [(r["accuracy"], r["n"]) for r in evals1] == [(r["accuracy"], r["n"]) for r in evals2]  # gathered
+    assert [r["nll"] for r in evals1] == pytest.approx([r["nll"] for r in evals2], rel=1e-10)
+    assert proc.stdout.count("run folder:") == 1  # rank 1 printed nothing
+
+
+def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path, model_dir, docs_file, probes_file):
+    """Checkpoints hold nothing rank-dependent: killed after epoch 1 in one process, resumed by 2
+    ranks, the run ends where the uninterrupted one-process run ends."""
+    from taalm.ckl.learner import learn
+    from taalm.core.config import LearnConfig, load_config
+    from taalm.data import read_documents, read_probes
+
+    common = _common(model_dir, docs_file, probes_file)
+    assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0
+    overrides = [a for a in common if "=" in a] + ["method.name=oracle"]
+    cfg = load_config(LearnConfig, None, overrides)
+
+    def kill_after_first(event):
+        if event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learn(read_documents(docs_file), read_probes(probes_file), cfg, tmp_path / "b", progress=False,
+              log=lambda m: None, callbacks=[kill_after_first])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "taalm",
+           "learn", *common, "--out", str(tmp_path / "b"), "--resume"]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    one, _ = _run(tmp_path / "one")
+    resumed, rows = _run(tmp_path / "b")
+    for k in one:
+        assert torch.allclose(one[k], resumed[k], rtol=0, atol=1e-10), k
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_single_process_is_rank_0_of_1():
+    d = distributed.current()
+    assert (d.rank, d.world_size, d.is_main, d.enabled) == (0, 1, True, False)
+    assert distributed.shard(list(range(5))) == [0, 1, 2, 3, 4]
+    assert distributed.shard(list(range(5)), distributed.Dist(1, 2)) == [1, 3]
+    t = torch.ones(3)
+    assert torch.equal(distributed.all_reduce_sum_(t), torch.ones(3))
+    assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
