@@ -405,3 +405,26 @@ def test_table1_baselines_run_by_their_part_name_and_bad_combinations_fail_first
         run_lama_ckl(to_learn, nf, ["finetune", "rho1+mixreview"], "smoke", tmp_path / "c", TINY,
                      model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
     assert not (tmp_path / "c").exists()
+
+
+def test_bench_under_torchrun_equals_one_process(tmp_path, tailored, model_dir):
+    """``torchrun --nproc_per_node 2 -m taalm bench lama-ckl ...`` (gloo): the same curves as one
+    process at the same global batch; rank 1 writes nothing of its own."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["bench", "lama-ckl", "--size", "smoke", "--data", str(tailored), "--methods", "oracle", "--quiet",
+            f"model.name={model_dir}", "model.dtype=fp64", "model.device=cpu", "theta.lora.r=4", "train.lr=5e-3",
+            "train.batch_size=1", "train.grad_accum=2"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "taalm", *args, "--out", str(tmp_path / "two")],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    one, two = (json.loads((tmp_path / f / "oracle" / "result.json").read_text()) for f in ("one", "two"))
+    for a, b in zip(one["curve"], two["curve"], strict=True):
+        assert (a["to_learn_accuracy"], a["nf_accuracy"]) == (b["to_learn_accuracy"], b["nf_accuracy"])
+        assert a["to_learn_nll"] == pytest.approx(b["to_learn_nll"], rel=1e-10)
+    assert one["steps"] == two["steps"] > 0
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())

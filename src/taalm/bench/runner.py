@@ -439,9 +439,12 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
     from ..ckl.learner import learn
     from ..core.files import atomic_write_json, environment_info, read_jsonl, write_jsonl
 
+    from ..ckl.method import split_method_name
+    from ..core import distributed
+
     mdir = out / name
     run_dir = mdir / "run"
-    from ..ckl.method import split_method_name
+    main = distributed.current().is_main
 
     lc = split_method_name(_with_name(cfg, name))  # "taalm+mixreview": the parts as config keys
     resume = (run_dir / "checkpoints" / "latest.json").is_file()
@@ -449,7 +452,8 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
     timing = json.loads(timing_path.read_text()) if resume and timing_path.is_file() else {}
     prior_s = float(timing.get("wall_s", 0.0))
     sessions = int(timing.get("sessions", 0)) + 1
-    mdir.mkdir(parents=True, exist_ok=True)
+    if main:
+        mdir.mkdir(parents=True, exist_ok=True)
     if resume:
         log(f"[{name}] resuming {run_dir}")
     t0 = time.perf_counter()
@@ -475,7 +479,8 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
     wall = prior_s + time.perf_counter() - t0
     device = next(res.model.parameters()).device
     curve = curve_from_history(res.history)
-    write_jsonl(mdir / "curve.jsonl", curve)
+    if main:
+        write_jsonl(mdir / "curve.jsonl", curve)
     result = {
         "benchmark": "lama-ckl", "method": name, "size": size, "model": model_label,
         "probe_format": probe_format_of(lc),
@@ -494,7 +499,8 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
         "curve": curve,
         "summary": summarize_curve(curve),
     }
-    atomic_write_json(mdir / "result.json", result)  # written last: its presence = done
+    if main:
+        atomic_write_json(mdir / "result.json", result)  # written last: its presence = done
     del res
     return result
 
@@ -547,8 +553,14 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
         log(note)
     model_label = cfg.model.name if model is None else (
         getattr(getattr(model, "config", None), "name_or_path", "") or f"{type(model).__name__} (passed in)")
+    from ..core import distributed
     from ..core.runfolder import RunLock
 
+    d = distributed.init_from_env(cfg.model.device)  # under torchrun: every method runs data-parallel
+    distributed.barrier()  # every rank checked the folder before rank 0 writes into it
+    if not d.is_main:  # ranks other than 0 train and evaluate their shards; they write and log nothing
+        return _run_methods(methods, cfg, data, out, size, record, model, tokenizer, model_label, False,
+                            lambda m: None)
     with RunLock(out):  # one benchmark process per folder
         return _run_methods(methods, cfg, data, out, size, record, model, tokenizer, model_label, progress, log)
 
@@ -556,15 +568,19 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
 def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size: str, record: dict,
                  model, tokenizer, model_label: str, progress: bool, log) -> dict:
     """:func:`run_lama_ckl` once everything is checked and the folder locked."""
+    from ..core import distributed
     from ..core.files import atomic_write_json, atomic_write_text, write_jsonl
 
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "bench.json").is_file():
-        atomic_write_json(out / "bench.json", record)
+    main = distributed.current().is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "bench.json").is_file():
+            atomic_write_json(out / "bench.json", record)
     log(f"lama-ckl ({size}): {len(data.documents)} To-Learn units, {len(data.nf_probes)} NF units, "
         f"{cfg.train.epochs} epochs, probes {cfg.data.probe_field}, methods {', '.join(methods)} -> {out}")
     results: dict[str, dict] = {}
     for name in methods:
+        distributed.barrier()  # the ranks agree on what is done (rank 0 wrote the last result)
         done = out / name / "result.json"
         if done.is_file():
             log(f"[{name}] done already ({done}); skipped")
@@ -577,6 +593,9 @@ def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size
         log(f"[{name}] Top Acc {s['top_acc']:.3f} at epoch {s['epoch']}, NF Acc {s['nf_acc']:.3f}, "
             f"Total {s['total']:.3f} ({_fmt_time(results[name]['wall_s'])})")
 
+    if not main:  # the same results; rank 0 writes and prints them
+        return {"methods": {n: {"summary": r["summary"], "wall_s": r["wall_s"]} for n, r in results.items()},
+                "table": ""}
     # every method with a result in the folder (also those run earlier with other --methods)
     for d in sorted(out.iterdir()):
         if d.is_dir() and d.name not in results and (d / "result.json").is_file():
