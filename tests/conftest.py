@@ -132,3 +132,16 @@ def probes_file(tmp_path):
 
 
 LAMA_DIR = Path(os.environ.get("TAALM_LAMA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "lama_ckl"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (minutes each)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -94,3 +94,25 @@ def test_a_single_process_is_rank_0_of_1():
     t = torch.ones(3)
     assert torch.equal(distributed.all_reduce_sum_(t), torch.ones(3))
     assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+
+
+@pytest.mark.slow
+def test_meta_training_on_two_gloo_ranks_equals_one_process(tmp_path):
+    """φ after 2 updates of 4 pairs, each rank taking 2 of them, equals one process's φ, for both
+    meta-gradient engines; rank 0 alone validated."""
+    import dist_meta_worker as worker
+
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           worker.__file__, str(tmp_path / "two")],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for engine in worker.ENGINES:
+        one = worker.run(engine, tmp_path / "one" / engine)
+        two = load_file(str(tmp_path / "two" / engine / "phi" / "phi.safetensors"))
+        mine = {k: v.detach() for k, v in load_file(str(tmp_path / "one" / engine / "phi" / "phi.safetensors")).items()}
+        assert mine.keys() == two.keys()
+        for k in mine:
+            assert mine[k].dtype == torch.float64 and torch.allclose(mine[k], two[k], rtol=0, atol=1e-10), (engine, k)
+        log2 = [json.loads(x) for x in (tmp_path / "two" / engine / "log.jsonl").read_text().splitlines()]
+        assert [r["outer"] for r in log2] == [r["outer"] for r in one.log]  # logged rounded to 5 decimals
+        assert [r["update"] for r in json.loads((tmp_path / "two" / engine / "summary.json").read_text())["val"]] == [2]

@@ -17,6 +17,8 @@ here is then a no-op, and nothing else in the library needs to know.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -37,13 +39,28 @@ class Dist:
         return self.world_size > 1
 
 
+_LOCAL = [False]  # inside local_only(): this process acts alone
+
+
 def current() -> Dist:
-    """The initialised process group's rank and size (rank 0 of 1 without one)."""
+    """The initialised process group's rank and size (rank 0 of 1 without one, or inside
+    :func:`local_only`)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if not _LOCAL[0] and dist.is_available() and dist.is_initialized():
         return Dist(dist.get_rank(), dist.get_world_size())
     return Dist()
+
+
+@contextlib.contextmanager
+def local_only():
+    """Within the block this process computes alone, as rank 0 of 1 (meta-training's validation,
+    a full CKL run of its own, runs on rank 0 while the other ranks wait at their next collective)."""
+    _LOCAL[0] = True
+    try:
+        yield
+    finally:
+        _LOCAL[0] = False
 
 
 def init_from_env(device_spec: str = "auto") -> Dist:
@@ -59,7 +76,8 @@ def init_from_env(device_spec: str = "auto") -> Dist:
             import torch
 
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=distributed_backend(device))
+        # a long timeout: the other ranks wait while rank 0 validates φ (minutes on a big model)
+        dist.init_process_group(backend=distributed_backend(device), timeout=datetime.timedelta(hours=2))
     return current()
 
 

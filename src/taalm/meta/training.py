@@ -37,6 +37,7 @@ from ..core.config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig,
 from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
 from .gradient import MetaTheta, PairBatch, meta_step
+from ..core import distributed
 from ..core.checkpoint import Checkpointer
 from ..core.schedules import lr_factor
 from ..core.metrics import MetricLogger, NullLogger, open_logger
@@ -262,6 +263,11 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     check_run_dir(out, resume=resume, overwrite=overwrite, inputs=input_paths(docs))
     if resume:
         check_resume(read_run_info(out), inputs, to_dict(cfg), defaults=to_dict(MetaTrainConfig()))
+    d = distributed.init_from_env(cfg.model.device)  # under torchrun: the update's pairs are shared out
+    distributed.barrier()  # every rank checked the folder before rank 0 touches it
+    if not d.is_main:  # computes its share of each update; writes, logs and validates nothing
+        return _train_attention(pairs, val_pairs, cfg, None, inputs, model, tokenizer, phi, False, lambda m: None,
+                                resume_dir=out if resume else None)
     lock = RunLock(out).acquire() if out is not None else None
     try:
         run = RunFolder(out, resume=resume, overwrite=overwrite) if out is not None else None
@@ -301,7 +307,10 @@ def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, updat
     idx = pair_stream(len(enc), cfg.seed, cfg.stream_offset + (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
     idx.sort(key=lambda i: len(enc[i].doc.input_ids))  # similar lengths share a forward pass
     stats = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
-    for k in range(0, len(idx), cfg.micro_pairs):
+    d = distributed.current()
+    for j, k in enumerate(range(0, len(idx), cfg.micro_pairs)):
+        if j % d.world_size != d.rank:  # data parallel: micro-batches j ≡ rank (mod N) are this rank's
+            continue
         items = [enc[i] for i in idx[k:k + cfg.micro_pairs]]
         unrelated = None
         if cfg.unrelated_weight:
@@ -328,7 +337,23 @@ def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, updat
                     on[e.doc.span] = True
                     stats["w_answer"].append(w[i][on].mean().item())
                     stats["w_other"].append(w[i][valid[i] & ~on].mean().item())
+    if d.enabled:
+        _reduce_update(phi, stats, device)
     return stats
+
+
+def _reduce_update(phi, stats: dict, device) -> None:
+    """Data parallelism: sum φ's gradient and the update's statistics over the ranks (each rank's
+    share was already scaled by its pairs / the update's pairs, so the sum is the mean over all of
+    them, as in one process). θ and φ are not wrapped in DDP: DDP supports neither double
+    backward (pytorch/pytorch#63812, #47562) nor forward-mode JVPs through its forward (#102197),
+    the two engines of :mod:`taalm.meta.gradient`; the gradient is reduced by hand instead."""
+    distributed.all_reduce_grads_(phi.trainable_parameters().values())
+    keys = ("outer", "outer0", "inner", "w_mean")
+    sums = distributed.all_reduce_sum_(torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=device))
+    stats.update(zip(keys, sums.tolist()))
+    for key in ("w_answer", "w_other"):
+        stats[key] = [x for part in distributed.all_gather_objects(stats[key]) for x in part]
 
 
 def _log_row(update: int, lr: float, stats: dict, gnorm: float, seconds: float) -> dict:
@@ -389,7 +414,7 @@ class _MetaRun:
 
 
 def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, model, tokenizer, phi,
-                log) -> _MetaRun:
+                log, resume_dir: Path | None = None) -> _MetaRun:
     """Models, pairs, φ's optimizer, the checkpoint to resume from; then the folder's start and
     the append-only logs (rows past the checkpoint are dropped: they are redone)."""
     t_start = time.time()
@@ -401,7 +426,9 @@ def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, mo
     params = phi.trainable_parameters()
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt = phi_checkpointer(folder.path, phi) if folder is not None else None
-    state = ckpt.load_newest(params, opt, log, "no φ update was checkpointed yet") if folder is not None and folder.resume else None
+    reader = ckpt if folder is not None and folder.resume else (
+        phi_checkpointer(resume_dir, phi) if resume_dir is not None else None)  # another rank: read only
+    state = reader.load_newest(params, opt, log, "no φ update was checkpointed yet") if reader else None
     info = {"n_pairs": len(pairs), "n_val_pairs": len(val_pairs), "inputs": inputs,
             "phi_trainable": sum(p.numel() for p in params.values()), "theta_trainable_per_pair": theta.n_trainable}
     r = _MetaRun(cfg, base_model, theta, phi, tokenizer, next(base_model.parameters()).device, enc, val_pairs,
@@ -423,8 +450,9 @@ def _validate(r: _MetaRun, update: int, log) -> None:
         return
     t0 = time.time()
     r.phi.eval()
-    row = {"update": update, **validate(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg),
-           "seconds": round(time.time() - t0, 1)}
+    with distributed.local_only():  # under data parallelism: rank 0 validates alone
+        result = validate(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg)
+    row = {"update": update, **result, "seconds": round(time.time() - t0, 1)}
     r.phi.train()
     r.val_log.log_row(row)
     log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})")
@@ -454,12 +482,16 @@ def _phi_update(r: _MetaRun, update: int) -> dict:
 
 
 def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, model, tokenizer, phi,
-                     progress: bool, log) -> MetaTrainResult:
+                     progress: bool, log, resume_dir: Path | None = None) -> MetaTrainResult:
     """:func:`train_attention` once its checks passed and its folder is locked: set up, then
-    update φ, validating and checkpointing on schedule, then write the outputs."""
-    r = _meta_setup(pairs, val_pairs, cfg, folder, inputs, model, tokenizer, phi, log)
-    heat_enc = _heatmap_documents(r, pairs)
-    references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log)
+    update φ, validating and checkpointing on schedule, then write the outputs. Under data
+    parallelism rank 0 alone validates (each validation a CKL run of its own)."""
+    main = distributed.current().is_main
+    r = _meta_setup(pairs, val_pairs, cfg, folder, inputs, model, tokenizer, phi, log, resume_dir)
+    heat_enc = _heatmap_documents(r, pairs) if main else []
+    references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log) if main else {}
+    if not main:
+        r.val_pairs = []  # _validate does nothing on the other ranks
     if r.start == 0 and not r.val_rows and cfg.val.at_start:
         _validate(r, 0, log)
     bar = None
@@ -514,7 +546,8 @@ def _references(out, val_pairs, base_model, tokenizer, cfg: MetaTrainConfig, log
         return json.loads((out / "val_references.json").read_text())
     if not (val_pairs and cfg.val.references):
         return {}
-    references = validation_references(base_model, tokenizer, val_pairs, cfg, log)
+    with distributed.local_only():  # CKL runs of their own (rank 0 alone under data parallelism)
+        references = validation_references(base_model, tokenizer, val_pairs, cfg, log)
     if out is not None:
         atomic_write_json(out / "val_references.json", references)
     return references
