@@ -40,9 +40,14 @@ def test_scale_zero_is_the_base_and_gradients_reach_only_the_adapter(tokenizer):
     model = KAdapterModel(base, KAdapterConfig(width=16, heads=2, scale=0.0))
     torch.testing.assert_close(model(ids, att).logits, base(input_ids=ids, attention_mask=att).logits, rtol=0, atol=0)
     model = KAdapterModel(base, KAdapterConfig(width=16, heads=2, scale=1.0))
+    # θ0 is the base: the output LayerNorm's gain starts at 0
+    torch.testing.assert_close(model(ids, att).logits, base(input_ids=ids, attention_mask=att).logits, rtol=0, atol=0)
+    with torch.no_grad():
+        model.norm.weight.fill_(1.0)  # as after a first step: every adapter parameter gets a gradient
     model(ids, att).logits.sum().backward()
     assert all(p.grad is None for p in base.parameters())
-    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("base."))
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()
+               if not n.startswith("base."))
 
 
 def test_adapter_does_not_look_ahead(tokenizer):

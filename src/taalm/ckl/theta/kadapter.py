@@ -10,7 +10,10 @@ output goes back to the base's width; the logits are
 
 with h_final the base's final hidden state (after its last norm) and head its LM head. The base
 never changes (its parameters are frozen; tested bit for bit), so with ``scale = 0`` the model is
-the base. Saved as ``kadapter/adapter.safetensors`` + ``kadapter/kadapter_config.json``.
+the base. The output LayerNorm's gain starts at 0, so the untrained adapter adds nothing and θ0 is
+the base too (the first version started from base + LayerNorm(random), which cost SmolLM2 70% of
+its Not-To-Forget facts before any training); its first step moves the gain, the next ones
+everything. Saved as ``kadapter/adapter.safetensors`` + ``kadapter/kadapter_config.json``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class KAdapterModel(nn.Module):
         self.blocks = nn.ModuleList(AdapterBlock(H, cfg.width, cfg.heads, cfg.dropout) for _ in self.layers)
         self.up = nn.Linear(cfg.width, H)
         self.norm = nn.LayerNorm(H)
+        nn.init.zeros_(self.norm.weight)  # θ0 = the base exactly (as LoRA's B = 0): CKL starts from what it knows
         for p in self.base.parameters():
             p.requires_grad_(False)
 
