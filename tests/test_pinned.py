@@ -26,6 +26,9 @@ PINNED = Path(__file__).with_name("pinned_trajectories.json")
 LEARN_METHODS = ["finetune", "oracle", "random", "rho1", "salient", "taalm"]
 ENGINES = ["double_backward", "directional"]
 REL = 1e-12
+# taalm's weights come from a float32 φ: its matmuls round as the CPU's kernels do (another CPU of
+# the same kind gave losses 1.4e-10 and a parameter sum 1.4e-6 apart, relative: AdamW magnifies it)
+REL_FLOAT32_PHI = 1e-5
 
 DOCS = [
     ("a", "The Varnholt Observatory stands above the town of Kestrelford .", "Kestrelford"),
@@ -108,10 +111,10 @@ def meta_trajectory(engine: str, tmp: Path) -> dict:
             "checksum": checksum(res.phi.trainable_parameters())}
 
 
-def _close(a, b) -> bool:
+def _close(a, b, rel: float = REL) -> bool:
     if isinstance(a, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
-    return abs(a - b) <= REL * max(abs(a), abs(b), 1e-300)
+        return len(a) == len(b) and all(_close(x, y, rel) for x, y in zip(a, b))
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +127,9 @@ def test_learn_trajectory_is_pinned(method, pinned, tmp_path):
     got = learn_trajectory(method, tmp_path)
     want = pinned["learn"][method]
     assert len(got["losses"]) == 4  # 3 documents, batch 2, 2 epochs
+    rel = REL_FLOAT32_PHI if method == "taalm" else REL
     for key in want:
-        assert _close(got[key], want[key]), (key, got[key], want[key])
+        assert _close(got[key], want[key], rel), (key, got[key], want[key])
 
 
 @pytest.mark.parametrize("engine", ENGINES)
