@@ -491,7 +491,12 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") != "0":  # torchrun: ranks other than 0 stay quiet (errors still show)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        if "torch.distributed" in sys.modules:  # under torchrun: leave the process group together
+            from .core import distributed
+
+            distributed.shutdown()
+        return code
     except TaalmError as e:
         print(f"taalm {args.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)

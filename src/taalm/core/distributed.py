@@ -138,3 +138,13 @@ def barrier() -> None:
 
     if current().enabled:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly (a barrier, then destroy): a rank that simply exits while
+    another still writes can abort in gloo's threads ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
