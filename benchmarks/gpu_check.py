@@ -5,7 +5,11 @@ to GPU machines), lets ``device=auto`` / ``dtype=auto`` resolve, and runs the pu
 end on the accelerator: ``learn`` with each weighting method (LoRA and full θ), probe evaluation
 with left and right padding, QLoRA (NF4 base, float32 adapters) where CUDA and bitsandbytes
 are at hand, and a timing of training steps on the accelerator and on the CPU
-side by side (same model shape, float32 on CPU).
+side by side (same model shape, float32 on CPU). Then the scale part (benchmarks/gpu_scale.py,
+``--no-scale`` skips it): meta-step pairs/s on SmolLM2-135M and TinyLlama-1.1B shapes, the
+release's one-pair-at-a-time double backward with bf16 inner state against our batched
+directional step with float32 state, side by side, with peak memory and the largest micro_pairs
+that fits; and CKL tokens/s for LoRA and full θ with and without gradient checkpointing.
 
     python benchmarks/gpu_check.py --out gpu_check.json          # real shape (needs a GPU)
     python benchmarks/gpu_check.py --small --out /tmp/check.json  # tiny shape, any machine
@@ -29,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from conftest import build_tokenizer  # noqa: E402  (the tests' tiny byte-level BPE)
 
@@ -81,10 +86,35 @@ def time_steps(model, device, dtype, steps: int, batch: int, seq: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def scale_checks(device, args, log) -> dict:
+    """Meta-step pairs/s (the release's one-pair-at-a-time double backward in bf16 against our
+    batched directional float32 state) and CKL tokens/s, on SmolLM2-135M and TinyLlama-1.1B shapes
+    (``tiny`` with --small): benchmarks/gpu_scale.py."""
+    import gpu_scale
+
+    shapes = ["tiny"] if args.small else ["smollm2-135m", "tinyllama-1.1b"]
+    reps, doc, task = (1, 32, 8) if args.small else (3, 128, 16)
+    out = {"meta": {}, "ckl": {}}
+    for shape in shapes:
+        t0 = time.perf_counter()
+        out["meta"][shape] = gpu_scale.meta_section(shape, device, pairs=args.pairs if not args.small else 4,
+                                                    reps=reps, doc=doc, task=task,
+                                                    max_pairs=8 if args.small else 256, log=log)
+        out["ckl"][shape] = gpu_scale.ckl_section(shape, device, batch=8 if not args.small else 2,
+                                                  seq=512 if not args.small else 64, steps=4 if not args.small else 2,
+                                                  log=log)
+        out.setdefault("seconds", {})[shape] = round(time.perf_counter() - t0, 1)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--out", default="gpu_check.json")
+    ap.add_argument("--no-scale", action="store_true", help="skip the meta-step and CKL throughput part")
+    ap.add_argument("--pairs", type=int, default=16, help="pairs per φ update in the meta-step timing")
     args = ap.parse_args()
 
     device = resolve_device("auto")
@@ -133,7 +163,10 @@ def main() -> int:
     report["step_seconds"] = {"accelerator": t_acc, "cpu_fp32": t_cpu, "speedup": t_cpu / t_acc,
                               "batch": batch, "seq": seq, "theta": "full"}
     print(json.dumps(report["step_seconds"]), flush=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    Path(args.out).write_text(json.dumps(report, indent=2))  # written now and again after the scale part
+    if not args.no_scale:
+        report["scale"] = scale_checks(device, args, lambda m: print(m, flush=True))
+        Path(args.out).write_text(json.dumps(report, indent=2))
     ok = all(v["nll_fell"] for v in runs.values()) and report["padding"]["accuracy_equal"]
     print("OK" if ok else "CHECK FAILED", flush=True)
     return 0 if ok else 1

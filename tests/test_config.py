@@ -98,3 +98,14 @@ def test_config_with_help_is_the_config_as_yaml(cls_name):
     text = C.config_with_help(cfg)
     assert yaml.safe_load(text) == C.to_dict(cfg)
     assert "  lr: 0.0001  # θ's learning rate" in text or cls_name != "LearnConfig"
+
+
+def test_meta_training_refuses_fsdp_with_the_reasons():
+    """FSDP cannot shard the θ that meta-training differentiates through (second order, JVPs):
+    the key exists only to say so, naming the upstream issues."""
+    from taalm.core.config import MetaTrainConfig
+
+    with pytest.raises(ConfigError) as e:
+        load_config(MetaTrainConfig, None, ["fsdp=true"])
+    assert "#172543" in str(e.value) and "#182641" in str(e.value) and e.value.key == "fsdp"
+    assert load_config(MetaTrainConfig, None, ["fsdp=false"]).fsdp is False

@@ -116,3 +116,63 @@ def test_meta_training_on_two_gloo_ranks_equals_one_process(tmp_path):
         log2 = [json.loads(x) for x in (tmp_path / "two" / engine / "log.jsonl").read_text().splitlines()]
         assert [r["outer"] for r in log2] == [r["outer"] for r in one.log]  # logged rounded to 5 decimals
         assert [r["update"] for r in json.loads((tmp_path / "two" / engine / "summary.json").read_text())["val"]] == [2]
+
+
+def test_fsdp_on_two_gloo_ranks_equals_one_process_and_resumes_its_checkpoint(tmp_path, model_dir, docs_file,
+                                                                               probes_file):
+    """``train.fsdp=true`` (FSDP2, full θ sharded over 2 ranks) gives the θ of one unsharded
+    process to 1e-10, including the odd last step where rank 1 runs a stand-in micro-batch; and a
+    one-process checkpoint (whole tensors) resumes sharded to the same end."""
+    from taalm.ckl.learner import learn
+    from taalm.core.config import LearnConfig, load_config
+    from taalm.data import read_documents, read_probes
+
+    common = [a.replace("oracle", "finetune") for a in _common(model_dir, docs_file, probes_file)] + [
+        "theta.mode=full", "train.lr=1e-3"]
+    assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0
+    cfg = load_config(LearnConfig, None, [a for a in common if "=" in a] + ["method.name=finetune"])
+
+    def kill_after_first(event):
+        if event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learn(read_documents(docs_file), read_probes(probes_file), cfg, tmp_path / "b", progress=False,
+              log=lambda m: None, callbacks=[kill_after_first])
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "taalm"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for out, extra in (("two", []), ("b", ["--resume"])):
+        proc = subprocess.run([*torchrun, "learn", *common, "train.fsdp=true", "--out", str(tmp_path / out), *extra],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
+    for out in ("two", "b"):
+        theirs = load_file(str(tmp_path / out / "model" / "model.safetensors"))
+        assert one.keys() == theirs.keys() and theirs["model.norm.weight"].dtype == torch.float64
+        for k in one:
+            assert torch.allclose(one[k], theirs[k], rtol=0, atol=1e-10), (out, k)
+    from transformers import AutoModelForCausalLM
+
+    start = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float64).state_dict()
+    assert any(not torch.allclose(start[k], one[k]) for k in one)  # it did learn
+    rows = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    rows1 = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows if r["type"] == "step"] == pytest.approx(
+        [r["loss"] for r in rows1 if r["type"] == "step"], rel=1e-10)
+
+
+def test_fsdp_is_refused_where_it_cannot_work(tmp_path, model_dir, docs_file, probes_file):
+    """Adapters, a single process and RHO-1's fine-tuned reference: one clear line, exit 2, nothing written."""
+    common = _common(model_dir, docs_file, probes_file)
+    i = common.index("--method")
+    common = common[:i] + common[i + 2:]
+    cases = [(["--method", "finetune", "train.fsdp=true"], "needs theta.mode=full"),
+             (["--method", "finetune", "train.fsdp=true", "theta.mode=full"], "torchrun"),
+             (["--method", "rho1", "train.fsdp=true", "theta.mode=full", "method.rho1.reference=finetuned"],
+              "fine-tuned reference")]
+    for i, (extra, says) in enumerate(cases):
+        out = tmp_path / f"r{i}"
+        proc = subprocess.run([sys.executable, "-m", "taalm", "learn", *common, *extra, "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert not out.exists()

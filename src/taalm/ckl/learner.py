@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
-from ..core import distributed
+from ..core import distributed, sharding
 from ..core.checkpoint import Checkpointer
 from ..core.config import LearnConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
@@ -102,6 +102,20 @@ def input_fingerprints(documents, probes, extra: Mapping[str, list] | None = Non
     return fp
 
 
+def check_fsdp(cfg: LearnConfig) -> None:
+    """``train.fsdp`` shards a full θ (core/sharding.py); adapters and RHO-1's fine-tuned
+    reference (a copy of θ trained alone) are refused before anything runs."""
+    if not cfg.train.fsdp:
+        return
+    if cfg.theta.mode != "full":
+        raise ConfigError(f"train.fsdp=true needs theta.mode=full (got '{cfg.theta.mode}'): an adapter θ trains "
+                          "few weights, so plain data parallelism (torchrun without train.fsdp) is the tool",
+                          "train.fsdp")
+    if cfg.method.name.split("+")[0] == "rho1" and cfg.method.rho1.reference == "finetuned":
+        raise ConfigError("train.fsdp=true cannot train RHO-1's fine-tuned reference (a copy of a sharded θ); "
+                          "use method.rho1.reference= (θ0) or a model path", "train.fsdp")
+
+
 def check_context_length(model, max_length: int, key: str = "train.max_length") -> None:
     """Refuse windows longer than the model's context (position embeddings)."""
     cfg = getattr(model, "config", None)
@@ -156,6 +170,7 @@ class _Run:
     autocast_dtype: torch.dtype | None = None  # full θ on a half-precision base: float32 weights, this compute
     base_lrs: list[float] = field(default_factory=list)  # each param group's lr before any schedule
     total_steps: int = 0  # the run's optimizer steps over all epochs (the schedule's length)
+    fsdp: bool = False  # θ is FSDP2-sharded over the ranks (core/sharding.py)
 
     @property
     def out(self) -> Path | None:
@@ -175,10 +190,11 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     tc, where = r.cfg.train, f"epoch {epoch}, step {r.step + 1}"
     d = distributed.current()
     step_sum, n_carry, n_tok, w_sum = 0.0, 0, 0, 0.0
-    for j, mb in enumerate(group):
-        if j % d.world_size != d.rank:  # data parallel: micro-batches j ≡ rank (mod N) are this rank's
-            continue
-        torch.manual_seed(_micro_batch_seed(tc.seed, epoch, r.step, j))  # dropout: the same for any N
+    mine = _rank_micro_batches(group, d, r.fsdp)
+    for k, (j, mb) in enumerate(mine):
+        if r.fsdp:  # gradients accumulate unsharded; reduce-scattered (summed) in the last backward
+            sharding.set_gradient_sync(r.model, k == len(mine) - 1)
+        torch.manual_seed(_micro_batch_seed(tc.seed, epoch, r.step, max(j, 0)))  # dropout: the same for any N
         ws = [r.windows[i] for i in mb]
         batch = collate(ws, r.tokenizer.pad_token_id, r.device,
                         [r.static_weights[i] for i in mb] if r.static_weights is not None else None)
@@ -190,6 +206,9 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
         if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
             weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
         loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="sum")
+        if j < 0:  # FSDP's stand-in: the collectives of a forward and backward, no gradient
+            (loss * 0.0).backward()
+            continue
         loss.backward()
         step_sum += loss.item()
         carried = (weights * valid).sum(dim=1)  # [B]: each sequence's weight mass
@@ -200,7 +219,8 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
         sums = distributed.all_reduce_sum_(torch.tensor([step_sum, n_carry, n_tok, w_sum], dtype=torch.float64,
                                                         device=r.device)).tolist()
         step_sum, n_carry, n_tok, w_sum = sums[0], int(sums[1]), int(sums[2]), sums[3]
-        distributed.all_reduce_grads_(r.params.values())
+        if not r.fsdp:  # FSDP already summed them (reduce-scatter into each rank's shard)
+            distributed.all_reduce_grads_(r.params.values())
     check_finite(step_sum, "the training loss", where, _divergence_hint(tc))  # checked on every rank alike
     n = max(n_carry, 1)  # no sequence carries weight: the gradient is 0 anyway
     for p in r.params.values():
@@ -209,13 +229,24 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     step_loss = step_sum / n
     gnorm = torch.nn.utils.clip_grad_norm_(list(r.params.values()),
                                            tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
-    check_finite(float(gnorm), "the gradient norm", where, _divergence_hint(tc))
+    check_finite(float(sharding.full_tensor(gnorm)), "the gradient norm", where, _divergence_hint(tc))
     lr = _set_lr(r)
     r.optimizer.step()
     r.optimizer.zero_grad(set_to_none=True)
     r.step += 1
     return {"type": "step", "epoch": epoch, "step": r.step, "loss": step_loss, "tokens": n_tok,
             "mean_weight": w_sum / max(n_tok, 1), "lr": lr}
+
+
+def _rank_micro_batches(group: list, d, fsdp: bool) -> list[tuple[int, list[int]]]:
+    """This rank's (index, micro-batch) pairs of a step: those j ≡ rank (mod N). Under FSDP every
+    rank must run the same number of forwards (each gathers the layers' weights with the other
+    ranks), so a rank short of one gets a stand-in (index -1, a copy of the first) that adds nothing."""
+    mine = [(j, mb) for j, mb in enumerate(group) if j % d.world_size == d.rank]
+    if fsdp:
+        rounds = -(-len(group) // d.world_size)
+        mine += [(-1, group[0])] * (rounds - len(mine))
+    return mine
 
 
 def _micro_batch_seed(seed: int, epoch: int, step: int, j: int) -> int:
@@ -286,11 +317,15 @@ def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, los
         r.history.append(row)
         r.logger.log_row({"type": "eval", **row})
     log(_epoch_message(epoch, loss, row, extra))
-    if r.checkpointer is not None and (epoch % tc.checkpoint_every == 0 or epoch == tc.epochs):
-        check_params_finite(r.params, f"the end of epoch {epoch}")  # never checkpoint a diverged θ
-        r.checkpointer.save(epoch, r.params, r.optimizer,
-                            {"epoch": epoch, "step": r.step, "history": r.history,
-                             "train_seconds": round(r.seconds_before + sum(r.epoch_seconds), 3)})
+    if (r.checkpointer is not None or r.fsdp) and (epoch % tc.checkpoint_every == 0 or epoch == tc.epochs):
+        params, optimizer = r.params, r.optimizer
+        if r.fsdp:  # whole tensors in the files (every rank gathers; rank 0 writes): they resume on any N
+            params, optimizer = sharding.full_tensors(r.params), sharding.full_optimizer_state(r.optimizer)
+        if r.checkpointer is not None:
+            check_params_finite(params, f"the end of epoch {epoch}")  # never checkpoint a diverged θ
+            r.checkpointer.save(epoch, params, optimizer,
+                                {"epoch": epoch, "step": r.step, "history": r.history,
+                                 "train_seconds": round(r.seconds_before + sum(r.epoch_seconds), 3)})
     for cb in callbacks:
         cb({"event": "epoch", "epoch": epoch, "step": r.step, "eval": row, "loss": loss,
             "seconds": r.epoch_seconds[-1]})
@@ -324,7 +359,7 @@ def _evaluate_shards(model, tokenizer, probes, encoded, cfg: LearnConfig, progre
     """:func:`evaluate_probes`; under data parallelism each rank scores its shard of the probes
     (positions rank, rank + N, …) and the scores are gathered back into the probes' order."""
     d = distributed.current()
-    if not d.enabled:
+    if not d.enabled or cfg.train.fsdp:  # FSDP: every rank runs the same forwards (they gather weights together)
         return evaluate_probes(model, tokenizer, probes, cfg.eval.batch_size, cfg.eval.padding_side, encoded,
                                progress, desc)
     idx = list(range(d.rank, len(probes), d.world_size))
@@ -370,6 +405,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     cfg = split_method_name(config or LearnConfig())  # "taalm+full" -> its config keys
     check_config(cfg)  # every range rule of the schema, for configs built in code too
     parts = resolve_method(cfg, weighting=method)  # unknown or incompatible parts: ConfigError
+    check_fsdp(cfg)
     check_documents(documents, parts.weighting)
     extra = dict(extra_probes or {})
     for name, ps in extra.items():
@@ -383,6 +419,9 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     if resume:
         check_resume(read_run_info(out), inputs, to_dict(cfg), defaults=to_dict(LearnConfig()))
     d = distributed.init_from_env(cfg.model.device)  # under torchrun: join the ranks (core/distributed.py)
+    if cfg.train.fsdp and not d.enabled:
+        raise ConfigError("train.fsdp=true shards θ over the ranks of torchrun: start it with "
+                          "`torchrun --nproc_per_node N -m taalm ...` (N ≥ 2)", "train.fsdp")
     distributed.barrier()  # every rank checked the folder before rank 0 touches it
     if not d.is_main:  # only rank 0 writes, logs and draws progress; the others read a checkpoint to resume
         return _learn(documents, probes, extra, cfg, None, inputs, parts, model, tokenizer, optimizer,
@@ -458,6 +497,9 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     if tc.gradient_checkpointing:
         _enable_gradient_checkpointing(model, cfg.theta.mode)
     autocast_dtype = _float32_trainables(model)
+    if tc.fsdp:  # after the float32 cast: the shards are of the master weights
+        log(f"FSDP2: θ sharded over {distributed.current().world_size} ranks "
+            f"(units: {', '.join(sharding.shard_model(model)) or 'the root only'})")
     params = trainable_parameters(model)
     optimizer = optimizer if optimizer is not None else method.optimizer.build(params)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
@@ -481,7 +523,7 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
                                extra_enc, folder, progress)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
              prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs, autocast_dtype=autocast_dtype,
-             total_steps=_total_steps(method, windows, tc))
+             total_steps=_total_steps(method, windows, tc), fsdp=tc.fsdp)
     _resume_or_start(r, state, log)
     return r
 
@@ -556,9 +598,11 @@ def _finish(r: _Run) -> LearnResult:
     train_seconds = r.seconds_before + sum(r.epoch_seconds)
     result = LearnResult(r.model, r.tokenizer, r.history, r.out, train_seconds, r.step,
                          prepare_seconds=r.prepare_seconds, epoch_seconds=r.epoch_seconds, optimizer=r.optimizer)
+    state = sharding.full_model_state(r.model) if r.fsdp else None  # a collective: before rank 0 alone saves
     if r.out is None:
         return result
-    saved = r.method.theta.save(r.model, r.tokenizer, r.out)
+    saved = (r.method.theta.save(r.model, r.tokenizer, r.out, state=state) if state is not None
+             else r.method.theta.save(r.model, r.tokenizer, r.out))
     summary = {"method": r.method.name, "epochs": r.cfg.train.epochs, "steps": r.step,
                "train_seconds": round(train_seconds, 2), "prepare_seconds": round(r.prepare_seconds, 2),
                "epoch_seconds": [round(x, 2) for x in r.epoch_seconds], "history": r.history,

@@ -101,9 +101,13 @@ class Checkpointer:
         """Load the newest usable checkpoint into ``params`` and ``optimizer``; returns its state."""
         state, saved, opt_sd = newest_usable_checkpoint(
             self.root, f"{self.prefix}-*", lambda f, latest: self._read(f, latest, params, optimizer), log, none_yet)
-        with torch.no_grad():
+        from .sharding import is_sharded, shard_like, shard_optimizer_state
+
+        with torch.no_grad():  # whole tensors in the file; an FSDP-sharded parameter takes its shard
             for n, p in params.items():
-                p.copy_(saved[n])
+                p.copy_(shard_like(p, saved[n]) if is_sharded(p) else saved[n])
+        if any(is_sharded(p) for p in params.values()):
+            opt_sd = shard_optimizer_state(opt_sd, list(params.values()))
         optimizer.load_state_dict(opt_sd)
         return state
 

@@ -205,6 +205,7 @@ class TrainConfig:
     seed: int = 0  # seed of shuffling, dropout, LoRA initialisation and random weights
     checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1.3× the time
+    fsdp: bool = False  # under torchrun, theta.mode=full: shard θ's weights, gradients and optimizer state (FSDP2)
     known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
     optimizer: str = "adamw"  # θ's optimizer, a registered part (taalm.ckl.optim)
     recadam: RecAdamConfig = field(default_factory=RecAdamConfig)
@@ -438,6 +439,7 @@ class MetaTrainConfig:
     task_field: str = "task_schematic"  # LAMA units: the probe used as the task
     checkpoint_every: int = 10  # φ updates between resumable checkpoints
     seed: int = 0  # seed of the pair stream, θ's per-pair LoRA and validation
+    fsdp: bool = False  # not supported (refused): meta-training shards its pairs over the ranks, never θ or φ
     val: ValidationConfig = field(default_factory=ValidationConfig)
 
     def _rules(self, r: _Rules) -> None:
@@ -459,6 +461,11 @@ class MetaTrainConfig:
         r.choice("task_field", PROBE_FIELDS)
         r.at_least("checkpoint_every", 1)
         r.at_least("stream_offset", 0)
+        r.need(not self.fsdp, "fsdp",
+               "meta-training cannot shard θ or φ with FSDP: it differentiates through θ's inner update "
+               "(second order), and FSDP2's double backward needs set_reshard_after_backward(False) "
+               "(pytorch/pytorch#172543) while JVPs through FSDP2 fail (#182641); torchrun without fsdp "
+               "shares each update's pairs over the ranks instead")
         r.need(self.theta.mode != "layers" or self.micro_pairs == 1, "micro_pairs",
                "theta.mode=layers trains one pair per forward pass: set micro_pairs=1")
         r.need(not self.init or (Path(self.init).expanduser() / "phi_config.json").is_file(), "init",

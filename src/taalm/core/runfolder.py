@@ -232,6 +232,9 @@ def _flatten(d, prefix: str = "") -> dict:
     return out
 
 
+_HOW_IT_RUNS = (".device", "train.fsdp", "train.gradient_checkpointing")
+
+
 def check_resume(info: dict, inputs: dict, config: dict, allowed: Iterable[str] = ("train.epochs", "updates"),
                  defaults: dict | None = None) -> None:
     """Refuse to resume a run with other inputs or another configuration; name what differs.
@@ -251,7 +254,7 @@ def check_resume(info: dict, inputs: dict, config: dict, allowed: Iterable[str] 
             old_cfg[k] = v
     diff = [k for k in sorted(set(old_cfg) | set(new_cfg))
             if k not in allowed and old_cfg.get(k) != new_cfg.get(k)
-            and not k.endswith(".device")]  # where it runs may change
+            and not k.endswith(_HOW_IT_RUNS)]  # where and how it runs may change, not what it computes
     if diff:
         shown = ", ".join(f"{k}: {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in diff[:3])
         raise TaalmError(f"--resume: the configuration differs from the run's ({shown}"

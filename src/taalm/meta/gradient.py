@@ -118,7 +118,12 @@ class MetaTheta:
     backbone, ``logits`` adds the frozen LM head.
     """
 
-    def __init__(self, model: torch.nn.Module, spec: MetaThetaConfig | None = None, seed: int = 0):
+    def __init__(self, model: torch.nn.Module, spec: MetaThetaConfig | None = None, seed: int = 0,
+                 state_dtype: torch.dtype | None = None):
+        """``state_dtype``: the per-pair LoRA's dtype (and so the inner step's); default
+        :func:`inner_dtype` (float32 on a half-precision base). Set only to reproduce the public
+        release's bf16 inner state for comparison (benchmarks/gpu_check.py): an inner AdamW in
+        bf16 rounds away most of its small update."""
         spec = spec or MetaThetaConfig()
         self.spec = spec
         self.model = model.eval()
@@ -140,7 +145,7 @@ class MetaTheta:
         check_logit_transform(model, self.backbone, self.head)
         self.batched = spec.mode == "lora"
         base_dt = next(model.parameters()).dtype
-        dt = inner_dtype(base_dt)
+        dt = state_dtype or inner_dtype(base_dt)
         if spec.mode == "layers" and dt != base_dt:
             raise ConfigError(f"θ mode 'layers' trains whole decoder layers in the base dtype ({base_dt}); "
                               "its inner AdamW would run in low precision: load θ in float32 or use mode=lora")

@@ -210,21 +210,23 @@ def _load_error(source: ModelSource, err: Exception) -> ModelLoadError:
     return ModelLoadError(f"Could not load model '{source.spec}' from {source.location}: {first[:300]}")
 
 
-def save_model_folder(model, tokenizer, out: str | Path) -> Path:
+def save_model_folder(model, tokenizer, out: str | Path, state: dict | None = None) -> Path:
     """A whole model as a folder ``from_pretrained`` reads: ``model.safetensors``, ``config.json``
     and the tokenizer's files. Written by hand rather than with ``save_pretrained``: a model
     dequantized from GGUF refuses ``save_pretrained``, although its weights are ordinary float
-    tensors by now. Tied weights (embeddings / LM head) are stored once."""
+    tensors by now. Tied weights (embeddings / LM head) are stored once. ``state``: the tensors
+    to write instead of ``model.state_dict()`` (an FSDP-sharded model's gathered whole state)."""
     from ..core.files import atomic_write_json, save_tensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state, seen = {}, {}
-    for name, t in model.state_dict().items():
-        if t.data_ptr() in seen:
-            continue
-        seen[t.data_ptr()] = name
-        state[name] = t
+    if state is None:
+        state, seen = {}, {}
+        for name, t in model.state_dict().items():
+            if t.data_ptr() in seen:
+                continue
+            seen[t.data_ptr()] = name
+            state[name] = t
     save_tensors(out / "model.safetensors", state, metadata={"format": "pt"})
     config = model.config.to_dict()
     config.pop("quantization_config", None)

@@ -16,7 +16,8 @@ class Full(ThetaForm):
             p.requires_grad_(True)
         return model
 
-    def save(self, model, tokenizer, folder: Path) -> Path:
+    def save(self, model, tokenizer, folder: Path, state: dict | None = None) -> Path:
+        """``state``: the whole tensors to write (an FSDP-sharded θ's, gathered by every rank)."""
         from ...models.loading import save_model_folder
 
-        return save_model_folder(model, tokenizer, Path(folder) / "model")
+        return save_model_folder(model, tokenizer, Path(folder) / "model", state=state)
