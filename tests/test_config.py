@@ -47,15 +47,31 @@ def test_recipe_type_error_names_line(tmp_path):
         load_config(LearnConfig, recipe)
 
 
-def test_shipped_recipes_are_valid():
-    from pathlib import Path
-
-    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
-    assert recipes
+def test_shipped_recipes_are_valid_listed_and_copied(tmp_path, capsys):
+    """The recipes ship inside the package: each validates against its schema, `taalm recipes`
+    lists them, `--config NAME` finds one, and `taalm recipes cp` copies one without ever
+    overwriting a file."""
+    from taalm.cli import main
     from taalm.core.config import MetaTrainConfig
+    from taalm.recipes import shipped_recipes
 
-    for r in recipes:  # phi_*.yaml are meta-training recipes (taalm train-attention)
-        load_config(MetaTrainConfig if r.name.startswith("phi_") else LearnConfig, r)
+    recipes = shipped_recipes()
+    assert "phi_smollm2_trex" in recipes and "lama_ckl_smoke" in recipes
+    for name, r in recipes.items():  # phi_*.yaml are meta-training recipes (taalm train-attention)
+        load_config(MetaTrainConfig if name.startswith("phi_") else LearnConfig, r)
+    assert load_config(MetaTrainConfig, "phi_smollm2_trex").objective == "answer_nll"
+    assert main(["recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in recipes)
+    assert main(["recipes", "cp", "phi_smollm2_trex", str(tmp_path)]) == 0
+    copied = tmp_path / "phi_smollm2_trex.yaml"
+    assert copied.read_bytes() == recipes["phi_smollm2_trex"].read_bytes()
+    copied.write_text("updates: 3\n")
+    assert main(["recipes", "cp", "phi_smollm2_trex.yaml", str(tmp_path)]) == 2  # exists: refused
+    assert copied.read_text() == "updates: 3\n" and "never overwrites" in capsys.readouterr().err
+    assert main(["recipes", "cp", "nope", str(tmp_path)]) == 2
+    with pytest.raises(ConfigError, match="nor a shipped recipe"):
+        load_config(LearnConfig, "no_such_recipe")
 
 
 @pytest.mark.parametrize("schema,override", [

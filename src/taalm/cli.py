@@ -20,16 +20,18 @@ EXAMPLES = """\
 examples:
   taalm demo                                   # learn invented facts on the embedded SmolLM2
   taalm learn docs.jsonl --probes probes.jsonl --method oracle --out runs/x train.epochs=10
-  taalm learn ../shared/data/lama_ckl/variant.jsonl --probes ../shared/data/lama_ckl/variant.jsonl \\
-        data.limit=20 train.lr=1e-3
+  taalm learn lama_ckl/variant.jsonl --probes lama_ckl/variant.jsonl data.limit=20 train.lr=1e-3
   taalm eval --model smollm2-135m --adapter runs/x --probes probes.jsonl
   taalm weights docs.jsonl --method rho1 --html weights.html
-  taalm data tailor --model smollm2-135m --data ../shared/data/lama_ckl --out tailored/smollm2
-  taalm train-attention --pairs tailored/smollm2/phi_pool.jsonl --base smollm2-135m --out runs/phi \
+  taalm data tailor --model smollm2-135m --data lama_ckl --out tailored/smollm2
+  taalm train-attention --pairs tailored/smollm2/phi_pool.jsonl --base smollm2-135m --out runs/phi \\
         updates=60 engine=directional
-  taalm bench lama-ckl --data tailored/smollm2 --methods finetune,rho1,oracle,random --size cpu \
+  taalm bench lama-ckl --data tailored/smollm2 --methods finetune,rho1,oracle,random --size cpu \\
         --out runs/bench-cpu                   # To-Learn / Not-To-Forget curves per method
+  taalm recipes                                # the shipped recipes (taalm recipes cp NAME DEST)
   taalm config                                 # print every configuration key with its default
+
+lama_ckl/ is a folder of LAMA-ckl units (JSONL: evidence, task_descriptive, task_schematic, object, uuid).
 """
 
 
@@ -65,10 +67,10 @@ def check_output_file(path: str | None, option: str) -> None:
     check_writable(Path(path), f"{option} {path}: ")
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+def _add_config_args(p: argparse.ArgumentParser, example: str = "train.lr=1e-3 theta.mode=full") -> None:
     p.add_argument("--config", metavar="YAML", help="recipe file overriding the defaults")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                   help="configuration overrides, e.g. train.lr=1e-3 theta.mode=full")
+                   help=f"configuration overrides, e.g. {example} (all keys: taalm config)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +133,7 @@ def _add_weights(sub) -> None:
     p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
     p.add_argument("--html", metavar="OUT.html", help="write a heatmap to open in a browser")
     p.add_argument("--plain", action="store_true", help="print the weights in the terminal")
-    _add_config_args(p)
+    _add_config_args(p, "method.taalm.checkpoint=PHI train.max_length=256")
 
 
 def _add_demo(sub) -> None:
@@ -139,7 +141,7 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the README's main job: learn invented facts on SmolLM2")
     p.add_argument("--out", default="runs/demo", metavar="DIR")
     p.add_argument("--quiet", action="store_true")
-    _add_config_args(p)
+    _add_config_args(p, "train.epochs=8 train.lr=1e-3")
 
 
 def _add_data(sub) -> None:
@@ -191,7 +193,7 @@ def _add_train_attention(sub) -> None:
     """``taalm train-attention``."""
     p = sub.add_parser(
         "train-attention", help="meta-train a Train-Attention model φ on (document, task) pairs",
-        description="Meta-train φ (SPEC 2.3) on PAIRS: JSONL rows document/task/answer, or LAMA-ckl "
+        description="Meta-train φ on PAIRS: JSONL rows document/task/answer, or LAMA-ckl "
                     "units (evidence, task_schematic, object). Writes φ (safetensors), the config, "
                     "log.jsonl, val.jsonl, validation.png and a before/after weight heatmap to OUT.")
     p.add_argument("--pairs", required=True, metavar="FILE")
@@ -200,17 +202,19 @@ def _add_train_attention(sub) -> None:
     p.add_argument("--engine", choices=["directional", "double_backward"], help="meta-gradient engine")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/phi-<time>)")
     p.add_argument("--limit", type=_int_at_least(0), default=0, help="first N pairs only")
+    p.add_argument("--val-limit", type=_int_at_least(0), default=0, metavar="N",
+                   help="first N held-out pairs of --val only (the shipped φ: 128)")
     p.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_config_args(p)
+    _add_config_args(p, "updates=60 lr=2e-4 inner.k_warm=1")
 
 
 def _add_bench(sub) -> None:
     """``taalm bench``."""
     p = sub.add_parser(
         "bench", help="run a benchmark (lama-ckl: To-Learn and Not-To-Forget accuracy per method)",
-        description="LAMA-ckl (SPEC 2.5): for each method, from the same θ0, learn the To-Learn evidence "
+        description="LAMA-ckl: for each method, from the same θ0, learn the To-Learn evidence "
                     "for E epochs and evaluate To-Learn and Not-To-Forget probes before training and "
                     "after every epoch; report Top Acc, Epoch, NF Acc, Total Knowledge. Writes "
                     "OUT/<method>/result.json, results.md, curves.png, summary.json. A rerun skips "
@@ -240,6 +244,14 @@ def _add_methods_and_config(sub) -> None:
     p.add_argument("--for", dest="schema", default="learn", choices=["learn", "train-attention"],
                    help="which command's configuration (default: learn)")
     _add_config_args(p)
+    p = sub.add_parser("recipes", help="list the shipped recipes; `recipes cp NAME DEST` copies one to edit",
+                       description="The shipped YAML recipes (phi_* for train-attention, the others for "
+                                   "learn). --config NAME uses one directly; `taalm recipes cp NAME DEST` "
+                                   "copies it (never over an existing file).")
+    p.add_argument("action", nargs="?", choices=["ls", "cp"], default="ls")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("dest", nargs="?", metavar="DEST", help="a folder or a new file name (default: .)")
+
 
 def _overrides(args) -> list[str]:
     extra = list(getattr(args, "overrides", []) or [])
@@ -397,7 +409,9 @@ def cmd_train_attention(args) -> int:
         extra.append(f"engine={args.engine}")
     cfg = load_config(MetaTrainConfig, recipe, extra)  # every range rule checked here
     pairs = read_pairs(args.pairs, cfg.task_field, args.limit)
-    val = read_pairs(args.val, cfg.task_field) if args.val else None
+    if args.val_limit and not args.val:
+        raise TaalmError("--val-limit needs --val FILE")
+    val = read_pairs(args.val, cfg.task_field, args.val_limit) if args.val else None
 
     from .meta.training import train_attention
 
@@ -448,6 +462,20 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_recipes(args) -> int:
+    from .recipes import copy_recipe, recipe_summary, shipped_recipes
+
+    if args.action == "cp":
+        if not args.name:
+            raise TaalmError("usage: taalm recipes cp NAME [DEST]")
+        print(copy_recipe(args.name, args.dest or "."))
+        return 0
+    for name, path in shipped_recipes().items():
+        print(f"  {name:<26} {recipe_summary(path)}")
+    print("use one: --config NAME; copy one to edit: taalm recipes cp NAME DEST")
+    return 0
+
+
 def cmd_config(args) -> int:
     from .core.config import LearnConfig, MetaTrainConfig, config_with_help, load_config
 
@@ -471,8 +499,7 @@ def _sigterm_interrupts() -> None:
 
 COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo": cmd_demo,
             "data": cmd_data, "train-attention": cmd_train_attention, "bench": cmd_bench,
-            "methods": cmd_methods,
-            "config": cmd_config}
+            "methods": cmd_methods, "recipes": cmd_recipes, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -500,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     except TaalmError as e:
         print(f"taalm {args.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
+    except BrokenPipeError:  # the reader went away (`taalm methods | head`): nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush is quiet
+        return 0
     except OSError as e:  # a full disk, a read-only folder, a file that vanished
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"taalm {args.command}: error: {where}{e.strerror or e} (nothing of a started run is lost: "

@@ -601,7 +601,12 @@ def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: ty
     if recipe is not None:
         path = Path(recipe)
         if not path.is_file():
-            raise ConfigError(f"{path}: recipe file not found")
+            from ..recipes import recipe_path, shipped_recipes
+
+            shipped = recipe_path(str(recipe))  # a shipped recipe's name (taalm recipes) where no such file exists
+            if shipped is None:
+                raise ConfigError(f"{path}: recipe file not found (nor a shipped recipe: {', '.join(shipped_recipes())})")
+            path = shipped
         try:
             text = path.read_text(encoding="utf-8")
             loaded = yaml.safe_load(text)

@@ -49,5 +49,14 @@ class Registry(Generic[T]):
         return self._parts[name]
 
     def describe(self) -> dict[str, str]:
-        """name -> first line of the part's docstring."""
-        return {n: ((self._parts[n].__doc__ or "").strip().splitlines() or [""])[0] for n in self.names()}
+        """name -> the first sentence of the part's docstring (its first paragraph, lines joined)."""
+        return {n: _first_sentence(self._parts[n].__doc__ or "") for n in self.names()}
+
+
+def _first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, its lines joined (never cut mid-sentence)."""
+    import re
+
+    para = " ".join(line.strip() for line in doc.strip().split("\n\n")[0].splitlines())
+    m = re.match(r"(.+?[.!?:])(\s+[A-Z(]|$)", para)
+    return m.group(1) if m else para
