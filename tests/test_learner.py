@@ -245,3 +245,48 @@ def test_a_bf16_base_trains_float32_parameters_and_optimizer_state(mode, tokeniz
     assert len(moments) == 2 * len(trainable) and {v.dtype for v in moments} == {torch.float32}
     assert {p.dtype for p in frozen} == ({torch.bfloat16} if mode != "full" else set())
     assert all(torch.isfinite(p).all() for p in trainable)
+
+
+def test_a_users_peft_model_is_theta_as_it_is_and_recorded(tmp_path, tokenizer, docs_file):
+    """A PeftModel built by the user (here loaded for inference, adapters frozen) is used as θ,
+    not wrapped again; its adapter trains; config.yaml records its adapter and the passed model."""
+    import copy
+
+    import yaml
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    torch.manual_seed(0)
+    user = get_peft_model(make_llama(len(tokenizer)), LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj", "v_proj"]))
+    user.save_pretrained(tmp_path / "ad")
+    model = PeftModel.from_pretrained(make_llama(len(tokenizer)), tmp_path / "ad")  # is_trainable=False
+    model.base_model.model.config._name_or_path = "my-org/tiny-llama"
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tok = copy.deepcopy(tokenizer)
+    res = learn(read_documents(docs_file), None, cfg_for(), tmp_path / "run", model=model, tokenizer=tok,
+                progress=False, log=lambda m: None)
+    assert res.model is model and not isinstance(model.base_model.model, PeftModel)  # not wrapped twice
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all("lora_B" in n or "lora_A" in n for n in moved)
+    assert any("q_proj.lora_B" in n for n in moved) and not any("k_proj" in n for n in moved)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["name"] == "my-org/tiny-llama"
+    assert saved["theta"]["lora"]["r"] == 2 and saved["theta"]["lora"]["alpha"] == 6.0
+    assert saved["theta"]["lora"]["target_modules"] == ["q_proj", "v_proj"]
+
+
+def test_a_tokenizer_without_pad_token_pads_with_eos(tokenizer, docs_file, probes_file):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.pad_token = None
+    assert tok.pad_token_id is None and tok.eos_token is not None
+    said = []
+    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for(), model=make_llama(len(tokenizer)),
+                tokenizer=tok, progress=False, log=said.append)
+    assert tok.pad_token == tok.eos_token and any("no pad token" in m for m in said)
+    assert res.history[-1]["nll"] < res.history[0]["nll"]
+    tok2 = copy.deepcopy(tokenizer)
+    tok2.pad_token = tok2.eos_token = tok2.unk_token = None
+    with pytest.raises(TaalmError, match="no pad, EOS or UNK token"):
+        learn(read_documents(docs_file), None, cfg_for(), model=make_llama(len(tokenizer)), tokenizer=tok2,
+              progress=False, log=lambda m: None)

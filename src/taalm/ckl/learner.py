@@ -404,6 +404,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     """
     cfg = split_method_name(config or LearnConfig())  # "taalm+full" -> its config keys
     check_config(cfg)  # every range rule of the schema, for configs built in code too
+    if model is not None:  # config.yaml records the θ0 that was passed, not the default model's name
+        cfg = record_passed_model(cfg, model)
     parts = resolve_method(cfg, weighting=method)  # unknown or incompatible parts: ConfigError
     check_fsdp(cfg)
     check_documents(documents, parts.weighting)
@@ -445,7 +447,44 @@ def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
                           trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer is None:
         raise TaalmError("pass the tokenizer together with the model")
+    ensure_pad_token(tokenizer, log)
     return model, tokenizer
+
+
+def ensure_pad_token(tokenizer, log=print) -> None:
+    """A tokenizer passed from Python may have no pad token (Llama's, GPT-2's): batches need one.
+    Use its EOS (else UNK) token, as :func:`taalm.models.loading.load_tokenizer` does; refuse a
+    tokenizer with none of the three. Padded positions never count in a loss or a score."""
+    if getattr(tokenizer, "pad_token_id", None) is not None:
+        return
+    for name in ("eos_token", "unk_token"):
+        if getattr(tokenizer, name, None) is not None:
+            tokenizer.pad_token = getattr(tokenizer, name)
+            log(f"the tokenizer has no pad token: padding with its {name.replace('_token', '').upper()} token "
+                f"{tokenizer.pad_token!r}")
+            return
+    raise TaalmError("the tokenizer has no pad, EOS or UNK token to pad batches with: set tokenizer.pad_token first")
+
+
+def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
+    """A model passed from Python is what θ0 is: ``model.name`` records it (its config's
+    ``_name_or_path``, else its class), and a peft LoRA model's own adapter settings replace
+    ``theta.lora`` (it is used as it is, never wrapped again). Applied before the resume check,
+    so a resumed run compares like with like."""
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = str(getattr(base, "taalm_spec", "") or getattr(getattr(base, "config", None), "_name_or_path", "") or "")
+    cfg.model.name = name or f"({type(base).__name__} passed from Python)"
+    peft_cfg = getattr(model, "peft_config", None)
+    if peft_cfg and cfg.theta.mode == "lora":
+        have = peft_cfg[getattr(model, "active_adapter", "default")]
+        targets = have.target_modules
+        cfg.theta.lora.r, cfg.theta.lora.alpha = int(have.r), float(have.lora_alpha)
+        cfg.theta.lora.dropout = float(have.lora_dropout)
+        cfg.theta.lora.target_modules = sorted(targets) if isinstance(targets, (set, list)) else [str(targets)]
+    return cfg
 
 
 def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, windows, device, cfg: LearnConfig):

@@ -134,6 +134,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
             hf_logging.enable_progress_bar()
     model.to(dev)
     model.eval()
+    model.taalm_spec = spec  # what a run records as model.name when this model is passed to learn()
     if not with_tokenizer:
         return model
     tok = load_tokenizer(spec, source, trust_remote_code)

@@ -19,11 +19,14 @@ class Lora(ThetaForm):
 
         c = self.cfg.lora
         targets = c.target_modules
-        if isinstance(model, PeftModel):  # prepared by an earlier learn(): continue it
-            have = model.peft_config["default"]
+        if isinstance(model, PeftModel):  # the user's own, or an earlier learn()'s: θ as it is, not wrapped again
+            have = model.peft_config[model.active_adapter]
             if (have.r, have.lora_alpha) != (c.r, c.alpha):
                 raise ConfigError(f"the model already carries a LoRA adapter with r={have.r}, alpha={have.lora_alpha}; "
                                   f"theta.lora asks for r={c.r}, alpha={c.alpha}", "theta.lora")
+            for name, p in model.named_parameters():  # its adapter trains (even if loaded for inference)
+                if "lora_" in name:
+                    p.requires_grad_(True)
             return model
         target = "all-linear" if targets == ["all-linear"] else list(targets)
         lcfg = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
