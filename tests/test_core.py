@@ -59,3 +59,33 @@ def test_jsonl_logger_appends_and_never_rewrites(tmp_path):
     again.log_row({"step": 2, "loss": 0.3})
     again.close()
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [0, 1, 2]
+
+
+def test_progress_in_a_log_is_lines_not_carriage_returns():
+    """stderr redirected to a file gets one plain line per tenth of the work and a last line;
+    a terminal gets tqdm."""
+    import io
+
+    from taalm.core.progress import LineProgress, progress
+
+    log = io.StringIO()
+    bar = progress(range(25), desc="epoch 1/3", unit="step", stream=log)
+    assert isinstance(bar, LineProgress)
+    for _ in bar:
+        bar.set_postfix(loss="3.142")
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 13  # 2, 4, ..., 24, then 25
+    assert lines[0].startswith("epoch 1/3: 2/25 step (8%)") and lines[-1].startswith("epoch 1/3: 25/25 step (100%)")
+    assert "loss=3.142" in lines[-1]
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert not isinstance(progress(range(3), stream=Tty()), LineProgress)
+    log2 = io.StringIO()
+    bar = progress(total=10, initial=4, desc="meta-train φ", unit="upd", stream=log2)
+    for _ in range(6):
+        bar.update(1)
+    bar.close()
+    assert log2.getvalue().splitlines()[-1].startswith("meta-train φ: 10/10 upd (100%)")

@@ -296,9 +296,9 @@ def _train_epoch(r: _Run, epoch: int, progress: bool) -> float:
     torch.manual_seed(r.cfg.train.seed * 100_003 + epoch)  # dropout masks: resumable
     bar = steps
     if progress:
-        from tqdm.auto import tqdm
+        from ..core.progress import progress as progress_bar
 
-        bar = tqdm(steps, desc=f"epoch {epoch}/{r.cfg.train.epochs}", unit="step", leave=False)
+        bar = progress_bar(steps, desc=f"epoch {epoch}/{r.cfg.train.epochs}", unit="step", leave=False)
     total = 0.0
     for group in bar:
         row = _train_step(r, group, epoch)

@@ -122,9 +122,9 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     use_mask = answer_logits_only and _supports_logits_mask()
     if progress:
-        from tqdm.auto import tqdm
+        from ..core.progress import progress as progress_bar
 
-        batches = tqdm(batches, desc=desc, leave=False, unit="batch")
+        batches = progress_bar(batches, desc=desc, leave=False, unit="batch")
     for idx in batches:
         seqs = [encoded[i].input_ids for i in idx]
         ids, att, pos = pad_batch(seqs, tokenizer.pad_token_id, padding_side)

@@ -496,9 +496,9 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dic
         _validate(r, 0, log)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..core.progress import progress as progress_bar
 
-        bar = tqdm(total=cfg.updates, initial=r.start, desc="meta-train φ", unit="upd")
+        bar = progress_bar(total=cfg.updates, initial=r.start, desc="meta-train φ", unit="upd")
     try:
         for update in range(r.start + 1, cfg.updates + 1):
             row = _phi_update(r, update)
