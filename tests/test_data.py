@@ -131,3 +131,54 @@ def test_document_answer_is_not_a_substring_of_a_longer_word(tmp_path):
     p = write(tmp_path / "d.jsonl", json.dumps({"text": "Paris hosts the Parisian games.", "answer": "Paris"}) + "\n")
     assert read_documents(p)[0].answer_start == 0
     assert make_probe("The Parisian capital is Paris", "Paris").answer_start == 24
+
+
+def test_json_arrays_are_read_with_line_numbers(tmp_path):
+    from taalm.data import read_pairs
+
+    d = tmp_path / "docs.json"
+    d.write_text('[\n  {"text": "Kestrelford lies north .", "answer": "Kestrelford"},\n'
+                 '  {"text": "Orvish is spoken here .", "id": "b"}\n]\n')
+    docs = read_documents(d)
+    assert [x.text for x in docs] == ["Kestrelford lies north .", "Orvish is spoken here ."]
+    assert docs[0].answer == "Kestrelford" and docs[1].id == "b" and docs[1].source.endswith("docs.json:3")
+    p = tmp_path / "probes.json"
+    p.write_text('[{"prompt": "The capital is", "answer": "Ilvara"}]')
+    assert read_probes(p)[0].text == "The capital is Ilvara"
+    q = tmp_path / "pairs.json"
+    q.write_text('[{"document": "A B C .", "task": "B is", "answer": "C"}]')
+    assert read_pairs(q)[0].task.answer == "C"
+    d.write_text('[\n  {"text": "ok"},\n  {"txt": "typo"}\n]')
+    with pytest.raises(InputError, match=r"docs.json, line 3, field 'text': missing field \(fields present: txt\)"):
+        read_documents(d)
+
+
+def test_parquet_and_dataset_folders_with_a_text_field(tmp_path, model_dir, capsys):
+    """Hugging Face ``datasets`` inputs: a Parquet file, a ``save_to_disk`` folder (a Dataset, a
+    one-split DatasetDict; several splits are refused, naming them), with ``data.text_field``;
+    the same precise errors (row numbers stand for lines)."""
+    datasets = pytest.importorskip("datasets", reason="the datasets extra is not installed")
+    from taalm.cli import main
+
+    rows = {"content": ["Varnholt stands above Kestrelford .", "Quellmere islanders speak Orvish ."],
+            "answer": ["Kestrelford", "Orvish"]}
+    ds = datasets.Dataset.from_dict(rows)
+    ds.to_parquet(str(tmp_path / "docs.parquet"))
+    ds.save_to_disk(str(tmp_path / "ds"))
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "dd1"))
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "dd2"))
+    for src in ("docs.parquet", "ds", "dd1"):
+        docs = read_documents(tmp_path / src, text_field="content")
+        assert [d.text for d in docs] == rows["content"] and [d.answer for d in docs] == rows["answer"], src
+    with pytest.raises(InputError, match="holds the splits train, test"):
+        read_documents(tmp_path / "dd2", text_field="content")
+    with pytest.raises(InputError, match=r"docs.parquet, line 1, field 'text': missing field \(fields present: answer, content\)"):
+        read_documents(tmp_path / "docs.parquet")
+    datasets.Dataset.from_dict({"prompt": ["The capital of Sennet is"], "answer": ["Ilvara"]}).to_parquet(
+        str(tmp_path / "probes.parquet"))
+    assert read_probes(tmp_path / "probes.parquet")[0].answer == "Ilvara"
+    out = tmp_path / "run"
+    assert main(["learn", str(tmp_path / "docs.parquet"), "--text-field", "content", "--probes",
+                 str(tmp_path / "probes.parquet"), "--out", str(out), "--quiet", f"model.name={model_dir}",
+                 "train.epochs=1", "model.device=cpu"]) == 0
+    assert (out / "config.yaml").read_text().count("text_field: content") == 1

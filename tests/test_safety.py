@@ -87,7 +87,8 @@ def test_recipe_errors_name_the_line(learn_args, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content,expected", [
-    (b'[{"text": "a"}]\n', "line 1: expected JSON Lines (one object per line); this file holds a JSON array"),
+    (b'[{"text": "a"},\n {"text": 3}]\n', "docs.json, line 2, field 'text': must be a string, got int"),
+    (b'[{"text": "a"}\n {"text": "b"}]\n', "docs.json, line 2: invalid JSON (expected ',' or ']'"),
     (b'{"text": null}\n', "line 1, field 'text': is null"),
 ])
 def test_document_file_messages(content, expected, model_dir, tmp_path, capsys):

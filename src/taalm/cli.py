@@ -97,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_learn(sub) -> None:
     """``taalm learn``."""
     p = sub.add_parser("learn", help="learn documents with a weighting method, evaluate probes",
-                       description="Train θ on DOCS (.txt blocks, JSONL text/answer, or LAMA-ckl "
-                                   "units); evaluate PROBES before and after.")
+                       description="Train θ on DOCS (.txt blocks; records with text/answer as JSON Lines, "
+                                   "a JSON array, Parquet or a datasets folder; or LAMA-ckl units); "
+                                   "evaluate PROBES before and after.")
     p.add_argument("docs", metavar="DOCS")
     p.add_argument("--probes", metavar="P", help="JSONL probes (prompt/answer or LAMA-ckl units)")
     p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
+    p.add_argument("--text-field", metavar="F", help="the documents' text field (shortcut for data.text_field=F)")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/learn-<time>)")
     p.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
@@ -131,6 +133,7 @@ def _add_weights(sub) -> None:
     p = sub.add_parser("weights", help="show the token weights a method gives documents")
     p.add_argument("docs", metavar="DOCS")
     p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
+    p.add_argument("--text-field", metavar="F", help="the documents' text field (shortcut for data.text_field=F)")
     p.add_argument("--html", metavar="OUT.html", help="write a heatmap to open in a browser")
     p.add_argument("--plain", action="store_true", help="print the weights in the terminal")
     _add_config_args(p, "method.taalm.checkpoint=PHI train.max_length=256")
@@ -257,6 +260,8 @@ def _overrides(args) -> list[str]:
     extra = list(getattr(args, "overrides", []) or [])
     if getattr(args, "method", None):
         extra.append(f"method.name={args.method}")
+    if getattr(args, "text_field", None):
+        extra.append(f"data.text_field={args.text_field}")
     return extra
 
 
@@ -273,7 +278,7 @@ def cmd_learn(args) -> int:
         recipe = out / "config.yaml"  # resume with the configuration the run started with
     cfg = load_config(LearnConfig, recipe, _overrides(args))
     # validate everything cheap before loading a model or writing anything
-    docs = read_documents(args.docs, cfg.data.limit)
+    docs = read_documents(args.docs, cfg.data.limit, cfg.data.text_field)
     probes = read_probes(args.probes, cfg.data.probe_field, cfg.data.limit) if args.probes else None
     parts = resolve_method(split_method_name(cfg))  # every part exists and they fit together
     check_documents(docs, parts.weighting)
@@ -332,7 +337,7 @@ def cmd_weights(args) -> int:
         raise TaalmError("say where the weights go: --html OUT.html and/or --plain")
     check_output_file(args.html, "--html")
     cfg = load_config(LearnConfig, args.config, _overrides(args))
-    docs = read_documents(args.docs, cfg.data.limit)
+    docs = read_documents(args.docs, cfg.data.limit, cfg.data.text_field)
     method = get_method(cfg.method, cfg.train.seed)
     check_documents(docs, method)
 

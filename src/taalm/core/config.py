@@ -324,10 +324,12 @@ class DataConfig:
 
     probe_field: str = "task_descriptive"  # LAMA units: task_descriptive | task_schematic
     limit: int = 0  # >0: use only the first N documents / probes (smoke runs)
+    text_field: str = "text"  # the documents' text field in JSONL / JSON / Parquet / datasets records
 
     def _rules(self, r: _Rules) -> None:
         r.choice("probe_field", PROBE_FIELDS)
         r.at_least("limit", 0)
+        r.need(bool(self.text_field.strip()), "text_field", "must name a field")
 
 
 @dataclass

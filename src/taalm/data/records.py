@@ -66,12 +66,16 @@ def read_lines(path: Path) -> list[str]:
 
 
 def jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+    """``(line, object)`` of a JSON Lines file, or of a ``.json`` file that holds a JSON array of
+    objects (each element's line is where it starts)."""
     rows = []
     lines = read_lines(path)
     first = next((i for i, line in enumerate(lines, start=1) if line.strip()), None)
     if first is not None and lines[first - 1].lstrip().startswith("["):
-        raise InputError("expected JSON Lines (one object per line); this file holds a JSON array",
-                         path, first)
+        if path.suffix.lower() != ".json":
+            raise InputError("expected JSON Lines (one object per line); this file holds a JSON array "
+                             "(name it .json to read it as one)", path, first)
+        return json_array_rows(path, "\n".join(lines))
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -83,6 +87,80 @@ def jsonl_rows(path: Path) -> list[tuple[int, dict]]:
             raise InputError(f"each line must be a JSON object, got {type(row).__name__}", path, i)
         rows.append((i, row))
     return rows
+
+
+def json_array_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    """The objects of a JSON array, element by element, each with the line it starts on (so an
+    error names the line, as for JSON Lines)."""
+    dec = json.JSONDecoder()
+    pos, rows = text.index("[") + 1, []
+
+    def line_of(i: int) -> int:
+        return text.count("\n", 0, i) + 1
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    pos = skip(pos)
+    if pos < len(text) and text[pos] == "]":
+        return rows
+    while True:
+        try:
+            row, end = dec.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON ({e.msg})", path, line_of(e.pos)) from None
+        if not isinstance(row, dict):
+            raise InputError(f"each element of the array must be a JSON object, got {type(row).__name__}",
+                             path, line_of(pos))
+        rows.append((line_of(pos), row))
+        pos = skip(end)
+        if pos < len(text) and text[pos] == ",":
+            pos = skip(pos + 1)
+            continue
+        if pos < len(text) and text[pos] == "]":
+            if skip(pos + 1) != len(text):
+                raise InputError("text after the end of the JSON array", path, line_of(skip(pos + 1)))
+            return rows
+        raise InputError("invalid JSON (expected ',' or ']' between the array's elements)", path, line_of(pos))
+
+
+def table_rows(path: Path) -> list[tuple[int, dict]]:
+    """``(row, record)`` of a Parquet file or of a Hugging Face dataset folder (``save_to_disk``;
+    a DatasetDict folder with one split, or pass the split's folder). Row numbers are 1-based and
+    stand where a text file's line numbers would in errors. Needs the ``datasets`` extra."""
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("reading Parquet files and dataset folders needs the `datasets` package: "
+                         "pip install 'taalm[datasets]'", path) from None
+    if path.is_dir():
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError) as e:
+            raise InputError(f"not a dataset folder written by save_to_disk ({e})", path) from None
+        if isinstance(ds, datasets.DatasetDict):
+            if len(ds) != 1:
+                raise InputError(f"holds the splits {', '.join(ds)}: pass one split's folder, e.g. {path / next(iter(ds))}",
+                                 path)
+            ds = next(iter(ds.values()))
+    else:
+        try:
+            ds = datasets.Dataset.from_parquet(str(path))
+        except Exception as e:  # noqa: BLE001 - pyarrow's errors for a broken file
+            raise InputError(f"cannot read as Parquet ({str(e).splitlines()[0][:200]})", path) from None
+    return [(i, dict(row)) for i, row in enumerate(ds, start=1)]
+
+
+def record_rows(path: Path) -> list[tuple[int, dict]]:
+    """Records of any tabular input: JSON Lines, a JSON array (``.json``), Parquet, or a
+    ``datasets`` folder; each with its line (row) number for errors."""
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        if not path.exists():
+            raise InputError("file not found", path)
+        return table_rows(path)
+    return jsonl_rows(path)
 
 
 def string_field(row: dict, name: str, path: Path, line: int, required: bool = True) -> str | None:
@@ -101,23 +179,29 @@ def string_field(row: dict, name: str, path: Path, line: int, required: bool = T
     return value
 
 
+TABULAR = (".jsonl", ".json", ".ndjson", ".parquet")
+
+
 def _is_jsonl(path: Path) -> bool:
-    return path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+    """A tabular input: JSON Lines, a JSON array, Parquet, or a ``datasets`` folder."""
+    return path.suffix.lower() in TABULAR or (
+        path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()))
 
 
-def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
-    """Documents from ``.txt`` blocks, JSONL ``text`` rows, or LAMA-ckl units."""
+def read_documents(path: str | Path, limit: int = 0, text_field: str = "text") -> list[Document]:
+    """Documents from ``.txt`` blocks, records with a ``text_field`` (JSON Lines, a JSON array,
+    Parquet, a ``datasets`` folder; optional ``answer`` and ``id``), or LAMA-ckl units."""
     path = Path(path)
     docs: list[Document] = []
     if _is_jsonl(path):
-        for line, row in jsonl_rows(path):
-            if "text" not in row and "evidence" in row:  # LAMA-ckl unit
+        for line, row in record_rows(path):
+            if text_field not in row and "evidence" in row:  # LAMA-ckl unit
                 text = string_field(row, "evidence", path, line)
                 answer = string_field(row, "object", path, line)
                 answer_field = "object"
                 doc_id = str(row.get("uuid", line))
             else:
-                text = string_field(row, "text", path, line)
+                text = string_field(row, text_field, path, line)
                 answer = string_field(row, "answer", path, line, required=False)
                 answer_field = "answer"
                 doc_id = str(row.get("id", line))
@@ -142,7 +226,8 @@ def read_documents(path: str | Path, limit: int = 0) -> list[Document]:
                 docs.append(Document("\n".join(block).strip(), None, str(len(docs)), f"{path}:{first}"))
                 block = []
     else:
-        raise InputError(f"unknown document format '{path.suffix}' (use .txt or .jsonl)", path)
+        raise InputError(f"unknown document format '{path.suffix}' (use .txt, .jsonl, .json, .parquet or a "
+                         f"datasets folder)", path)
     if not docs:
         raise InputError("no documents found", path)
     return docs[:limit] if limit and limit > 0 else docs
@@ -186,11 +271,12 @@ def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: 
     """Probes from JSONL ``prompt``/``answer`` rows or LAMA-ckl units (``probe_field`` + ``object``)."""
     path = Path(path)
     if not _is_jsonl(path):
-        raise InputError(f"probes must be JSONL (.jsonl), got '{path.suffix or 'no extension'}'", path)
+        raise InputError(f"probes must be records (.jsonl, .json, .parquet or a datasets folder), got "
+                         f"'{path.suffix or 'no extension'}'", path)
     if probe_field not in LAMA_PROBE_FIELDS:
         raise InputError(f"unknown probe field '{probe_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
     probes: list[Probe] = []
-    for line, row in jsonl_rows(path):
+    for line, row in record_rows(path):
         if "prompt" not in row and ("evidence" in row or probe_field in row):  # LAMA-ckl unit
             prompt = string_field(row, probe_field, path, line)
             answer = string_field(row, "object", path, line)
@@ -221,11 +307,12 @@ def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int 
     ``task_field``, ``object``)."""
     path = Path(path)
     if not _is_jsonl(path):
-        raise InputError(f"pairs must be JSONL (.jsonl), got '{path.suffix or 'no extension'}'", path)
+        raise InputError(f"pairs must be records (.jsonl, .json, .parquet or a datasets folder), got "
+                         f"'{path.suffix or 'no extension'}'", path)
     if task_field not in LAMA_PROBE_FIELDS:
         raise InputError(f"unknown task field '{task_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
     pairs: list[Pair] = []
-    for line, row in jsonl_rows(path):
+    for line, row in record_rows(path):
         src = f"{path}:{line}"
         if "document" not in row and "evidence" in row:  # LAMA-ckl unit
             text = string_field(row, "evidence", path, line)
