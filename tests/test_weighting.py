@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -182,3 +184,29 @@ def test_rho1_finetuned_reference_gives_real_excess_losses_at_the_first_step(tok
         rho1_mod.select_top_fraction = real
     assert seen["first"].abs().max() > 1e-3  # θ0 vs its fine-tuned copy: real excess losses at step 1
     assert res.steps == 1
+
+
+def test_weights_export_as_jsonl_and_npz(model_dir, docs_file, tmp_path):
+    """`taalm weights --jsonl/--npz`: per-token weights with tokens and character offsets; the
+    two files agree, the offsets cut the text into the tokens' spans, the oracle's weight sits
+    on the answer, and the .npz loads without pickle."""
+    import numpy as np
+
+    from taalm.cli import main
+
+    out_j, out_n = tmp_path / "w.jsonl", tmp_path / "w.npz"
+    assert main(["weights", str(docs_file), "--method", "oracle", "--jsonl", str(out_j), "--npz", str(out_n),
+                 f"model.name={model_dir}", "model.device=cpu"]) == 0
+    rows = [json.loads(x) for x in out_j.read_text().splitlines()]
+    assert len(rows) == 3 and rows[0]["method"] == "oracle"
+    for r in rows:
+        assert len(r["tokens"]) == len(r["token_ids"]) == len(r["offsets"]) == len(r["weights"])
+        on = "".join(r["text"][s:e] for (s, e), w in zip(r["offsets"], r["weights"]) if w > 0)
+        assert on.strip() == json.loads(docs_file.read_text().splitlines()[rows.index(r)])["answer"]
+    z = np.load(out_n)  # allow_pickle=False by default
+    assert z["doc_start"].tolist()[-1] == len(z["weights"]) == sum(len(r["weights"]) for r in rows)
+    d1 = slice(int(z["doc_start"][1]), int(z["doc_start"][2]))
+    assert z["weights"][d1].tolist() == pytest.approx(rows[1]["weights"])
+    assert z["offsets"][d1].tolist() == rows[1]["offsets"] and str(z["texts"][1]) == rows[1]["text"]
+    assert str(z["method"]) == "oracle" and z["doc_ids"].tolist() == [r["id"] for r in rows]
+    assert main(["weights", str(docs_file), "--jsonl", str(tmp_path / "w.txt"), f"model.name={model_dir}"]) == 2

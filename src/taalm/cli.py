@@ -136,6 +136,8 @@ def _add_weights(sub) -> None:
     p.add_argument("--text-field", metavar="F", help="the documents' text field (shortcut for data.text_field=F)")
     p.add_argument("--html", metavar="OUT.html", help="write a heatmap to open in a browser")
     p.add_argument("--plain", action="store_true", help="print the weights in the terminal")
+    p.add_argument("--jsonl", metavar="OUT.jsonl", help="write tokens, offsets and weights per document (JSON Lines)")
+    p.add_argument("--npz", metavar="OUT.npz", help="write them as flat NumPy arrays (no pickle)")
     _add_config_args(p, "method.taalm.checkpoint=PHI train.max_length=256")
 
 
@@ -333,9 +335,13 @@ def cmd_weights(args) -> int:
     from .ckl.learner import check_documents
     from .ckl.weighting import get_method
 
-    if not args.html and not args.plain:
-        raise TaalmError("say where the weights go: --html OUT.html and/or --plain")
-    check_output_file(args.html, "--html")
+    if not (args.html or args.plain or args.jsonl or args.npz):
+        raise TaalmError("say where the weights go: --html OUT.html, --jsonl OUT.jsonl, --npz OUT.npz and/or --plain")
+    for option, path, suffix in (("--html", args.html, ".html"), ("--jsonl", args.jsonl, ".jsonl"),
+                                 ("--npz", args.npz, ".npz")):
+        check_output_file(path, option)
+        if path and not path.endswith(suffix):
+            raise TaalmError(f"{option} {path}: the file name must end in {suffix}")
     cfg = load_config(LearnConfig, args.config, _overrides(args))
     docs = read_documents(args.docs, cfg.data.limit, cfg.data.text_field)
     method = get_method(cfg.method, cfg.train.seed)
@@ -360,6 +366,13 @@ def cmd_weights(args) -> int:
     if args.html:
         write_heatmap(args.html, items, f"Token weights: method '{method.name}', model '{cfg.model.name}'")
         print(f"heatmap: {args.html}", file=sys.stderr)
+    if args.jsonl or args.npz:
+        from .reporting.weights_data import weight_rows, write_weights
+
+        rows = weight_rows(docs, pairs, tok, method.name, cfg.model.name)
+        for path in (args.jsonl, args.npz):
+            if path:
+                print(f"weights: {write_weights(path, rows)}", file=sys.stderr)
     return 0
 
 
