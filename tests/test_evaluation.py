@@ -1,3 +1,4 @@
+import json
 import math
 from types import SimpleNamespace
 
@@ -98,3 +99,30 @@ def test_models_that_refuse_a_logits_mask_fall_back_to_all_logits(tiny_llama, to
     assert "Tensor" in wrapped.calls and "int" in wrapped.calls  # tried the mask, then all logits
     for a, b in zip(got.per_probe, plain.per_probe):
         assert a.accuracy == b.accuracy and a.nll == pytest.approx(b.nll, rel=1e-5)
+
+
+def test_per_probe_logs_say_what_the_model_predicts(tmp_path, model_dir, docs_file, probes_file, capsys):
+    """Like lm-evaluation-harness's --log_samples: each probe's prompt, answer, the predicted
+    tokens at the answer positions, accuracy and NLL; in every learn run's eval/ files and from
+    `taalm eval --log-samples`. The accuracy is the share of predicted tokens that are the answer's."""
+    from taalm.cli import main
+
+    out = tmp_path / "run"
+    assert main(["learn", str(docs_file), "--probes", str(probes_file), "--method", "oracle", "--out", str(out),
+                 "--quiet", f"model.name={model_dir}", "model.device=cpu", "train.epochs=6", "train.lr=1e-2"]) == 0
+    probes = [json.loads(x) for x in probes_file.read_text().splitlines()]
+    for f in ("epoch-0000.jsonl", "epoch-0006.jsonl"):
+        rows = [json.loads(x) for x in (out / "eval" / f).read_text().splitlines()]
+        assert [r["answer"] for r in rows] == [p["answer"] for p in probes]
+        assert rows[2]["prompt"] == "The capital of Sennet is"
+        for r in rows:
+            assert len(r["predicted_tokens"]) == len(r["answer_tokens"]) == r["n_answer_tokens"]
+            same = sum(a == b for a, b in zip(r["predicted_tokens"], r["answer_tokens"])) / r["n_answer_tokens"]
+            assert r["accuracy"] == pytest.approx(same) and r["nll"] > 0
+    after = [json.loads(x) for x in (out / "eval" / "epoch-0006.jsonl").read_text().splitlines()]
+    assert any(r["accuracy"] > 0 for r in after)  # it learned something it now says
+    log = tmp_path / "samples.jsonl"
+    assert main(["eval", "--model", str(model_dir), "--adapter", str(out), "--probes", str(probes_file),
+                 "--log-samples", str(log), "--quiet", "--device", "cpu"]) == 0
+    again = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["predicted_tokens"] for r in again] == [r["predicted_tokens"] for r in after]

@@ -125,6 +125,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--json", metavar="FILE", help="also write per-probe results here")
+    p.add_argument("--log-samples", metavar="FILE.jsonl",
+                   help="per-probe logs: prompt, answer, the predicted tokens at the answer, accuracy, NLL")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -303,21 +305,23 @@ def cmd_eval(args) -> int:
     import json
 
     from .data import read_probes
-    from .evaluation.probes import evaluate_probes
+    from .evaluation.probes import encode_probes, evaluate_probes, sample_rows
     from .models.loading import load_model
-    from .core.files import atomic_write_json
+    from .core.files import atomic_write_json, write_jsonl
 
     import math
 
     from .ckl.theta import adapter_folder, load_adapter
 
     check_output_file(args.json, "--json")
+    check_output_file(args.log_samples, "--log-samples")
     probes = read_probes(args.probes, args.probe_field, args.limit)
     adapter = adapter_folder(args.adapter) if args.adapter else None  # checked before the model loads
     model, tok = load_model(args.model, args.device, args.dtype)
     if adapter is not None:
         model = load_adapter(model, adapter)
-    r = evaluate_probes(model, tok, probes, args.batch_size, args.padding_side, progress=not args.quiet)
+    encoded = encode_probes(tok, probes)
+    r = evaluate_probes(model, tok, probes, args.batch_size, args.padding_side, encoded, progress=not args.quiet)
     if not math.isfinite(r.summary()["nll"]):
         raise TaalmError(f"the answers score a non-finite NLL ({r.summary()['nll']}): the model"
                          f"{' or the adapter ' + str(args.adapter) if args.adapter else ''} gives NaN/Inf "
@@ -326,6 +330,8 @@ def cmd_eval(args) -> int:
     if args.json:
         atomic_write_json(args.json, {"model": args.model, "adapter": args.adapter,
                                       "probes": str(args.probes), **r.to_dict()})
+    if args.log_samples:
+        write_jsonl(args.log_samples, sample_rows(probes, encoded, r.per_probe, tok))
     return 0
 
 

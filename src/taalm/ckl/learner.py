@@ -35,7 +35,7 @@ from ..core.schedules import lr_factor
 from ..core.runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, fingerprint,
                               read_run_info)
 from ..data import Document, Probe, Window, collate, prepare_windows
-from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes
+from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes, sample_rows
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .method import CklMethod, resolve_method, split_method_name
 from .theta import count_parameters, trainable_parameters
@@ -348,9 +348,9 @@ def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra
                 row.update(summary)
             else:
                 row[name] = summary
-            if out is not None:
+            if out is not None:  # per-probe logs: prompt, answer, predicted tokens, accuracy, NLL
                 write_jsonl(out / "eval" / f"epoch-{epoch:04d}{'.' + name if name else ''}.jsonl",
-                            [vars(p) for p in r.per_probe])
+                            sample_rows(ps, enc, r.per_probe, tokenizer))
         return row
     return evaluate
 

@@ -32,6 +32,7 @@ class ProbeScore:
     accuracy: float
     nll: float
     n_answer_tokens: int
+    predicted_ids: list[int] = field(default_factory=list)  # the model's argmax at each answer position
 
 
 @dataclass
@@ -46,6 +47,21 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return {**self.summary(), "per_probe": [asdict(p) for p in self.per_probe]}
+
+
+def sample_rows(probes: list[Probe], encoded: list[Encoded], scores: list[ProbeScore], tokenizer) -> list[dict]:
+    """Per-probe logs (like lm-evaluation-harness's ``--log_samples``): each probe's prompt and
+    answer, the answer's tokens and what the model predicts at those positions (argmax, teacher
+    forced: each prediction sees the true tokens before it), its accuracy and NLL."""
+    rows = []
+    for p, e, sc in zip(probes, encoded, scores):
+        gold = [e.input_ids[t] for t in e.span]
+        rows.append({"id": p.id, "prompt": p.text[:p.answer_start].rstrip(), "answer": p.answer,
+                     "answer_tokens": tokenizer.convert_ids_to_tokens(gold),
+                     "predicted_tokens": tokenizer.convert_ids_to_tokens(sc.predicted_ids),
+                     "predicted": tokenizer.decode(sc.predicted_ids), "accuracy": sc.accuracy, "nll": sc.nll,
+                     "n_answer_tokens": sc.n_answer_tokens})
+    return rows
 
 
 def encode_probes(tokenizer, probes: list[Probe]) -> list[Encoded]:
@@ -135,9 +151,10 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
         for b, i in enumerate(idx):
             gold = ids[b, tgts[b]].to(device)
             lp = rows[b]  # predictions for the answer tokens, [A, V]
-            acc = (lp.argmax(-1) == gold).float().mean().item()
+            pred = lp.argmax(-1)
+            acc = (pred == gold).float().mean().item()
             nll = (-lp.gather(1, gold[:, None]).squeeze(1)).mean().item()
-            scores[i] = ProbeScore(probes[i].id, acc, nll, len(tgts[b]))
+            scores[i] = ProbeScore(probes[i].id, acc, nll, len(tgts[b]), pred.tolist())
     model.train(was_training)
     n = len(probes)
     return EvalResult(sum(s.accuracy for s in scores) / n, sum(s.nll for s in scores) / n, n, scores)
