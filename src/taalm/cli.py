@@ -251,6 +251,11 @@ def _add_methods_and_config(sub) -> None:
     p.add_argument("--for", dest="schema", default="learn", choices=["learn", "train-attention"],
                    help="which command's configuration (default: learn)")
     _add_config_args(p)
+    p = sub.add_parser("report", help="tables and plots (± SE) re-rendered from saved learn runs and benches",
+                       description="Re-render tables and plots from saved learn run folders and LAMA-ckl bench "
+                                   "folders, side by side, without training: OUT/report.md, learn.png, bench.png.")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="learn run folders and/or bench folders")
+    p.add_argument("--out", metavar="OUT", help="report folder (default runs/report-<time>)")
     p = sub.add_parser("recipes", help="list the shipped recipes; `recipes cp NAME DEST` copies one to edit",
                        description="The shipped YAML recipes (phi_* for train-attention, the others for "
                                    "learn). --config NAME uses one directly; `taalm recipes cp NAME DEST` "
@@ -486,6 +491,15 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .reporting.report import write_report
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("report-%Y%m%d-%H%M%S")
+    print(write_report(args.dirs, out))
+    print(f"report: {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_recipes(args) -> int:
     from .recipes import copy_recipe, recipe_summary, shipped_recipes
 
@@ -523,7 +537,7 @@ def _sigterm_interrupts() -> None:
 
 COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo": cmd_demo,
             "data": cmd_data, "train-attention": cmd_train_attention, "bench": cmd_bench,
-            "methods": cmd_methods, "recipes": cmd_recipes, "config": cmd_config}
+            "methods": cmd_methods, "report": cmd_report, "recipes": cmd_recipes, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -611,7 +611,8 @@ def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size
 
     plot_curves({n: r["curve"] for n, r in results.items()}, out / "curves.png",
                 f"LAMA-ckl ({size}): {model_label}, {len(data.documents)} To-Learn / "
-                f"{len(data.nf_probes)} NF, {cfg.data.probe_field}")
+                f"{len(data.nf_probes)} NF, {cfg.data.probe_field}",
+                n={name: (len(data.documents), len(data.nf_probes)) for name in results})
     table = format_results(summary)
     atomic_write_text(out / "results.md",
                       f"# LAMA-ckl ({size})\n\nmodel `{model_label}`, {len(data.documents)} To-Learn "

@@ -33,41 +33,73 @@ def save_png(fig, path: str | Path, dpi: int = 110) -> None:
 
 
 
+def binomial_se(p: float, n: int) -> float:
+    """The binomial standard error sqrt(p(1-p)/n) of an accuracy over n probes (0 when n is 0)."""
+    return (max(p * (1 - p), 0.0) / n) ** 0.5 if n else 0.0
+
+
+def _epoch_axis(ax, epochs: list[int]) -> None:
+    """Integer epoch ticks only; with just the before/after points, label them so."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(set(epochs)) == 2:
+        lo, hi = sorted(set(epochs))
+        ax.set_xticks([lo, hi], [f"before ({lo})", f"after ({hi})"])
+
+
 def plot_history(curves: dict[str, list[dict]], path: str | Path, title: str = "Probe accuracy") -> None:
-    """Accuracy (and answer NLL) against epoch, one line per method; written atomically as PNG."""
+    """Accuracy (± binomial SE, a band) and answer NLL against epoch, one line per run.
+
+    A run evaluated only before and after training is drawn as two points joined by a dashed
+    line, with the two ticks labelled: no epoch ticks between them pretend to be measurements."""
     plt = pyplot()
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs: list[int] = []
     for name, hist in curves.items():
         ep = [r["epoch"] for r in hist]
-        ax1.plot(ep, [r["accuracy"] for r in hist], marker="o", label=name)
-        ax2.plot(ep, [r["nll"] for r in hist], marker="o", label=name)
-    ax1.set(xlabel="epoch", ylabel="answer-token accuracy", title=title, ylim=(-0.02, 1.02))
+        epochs += ep
+        acc = [r["accuracy"] for r in hist]
+        style = dict(marker="o", ls="--" if len(ep) == 2 else "-")
+        line, = ax1.plot(ep, acc, label=name, **style)
+        se = [binomial_se(a, r.get("n", 0)) for a, r in zip(acc, hist)]
+        ax1.fill_between(ep, [a - e for a, e in zip(acc, se)], [a + e for a, e in zip(acc, se)],
+                         color=line.get_color(), alpha=0.18, lw=0)
+        ax2.plot(ep, [r["nll"] for r in hist], label=name, **style)
+    ax1.set(xlabel="epoch", ylabel="answer-token accuracy", title=f"{title} (band: ± binomial SE)", ylim=(-0.02, 1.02))
     ax2.set(xlabel="epoch", ylabel="answer NLL", title="Answer NLL")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend()
+        _epoch_axis(ax, epochs)
+    ax2.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)  # outside the data
     fig.tight_layout()
     save_png(fig, path, dpi=110)
 
 
-
-
-def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "") -> None:
-    """Two panels, To-Learn accuracy and NF accuracy against epoch, one line per method."""
+def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "",
+                n: dict[str, tuple[int, int]] | None = None) -> None:
+    """Two panels, To-Learn accuracy and NF accuracy against epoch, one line per method; with
+    ``n[method] = (n_to_learn, n_nf)`` each line gets a ± binomial SE band."""
     plt = pyplot()
 
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.9))
     for name, curve in curves.items():
         ep = [r["epoch"] for r in curve]
-        ax1.plot(ep, [r["to_learn_accuracy"] for r in curve], marker="o", ms=3, label=name)
-        ax2.plot(ep, [r["nf_accuracy"] for r in curve], marker="o", ms=3, label=name)
-    ax1.set(xlabel="epoch", ylabel="accuracy", title="To-Learn (acquisition)")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="Not-To-Forget (retention)")
+        for ax, key, k in ((ax1, "to_learn_accuracy", 0), (ax2, "nf_accuracy", 1)):
+            acc = [r[key] if r[key] is not None else float("nan") for r in curve]
+            line, = ax.plot(ep, acc, marker="o", ms=3, label=name)
+            if n and name in n:
+                se = [binomial_se(a, n[name][k]) if a == a else 0.0 for a in acc]
+                ax.fill_between(ep, [a - e for a, e in zip(acc, se)], [a + e for a, e in zip(acc, se)],
+                                color=line.get_color(), alpha=0.15, lw=0)
+    band = " (band: ± binomial SE)" if n else ""
+    ax1.set(xlabel="epoch", ylabel="accuracy", title=f"To-Learn (acquisition){band}")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title=f"Not-To-Forget (retention){band}")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _epoch_axis(ax, [r["epoch"] for c in curves.values() for r in c])
+    ax2.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -146,22 +178,47 @@ def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, refe
 
 def plot_weights_before_after(items: list[tuple[list[str], list[float], list[float], list[int]]],
                               path: str | Path) -> None:
-    """φ's token weights before (bars) and after (line) meta-training, one panel per document
-    (``items``: tokens, weights before, weights after, answer token indices)."""
+    """φ's token weights before and after meta-training, one panel per document (``items``:
+    tokens, weights before, weights after, answer token indices).
+
+    Bars: the weights after, coloured on one logarithmic colour scale shared by every panel (its
+    colour bar on the right); black ticks: the weights before. The y axis is logarithmic too,
+    since a trained φ spreads weights over orders of magnitude (only relative weights matter);
+    the answer's tokens are shaded green and their labels bold. The legend sits above the panels."""
+    import matplotlib.colors as mcolors
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     plt = pyplot()
     n = len(items)
-    fig, axes = plt.subplots(n, 1, figsize=(12, 2.2 * n), squeeze=False)
+    allw = [float(v) for _, wb, wa, _ in items for v in list(wb) + list(wa)]
+    lo = max(min([v for v in allw if v > 0] or [1e-3]), 1e-4)
+    norm = mcolors.LogNorm(vmin=lo, vmax=1.0)
+    cmap = plt.get_cmap("viridis")
+    width = max(10.0, 0.22 * max((len(t) for t, *_ in items), default=10))
+    fig, axes = plt.subplots(n, 1, figsize=(width, 2.4 * n + 1.0), squeeze=False, layout="constrained")
     for ax, (toks, wb, wa, span) in zip(axes[:, 0], items):
-        x = range(len(toks))
-        ax.bar(x, [float(v) for v in wb], color="#bbbbbb", label="before")
-        ax.plot(x, [float(v) for v in wa], color="#d9480f", marker=".", lw=1, label="after")
+        x = list(range(len(toks)))
+        wa_ = [max(float(v), lo) for v in wa]
         for i in span:
-            ax.axvspan(i - 0.5, i + 0.5, color="#2b8a3e", alpha=0.15)
-        ax.set_xticks(list(x))
-        ax.set_xticklabels(toks, rotation=90, fontsize=6)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("weight")
-    axes[0, 0].legend(loc="lower right", fontsize=7)
-    axes[0, 0].set_title("φ's token weights on held-out documents (green: the answer's tokens)")
-    fig.tight_layout()
-    save_png(fig, path, dpi=100)
+            ax.axvspan(i - 0.5, i + 0.5, color="#2b8a3e", alpha=0.18, lw=0)
+        ax.bar(x, wa_, color=[cmap(norm(v)) for v in wa_], width=0.8)
+        ax.scatter(x, [max(float(v), lo) for v in wb], marker="_", s=80, color="black", lw=1.5, zorder=3)
+        ax.set_yscale("log")
+        ax.set_ylim(lo * 0.8, 1.3)
+        ax.set_xlim(-0.6, len(toks) - 0.4)
+        ax.set_xticks(x)
+        ax.set_xticklabels(toks, rotation=90, fontsize=8)
+        for i in span:
+            ax.get_xticklabels()[i].set_fontweight("bold")
+        ax.set_ylabel("weight", fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[-1, 0].set_xlabel("token (the document's, in order)", fontsize=10)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[:, 0].tolist(), pad=0.01,
+                 aspect=30, label="weight after (log scale)")
+    handles = [Patch(color=cmap(0.6), label="after meta-training"),
+               Line2D([], [], color="black", marker="_", ls="", ms=10, mew=1.5, label="before"),
+               Patch(color="#2b8a3e", alpha=0.3, label="the answer's tokens")]
+    fig.legend(handles=handles, loc="outside upper center", ncol=3, fontsize=9, frameon=False,
+               title="φ's token weights on held-out documents", title_fontsize=11)
+    save_png(fig, path, dpi=110)

@@ -1,0 +1,127 @@
+"""``taalm report``: tables and plots re-rendered from saved runs, several side by side.
+
+Reads what runs already wrote, trains nothing: a learn run folder (``summary.json``'s history:
+accuracy, NLL and n per evaluation) or a LAMA-ckl bench folder (``bench.json`` and one
+``<method>/result.json`` per method: its curve, summary and the To-Learn / NF set sizes). Writes
+``report.md`` (the tables, each accuracy with its binomial standard error sqrt(p(1-p)/n)),
+``learn.png`` and ``bench.png`` (curves with ± SE bands) and ``report.json`` (what was read).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import InputError, TaalmError
+from .plots import binomial_se, plot_curves, plot_history
+
+REPORT_MARKER = "report.json"
+
+
+@dataclass
+class Source:
+    """One folder read for the report."""
+
+    path: Path
+    kind: str  # learn | bench
+    label: str
+    history: list[dict] = field(default_factory=list)  # learn: history rows
+    methods: dict = field(default_factory=dict)  # bench: method -> {curve, summary, n, wall_s}
+    info: dict = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read ({e})", path) from None
+
+
+def load_source(path: str | Path) -> Source:
+    """A learn run folder or a bench folder, read (InputError naming the folder otherwise)."""
+    path = Path(path)
+    if (path / "bench.json").is_file():
+        methods = {}
+        for d in sorted(p for p in path.iterdir() if (p / "result.json").is_file()):
+            r = _read_json(d / "result.json")
+            n = ((r.get("inputs") or {}).get("to_learn", {}).get("n", 0),
+                 (r.get("inputs") or {}).get("not_to_forget", {}).get("n", 0))
+            methods[d.name] = {"curve": r["curve"], "summary": r["summary"], "n": n, "wall_s": r.get("wall_s")}
+        if not methods:
+            raise InputError("a bench folder without any finished method (no <method>/result.json)", path)
+        return Source(path, "bench", path.name, methods=methods, info=_read_json(path / "bench.json"))
+    if (path / "summary.json").is_file() and (path / "run.json").is_file():
+        summary = _read_json(path / "summary.json")
+        if not summary.get("history"):
+            raise InputError("this learn run evaluated no probes (its history is empty)", path)
+        return Source(path, "learn", f"{path.name} ({summary.get('method', '?')})", history=summary["history"],
+                      info={k: summary.get(k) for k in ("method", "epochs", "steps", "train_seconds")})
+    raise InputError("not a finished taalm learn run (run.json + summary.json) nor a bench folder (bench.json)", path)
+
+
+def _pm(p: float | None, n: int) -> str:
+    return "—" if p is None else f"{p:.3f} ± {binomial_se(p, n):.3f}"
+
+
+def learn_table(sources: list[Source]) -> str:
+    """Before / after / best probe accuracy (± SE) and NLL of each learn run."""
+    lines = ["| run | epochs | accuracy before | accuracy after | best (epoch) | NLL before → after | train time |",
+             "|---|---|---|---|---|---|---|"]
+    for s in sources:
+        h, n = s.history, s.history[-1].get("n", 0)
+        best = max(h, key=lambda r: r["accuracy"])
+        t = s.info.get("train_seconds")
+        lines.append(f"| {s.label} | {h[-1]['epoch']} | {_pm(h[0]['accuracy'], n)} | {_pm(h[-1]['accuracy'], n)} | "
+                     f"{best['accuracy']:.3f} ({best['epoch']}) | {h[0]['nll']:.3f} → {h[-1]['nll']:.3f} | "
+                     f"{'—' if t is None else f'{t:.0f} s'} |")
+    return "\n".join(lines)
+
+
+def bench_table(sources: list[Source]) -> str:
+    """LAMA-ckl's Top Acc / Epoch / NF Acc / Total (± SE) per bench and method."""
+    lines = ["| bench | method | Top Acc | Epoch | NF Acc | Total | wall time |", "|---|---|---|---|---|---|---|"]
+    for s in sources:
+        for name, m in s.methods.items():
+            sm, (n_tl, n_nf) = m["summary"], m["n"]
+            se_total = (binomial_se(sm["top_acc"], n_tl) ** 2 + binomial_se(sm["nf_acc"], n_nf) ** 2) ** 0.5
+            wall = "—" if m["wall_s"] is None else f"{m['wall_s'] / 60:.1f} min"
+            lines.append(f"| {s.label} | {name} | {_pm(sm['top_acc'], n_tl)} | {sm['epoch']} | "
+                         f"{_pm(sm['nf_acc'], n_nf)} | {sm['total']:.3f} ± {se_total:.3f} | {wall} |")
+    return "\n".join(lines)
+
+
+def check_report_dir(out: Path) -> None:
+    """The output folder is new, or one an earlier ``taalm report`` wrote (never another's)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT_MARKER).is_file())):
+        raise TaalmError(f"{out}: exists and was not written by taalm report; choose another --out")
+
+
+def write_report(dirs: list[str | Path], out: str | Path) -> str:
+    """Read every folder, then write ``report.md``, the PNGs and ``report.json`` into ``out``;
+    returns the Markdown. Everything is read and checked before anything is written."""
+    from ..core.files import atomic_write_json, atomic_write_text
+
+    sources = [load_source(d) for d in dirs]
+    out = Path(out)
+    check_report_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    learn = [s for s in sources if s.kind == "learn"]
+    bench = [s for s in sources if s.kind == "bench"]
+    parts = ["# taalm report", "", "Accuracies ± binomial standard error sqrt(p(1-p)/n) over the n probes."]
+    if learn:
+        plot_history({s.label: s.history for s in learn}, out / "learn.png", "Probe accuracy")
+        parts += ["", "## Learn runs", "", learn_table(learn), "", "![learn runs](learn.png)"]
+    if bench:
+        curves = {f"{s.label}/{m}" if len(bench) > 1 else m: v["curve"] for s in bench for m, v in s.methods.items()}
+        n = {f"{s.label}/{m}" if len(bench) > 1 else m: v["n"] for s in bench for m, v in s.methods.items()}
+        plot_curves(curves, out / "bench.png", "LAMA-ckl: " + ", ".join(s.label for s in bench), n=n)
+        parts += ["", "## Benchmarks", "", bench_table(bench), "", "![benchmarks](bench.png)"]
+    text = "\n".join(parts) + "\n"
+    atomic_write_text(out / "report.md", text)
+    atomic_write_json(out / REPORT_MARKER, {"sources": [{"path": str(s.path), "kind": s.kind, "label": s.label}
+                                                         for s in sources]})
+    return text
+
+
+__all__ = ["Source", "load_source", "learn_table", "bench_table", "write_report"]
