@@ -30,7 +30,7 @@ from ..core.checkpoint import Checkpointer
 from ..core.config import LearnConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info, write_jsonl
-from ..core.metrics import MetricLogger, NullLogger, open_logger
+from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
 from ..core.schedules import lr_factor
 from ..core.runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, fingerprint,
                               read_run_info)
@@ -594,7 +594,8 @@ def _resume_or_start(r: _Run, state: dict | None, log) -> None:
         r.seconds_before = float(state.get("train_seconds", 0.0))
         log(f"resuming {r.out} after epoch {r.start_epoch}")
     keep = (lambda row: row.get("epoch", 0) <= r.start_epoch) if state is not None else None
-    r.logger = open_logger(r.out / "metrics.jsonl" if r.out is not None else None, keep)
+    tracking = tracking_loggers(r.out, r.cfg.logger, to_dict(r.cfg))  # TensorBoard, W&B (rank 0's folder only)
+    r.logger = open_logger(r.out / "metrics.jsonl" if r.out is not None else None, keep, tracking)
     if state is None:
         row = r.evaluate(0)
         if row:

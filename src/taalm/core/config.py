@@ -345,6 +345,21 @@ class EvalConfig:
         r.choice("padding_side", PADDING_SIDES)
 
 
+def _logger_rule(r: _Rules, spec: str) -> None:
+    """``logger``: known backends, and their packages installed (checked before a run starts)."""
+    import importlib.util
+
+    from .metrics import LOGGERS
+
+    names = [n.strip() for n in str(spec).split(",") if n.strip()]
+    bad = [n for n in names if n not in LOGGERS]
+    r.need(not bad, "logger", f"unknown {', '.join(bad)} (use {', '.join(LOGGERS)}, comma-separated)")
+    for name in names:
+        if name in ("tensorboard", "wandb"):
+            r.need(importlib.util.find_spec(name) is not None, "logger",
+                   f"{name} needs its package: pip install 'taalm[{name}]'")
+
+
 @dataclass
 class LearnConfig:
     """Everything `taalm learn` (and :func:`taalm.ckl.learner.learn`) needs."""
@@ -355,6 +370,10 @@ class LearnConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: str = "jsonl"  # metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated
+
+    def _rules(self, r: _Rules) -> None:
+        _logger_rule(r, self.logger)
 
 
 @dataclass
@@ -443,6 +462,7 @@ class MetaTrainConfig:
     checkpoint_every: int = 10  # φ updates between resumable checkpoints
     seed: int = 0  # seed of the pair stream, θ's per-pair LoRA and validation
     fsdp: bool = False  # not supported (refused): meta-training shards its pairs over the ranks, never θ or φ
+    logger: str = "jsonl"  # metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated
     val: ValidationConfig = field(default_factory=ValidationConfig)
 
     def _rules(self, r: _Rules) -> None:
@@ -464,6 +484,7 @@ class MetaTrainConfig:
         r.choice("task_field", PROBE_FIELDS)
         r.at_least("checkpoint_every", 1)
         r.at_least("stream_offset", 0)
+        _logger_rule(r, self.logger)
         r.need(not self.fsdp, "fsdp",
                "meta-training cannot shard θ or φ with FSDP: it differentiates through θ's inner update "
                "(second order), and FSDP2's double backward needs set_reshard_after_backward(False) "

@@ -78,6 +78,136 @@ class JsonlLogger(MetricLogger):
             self._fh.close()
 
 
-def open_logger(path: str | Path | None, keep: Callable[[dict], bool] | None = None) -> MetricLogger:
-    """A :class:`JsonlLogger` at ``path``, or a :class:`NullLogger` when there is no folder."""
-    return JsonlLogger(path, keep) if path is not None else NullLogger()
+LOGGERS = ("jsonl", "tensorboard", "wandb")
+
+
+def _scalars(row: dict, prefix: str = "") -> dict[str, float]:
+    """The row's numbers, nested sets flattened (``{"nf": {"accuracy": .8}}`` -> ``nf/accuracy``)."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, bool) or k in ("type",):
+            continue
+        if isinstance(v, (int, float)):
+            out[f"{prefix}{k}"] = float(v)
+        elif isinstance(v, dict):
+            out.update(_scalars(v, f"{prefix}{k}/"))
+    return out
+
+
+def _x(row: dict) -> int:
+    """A row's position: the optimizer step, the φ update, else the epoch."""
+    for key in ("step", "update", "epoch"):
+        if isinstance(row.get(key), int):
+            return row[key]
+    return 0
+
+
+class TensorBoardLogger(MetricLogger):
+    """TensorBoard event files in ``log_dir``: each row's numbers as scalars named
+    ``<row type>/<key>`` at the row's step (update, epoch). Needs the ``tensorboard`` extra."""
+
+    def __init__(self, log_dir: str | Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            from .errors import ConfigError
+
+            raise ConfigError("logger=tensorboard needs the tensorboard package: pip install 'taalm[tensorboard]'",
+                              "logger") from None
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def log_row(self, row: dict) -> None:
+        kind, x = row.get("type", "row"), _x(row)
+        for k, v in _scalars(row).items():
+            if k not in ("step", "update", "epoch"):
+                self.writer.add_scalar(f"{kind}/{k}", v, x)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbLogger(MetricLogger):
+    """Weights & Biases: one W&B run per taalm run folder (its id kept in ``<folder>/wandb_run_id``,
+    so a resumed taalm run continues the same W&B run); project ``$WANDB_PROJECT`` (default
+    ``taalm``); offline with ``WANDB_MODE=offline``. Needs the ``wandb`` extra."""
+
+    def __init__(self, folder: str | Path, config: dict | None = None):
+        try:
+            import wandb
+        except ImportError:
+            from .errors import ConfigError
+
+            raise ConfigError("logger=wandb needs the wandb package: pip install 'taalm[wandb]'", "logger") from None
+        import os
+
+        folder = Path(folder)
+        id_file = folder / "wandb_run_id"
+        import secrets
+
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)  # W&B ids: [a-z0-9]
+        atomic_write_text(id_file, run_id + "\n")
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "taalm"), name=folder.name, id=run_id,
+                              resume="allow", dir=str(folder), config=config or {}, reinit="create_new")
+
+    def log_row(self, row: dict) -> None:
+        kind = row.get("type", "row")
+        self.run.log({f"{kind}/{k}": v for k, v in _scalars(row).items()})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MultiLogger(MetricLogger):
+    """A run folder's JSONL file plus tracking backends (TensorBoard, W&B). Rows without a
+    ``type`` reach the backends typed ``kind`` (the file's name). ``owns``: whether closing this
+    logger closes the backends (meta-training shares one W&B run between its two files)."""
+
+    def __init__(self, jsonl: MetricLogger, tracking: list[MetricLogger], kind: str, owns: bool = True):
+        self.jsonl, self.tracking, self.kind, self.owns = jsonl, list(tracking), kind, owns
+        self.rows = getattr(jsonl, "rows", [])
+
+    def log_row(self, row: dict) -> None:
+        self.jsonl.log_row(row)
+        typed = row if "type" in row else {"type": self.kind, **row}
+        for lg in self.tracking:
+            lg.log_row(typed)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.owns:
+            for lg in self.tracking:
+                lg.close()
+
+
+def parse_loggers(spec: str) -> list[str]:
+    """``"jsonl,tensorboard"`` -> the backend names, checked (jsonl is always among them: the
+    run folder's metrics file is the record every report reads)."""
+    from .errors import ConfigError
+
+    names = [n.strip() for n in str(spec).split(",") if n.strip()]
+    bad = [n for n in names if n not in LOGGERS]
+    if bad:
+        raise ConfigError(f"logger={spec}: unknown {', '.join(bad)} (use {', '.join(LOGGERS)}, comma-separated)",
+                          "logger")
+    return ["jsonl"] + [n for n in dict.fromkeys(names) if n != "jsonl"]
+
+
+def tracking_loggers(folder: str | Path | None, loggers: str = "jsonl", config: dict | None = None) -> list[MetricLogger]:
+    """The tracking backends ``loggers`` names beyond jsonl, for run folder ``folder``:
+    TensorBoard event files in ``<folder>/tensorboard``, a W&B run (none without a folder)."""
+    if folder is None:
+        return []
+    folder = Path(folder)
+    return [TensorBoardLogger(folder / "tensorboard") if name == "tensorboard" else WandbLogger(folder, config)
+            for name in parse_loggers(loggers)[1:]]
+
+
+def open_logger(path: str | Path | None, keep: Callable[[dict], bool] | None = None,
+                tracking: list[MetricLogger] = (), owns: bool = True) -> MetricLogger:
+    """A :class:`JsonlLogger` at ``path`` (plus the ``tracking`` backends of
+    :func:`tracking_loggers`), or a :class:`NullLogger` when there is no folder."""
+    if path is None:
+        return NullLogger()
+    jsonl = JsonlLogger(path, keep)
+    return MultiLogger(jsonl, list(tracking), Path(path).stem, owns) if tracking else jsonl

@@ -40,7 +40,7 @@ from .gradient import MetaTheta, PairBatch, meta_step
 from ..core import distributed
 from ..core.checkpoint import Checkpointer
 from ..core.schedules import lr_factor
-from ..core.metrics import MetricLogger, NullLogger, open_logger
+from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
 from ..core.files import atomic_write_json, environment_info
 
 
@@ -439,8 +439,9 @@ def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, mo
     if folder is not None:  # starts for real: staged folder swapped into place (or resumed in place)
         folder.start(lambda f: (save_config(cfg, f / "config.yaml"), r.write_info("running", f)))
     keep = (lambda row: row["update"] <= r.start) if state is not None else None
-    r.update_log = open_logger(r.out / "log.jsonl" if r.out is not None else None, keep)
-    r.val_log = open_logger(r.out / "val.jsonl" if r.out is not None else None, keep)
+    tracking = tracking_loggers(r.out, cfg.logger, to_dict(cfg))  # one TensorBoard / W&B run for both files
+    r.update_log = open_logger(r.out / "log.jsonl" if r.out is not None else None, keep, tracking)
+    r.val_log = open_logger(r.out / "val.jsonl" if r.out is not None else None, keep, tracking, owns=False)
     return r
 
 
