@@ -44,19 +44,22 @@ class TaalmWeights(WeightingMethod):
         self.checkpoint = resolve_phi_checkpoint(cfg.taalm.checkpoint)  # fails before any run starts
         self.base = _check_phi_base(self.checkpoint, cfg.taalm.base)
         self.cached: list[torch.Tensor] | None = None
+        self.phi = None  # a φ the caller keeps loaded across prepare() calls (taalm.hf maps many batches)
 
     def prepare(self, ctx: PrepareContext) -> None:
         from ...models.train_attention import TrainAttention
 
         if ctx.documents is None or len(ctx.documents) != len(ctx.encoded):
             raise ConfigError("method 'taalm' needs the documents' texts (PrepareContext.documents)")
-        phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device), base=self.base)
+        own = self.phi is None
+        phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device), base=self.base) if own else self.phi
         try:
             self.cached = phi.token_weights([d.text for d in ctx.documents], ctx.encoded,
                                             self.cfg.taalm.batch_size)
         finally:
-            del phi  # φ is not needed once every document has its weights
-            free_cached_memory(ctx.device)
+            if own:
+                del phi  # φ is not needed once every document has its weights
+                free_cached_memory(ctx.device)
 
     def document_weights(self, doc_index, encoded):
         if self.cached is None:
