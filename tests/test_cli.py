@@ -89,3 +89,25 @@ def test_bad_probe_file(tmp_path, capsys, docs_file):
     code, _, err = run(capsys, "learn", docs_file, "--probes", probes, "--out", tmp_path / "out")
     assert code == 2 and "p.jsonl, line 2: not valid UTF-8" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_help_texts_are_clean_for_a_pip_user(capsys):
+    """No example line runs two commands together, every command's override example is a key it
+    accepts, and no help cites the repository's spec or ../shared paths a pip user lacks."""
+    import re
+
+    from taalm.cli import build_parser
+    from taalm.core.config import LearnConfig, MetaTrainConfig, load_config
+
+    parser = build_parser()
+    top = parser.format_help()
+    commands = [line.split("#")[0] for line in top.splitlines()]  # comments may name a command
+    assert all(c.count("taalm ") <= 1 for c in commands) and not re.search(r"\S {6,}\S+=", top)
+    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name, sub in subs.items():
+        text = sub.format_help()
+        assert "SPEC" not in text and "../shared" not in text, name
+        example = re.search(r"e\.g\. ((?:\S+=\S+ ?)+) \(all keys", " ".join(text.split()))
+        if example and name in ("learn", "weights", "demo", "config", "train-attention"):
+            schema = MetaTrainConfig if name == "train-attention" else LearnConfig
+            load_config(schema, None, example.group(1).split())  # the suggested keys exist

@@ -114,7 +114,7 @@ def _add_learn(sub) -> None:
 def _add_eval(sub) -> None:
     """``taalm eval``."""
     p = sub.add_parser("eval", help="probe accuracy and answer NLL of a model (+ adapter)")
-    p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
+    p.add_argument("--model", default="smollm2-135m", metavar="MODEL")
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder (or a run folder)")
     p.add_argument("--probes", required=True, metavar="P")
     p.add_argument("--probe-field", default="task_descriptive",
@@ -161,7 +161,7 @@ def _add_data(sub) -> None:
                     "in both probe formats with the base model and write to_learn.jsonl, "
                     "not_to_forget_{descriptive,schematic}.jsonl, phi_pool.jsonl, summary.json and "
                     "scores.png to OUT. Scores are cached in OUT/scores/: a rerun resumes.")
-    p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
+    p.add_argument("--model", default="smollm2-135m", metavar="MODEL")
     p.add_argument("--data", required=True, metavar="DIR", help="folder with the LAMA-ckl files")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (keep it outside the repository)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=32)
@@ -186,7 +186,7 @@ def _add_data(sub) -> None:
                    help="LAMA-ckl file or folder whose uuids never enter the pool (repeatable)")
     p.add_argument("--relations", metavar="FILE",
                    help="LAMA relations JSONL (relation, template, label); default: built-in LAMA table")
-    p.add_argument("--model", default="smollm2-135m", metavar="SPEC")
+    p.add_argument("--model", default="smollm2-135m", metavar="MODEL")
     p.add_argument("--val", type=_int_at_least(0), default=256, metavar="N", help="validation facts, whole subjects (≥ N)")
     p.add_argument("--cap", type=_int_at_least(0), default=0, metavar="N", help="at most N facts per relation (0: no cap)")
     p.add_argument("--seed", type=int, default=0)
@@ -205,7 +205,7 @@ def _add_train_attention(sub) -> None:
                     "log.jsonl, val.jsonl, validation.png and a before/after weight heatmap to OUT.")
     p.add_argument("--pairs", required=True, metavar="FILE")
     p.add_argument("--val", metavar="FILE", help="held-out pairs (default: val.n_pairs held out of PAIRS)")
-    p.add_argument("--base", metavar="SPEC", help="base model of θ and φ (model.name and phi.base)")
+    p.add_argument("--base", metavar="MODEL", help="base model of θ and φ (model.name and phi.base)")
     p.add_argument("--engine", choices=["directional", "double_backward"], help="meta-gradient engine")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/phi-<time>)")
     p.add_argument("--limit", type=_int_at_least(0), default=0, help="first N pairs only")
