@@ -262,7 +262,8 @@ def test_a_users_peft_model_is_theta_as_it_is_and_recorded(tmp_path, tokenizer, 
     model.base_model.model.config._name_or_path = "my-org/tiny-llama"
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     tok = copy.deepcopy(tokenizer)
-    res = learn(read_documents(docs_file), None, cfg_for(), tmp_path / "run", model=model, tokenizer=tok,
+    cfg = load_config(LearnConfig, None, ["train.epochs=2", "train.lr=5e-3", "train.batch_size=2"])  # theta.lora unset
+    res = learn(read_documents(docs_file), None, cfg, tmp_path / "run", model=model, tokenizer=tok,
                 progress=False, log=lambda m: None)
     assert res.model is model and not isinstance(model.base_model.model, PeftModel)  # not wrapped twice
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}

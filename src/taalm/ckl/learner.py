@@ -27,7 +27,7 @@ import torch
 
 from ..core import distributed, sharding
 from ..core.checkpoint import Checkpointer
-from ..core.config import LearnConfig, check_config, save_config, to_dict
+from ..core.config import LearnConfig, LoraConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
@@ -469,7 +469,8 @@ def ensure_pad_token(tokenizer, log=print) -> None:
 def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
     """A model passed from Python is what θ0 is: ``model.name`` records it (its config's
     ``_name_or_path``, else its class), and a peft LoRA model's own adapter settings replace
-    ``theta.lora`` (it is used as it is, never wrapped again). Applied before the resume check,
+    ``theta.lora`` left at its defaults (it is used as it is, never wrapped again; settings the
+    user gave that contradict it are refused by the lora form). Applied before the resume check,
     so a resumed run compares like with like."""
     import copy
 
@@ -478,7 +479,7 @@ def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
     name = str(getattr(base, "taalm_spec", "") or getattr(getattr(base, "config", None), "_name_or_path", "") or "")
     cfg.model.name = name or f"({type(base).__name__} passed from Python)"
     peft_cfg = getattr(model, "peft_config", None)
-    if peft_cfg and cfg.theta.mode == "lora":
+    if peft_cfg and cfg.theta.mode == "lora" and cfg.theta.lora == LoraConfig():  # unset: what the model carries
         have = peft_cfg[getattr(model, "active_adapter", "default")]
         targets = have.target_modules
         cfg.theta.lora.r, cfg.theta.lora.alpha = int(have.r), float(have.lora_alpha)
