@@ -47,13 +47,14 @@ def shard_model(model) -> list[str]:
 
     block_names = set(getattr(model, "_no_split_modules", None) or [])
     blocks = [m for m in model.modules() if type(m).__name__ in block_names]
+    names = sorted({type(b).__name__ for b in blocks})  # before fully_shard renames the classes (FSDP<name>)
     for block in blocks:
         fully_shard(block)
     fully_shard(model)
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.set_gradient_divide_factor(1.0)
-    return sorted({type(b).__name__ for b in blocks})
+    return names
 
 
 def set_gradient_sync(model, sync: bool) -> None:
