@@ -184,7 +184,8 @@ def plot_weights_before_after(items: list[tuple[list[str], list[float], list[flo
     Bars: the weights after, coloured on one logarithmic colour scale shared by every panel (its
     colour bar on the right); black ticks: the weights before. The y axis is logarithmic too,
     since a trained φ spreads weights over orders of magnitude (only relative weights matter);
-    the answer's tokens are shaded green and their labels bold. The legend sits above the panels."""
+    the answer's tokens are shaded green and their labels bold. The legend sits above the panels.
+    Weights below 1e-6 (if any) are drawn at 1e-6, the axis floor."""
     import matplotlib.colors as mcolors
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -192,7 +193,7 @@ def plot_weights_before_after(items: list[tuple[list[str], list[float], list[flo
     plt = pyplot()
     n = len(items)
     allw = [float(v) for _, wb, wa, _ in items for v in list(wb) + list(wa)]
-    lo = max(min([v for v in allw if v > 0] or [1e-3]), 1e-4)
+    lo = max(min([v for v in allw if v > 0] or [1e-3]), 1e-6)  # weights below 1e-6 are drawn at 1e-6
     norm = mcolors.LogNorm(vmin=lo, vmax=1.0)
     cmap = plt.get_cmap("viridis")
     width = max(10.0, 0.22 * max((len(t) for t, *_ in items), default=10))
