@@ -33,6 +33,30 @@ def _run(folder):
     return adapter, rows
 
 
+def _resumed_on_two_ranks(tmp_path, docs_file, probes_file, common, method, extra=()):
+    """Run ``common`` in one process to the end (``one``); run it again in-process and kill it
+    after epoch 1 (``b``); resume ``b`` on 2 gloo ranks with ``extra`` overrides. Returns torchrun's result."""
+    from taalm.ckl.learner import learn
+    from taalm.core.config import LearnConfig, load_config
+    from taalm.data import read_documents, read_probes
+
+    assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0
+    cfg = load_config(LearnConfig, None, [a for a in common if "=" in a] + [f"method.name={method}"])
+
+    def kill_after_first(event):
+        if event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learn(read_documents(docs_file), read_probes(probes_file), cfg, tmp_path / "b", progress=False,
+              log=lambda m: None, callbacks=[kill_after_first])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "taalm",
+           "learn", *common, *extra, "--out", str(tmp_path / "b"), "--resume"]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
 def test_two_gloo_ranks_give_the_adapter_of_one_process(tmp_path, model_dir, docs_file, probes_file):
     common = _common(model_dir, docs_file, probes_file)
     assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0
@@ -59,26 +83,7 @@ def test_two_gloo_ranks_give_the_adapter_of_one_process(tmp_path, model_dir, doc
 def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path, model_dir, docs_file, probes_file):
     """Checkpoints hold nothing rank-dependent: killed after epoch 1 in one process, resumed by 2
     ranks, the run ends where the uninterrupted one-process run ends."""
-    from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig, load_config
-    from taalm.data import read_documents, read_probes
-
-    common = _common(model_dir, docs_file, probes_file)
-    assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0
-    overrides = [a for a in common if "=" in a] + ["method.name=oracle"]
-    cfg = load_config(LearnConfig, None, overrides)
-
-    def kill_after_first(event):
-        if event["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        learn(read_documents(docs_file), read_probes(probes_file), cfg, tmp_path / "b", progress=False,
-              log=lambda m: None, callbacks=[kill_after_first])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "taalm",
-           "learn", *common, "--out", str(tmp_path / "b"), "--resume"]
-    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    _resumed_on_two_ranks(tmp_path, docs_file, probes_file, _common(model_dir, docs_file, probes_file), "oracle")
     one, _ = _run(tmp_path / "one")
     resumed, rows = _run(tmp_path / "b")
     for k in one:
@@ -123,26 +128,9 @@ def test_fsdp_on_two_gloo_ranks_continues_a_run_exactly(tmp_path, model_dir, doc
     epoch 1 (its checkpoint holds whole tensors) resumes sharded, and its epoch 2 (the odd last
     step included, where rank 1 runs a stand-in micro-batch) ends at the θ of the uninterrupted
     one-process run, to 1e-10 in float64, with the same step losses; the saved model is whole."""
-    from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig, load_config
-    from taalm.data import read_documents, read_probes
-
     common = [a.replace("oracle", "finetune") for a in _common(model_dir, docs_file, probes_file)] + [
         "theta.mode=full", "train.lr=1e-3"]
-    assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0
-    cfg = load_config(LearnConfig, None, [a for a in common if "=" in a] + ["method.name=finetune"])
-
-    def kill_after_first(event):
-        if event["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        learn(read_documents(docs_file), read_probes(probes_file), cfg, tmp_path / "b", progress=False,
-              log=lambda m: None, callbacks=[kill_after_first])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "taalm",
-           "learn", *common, "train.fsdp=true", "--out", str(tmp_path / "b"), "--resume"]
-    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = _resumed_on_two_ranks(tmp_path, docs_file, probes_file, common, "finetune", ["train.fsdp=true"])
     assert "FSDP2: θ sharded over 2 ranks (units: LlamaDecoderLayer)" in proc.stdout + proc.stderr
     one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
     two = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
