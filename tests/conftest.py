@@ -136,12 +136,16 @@ LAMA_DIR = Path(os.environ.get("TAALM_LAMA_DIR", Path(__file__).resolve().parent
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the tests marked slow (minutes each)")
+    parser.addoption("--realmodel", action="store_true",
+                     help="also run the tests marked realmodel (the embedded SmolLM2, ~1 minute)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    """The default suite stays fast: tests marked slow or realmodel run only when asked for."""
+    for mark, option in (("slow", "--slow"), ("realmodel", "--realmodel")):
+        if config.getoption(option) or (mark == "realmodel" and "realmodel" in (config.getoption("-m") or "")):
+            continue
+        skip = pytest.mark.skip(reason=f"{mark}: run with {option}")
+        for item in items:
+            if mark in item.keywords:
+                item.add_marker(skip)
