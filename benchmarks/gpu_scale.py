@@ -69,17 +69,15 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _Phi(torch.nn.Module):
-    """φ for timing: a backbone of SmolLM2's shape (random) with a sigmoid head, as TrainAttention."""
+def build_phi(shape: str, device, dtype):
+    """φ as taalm builds it (``TrainAttention``: LoRA r=8 backbone + sigmoid head) on a random
+    backbone of ``shape``; the tests' byte-level tokenizer stands in (φ's forward reads ids only)."""
+    from conftest import build_tokenizer
 
-    def __init__(self, backbone):
-        super().__init__()
-        self.backbone = backbone.model
-        self.head = torch.nn.Linear(backbone.config.hidden_size, 1, device=backbone.device, dtype=torch.float32)
+    from taalm.core.config import PhiConfig
+    from taalm.models.train_attention import TrainAttention
 
-    def forward(self, ids, mask):
-        h = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-        return torch.sigmoid(self.head(h.float())).squeeze(-1)
+    return TrainAttention(build(shape, device, dtype, attn="sdpa", seed=1), build_tokenizer(), PhiConfig()).train()
 
 
 def _meta_settings(engine: str):
@@ -160,11 +158,11 @@ def largest_micro_pairs(theta_model, phi, device, *, start: int, max_pairs: int,
 
 
 def meta_section(shape: str, device, *, pairs: int, reps: int, doc: int, task: int, max_pairs: int, log) -> dict:
-    """The four meta-step variants on θ of ``shape`` (bf16 on CUDA) with a SmolLM2-shaped φ."""
+    """The four meta-step variants on θ of ``shape`` (bf16 on CUDA) with a SmolLM2-shaped φ (taalm's TrainAttention)."""
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     theta_model = build(shape, device, half)
     phi_shape = "tiny" if shape == "tiny" else "smollm2-135m"
-    phi = _Phi(build(phi_shape, device, half, attn="sdpa", seed=1)).train()
+    phi = build_phi(phi_shape, device, half)
     variants = {
         "release (1 pair at a time, double backward, bf16 inner state)": dict(micro=1, engine="double_backward",
                                                                              state_dtype=half),

@@ -349,9 +349,9 @@ def _logger_rule(r: _Rules, spec: str) -> None:
     """``logger``: known backends, and their packages installed (checked before a run starts)."""
     import importlib.util
 
-    from .metrics import LOGGERS
+    from .metrics import LOGGERS, logger_names
 
-    names = [n.strip() for n in str(spec).split(",") if n.strip()]
+    names = logger_names(spec)
     bad = [n for n in names if n not in LOGGERS]
     r.need(not bad, "logger", f"unknown {', '.join(bad)} (use {', '.join(LOGGERS)}, comma-separated)")
     for name in names:

@@ -10,6 +10,8 @@ once and atomically.
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Callable
 
@@ -139,12 +141,8 @@ class WandbLogger(MetricLogger):
             from .errors import ConfigError
 
             raise ConfigError("logger=wandb needs the wandb package: pip install 'taalm[wandb]'", "logger") from None
-        import os
-
         folder = Path(folder)
         id_file = folder / "wandb_run_id"
-        import secrets
-
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)  # W&B ids: [a-z0-9]
         atomic_write_text(id_file, run_id + "\n")
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "taalm"), name=folder.name, id=run_id,
@@ -180,17 +178,10 @@ class MultiLogger(MetricLogger):
                 lg.close()
 
 
-def parse_loggers(spec: str) -> list[str]:
-    """``"jsonl,tensorboard"`` -> the backend names, checked (jsonl is always among them: the
-    run folder's metrics file is the record every report reads)."""
-    from .errors import ConfigError
-
-    names = [n.strip() for n in str(spec).split(",") if n.strip()]
-    bad = [n for n in names if n not in LOGGERS]
-    if bad:
-        raise ConfigError(f"logger={spec}: unknown {', '.join(bad)} (use {', '.join(LOGGERS)}, comma-separated)",
-                          "logger")
-    return ["jsonl"] + [n for n in dict.fromkeys(names) if n != "jsonl"]
+def logger_names(spec: str) -> list[str]:
+    """``"jsonl,tensorboard"`` -> the backend names in order, once each (checked against
+    :data:`LOGGERS` by the configuration's rules, before any run starts)."""
+    return list(dict.fromkeys(n.strip() for n in str(spec).split(",") if n.strip()))
 
 
 def tracking_loggers(folder: str | Path | None, loggers: str = "jsonl", config: dict | None = None) -> list[MetricLogger]:
@@ -200,7 +191,7 @@ def tracking_loggers(folder: str | Path | None, loggers: str = "jsonl", config: 
         return []
     folder = Path(folder)
     return [TensorBoardLogger(folder / "tensorboard") if name == "tensorboard" else WandbLogger(folder, config)
-            for name in parse_loggers(loggers)[1:]]
+            for name in logger_names(loggers) if name != "jsonl"]  # jsonl: always, the run folder's record
 
 
 def open_logger(path: str | Path | None, keep: Callable[[dict], bool] | None = None,

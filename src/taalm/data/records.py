@@ -182,7 +182,7 @@ def string_field(row: dict, name: str, path: Path, line: int, required: bool = T
 TABULAR = (".jsonl", ".json", ".ndjson", ".parquet")
 
 
-def _is_jsonl(path: Path) -> bool:
+def _is_records(path: Path) -> bool:
     """A tabular input: JSON Lines, a JSON array, Parquet, or a ``datasets`` folder."""
     return path.suffix.lower() in TABULAR or (
         path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()))
@@ -193,7 +193,7 @@ def read_documents(path: str | Path, limit: int = 0, text_field: str = "text") -
     Parquet, a ``datasets`` folder; optional ``answer`` and ``id``), or LAMA-ckl units."""
     path = Path(path)
     docs: list[Document] = []
-    if _is_jsonl(path):
+    if _is_records(path):
         for line, row in record_rows(path):
             if text_field not in row and "evidence" in row:  # LAMA-ckl unit
                 text = string_field(row, "evidence", path, line)
@@ -270,7 +270,7 @@ def make_probe(prompt: str, answer: str, id: str = "", source: str = "") -> Prob
 def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: int = 0) -> list[Probe]:
     """Probes from JSONL ``prompt``/``answer`` rows or LAMA-ckl units (``probe_field`` + ``object``)."""
     path = Path(path)
-    if not _is_jsonl(path):
+    if not _is_records(path):
         raise InputError(f"probes must be records (.jsonl, .json, .parquet or a datasets folder), got "
                          f"'{path.suffix or 'no extension'}'", path)
     if probe_field not in LAMA_PROBE_FIELDS:
@@ -306,7 +306,7 @@ def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int 
     in the task is its span; appended after a space if absent), or LAMA-ckl units (``evidence``,
     ``task_field``, ``object``)."""
     path = Path(path)
-    if not _is_jsonl(path):
+    if not _is_records(path):
         raise InputError(f"pairs must be records (.jsonl, .json, .parquet or a datasets folder), got "
                          f"'{path.suffix or 'no extension'}'", path)
     if task_field not in LAMA_PROBE_FIELDS:
