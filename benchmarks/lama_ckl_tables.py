@@ -8,7 +8,8 @@ controls, and its Table 6 values are not in the SPEC, so Table 6 compares each c
 its base method measured here.
 
     python benchmarks/lama_ckl_tables.py --out benchmarks/results/lama_ckl_tables_cpu_smollm2 \\
-        --results benchmarks/results/lama_ckl_cpu_smollm2 --rho1-finetuned benchmarks/results/lama_ckl_cpu_smollm2_rho1ft
+        --results benchmarks/results/lama_ckl_cpu_smollm2 --rho1-finetuned benchmarks/results/lama_ckl_cpu_smollm2_rho1ft \\
+        --combinations benchmarks/results/lama_ckl_cpu_smollm2_combos
 
 Writes ``table1.md``, ``table6.md``, ``tables.json`` and ``table1_curves.png`` (To-Learn and NF
 accuracy per epoch, one line per Table 1 row) into ``--out``.
@@ -38,7 +39,7 @@ TABLE1 = [
     ("Mix-review", "main", "mixreview", "mixreview"),
     ("RecAdam", "main", "recadam", "recadam"),
     ("RHO-1 (reference θ0)", "main", "rho1", "rho1"),
-    ("RHO-1 (reference θ0 fine-tuned 2 epochs)", "rho1ft", "rho1", "rho1"),
+    ("RHO-1 (reference θ0 fine-tuned {reference_epochs} epochs)", "rho1ft", "rho1", "rho1"),
     ("TAALM", "main", "taalm", "taalm"),
     ("oracle (needs the answers)", "main", "oracle", None),
     ("salient (rule, no φ)", "main", "salient", None),
@@ -55,15 +56,28 @@ def load_row(folder: Path | None, method: str) -> dict | None:
         return None
     r = json.loads(path.read_text())
     curve = [json.loads(line) for line in (folder / method / "curve.jsonl").read_text().splitlines() if line.strip()]
-    return {"summary": r["summary"], "wall_s": r["wall_s"], "curve": curve, "source": str(path)}
+    method_cfg = r.get("config", {}).get("method", {})
+    return {"summary": r["summary"], "wall_s": r["wall_s"], "curve": curve, "source": str(path),
+            "threads": r.get("environment", {}).get("torch_threads"),
+            "reference_epochs": method_cfg.get("rho1", {}).get("reference_epochs")}
+
+
+def _wall(row: dict) -> str:
+    """Wall time as ``m:ss min`` (``h:mm:ss`` past an hour) and the torch threads it ran with:
+    rows run two at a time on the 2-core machine had one thread each, so their wall times are
+    longer than the same work alone with two."""
+    sec = int(round(row["wall_s"]))
+    h, rest = divmod(sec, 3600)
+    m, s = divmod(rest, 60)
+    t = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d} min"
+    return f"{t} ({row['threads']} thr)" if row.get("threads") else t
 
 
 def _fmt(row: dict | None) -> list[str]:
     if row is None:
         return ["not run"] + [""] * 4
     s = row["summary"]
-    m, sec = divmod(int(round(row["wall_s"])), 60)
-    return [f"{s['top_acc']:.3f}", str(s["epoch"]), f"{s['nf_acc']:.3f}", f"{s['total']:.3f}", f"{m}:{sec:02d} min"]
+    return [f"{s['top_acc']:.3f}", str(s["epoch"]), f"{s['nf_acc']:.3f}", f"{s['total']:.3f}", _wall(row)]
 
 
 def table1(folders: dict[str, Path | None]) -> tuple[str, list[dict]]:
@@ -72,6 +86,7 @@ def table1(folders: dict[str, Path | None]) -> tuple[str, list[dict]]:
     rows = []
     for label, where, method, paper in TABLE1:
         row = load_row(folders.get(where), method)
+        label = label.format(reference_epochs=row["reference_epochs"] if row else "N")
         p = PAPER.get(paper) if paper else None
         pcells = [f"{p[0]:.3f}", str(p[1]), f"{p[2]:.3f}", f"{p[3]:.3f}"] if p else ["—"] * 4
         lines.append("| " + " | ".join([label, *_fmt(row), *pcells]) + " |")
@@ -80,22 +95,26 @@ def table1(folders: dict[str, Path | None]) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", rows
 
 
-def table6(folder: Path | None) -> tuple[str, list[dict]]:
-    lines = ["| base method | Top Acc | NF Acc | Total | + TAALM weights | Top Acc | NF Acc | Total | Δ Top Acc "
-             "| Δ NF Acc | Δ Total |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+def table6(folder: Path | None, combos: Path | None = None) -> tuple[str, list[dict]]:
+    """Each base method (from ``folder``) beside it with TAALM's weights (from ``combos``, else ``folder``)."""
+    lines = ["| base method | Top Acc | NF Acc | Total | wall time | + TAALM weights | Top Acc | NF Acc | Total "
+             "| wall time | Δ Top Acc | Δ NF Acc | Δ Total |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for base, combo in TABLE6:
-        a, b = load_row(folder, base), load_row(folder, combo)
+        a = load_row(folder, base)
+        b = load_row(combos, combo) or load_row(folder, combo)
 
         def three(r):
-            return [f"{r['summary'][k]:.3f}" for k in ("top_acc", "nf_acc", "total")] if r else ["not run", "", ""]
+            return ([f"{r['summary'][k]:.3f}" for k in ("top_acc", "nf_acc", "total")] + [_wall(r)] if r
+                    else ["not run", "", "", ""])
 
         cells = [base, *three(a), combo, *three(b)]
         delta = ([f"{b['summary'][k] - a['summary'][k]:+.3f}" for k in ("top_acc", "nf_acc", "total")]
                  if a and b else ["", "", ""])
         lines.append("| " + " | ".join(cells + delta) + " |")
         rows.append({"base": base, "combination": combo,
-                     "base_summary": a and a["summary"], "combination_summary": b and b["summary"]})
+                     "base_summary": a and a["summary"], "combination_summary": b and b["summary"],
+                     "base_wall_s": a and a["wall_s"], "combination_wall_s": b and b["wall_s"]})
     return "\n".join(lines) + "\n", rows
 
 
@@ -103,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, required=True, help="the bench folder of most rows")
     ap.add_argument("--rho1-finetuned", type=Path, help="the bench folder of rho1 with reference=finetuned")
-    ap.add_argument("--table6", type=Path, help="the bench folder of Table 6 (default: --results)")
+    ap.add_argument("--combinations", type=Path,
+                    help="the bench folder of Table 6's taalm+X rows (default: --results)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     t1, rows1 = table1({"main": a.results, "rho1ft": a.rho1_finetuned})
-    t6, rows6 = table6(a.table6 or a.results)
+    t6, rows6 = table6(a.results, a.combinations)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "table1.md").write_text(t1)
     (a.out / "table6.md").write_text(t6)
