@@ -48,6 +48,23 @@ class ModelSource:
     kind: str = "hub"  # embedded | gguf | folder | hub
 
 
+def import_peft():
+    """``import peft`` with one line of bitsandbytes silenced: imported by peft on an AVX512-BF16
+    CPU without the optional ``kernels`` package, bitsandbytes logs that its CPU 4-bit kernel is
+    missing. taalm runs 4-bit (QLoRA) on CUDA only, so that kernel is never used and the line
+    would only puzzle a CPU user who has the extra installed. Call before ``from peft import ...``."""
+    import logging
+
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import peft
+    finally:
+        log.setLevel(level)
+    return peft
+
+
 def resolve_source(spec: str, fix_key: str = "model.name") -> ModelSource:
     """Turn a user's model spec into a concrete location, with a one-sentence fix if it is missing
     (``fix_key``: the configuration key that names this model, for the fix)."""

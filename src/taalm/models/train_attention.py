@@ -36,6 +36,7 @@ from torch import nn
 from ..core.config import LoraConfig, PhiConfig, from_dict, to_dict
 from ..data import Document, Encoded, encode_document, pad_sequences, split_windows
 from ..core.errors import ConfigError, ModelLoadError, TaalmError
+from .loading import import_peft
 
 PHI_FORMAT = "taalm-train-attention"
 PHI_FORMAT_VERSION = 1
@@ -226,6 +227,7 @@ def _hidden_size(backbone) -> int:
 
 def _inject_lora(backbone: nn.Module, lcfg: LoraConfig, seed: int) -> None:
     """Freeze ``backbone`` and add LoRA adapters (peft) in place; adapters are trainable."""
+    import_peft()
     from peft import LoraConfig as PeftLoraConfig, inject_adapter_in_model
     from transformers.pytorch_utils import Conv1D
 

@@ -26,6 +26,7 @@ import torch
 from ...core.config import ThetaConfig
 from ...core.errors import ConfigError, ModelLoadError
 from ...core.registry import Registry
+from ...models.loading import import_peft
 
 THETA_FORMS: Registry["ThetaForm"] = Registry("θ form", "theta.mode")
 
@@ -78,6 +79,7 @@ def adapter_folder(folder: str | Path) -> Path:
 def load_adapter(model, folder: str | Path):
     """Attach a saved LoRA adapter (peft format) to ``model`` for evaluation; a damaged adapter,
     one of another architecture or one holding NaN/Inf raises :class:`ModelLoadError`."""
+    import_peft()
     from peft import PeftModel
 
     folder = adapter_folder(folder)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ...core.errors import ConfigError
+from ...models.loading import import_peft
 from .base import THETA_FORMS, ThetaForm, quiet_peft
 
 
@@ -15,6 +16,7 @@ class Lora(ThetaForm):
     """LoRA adapters (peft) on a frozen base: only the adapters train; saved in peft format."""
 
     def prepare(self, model):
+        import_peft()
         from peft import LoraConfig, PeftModel, get_peft_model
 
         c = self.cfg.lora

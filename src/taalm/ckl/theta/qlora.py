@@ -17,6 +17,7 @@ import importlib.util
 import torch
 
 from ...core.errors import ConfigError
+from ...models.loading import import_peft
 from .base import THETA_FORMS
 from .lora import Lora
 
@@ -64,6 +65,7 @@ class QLora(Lora):
         _bitsandbytes()  # before any model is loaded: the extra is missing
 
     def prepare(self, model):
+        import_peft()
         from peft import PeftModel
 
         from ...core.devices import supports_4bit
