@@ -1,8 +1,9 @@
 """The paper's Table 1 (baselines) and Table 6 (TAALM combined with each) from LAMA-ckl bench folders.
 
 Reads what ``taalm bench lama-ckl`` wrote (each method's ``result.json`` and ``curve.jsonl``);
-nothing is recomputed or retyped. Rows are ``LABEL=FOLDER/METHOD``; a row whose folder lacks the
-method is listed as "not run". Table 1 carries the paper's numbers (SPEC §2.6: Llama-2-7B +
+nothing is recomputed or retyped. Each row names a folder and a method (``TABLE1``, ``TABLE6``);
+a row whose folder lacks the method is listed as "not run". Wall times carry the torch threads the
+run had (two runs side by side on the 2-core machine get one each). Table 1 carries the paper's numbers (SPEC §2.6: Llama-2-7B +
 QLoRA, 500 units, 30 epochs) beside ours; the paper gives no numbers for the oracle and salient
 controls, and its Table 6 values are not in the SPEC, so Table 6 compares each combination with
 its base method measured here.
