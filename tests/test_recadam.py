@@ -3,6 +3,7 @@ AdamW when the pull is off, the pull toward θ0, every trainable parameter ancho
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -68,11 +69,11 @@ def test_a_parameter_pulled_away_returns_toward_its_start():
     opt.step()  # anchors p0
     with torch.no_grad():
         p.add_(1.0)  # pushed away from p0
-    dist = [float((p - p0).norm())]
+    dist = [float((p.detach() - p0).norm())]
     for _ in range(20):
         p.grad = torch.zeros(4, dtype=torch.float64)
         opt.step()
-        dist.append(float((p - p0).norm()))
+        dist.append(float((p.detach() - p0).norm()))
     assert all(b < a for a, b in zip(dist, dist[1:])) and dist[-1] < 0.1 * dist[0]
 
 
@@ -103,3 +104,20 @@ def test_recadam_settings_are_checked():
 
     with pytest.raises(ConfigError, match="train.recadam.k"):
         cfg_for("train.recadam.k=0")
+
+
+def test_rho1_plus_recadam_selects_tokens_and_pulls_toward_the_start(tokenizer, docs_file, tmp_path):
+    """A weighting composed with the optimizer (``rho1+recadam``): RHO-1 keeps its share of the
+    tokens at every step while RecAdam anchors every adapter at its start (LoRA's B at zero)."""
+    docs = read_documents(docs_file)
+    res = learn(docs, None, cfg_for("method.name=rho1+recadam", "method.rho1.ratio=0.4", "train.epochs=2"),
+                tmp_path / "r", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer, progress=False,
+                log=lambda m: None)
+    assert type(res.optimizer).__name__ == "RecAdamOptimizer"
+    steps = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["type"] == "step"]
+    assert steps and all(abs(s["mean_weight"] - 0.4) < 0.05 for s in steps)  # top 40% of tokens kept
+    named = {n: p for n, p in res.model.named_parameters() if p.requires_grad}
+    b = [p for n, p in named.items() if "lora_B" in n]
+    assert b and all(torch.count_nonzero(res.optimizer.state[p]["anchor"]) == 0 for p in b)
+    assert any(torch.count_nonzero(p) > 0 for p in b)  # and θ moved away from it
