@@ -59,19 +59,23 @@ def load_row(folder: Path | None, method: str) -> dict | None:
     curve = [json.loads(line) for line in (folder / method / "curve.jsonl").read_text().splitlines() if line.strip()]
     method_cfg = r.get("config", {}).get("method", {})
     return {"summary": r["summary"], "wall_s": r["wall_s"], "curve": curve, "source": str(path),
-            "threads": r.get("environment", {}).get("torch_threads"),
+            "threads": r.get("environment", {}).get("torch_threads"), "sessions": r.get("sessions", 1),
             "reference_epochs": method_cfg.get("rho1", {}).get("reference_epochs")}
 
 
 def _wall(row: dict) -> str:
     """Wall time as ``m:ss min`` (``h:mm:ss`` past an hour) and the torch threads it ran with:
     rows run two at a time on the 2-core machine had one thread each, so their wall times are
-    longer than the same work alone with two."""
+    longer than the same work alone with two. A resumed run says how many sessions it took; its
+    threads are those of the last one."""
     sec = int(round(row["wall_s"]))
     h, rest = divmod(sec, 3600)
     m, s = divmod(rest, 60)
     t = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d} min"
-    return f"{t} ({row['threads']} thr)" if row.get("threads") else t
+    notes = [f"{row['threads']} thr"] if row.get("threads") else []
+    if (row.get("sessions") or 1) > 1:  # resumed: the threads are the last session's
+        notes.append(f"{row['sessions']} sessions")
+    return f"{t} ({', '.join(notes)})" if notes else t
 
 
 def _fmt(row: dict | None) -> list[str]:
