@@ -73,7 +73,7 @@ def _wall(row: dict) -> str:
     m, s = divmod(rest, 60)
     t = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d} min"
     notes = [f"{row['threads']} thr"] if row.get("threads") else []
-    if (row.get("sessions") or 1) > 1:  # resumed: the threads are the last session's
+    if row["sessions"] > 1:  # resumed: the threads are the last session's
         notes.append(f"{row['sessions']} sessions")
     return f"{t} ({', '.join(notes)})" if notes else t
 
@@ -85,10 +85,11 @@ def _fmt(row: dict | None) -> list[str]:
     return [f"{s['top_acc']:.3f}", str(s["epoch"]), f"{s['nf_acc']:.3f}", f"{s['total']:.3f}", _wall(row)]
 
 
-def table1(folders: dict[str, Path | None]) -> tuple[str, list[dict]]:
+def table1(folders: dict[str, Path | None]) -> tuple[str, list[dict], dict[str, list[dict]]]:
+    """The Markdown table, its rows for ``tables.json``, and each run row's curve by label."""
     lines = ["| method | Top Acc | Epoch | NF Acc | Total | wall time | paper Top Acc | paper Epoch | paper NF Acc "
              "| paper Total |", "|---|---|---|---|---|---|---|---|---|---|"]
-    rows = []
+    rows, curves = [], {}
     for label, where, method, paper in TABLE1:
         row = load_row(folders.get(where), method)
         label = label.format(reference_epochs=row["reference_epochs"] if row else "N")
@@ -97,7 +98,9 @@ def table1(folders: dict[str, Path | None]) -> tuple[str, list[dict]]:
         lines.append("| " + " | ".join([label, *_fmt(row), *pcells]) + " |")
         rows.append({"label": label, "method": method, "ours": row and {k: row[k] for k in ("summary", "wall_s", "source")},
                      "paper": dict(zip(("top_acc", "epoch", "nf_acc", "total"), p)) if p else None})
-    return "\n".join(lines) + "\n", rows
+        if row:
+            curves[label] = row["curve"]
+    return "\n".join(lines) + "\n", rows, curves
 
 
 def table6(folder: Path | None, combos: Path | None = None) -> tuple[str, list[dict]]:
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the bench folder of Table 6's taalm+X rows (default: --results)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
-    t1, rows1 = table1({"main": a.results, "rho1ft": a.rho1_finetuned})
+    t1, rows1, curves = table1({"main": a.results, "rho1ft": a.rho1_finetuned})
     t6, rows6 = table6(a.results, a.combinations)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "table1.md").write_text(t1)
@@ -140,9 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from taalm.reporting.plots import plot_curves
 
-    folders = {"main": a.results, "rho1ft": a.rho1_finetuned}
-    loaded = {label: load_row(folders.get(w), m) for label, w, m, _ in TABLE1}
-    curves = {label: row["curve"] for label, row in loaded.items() if row}
     plot_curves(curves, a.out / "table1_curves.png", title="LAMA-ckl (cpu size): Table 1 methods on SmolLM2-135M")
     print(t1)
     print(t6)

@@ -31,6 +31,17 @@ CORPUS = [
 ]
 
 
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` (not a package) imported as a module, so tests call its ``main``."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def build_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

@@ -337,13 +337,9 @@ def test_answer_positions_only_gives_identical_scores(arch, tokenizer, tailored,
 
 
 def test_eval_speed_script_runs_on_a_tiny_model(tmp_path, model_dir, tailored):
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_speed.py"
-    spec = importlib.util.spec_from_file_location("eval_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("eval_speed")
     out = tmp_path / "speed.json"
     threads = torch.get_num_threads()
     try:

@@ -1,19 +1,15 @@
 """benchmarks/lama_ckl_tables.py builds Tables 1 and 6 from bench folders without retyping a number."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def tables():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "lama_ckl_tables.py"
-    spec = importlib.util.spec_from_file_location("lama_ckl_tables", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("lama_ckl_tables")
 
 
 def _result(folder: Path, method: str, top: float, nf: float, wall_s: float, threads: int = 2,
