@@ -1,5 +1,8 @@
 """The token-weight figure (reporting.plots.plot_weights_before_after) for the shipped φ on the
-demo documents: φ0 (a fresh φ, the weights before meta-training) against the shipped φ.
+demo documents: φ0 (a fresh φ, the weights before meta-training) against the shipped φ. Each
+document's first token has no loss, so the figure marks it "n/a" instead of drawing its weight
+(the shipped φ puts ~0.97 there, which would read as its favourite token) and leaves it out of
+the scales.
 
     python scripts/phi_weights_figure.py docs/img/phi_weights_demo.png
 """

@@ -189,7 +189,8 @@ def test_rho1_finetuned_reference_gives_real_excess_losses_at_the_first_step(tok
 def test_weights_export_as_jsonl_and_npz(model_dir, docs_file, tmp_path):
     """`taalm weights --jsonl/--npz`: per-token weights with tokens and character offsets; the
     two files agree, the offsets cut the text into the tokens' spans, the oracle's weight sits
-    on the answer, and the .npz loads without pickle."""
+    on the answer, the first token (no loss) is null / NaN and marked, and the .npz loads
+    without pickle."""
     import numpy as np
 
     from taalm.cli import main
@@ -201,12 +202,16 @@ def test_weights_export_as_jsonl_and_npz(model_dir, docs_file, tmp_path):
     assert len(rows) == 3 and rows[0]["method"] == "oracle"
     for r in rows:
         assert len(r["tokens"]) == len(r["token_ids"]) == len(r["offsets"]) == len(r["weights"])
-        on = "".join(r["text"][s:e] for (s, e), w in zip(r["offsets"], r["weights"]) if w > 0)
+        assert r["weights"][0] is None and r["no_loss"] == [0] and None not in r["weights"][1:]
+        on = "".join(r["text"][s:e] for (s, e), w in zip(r["offsets"], r["weights"]) if w is not None and w > 0)
         assert on.strip() == json.loads(docs_file.read_text().splitlines()[rows.index(r)])["answer"]
     z = np.load(out_n)  # allow_pickle=False by default
     assert z["doc_start"].tolist()[-1] == len(z["weights"]) == sum(len(r["weights"]) for r in rows)
+    starts = z["doc_start"][:-1]
+    assert np.isnan(z["weights"][starts]).all() and not z["has_loss"][starts].any()
+    assert z["has_loss"].sum() == len(z["weights"]) - len(rows) == np.isfinite(z["weights"]).sum()
     d1 = slice(int(z["doc_start"][1]), int(z["doc_start"][2]))
-    assert z["weights"][d1].tolist() == pytest.approx(rows[1]["weights"])
+    assert z["weights"][d1][1:].tolist() == pytest.approx(rows[1]["weights"][1:])
     assert z["offsets"][d1].tolist() == rows[1]["offsets"] and str(z["texts"][1]) == rows[1]["text"]
     assert str(z["method"]) == "oracle" and z["doc_ids"].tolist() == [r["id"] for r in rows]
     assert main(["weights", str(docs_file), "--jsonl", str(tmp_path / "w.txt"), f"model.name={model_dir}"]) == 2

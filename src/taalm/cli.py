@@ -55,6 +55,17 @@ def _int_at_least(low: int):
     return parse
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 def check_output_file(path: str | None, option: str) -> None:
     """An output file's path (``--json``, ``--html``): not a folder, in a writable folder.
     Checked before any model loads."""
@@ -137,9 +148,13 @@ def _add_weights(sub) -> None:
     p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
     p.add_argument("--text-field", metavar="F", help="the documents' text field (shortcut for data.text_field=F)")
     p.add_argument("--html", metavar="OUT.html", help="write a heatmap to open in a browser")
-    p.add_argument("--plain", action="store_true", help="print the weights in the terminal")
-    p.add_argument("--jsonl", metavar="OUT.jsonl", help="write tokens, offsets and weights per document (JSON Lines)")
-    p.add_argument("--npz", metavar="OUT.npz", help="write them as flat NumPy arrays (no pickle)")
+    p.add_argument("--plain", action="store_true", help="print the weights in the terminal (n/a: no loss)")
+    p.add_argument("--jsonl", metavar="OUT.jsonl",
+                   help="write tokens, offsets and weights per document (JSON Lines); a document's first token "
+                        "has no loss (nothing predicts it), so its weight is null and listed in \"no_loss\": [0]")
+    p.add_argument("--npz", metavar="OUT.npz",
+                   help="write them as flat NumPy arrays (no pickle); weight NaN where the bool array "
+                        "has_loss is False (each document's first token)")
     _add_config_args(p, "method.taalm.checkpoint=PHI train.max_length=256")
 
 
@@ -189,6 +204,10 @@ def _add_data(sub) -> None:
     p.add_argument("--model", default="smollm2-135m", metavar="MODEL")
     p.add_argument("--val", type=_int_at_least(0), default=256, metavar="N", help="validation facts, whole subjects (≥ N)")
     p.add_argument("--cap", type=_int_at_least(0), default=0, metavar="N", help="at most N facts per relation (0: no cap)")
+    p.add_argument("--invent", type=_fraction, default=0.0, metavar="FRACTION",
+                   help="also add invented-entity copies (subject and object replaced by invented names, "
+                        "kept when the base model scores 0) of this fraction of the training facts to "
+                        "train.jsonl, and of every validation fact to val_invented.jsonl (default 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument("--device", default="auto")
@@ -204,13 +223,20 @@ def _add_train_attention(sub) -> None:
                     "units (evidence, task_schematic, object). Writes φ (safetensors), the config, "
                     "log.jsonl, val.jsonl, validation.png and a before/after weight heatmap to OUT.")
     p.add_argument("--pairs", required=True, metavar="FILE")
-    p.add_argument("--val", metavar="FILE", help="held-out pairs (default: val.n_pairs held out of PAIRS)")
+    p.add_argument("--val", metavar="FILE", action="append", default=[],
+                   help="held-out pairs (default: val.n_pairs held out of PAIRS); repeat for several "
+                        "validation splits (named by file name, e.g. val and val_invented): φ is then "
+                        "selected by the mean of the splits' accuracies")
     p.add_argument("--base", metavar="MODEL", help="base model of θ and φ (model.name and phi.base)")
     p.add_argument("--engine", choices=["directional", "double_backward"], help="meta-gradient engine")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/phi-<time>)")
     p.add_argument("--limit", type=_int_at_least(0), default=0, help="first N pairs only")
     p.add_argument("--val-limit", type=_int_at_least(0), default=0, metavar="N",
-                   help="first N held-out pairs of --val only (the shipped φ: 128)")
+                   help="first N held-out pairs of each --val file only (the shipped φ: 128)")
+    p.add_argument("--supervised", action="store_true",
+                   help="instead of meta-training: the cheap supervised start (φ learns to predict the "
+                        "answer's tokens in each document, supervised.* keys); then meta-train with "
+                        "init=OUT/phi")
     p.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -405,12 +431,17 @@ def cmd_data(args) -> int:
         res = build_pool(trex, args.out, exclude=args.exclude, relations=args.relations, model_spec=args.model,
                          device=args.device, dtype=args.dtype, n_val=args.val, per_relation_cap=args.cap,
                          seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                         log=lambda m: print(m, file=sys.stderr))
+                         invent=args.invent, log=lambda m: print(m, file=sys.stderr))
         c = res.counts
         print(f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
               f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
               f"kept {c['kept']} (variant {c['variant_kept']}, invariant {c['invariant_kept']}), "
               f"train {c['train']}, val {c['val']}; {res.wall_s:.0f} s")
+        if "invented" in res.summary:
+            inv = res.summary["invented"]
+            print(f"invented copies (in train.jsonl / val_invented.jsonl): train {inv['counts']['train']}, "
+                  f"val {inv['counts']['val']}, rejected by the base model's score "
+                  f"{inv['counts']['rejected_by_score']}; {inv['wall_s']:.0f} s")
         print(f"output folder: {args.out}")
         return 0
     from .bench.tailor import format_counts, tailor
@@ -421,6 +452,20 @@ def cmd_data(args) -> int:
     print(format_counts(res))
     print(f"output folder: {args.out}")
     return 0
+
+
+def _read_val_splits(paths: list[str], task_field: str, limit: int):
+    """The --val files: None, one list of pairs, or named splits (file stems) for several."""
+    from .data import read_pairs
+
+    if not paths:
+        return None
+    if len(paths) == 1:
+        return read_pairs(paths[0], task_field, limit)
+    names = [Path(p).stem for p in paths]
+    if len(set(names)) != len(names):
+        raise TaalmError(f"--val files need distinct file names (they name the splits): {', '.join(paths)}")
+    return {n: read_pairs(p, task_field, limit) for n, p in zip(names, paths)}
 
 
 def cmd_train_attention(args) -> int:
@@ -440,13 +485,19 @@ def cmd_train_attention(args) -> int:
     pairs = read_pairs(args.pairs, cfg.task_field, args.limit)
     if args.val_limit and not args.val:
         raise TaalmError("--val-limit needs --val FILE")
-    val = read_pairs(args.val, cfg.task_field, args.val_limit) if args.val else None
+    val = _read_val_splits(args.val, cfg.task_field, args.val_limit)
+    if args.supervised:
+        from .meta.supervised import supervised_start as run
+        if args.resume:
+            raise TaalmError("--supervised runs take minutes and are not resumable: rerun with --overwrite")
+        what = "supervised start of φ"
+    else:
+        from .meta.training import train_attention as run
+        what = f"meta-training φ ({cfg.engine})"
 
-    from .meta.training import train_attention
-
-    print(f"meta-training φ on {len(pairs)} pairs ({cfg.engine}) -> {out}", file=sys.stderr)
-    res = train_attention(pairs, val, cfg, out, resume=args.resume, overwrite=args.overwrite,
-                          progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    print(f"{what} on {len(pairs)} pairs -> {out}", file=sys.stderr)
+    res = run(pairs, val, cfg, out, resume=args.resume, overwrite=args.overwrite,
+              progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     if res.val:
         print(f"{'update':>6}  {'val accuracy':>12}  {'val NLL':>8}")
         for r in res.val:

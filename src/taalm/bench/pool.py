@@ -307,18 +307,22 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str |
                model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
                n_val: int = 256, per_relation_cap: int = 0, min_evidence_chars: int = MIN_EVIDENCE_CHARS,
                seed: int = 0, batch_size: int = 32, chunk_size: int = 512, progress: bool = True,
-               log: Callable[[str], None] = print) -> PoolResult:
+               invent: float = 0.0, log: Callable[[str], None] = print) -> PoolResult:
     """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule.
 
     ``exclude``: LAMA-ckl files or folders whose uuids never enter the pool. ``n_val``: the
     validation split's minimum size (whole subjects). ``per_relation_cap`` (0 = none): at most this
-    many kept facts per relation, first in file order. Resumable through the score cache.
+    many kept facts per relation, first in file order. ``invent`` (0 = none): add invented-entity
+    copies of this fraction of the training facts to ``train.jsonl`` and of every validation fact
+    to ``val_invented.jsonl`` (:func:`add_invented`). Resumable through the score cache.
     """
     from .tailor import FORMATS as _F, check_score_cache, model_fingerprint, score_cache_path, score_units
 
     t0 = time.perf_counter()
     if n_val < 0 or per_relation_cap < 0 or batch_size < 1 or chunk_size < 1:
         raise TaalmError("n_val and per_relation_cap must be ≥ 0, batch_size and chunk_size ≥ 1")
+    if not 0.0 <= invent <= 1.0:
+        raise TaalmError(f"invent must be a fraction in [0, 1], got {invent}")
     rels = read_relations(relations)
     paths = trex_files(trex)
     excluded = lama_ckl_uuids(list(exclude))
@@ -361,20 +365,85 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str |
             per_rel[code]["kept"] += 1
             kept.append(u.row)
     train, val = split_by_subject(kept, n_val, seed)
-    for name, rows in (("train", train), ("val", val)):
+    invented = None
+    if invent > 0:
+        invented = add_invented(model, tokenizer, train, val, invent, out_dir, seed, batch_size, chunk_size,
+                                progress, log, avoid={x for u in kept for x in (u["subject"], u["object"])})
+    files = {"train": train + (invented["train"] if invented else []), "val": val}
+    if invented:
+        files["val_invented"] = invented["val"]
+    for name, rows in files.items():
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(_dumps(r) + "\n" for r in rows))
     wall = time.perf_counter() - t0
     summary = _summary(dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel, per_rel=per_rel,
                             kept=kept, train=train, val=val, scores=scores, skipped=skipped, meta=meta,
                             model_spec=model_spec, min_chars=min_evidence_chars, cap=per_relation_cap,
                             n_val=n_val, seed=seed, wall=wall, device=param.device))
+    if invented:
+        summary["invented"] = invented["summary"]
     atomic_write_json(out_dir / "summary.json", summary)
     from ..reporting.plots import plot_score_histograms
 
     plot_score_histograms(scores, out_dir / "scores.png", f"T-REx pool candidates, model {model_spec}", THRESHOLD)
     log(f"pool: {len(kept)} facts kept of {funnel['candidates']} candidates "
         f"({len(train)} train, {len(val)} val) in {wall:.1f} s -> {out_dir}")
+    if invented:
+        c = invented["summary"]["counts"]
+        log(f"pool: invented copies: {c['train']} train, {c['val']} val ({c['rejected_by_score']} rejected "
+            f"by the base model's score, in {invented['summary']['wall_s']:.1f} s)")
     return PoolResult(out_dir, summary["counts"], summary, wall)
+
+
+INVENT_ROUNDS = 3
+
+
+def add_invented(model, tokenizer, train: list[dict], val: list[dict], fraction: float, out_dir: Path,
+                 seed: int, batch_size: int, chunk_size: int, progress: bool, log,
+                 avoid: set[str] = frozenset()) -> dict:
+    """Invented-entity copies (:mod:`taalm.bench.invent`) of a seeded ``fraction`` of ``train``
+    and of every ``val`` unit. Each copy is scored by the base model in both probe formats (the
+    pool's scorer, cached in ``OUT/scores/invented-rN.*``); a copy that does not score exactly 0
+    in both is drawn again with new names, up to :data:`INVENT_ROUNDS` times, then dropped. The
+    splits stay disjoint by the original subject (a copy goes where its original went) and no
+    invented name is used twice. Returns ``{"train", "val", "summary"}``."""
+    from .invent import NameGenerator, invent_units
+    from .tailor import FORMATS as _F, Unit, score_cache_path, score_units
+
+    t0 = time.perf_counter()
+    rng = random.Random(seed + 1)
+    chosen = sorted(rng.sample(range(len(train)), round(fraction * len(train))))
+    todo = {"train": [train[i] for i in chosen], "val": list(val)}
+    names = NameGenerator(seed, avoid)
+    kept: dict[str, list[dict]] = {"train": [], "val": []}
+    counts = Counter(selected_train=len(chosen), selected_val=len(val))
+    for rnd in range(1, INVENT_ROUNDS + 1):
+        batch = {k: invent_units(v, names) for k, v in todo.items()}
+        counts["unrewritable"] += sum(f for _, f in batch.values()) if rnd == 1 else 0
+        rows = [r for k in ("train", "val") for r in batch[k][0]]
+        if not rows:
+            break
+        units = [Unit(r["uuid"], f"invented-r{rnd}", i + 1, r, "") for i, r in enumerate(rows)]
+        got = {fmt: score_units(model, tokenizer, units, fmt, score_cache_path(out_dir, f"invented-r{rnd}", fmt),
+                                batch_size, chunk_size, progress, log, [])[0] for fmt in _F}
+        zero = {r["uuid"] for r in rows if all(got[f].get(r["uuid"], {}).get("score") == 0.0 for f in _F)}
+        by_uuid = {u["uuid"]: u for k in ("train", "val") for u in todo[k]}
+        for k in ("train", "val"):
+            kept[k] += [r for r in batch[k][0] if r["uuid"] in zero]
+            todo[k] = [by_uuid[r["invented"]["from"]] for r in batch[k][0] if r["uuid"] not in zero]
+        counts[f"passed_round_{rnd}"] = len(zero)
+    counts["rejected_by_score"] = len(todo["train"]) + len(todo["val"])
+    order = {u["uuid"]: i for i, u in enumerate(train + val)}
+    for k in kept:
+        kept[k].sort(key=lambda r: order[r["invented"]["from"]])
+    counts.update(train=len(kept["train"]), val=len(kept["val"]))
+    shapes = Counter(s for k in kept for r in kept[k] for s in r["invented"]["shapes"])
+    summary = {"fraction": fraction, "counts": dict(counts), "name_shapes": dict(sorted(shapes.items())),
+               "rule": f"subject and object replaced by seeded invented names (every whole-word occurrence); "
+                       f"kept when the base model scores exactly 0 in both probe formats, else redrawn "
+                       f"(≤ {INVENT_ROUNDS} rounds); copies of train facts in train.jsonl, of every val fact "
+                       f"in val_invented.jsonl",
+               "wall_s": round(time.perf_counter() - t0, 2)}
+    return {"train": kept["train"], "val": kept["val"], "summary": summary}
 
 
 def _dumps(row: dict) -> str:

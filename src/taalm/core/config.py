@@ -433,6 +433,25 @@ class ValidationConfig:
 
 
 @dataclass
+class SupervisedConfig:
+    """The supervised start of φ (``taalm train-attention --supervised``): φ's head and LoRA learn
+    to predict the answer's tokens in each training document (binary cross-entropy with a
+    positive-class weight): one forward and one backward of φ per document, minutes on a CPU. A
+    start for meta-training (``init=``), not a replacement for it."""
+
+    steps: int = 200  # φ optimizer steps
+    batch_size: int = 8  # documents per step
+    lr: float = 1e-3  # φ's AdamW lr
+    pos_weight: float = 0.0  # weight of the answer tokens' term; 0 = auto: non-answer / answer tokens of the pool
+
+    def _rules(self, r: _Rules) -> None:
+        r.at_least("steps", 1)
+        r.at_least("batch_size", 1)
+        r.finite("lr", 0.0, low_open=True)
+        r.finite("pos_weight", 0.0)
+
+
+@dataclass
 class MetaTrainConfig:
     """Everything `taalm train-attention` (and :func:`taalm.meta.training.train_attention`) needs."""
 
@@ -464,6 +483,7 @@ class MetaTrainConfig:
     fsdp: bool = False  # not supported (refused): meta-training shards its pairs over the ranks, never θ or φ
     logger: str = "jsonl"  # metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated
     val: ValidationConfig = field(default_factory=ValidationConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)  # only with --supervised
 
     def _rules(self, r: _Rules) -> None:
         r.choice("engine", ENGINES)

@@ -168,27 +168,66 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
             "nll_before": before["nll"], "n": len(val_pairs)}
 
 
-def validation_references(base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainConfig,
-                          log: Callable[[str], None] = print) -> dict:
-    """The validation with uniform weights (= finetune) and with oracle weights (1 on the
-    answer's tokens in the document): where φ stands between the two."""
+def reference_weights(tokenizer, pairs: list[Pair], name: str) -> list[torch.Tensor]:
+    """Uniform (``finetune``) or ``oracle`` weights (1 on the answer's tokens in the document)."""
     from ..data import encode_document
 
+    ws = []
+    for p in pairs:
+        d = p.document
+        e = encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text)
+        w = torch.ones(len(e.input_ids)) if name == "finetune" else torch.zeros(len(e.input_ids))
+        if name == "oracle":
+            w[e.span] = 1.0
+        ws.append(w)
+    return ws
+
+
+def merge_splits(results: dict[str, dict]) -> dict:
+    """One validation row from per-split results. One split: its result as it is. Several: the
+    selection rule stated before any run, **the mean of the splits' answer accuracies** (each
+    split counts the same whatever its size), the same mean for the NLLs, and every split's
+    result under ``splits``."""
+    if len(results) == 1:
+        return dict(next(iter(results.values())))
+    mean = lambda k: sum(r[k] for r in results.values()) / len(results)  # noqa: E731
+    return {"accuracy": mean("accuracy"), "nll": mean("nll"), "accuracy_before": mean("accuracy_before"),
+            "nll_before": mean("nll_before"), "n": sum(r["n"] for r in results.values()),
+            "select": "mean of the splits' accuracies", "splits": results}
+
+
+def validate_splits(phi, base_model, tokenizer, splits: dict[str, list[Pair]], cfg: MetaTrainConfig,
+                    reference: str | None = None) -> dict:
+    """:func:`validate` on every validation split (φ's weights, or a ``reference`` weighting:
+    ``finetune`` | ``oracle``), merged by :func:`merge_splits`."""
+    out = {}
+    for name, pairs in splits.items():
+        ws = reference_weights(tokenizer, pairs, reference) if reference else None
+        out[name] = validate(phi, base_model, tokenizer, pairs, cfg, weights=ws, label=reference or "phi")
+    return merge_splits(out)
+
+
+def validation_references(base_model, tokenizer, val_pairs, cfg: MetaTrainConfig,
+                          log: Callable[[str], None] = print) -> dict:
+    """The validation with uniform weights (= finetune) and with oracle weights (1 on the
+    answer's tokens in the document): where φ stands between the two. ``val_pairs``: a list, or
+    named splits."""
+    splits = val_pairs if isinstance(val_pairs, dict) else {"val": val_pairs}
     references = {}
     for name in ("finetune", "oracle"):
-        ws = []
-        for p in val_pairs:
-            d = p.document
-            e = encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text)
-            w = torch.ones(len(e.input_ids)) if name == "finetune" else torch.zeros(len(e.input_ids))
-            if name == "oracle":
-                w[e.span] = 1.0
-            ws.append(w)
         t0 = time.time()
-        references[name] = {**validate(None, base_model, tokenizer, val_pairs, cfg, weights=ws, label=name),
+        references[name] = {**validate_splits(None, base_model, tokenizer, splits, cfg, reference=name),
                             "seconds": round(time.time() - t0, 1)}
-        log(f"validation reference '{name}': answer accuracy {references[name]['accuracy']:.3f}")
+        log(f"validation reference '{name}': answer accuracy {references[name]['accuracy']:.3f}"
+            + _split_text(references[name]))
     return references
+
+
+def _split_text(row: dict) -> str:
+    """`` (a 0.300, b 0.200)`` for a row of several splits, else ``""``."""
+    if "splits" not in row:
+        return ""
+    return " (" + ", ".join(f"{n} {r['accuracy']:.3f}" for n, r in row["splits"].items()) + ")"
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,31 +259,44 @@ def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
     return cfg.lr * lr_factor(update, cfg.updates, cfg.lr_schedule, cfg.warmup_updates, cfg.lr_final)
 
 
-def _hold_out(pairs: list[Pair], val_pairs: list[Pair] | None, cfg: MetaTrainConfig) -> tuple[list, list]:
-    """(training pairs, validation pairs): ``val_pairs``, else ``val.n_pairs`` held out (seeded)."""
+def _hold_out(pairs: list[Pair], val_pairs, cfg: MetaTrainConfig) -> tuple[list, dict[str, list[Pair]]]:
+    """(training pairs, validation splits): ``val_pairs`` (a list: one split named ``val``; a
+    dict: named splits), else ``val.n_pairs`` held out of ``pairs`` (seeded) as split ``val``."""
+    if isinstance(val_pairs, dict):
+        return pairs, {k: list(v) for k, v in val_pairs.items() if v}
     if val_pairs is None and cfg.val.n_pairs > 0:
         if len(pairs) <= cfg.val.n_pairs:
             raise ConfigError(f"{len(pairs)} pairs cannot hold out val.n_pairs={cfg.val.n_pairs}", "val.n_pairs")
         perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         val_pairs = [pairs[i] for i in perm[:cfg.val.n_pairs]]
         pairs = [pairs[i] for i in perm[cfg.val.n_pairs:]]
-    return pairs, val_pairs or []
+    return pairs, ({"val": val_pairs} if val_pairs else {})
 
 
-def _pair_fingerprints(pairs: list[Pair], val_pairs: list[Pair]) -> dict:
+def all_pairs(splits: dict[str, list[Pair]]) -> list[Pair]:
+    """Every validation pair, split after split."""
+    return [p for v in splits.values() for p in v]
+
+
+def _pair_fingerprints(pairs: list[Pair], splits: dict[str, list[Pair]]) -> dict:
     from ..ckl.learner import input_fingerprints
 
     fp = input_fingerprints([p.document for p in pairs], [p.task for p in pairs])
-    return {"pairs.documents": fp["documents"], "pairs.tasks": fp["probes"],
-            "val": input_fingerprints([p.document for p in val_pairs], [p.task for p in val_pairs])["documents"]}
+    val = all_pairs(splits)
+    out = {"pairs.documents": fp["documents"], "pairs.tasks": fp["probes"],
+           "val": input_fingerprints([p.document for p in val], [p.task for p in val])["documents"]}
+    if len(splits) > 1:
+        out["val.splits"] = {k: len(v) for k, v in splits.items()}
+    return out
 
 
-def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
+def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pair]] | None = None,
                     config: MetaTrainConfig | None = None, out_dir: str | Path | None = None, *,
                     resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
                     phi=None, progress: bool = True, log: Callable[[str], None] = print) -> MetaTrainResult:
     """Meta-train φ on ``pairs`` (SPEC 2.3); validate on ``val_pairs`` (default: ``val.n_pairs``
-    held out from ``pairs``). ``model``/``tokenizer`` (θ's base) and ``phi`` may be passed
+    held out from ``pairs``; a dict gives named splits, e.g. real-world and invented-entity facts,
+    and the best φ is the one with the highest mean of the splits' accuracies). ``model``/``tokenizer`` (θ's base) and ``phi`` may be passed
     already built (tests); else ``config.model`` / ``config.phi`` are loaded.
 
     As :func:`taalm.ckl.learner.learn`: everything is checked before anything is written, the folder
@@ -259,7 +311,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | None = None,
     pairs, val_pairs = _hold_out(pairs, val_pairs, cfg)
     out = Path(out_dir) if out_dir is not None else None
     inputs = _pair_fingerprints(pairs, val_pairs)
-    docs = [p.document for p in pairs + val_pairs]
+    docs = [p.document for p in pairs + all_pairs(val_pairs)]
     check_run_dir(out, resume=resume, overwrite=overwrite, inputs=input_paths(docs))
     if resume:
         check_resume(read_run_info(out), inputs, to_dict(cfg), defaults=to_dict(MetaTrainConfig()))
@@ -376,7 +428,7 @@ class _MetaRun:
     tokenizer: object
     device: torch.device
     enc: list  # the encoded training pairs
-    val_pairs: list
+    val_pairs: dict  # split name -> validation pairs
     params: dict
     opt: torch.optim.Optimizer
     folder: object  # RunFolder | None
@@ -429,7 +481,7 @@ def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, mo
     reader = ckpt if folder is not None and folder.resume else (
         phi_checkpointer(resume_dir, phi) if resume_dir is not None else None)  # another rank: read only
     state = reader.load_newest(params, opt, log, "no φ update was checkpointed yet") if reader else None
-    info = {"n_pairs": len(pairs), "n_val_pairs": len(val_pairs), "inputs": inputs,
+    info = {"n_pairs": len(pairs), "n_val_pairs": len(all_pairs(val_pairs)), "inputs": inputs,
             "phi_trainable": sum(p.numel() for p in params.values()), "theta_trainable_per_pair": theta.n_trainable}
     r = _MetaRun(cfg, base_model, theta, phi, tokenizer, next(base_model.parameters()).device, enc, val_pairs,
                  params, opt, folder, ckpt, info, t_start)
@@ -452,11 +504,11 @@ def _validate(r: _MetaRun, update: int, log) -> None:
     t0 = time.time()
     r.phi.eval()
     with distributed.local_only():  # under data parallelism: rank 0 validates alone
-        result = validate(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg)
+        result = validate_splits(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg)
     row = {"update": update, **result, "seconds": round(time.time() - t0, 1)}
     r.phi.train()
     r.val_log.log_row(row)
-    log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})")
+    log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})" + _split_text(row))
     if r.best is None or row["accuracy"] > r.best["accuracy"]:
         r.best = row
         if r.out is not None:
@@ -492,7 +544,7 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dic
     heat_enc = _heatmap_documents(r, pairs) if main else []
     references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log) if main else {}
     if not main:
-        r.val_pairs = []  # _validate does nothing on the other ranks
+        r.val_pairs = {}  # _validate does nothing on the other ranks
     if r.start == 0 and not r.val_rows and cfg.val.at_start:
         _validate(r, 0, log)
     bar = None
@@ -534,7 +586,8 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dic
 def _heatmap_documents(r: _MetaRun, pairs) -> list:
     """The documents of the before/after heatmap (first validation pairs); φ's weights on them
     before training are saved once."""
-    heat_enc = encode_pairs(r.tokenizer, r.val_pairs[:4] if r.val_pairs else pairs[:4], r.cfg.max_doc_tokens)
+    heat = [p for v in r.val_pairs.values() for p in v[:max(1, 4 // len(r.val_pairs))]][:4]  # from every split
+    heat_enc = encode_pairs(r.tokenizer, heat or pairs[:4], r.cfg.max_doc_tokens)
     if r.out is not None and not (r.out / "weights_before.json").exists():
         wb = r.phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
         atomic_write_json(r.out / "weights_before.json", [w.tolist() for w in wb])

@@ -176,6 +176,38 @@ def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, refe
     save_png(fig, path, dpi=110)
 
 
+#: how a token without loss (a document's first) is drawn in the weight plots: hatched grey
+_NO_LOSS_STYLE = dict(facecolor="none", edgecolor="#adb5bd", hatch="///", lw=0)
+
+
+def _weight_panel(ax, toks, wb, wa, span, lo: float, norm, cmap) -> None:
+    """One document of :func:`plot_weights_before_after`: bars (after) and ticks (before) on the
+    tokens with a loss; a hatched grey "n/a" column on those without (their weight is unused)."""
+    from .weights_data import NO_LOSS_LABEL, shown_weights
+
+    after, before = shown_weights(wa), shown_weights(wb)
+    for i in span:
+        ax.axvspan(i - 0.5, i + 0.5, color="#2b8a3e", alpha=0.18, lw=0)
+    for i in (i for i, v in enumerate(after) if v is None):
+        ax.axvspan(i - 0.5, i + 0.5, **_NO_LOSS_STYLE)
+        ax.text(i, 0.5, NO_LOSS_LABEL, transform=ax.get_xaxis_transform(), rotation=90, ha="center",
+                va="center", fontsize=7, color="#666")
+    xa = [i for i, v in enumerate(after) if v is not None]
+    wa_ = [max(after[i], lo) for i in xa]
+    ax.bar(xa, wa_, color=[cmap(norm(v)) for v in wa_], width=0.8)
+    xb = [i for i, v in enumerate(before) if v is not None]
+    ax.scatter(xb, [max(before[i], lo) for i in xb], marker="_", s=80, color="black", lw=1.5, zorder=3)
+    ax.set_yscale("log")
+    ax.set_ylim(lo * 0.8, 1.3)
+    ax.set_xlim(-0.6, len(toks) - 0.4)
+    ax.set_xticks(range(len(toks)))
+    ax.set_xticklabels(toks, rotation=90, fontsize=8)
+    for i in span:
+        ax.get_xticklabels()[i].set_fontweight("bold")
+    ax.set_ylabel("weight", fontsize=10)
+    ax.tick_params(axis="y", labelsize=8)
+
+
 def plot_weights_before_after(items: list[tuple[list[str], list[float], list[float], list[int]]],
                               path: str | Path) -> None:
     """φ's token weights before and after meta-training, one panel per document (``items``:
@@ -185,41 +217,32 @@ def plot_weights_before_after(items: list[tuple[list[str], list[float], list[flo
     colour bar on the right); black ticks: the weights before. The y axis is logarithmic too,
     since a trained φ spreads weights over orders of magnitude (only relative weights matter);
     the answer's tokens are shaded green and their labels bold. The legend sits above the panels.
-    Weights below 1e-6 (if any) are drawn at 1e-6, the axis floor."""
+    Weights below 1e-6 (if any) are drawn at 1e-6, the axis floor. A document's first token has
+    no loss (nothing predicts it), so its weight is not drawn: a hatched grey "n/a" column marks
+    it, and it takes no part in the scales (:func:`taalm.reporting.weights_data.has_loss`)."""
     import matplotlib.colors as mcolors
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    from .weights_data import loss_weights
+
     plt = pyplot()
     n = len(items)
-    allw = [float(v) for _, wb, wa, _ in items for v in list(wb) + list(wa)]
+    allw = [v for _, wb, wa, _ in items for v in loss_weights(wb) + loss_weights(wa)]
     lo = max(min([v for v in allw if v > 0] or [1e-3]), 1e-6)  # weights below 1e-6 are drawn at 1e-6
     norm = mcolors.LogNorm(vmin=lo, vmax=1.0)
     cmap = plt.get_cmap("viridis")
     width = max(10.0, 0.22 * max((len(t) for t, *_ in items), default=10))
     fig, axes = plt.subplots(n, 1, figsize=(width, 2.4 * n + 1.0), squeeze=False, layout="constrained")
     for ax, (toks, wb, wa, span) in zip(axes[:, 0], items):
-        x = list(range(len(toks)))
-        wa_ = [max(float(v), lo) for v in wa]
-        for i in span:
-            ax.axvspan(i - 0.5, i + 0.5, color="#2b8a3e", alpha=0.18, lw=0)
-        ax.bar(x, wa_, color=[cmap(norm(v)) for v in wa_], width=0.8)
-        ax.scatter(x, [max(float(v), lo) for v in wb], marker="_", s=80, color="black", lw=1.5, zorder=3)
-        ax.set_yscale("log")
-        ax.set_ylim(lo * 0.8, 1.3)
-        ax.set_xlim(-0.6, len(toks) - 0.4)
-        ax.set_xticks(x)
-        ax.set_xticklabels(toks, rotation=90, fontsize=8)
-        for i in span:
-            ax.get_xticklabels()[i].set_fontweight("bold")
-        ax.set_ylabel("weight", fontsize=10)
-        ax.tick_params(axis="y", labelsize=8)
+        _weight_panel(ax, toks, wb, wa, span, lo, norm, cmap)
     axes[-1, 0].set_xlabel("token (the document's, in order)", fontsize=10)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[:, 0].tolist(), pad=0.01,
                  aspect=30, label="weight after (log scale)")
     handles = [Patch(color=cmap(0.6), label="after meta-training"),
                Line2D([], [], color="black", marker="_", ls="", ms=10, mew=1.5, label="before"),
-               Patch(color="#2b8a3e", alpha=0.3, label="the answer's tokens")]
-    fig.legend(handles=handles, loc="outside upper center", ncol=3, fontsize=9, frameon=False,
+               Patch(color="#2b8a3e", alpha=0.3, label="the answer's tokens"),
+               Patch(**{**_NO_LOSS_STYLE, "lw": 1}, label="n/a: first token, no loss")]
+    fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=9, frameon=False,
                title="φ's token weights on held-out documents", title_fontsize=11)
     save_png(fig, path, dpi=110)

@@ -1,0 +1,180 @@
+"""A cheap supervised start for Train-Attention φ (``taalm train-attention --supervised``).
+
+Meta-training (:mod:`taalm.meta.training`) is expensive: every pair costs an inner update of θ
+and a directional derivative. Most of what a useful φ must learn first is simple: in a document
+that states a fact, the tokens that carry the fact's answer matter most. The oracle weighting
+(1 on the answer's tokens, 0 elsewhere) is the upper reference of every validation. So φ's head
+and LoRA first learn to *predict* the answer span of the pool's training documents:
+
+    y_t = 1 if token t of the document belongs to the answer (the task's object), else 0
+    L   = Σ_t m_t [ −π y_t log w_t − (1 − y_t) log(1 − w_t) ] / Σ_t m_t        (per document)
+
+with w_t = φ's weight of token t, m_t the mask of real tokens past position 0 (position 0 has no
+loss in θ's objective, so its weight means nothing and is not trained), and π the positive-class
+weight (``supervised.pos_weight``; 0 = auto, the pool's ratio of non-answer to answer tokens, so
+both classes weigh the same in total). One forward and one backward of φ per document; no θ.
+
+The result is a start, not a replacement: meta-training continues from it
+(``init=OUT/phi``) and learns what the labels cannot say (which other tokens help θ answer,
+how much weight the rest should keep). The run folder holds ``phi/`` (a loadable φ),
+``config.yaml``, ``run.json``, ``log.jsonl`` (one row per step) and ``val.jsonl`` (φ alone,
+validated with the meta-training protocol on every split).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..core.config import MetaTrainConfig, check_config, save_config, to_dict
+from ..core.errors import TaalmError, TrainingDiverged
+from ..core.files import atomic_write_json, environment_info
+from ..data import Pair
+from .training import EncodedPair, MetaTrainResult, _hold_out, all_pairs, encode_pairs, pair_stream, \
+    phi_weights, validate_splits, _split_text
+
+
+def answer_labels(items: list[EncodedPair], T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, mask) ``[P, T]``: 1 on the answer's tokens in each document; mask = real tokens
+    past position 0 (which has no loss, so no label)."""
+    y = torch.zeros(len(items), T)
+    m = torch.zeros(len(items), T)
+    for i, e in enumerate(items):
+        n = len(e.doc.input_ids)
+        m[i, 1:n] = 1.0
+        y[i, [t for t in e.doc.span if t < n]] = 1.0
+    return y, m
+
+
+def span_bce(w: torch.Tensor, y: torch.Tensor, m: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Mean over documents of the masked, positive-weighted binary cross-entropy of the module
+    docstring (``w`` are probabilities; clamped away from 0 and 1 for the logs)."""
+    w = w.clamp(1e-6, 1 - 1e-6)
+    per_token = -(pos_weight * y * torch.log(w) + (1 - y) * torch.log1p(-w))
+    return ((per_token * m).sum(1) / m.sum(1).clamp_min(1)).mean()
+
+
+def auto_pos_weight(enc: list[EncodedPair]) -> float:
+    """Non-answer tokens / answer tokens over the documents (positions past 0)."""
+    pos = sum(len(e.doc.span) for e in enc)
+    total = sum(max(len(e.doc.input_ids) - 1, 0) for e in enc)
+    if pos == 0:
+        raise TaalmError("no training document contains its answer: nothing to supervise")
+    return (total - pos) / pos
+
+
+def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig | None = None,
+                     out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+                     model=None, tokenizer=None, phi=None, progress: bool = True,
+                     log: Callable[[str], None] = print) -> MetaTrainResult:
+    """Train φ (``config.phi``, or ``init``) to predict the answer span of ``pairs``' documents
+    for ``supervised.steps`` steps, then validate it alone on ``val_pairs`` (a list or named
+    splits) with the meta-training protocol. Writes the run folder of the module docstring."""
+    from ..core.runfolder import RunFolder, RunLock, check_run_dir
+    from ..ckl.learner import input_paths
+
+    cfg = config or MetaTrainConfig()
+    check_config(cfg)
+    if resume:
+        raise TaalmError("a supervised start is not resumable (minutes): rerun it with --overwrite")
+    pairs, splits = _hold_out(pairs, val_pairs, cfg)
+    out = Path(out_dir) if out_dir is not None else None
+    check_run_dir(out, resume=False, overwrite=overwrite,
+                  inputs=input_paths([p.document for p in pairs + all_pairs(splits)]))
+    lock = RunLock(out).acquire() if out is not None else None
+    try:
+        return _supervised(pairs, splits, cfg, out, overwrite, model, tokenizer, phi, progress, log)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, tokenizer, phi, progress, log):
+    from ..core.metrics import open_logger
+    from ..core.runfolder import RUN_SCHEMA, RunFolder
+    from .training import _build_models
+
+    t0 = time.time()
+    base_model, _, phi, tokenizer = _build_models(cfg, model, tokenizer, phi, log)
+    device = next(base_model.parameters()).device
+    enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
+    sc = cfg.supervised
+    pw = sc.pos_weight or auto_pos_weight(enc)
+    info = {"n_pairs": len(pairs), "n_val_pairs": len(all_pairs(splits)), "pos_weight": pw,
+            "documents_seen": sc.steps * sc.batch_size}
+
+    def write_info(status: str, folder: Path | None = None, **more) -> None:
+        atomic_write_json((folder or out) / "run.json", {
+            "schema": RUN_SCHEMA, "kind": "supervised_start", **environment_info(device), "status": status,
+            **info, "config": to_dict(cfg), "seconds": round(time.time() - t0, 1), **more})
+
+    if out is not None:
+        RunFolder(out, resume=False, overwrite=overwrite).start(
+            lambda f: (save_config(cfg, f / "config.yaml"), write_info("running", f)))
+    steps = open_logger(out / "log.jsonl" if out is not None else None)
+    vals = open_logger(out / "val.jsonl" if out is not None else None)
+    try:
+        _fit(phi, enc, cfg, pw, tokenizer.pad_token_id, device, steps, progress)
+        if out is not None:
+            phi.save_pretrained(out / "phi")
+        best = None
+        if splits:
+            phi.eval()
+            tv = time.time()
+            best = {"update": 0, **validate_splits(phi, base_model, tokenizer, splits, cfg),
+                    "seconds": round(time.time() - tv, 1)}
+            vals.log_row(best)
+            log(f"supervised φ: validation answer accuracy {best['accuracy']:.3f}" + _split_text(best))
+    except BaseException as e:
+        if out is not None:
+            write_info("failed" if isinstance(e, TrainingDiverged) else "interrupted", error=str(e))
+        raise
+    finally:
+        steps.close()
+        vals.close()
+    if out is not None:
+        write_info("complete")
+    return MetaTrainResult(out, steps.rows, vals.rows, best, phi, round(time.time() - t0, 1))
+
+
+def _fit(phi, enc: list[EncodedPair], cfg: MetaTrainConfig, pos_weight: float, pad_id: int, device,
+         logger, progress: bool) -> None:
+    """The explicit loop: seeded batches of documents, BCE on the answer span, AdamW on φ."""
+    from ..core.progress import progress as progress_bar
+
+    sc = cfg.supervised
+    params = phi.trainable_parameters()
+    opt = torch.optim.AdamW(list(params.values()), lr=sc.lr, weight_decay=cfg.weight_decay)
+    phi.train()
+    bar = progress_bar(total=sc.steps, desc="supervised φ", unit="step") if progress else None
+    for step in range(1, sc.steps + 1):
+        t0 = time.time()
+        idx = pair_stream(len(enc), cfg.seed, (step - 1) * sc.batch_size, sc.batch_size)
+        items = [enc[i] for i in idx]
+        T = max(len(e.doc.input_ids) for e in items)
+        y, m = (t.to(device) for t in answer_labels(items, T))
+        w = phi_weights(phi, items, T, device)  # [P, T]
+        loss = span_bce(w, y, m, pos_weight)
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(f"the supervised loss is {loss.item()} at step {step}; lower supervised.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(list(params.values()),
+                                                     cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
+        opt.step()
+        with torch.no_grad():
+            on, off = (y * m).bool(), ((1 - y) * m).bool()
+            row = {"step": step, "loss": round(loss.item(), 5), "w_answer": round(w[on].mean().item(), 5),
+                   "w_other": round(w[off].mean().item(), 5), "grad_norm": round(gnorm, 5),
+                   "seconds": round(time.time() - t0, 2)}
+        logger.log_row(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", w_ans=row["w_answer"], w_other=row["w_other"])
+    if bar is not None:
+        bar.close()
+    phi.eval()

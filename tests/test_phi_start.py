@@ -1,0 +1,118 @@
+"""Invented-entity pairs, the supervised start of φ, and validation on several splits (tiny models)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import make_llama
+from taalm.bench.invent import NAME_SHAPES, NameGenerator, invent_unit, invent_units
+from taalm.meta.supervised import answer_labels, auto_pos_weight, span_bce, supervised_start
+from taalm.meta.training import encode_pairs, merge_splits, train_attention
+from test_meta_train import build, cfg, make_pairs
+
+UNIT = {
+    "relation_code": "P19", "uuid": "u1", "subject": "Allan Peiper", "object": "Alexandra",
+    "task_descriptive": "Allan Peiper was born in Alexandra .",
+    "task_schematic": "Guess the object. \n  subject is Allan Peiper , relation is place of birth , object is Alexandra",
+    "evidence": "Allan Peiper (born 1960 in Alexandra, Australia) is a cyclist; Allan Peiper won in Alexandra2.",
+    "masked_evidence": "Allan Peiper (born 1960 in [MASK], Australia) is a cyclist; Allan Peiper won in Alexandra2.",
+}
+
+
+def test_names_are_seeded_unique_and_of_every_shape():
+    a, b = NameGenerator(3), NameGenerator(3)
+    names = [a.name(s) for s in NAME_SHAPES for _ in range(50)]
+    assert names == [b.name(s) for s in NAME_SHAPES for _ in range(50)]  # seeded
+    assert len({n.lower() for n in names}) == len(names)  # never twice
+    assert names[0] != NameGenerator(4).name(NAME_SHAPES[0])
+    by = dict(zip(NAME_SHAPES, [names[i * 50:(i + 1) * 50] for i in range(len(NAME_SHAPES))]))
+    assert all(" " in n for n in by["person"]) and all(n.islower() and " " not in n for n in by["word"])
+    assert all("-" in n and n.count(" ") == 1 for n in by["long"])
+    avoid = NameGenerator(3, avoid={names[0]})
+    assert avoid.name(NAME_SHAPES[0]) != names[0]
+
+
+def test_invented_copy_replaces_every_whole_word_occurrence():
+    row = invent_unit(UNIT, NameGenerator(0))
+    s, o = row["subject"], row["object"]
+    assert (s, o) != ("Allan Peiper", "Alexandra")
+    for key in ("evidence", "masked_evidence", "task_descriptive", "task_schematic"):
+        assert "Allan Peiper" not in row[key]
+    assert row["evidence"].count(s) == 2 and row["evidence"].count(o) == 1
+    assert "Alexandra2" in row["evidence"]  # not a whole-word occurrence: left alone
+    assert row["task_descriptive"] == f"{s} was born in {o} ."
+    assert row["task_schematic"].endswith(f"subject is {s} , relation is place of birth , object is {o}")
+    assert "[MASK]" in row["masked_evidence"] and row["uuid"] == "u1-inv"
+    assert row["invented"]["from"] == "u1" and row["invented"]["shapes"] == ["person", "place"]
+
+
+def test_units_that_cannot_be_rewritten_are_counted():
+    bad = dict(UNIT, object="Allan")  # the object inside the subject's name
+    rows, failed = invent_units([UNIT, bad], NameGenerator(0))
+    assert len(rows) == 1 and failed == 1
+
+
+def test_answer_labels_skip_position_zero_and_pads(tokenizer):
+    enc = encode_pairs(tokenizer, make_pairs()[:3], 64)
+    T = max(len(e.doc.input_ids) for e in enc) + 2
+    y, m = answer_labels(enc, T)
+    for i, e in enumerate(enc):
+        n = len(e.doc.input_ids)
+        assert m[i, 0] == 0 and m[i, 1:n].all() and not m[i, n:].any()
+        assert y[i].nonzero().flatten().tolist() == sorted(e.doc.span)
+    pw = auto_pos_weight(enc)
+    pos = sum(len(e.doc.span) for e in enc)
+    assert pw == pytest.approx((sum(len(e.doc.input_ids) - 1 for e in enc) - pos) / pos)
+
+
+def test_span_bce_is_the_weighted_binary_cross_entropy():
+    w = torch.tensor([[0.3, 0.8, 0.1, 0.6]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    m = torch.tensor([[0.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    ref = torch.nn.functional.binary_cross_entropy(w[:, 1:], y[:, 1:], reduction="none")
+    ref = (ref * torch.tensor([[5.0, 1.0, 1.0]], dtype=torch.float64)).mean()
+    assert span_bce(w, y, m, 5.0).item() == pytest.approx(ref.item(), rel=1e-9)
+
+
+def test_supervised_start_moves_weight_onto_answers_and_loads_as_init(tokenizer, tmp_path):
+    theta, phi = build(tokenizer)
+    pairs = make_pairs()
+    c = cfg(**{"supervised.steps": 30, "supervised.batch_size": 4, "supervised.lr": 3e-2,
+               "val.references": "false"})
+    before = phi.token_weights([p.document.text for p in pairs], [e.doc for e in encode_pairs(tokenizer, pairs, 64)])
+    res = supervised_start(pairs[:4], {"a": pairs[4:5], "b": pairs[5:]}, c, tmp_path / "sup", model=theta,
+                           tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    rows = res.log
+    assert len(rows) == 30 and rows[-1]["loss"] < rows[0]["loss"]
+    assert rows[-1]["w_answer"] > 2 * rows[-1]["w_other"]  # the answer's tokens now weigh more
+    enc = encode_pairs(tokenizer, pairs, 64)
+    after = phi.token_weights([p.document.text for p in pairs], [e.doc for e in enc])
+    assert not torch.allclose(before[0], after[0])
+    info = json.loads((tmp_path / "sup" / "run.json").read_text())
+    assert info["status"] == "complete" and info["kind"] == "supervised_start"
+    val = [json.loads(x) for x in (tmp_path / "sup" / "val.jsonl").read_text().splitlines()]
+    assert set(val[0]["splits"]) == {"a", "b"}
+    assert val[0]["accuracy"] == pytest.approx((val[0]["splits"]["a"]["accuracy"] + val[0]["splits"]["b"]["accuracy"]) / 2)
+    # the saved φ is what meta-training's init= loads: the same weights
+    from taalm.models.train_attention import TrainAttention
+    loaded = TrainAttention.from_pretrained(tmp_path / "sup" / "phi", model=make_llama(len(tokenizer), seed=1),
+                                            tokenizer=tokenizer)
+    again = loaded.token_weights([p.document.text for p in pairs], [e.doc for e in enc])
+    assert torch.allclose(again[0], after[0], atol=1e-6)
+
+
+def test_several_validation_splits_select_by_their_mean(tokenizer, tmp_path):
+    theta, phi = build(tokenizer)
+    pairs = make_pairs()
+    res = train_attention(pairs[:4], {"real": pairs[4:5], "invented": pairs[5:]},
+                          cfg(updates=2, **{"val.every": 2, "val.references": "false"}), tmp_path / "run",
+                          model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    row = res.val[-1]
+    assert set(row["splits"]) == {"real", "invented"} and row["n"] == 2
+    assert row["accuracy"] == pytest.approx(sum(r["accuracy"] for r in row["splits"].values()) / 2)
+    assert res.best["accuracy"] == max(r["accuracy"] for r in res.val)
+    one = merge_splits({"x": {"accuracy": 0.5, "nll": 1.0, "accuracy_before": 0.0, "nll_before": 2.0, "n": 3}})
+    assert one == {"accuracy": 0.5, "nll": 1.0, "accuracy_before": 0.0, "nll_before": 2.0, "n": 3}
