@@ -116,3 +116,36 @@ def test_several_validation_splits_select_by_their_mean(tokenizer, tmp_path):
     assert res.best["accuracy"] == max(r["accuracy"] for r in res.val)
     one = merge_splits({"x": {"accuracy": 0.5, "nll": 1.0, "accuracy_before": 0.0, "nll_before": 2.0, "n": 3}})
     assert one == {"accuracy": 0.5, "nll": 1.0, "accuracy_before": 0.0, "nll_before": 2.0, "n": 3}
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_phi_reading_the_first_layers_equals_the_truncated_model(arch, tokenizer, tmp_path):
+    """phi.layers=N: φ's weights are those of a φ built on a model that has only those N layers
+    (same weights), it trains only their adapters, and it saves and loads as such."""
+    from conftest import make_gpt2
+    from taalm.core.config import PhiConfig
+    from taalm.models.train_attention import TrainAttention
+
+    make = make_llama if arch == "llama" else make_gpt2
+    phi = TrainAttention(make(len(tokenizer), seed=1), tokenizer, PhiConfig(base="tiny", layers=1, head_std=0.05))
+    full = make(len(tokenizer), seed=1)
+    ref_model = make(len(tokenizer), seed=1)
+    name = "layers" if arch == "llama" else "h"
+    layers = getattr(ref_model.base_model, name)
+    assert len(layers) > 1 and len(getattr(phi.backbone, name)) == 1
+    ref = TrainAttention(full, tokenizer, PhiConfig(base="tiny", head_std=0.05))
+    # the reference: a full φ whose layers past the first are skipped by hand
+    setattr(ref.backbone, name, torch.nn.ModuleList(list(getattr(ref.backbone, name))[:1]))
+    ref.backbone.config.num_hidden_layers = 1
+    if hasattr(ref.backbone.config, "n_layer"):
+        ref.backbone.config.n_layer = 1
+    enc = tokenizer(["The capital of Sennet is Ilvara .", "Quellmere is small ."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(phi(enc["input_ids"], enc["attention_mask"]), ref(enc["input_ids"], enc["attention_mask"]))
+    assert all(".0." in n or n.startswith("head.") for n in phi.trainable_parameters())
+    folder = phi.save_pretrained(tmp_path / "phi")
+    loaded = TrainAttention.from_pretrained(folder, model=make(len(tokenizer), seed=1), tokenizer=tokenizer)
+    with torch.no_grad():
+        assert torch.equal(loaded(enc["input_ids"], enc["attention_mask"]), phi(enc["input_ids"], enc["attention_mask"]))
+    with pytest.raises(Exception, match="phi.layers=9"):
+        TrainAttention(make(len(tokenizer)), tokenizer, PhiConfig(base="tiny", layers=9))

@@ -307,9 +307,11 @@ class PhiConfig:
     max_length: int = 1024  # φ tokens per window; longer documents are read in overlapping windows
     stride: int = 128  # left context (φ tokens) that a window shares with the previous one
     seed: int = 0  # head and LoRA initialisation
+    layers: int = 0  # 0 = every decoder layer; N = φ reads only the first N (cheaper per token)
 
     def _rules(self, r: _Rules) -> None:
         r.choice("mode", PHI_MODES)
+        r.at_least("layers", 0)
         r.choice("reduction", PHI_REDUCTIONS)
         r.finite("head_std", 0.0)
         r.finite("head_bias")
@@ -477,6 +479,7 @@ class MetaTrainConfig:
     weight_decay: float = 0.0  # φ's AdamW weight decay
     max_grad_norm: float = 1.0  # 0 disables clipping of φ's gradient
     max_doc_tokens: int = 256  # longer documents are truncated for meta-training
+    log_outer0: bool = True  # also compute θ0's task loss for the log ("outer0", "gain"); false saves a task forward
     task_field: str = "task_schematic"  # LAMA units: the probe used as the task
     checkpoint_every: int = 10  # φ updates between resumable checkpoints
     seed: int = 0  # seed of the pair stream, θ's per-pair LoRA and validation

@@ -356,7 +356,7 @@ class PairBatch:
 class MetaStepResult:
     grad_w: torch.Tensor  # ∂(mean outer loss)/∂w  [P, T]
     outer: torch.Tensor  # outer loss per pair at θ' [P] (detached)
-    outer0: torch.Tensor  # the same objective at θ0 [P] (answer_nll; 0 for the change objectives)
+    outer0: torch.Tensor  # the same objective at θ0 [P] (answer_nll; 0 for the change objectives; NaN if not logged)
     inner_loss: torch.Tensor  # weighted document loss at θ_k [P]
 
 
@@ -421,11 +421,13 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
     state = init_state(params, moments=s.inner.optimizer == "adamw")
     ww = w if warm_weights is None else warm_weights.detach().to(w.dtype)
     params, state = _warm_up(theta, batch, params, state, ww, s)
-    with torch.no_grad():
-        outer0 = (outer_objective("answer_nll", token_losses(
-            theta.logits(params_init, batch.task_ids, batch.task_mask),
-            batch.task_ids, batch.task_mask)[0], batch.answer)
-            if s.objective == "answer_nll" else torch.zeros(P, dtype=w.dtype))
+    with torch.no_grad():  # θ0's answer loss, for the log only (NaN when log_outer0 is off)
+        if s.objective == "answer_nll" and s.log_outer0:
+            outer0 = outer_objective("answer_nll", token_losses(
+                theta.logits(params_init, batch.task_ids, batch.task_mask),
+                batch.task_ids, batch.task_mask)[0], batch.answer)
+        else:
+            outer0 = torch.full((P,), 0.0 if s.objective != "answer_nll" else math.nan, dtype=w.dtype)
     p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
     engine = _double_backward if s.engine == "double_backward" else _directional
     grad_w, outer, L = engine(theta, batch, w, p, state, s, ref)

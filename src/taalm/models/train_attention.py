@@ -225,6 +225,28 @@ def _hidden_size(backbone) -> int:
     raise TaalmError(f"cannot read the hidden size of {type(backbone).__name__}")
 
 
+def keep_first_layers(backbone: nn.Module, n: int) -> None:
+    """Cut ``backbone`` to its first ``n`` decoder layers, in place (its final norm stays): a φ
+    that reads shallower hidden states costs less per token. HF decoders keep their layers in a
+    ``ModuleList`` named ``layers`` (Llama, Mistral, Qwen...) or ``h`` (GPT-2); the config's layer
+    count (and per-layer lists such as ``layer_types``) are cut with them."""
+    for name in ("layers", "h"):
+        layers = getattr(backbone, name, None)
+        if isinstance(layers, nn.ModuleList):
+            break
+    else:
+        raise ConfigError(f"phi.layers: cannot find the decoder layers of {type(backbone).__name__}", "layers")
+    if not 0 < n <= len(layers):
+        raise ConfigError(f"phi.layers={n}: the backbone has {len(layers)} decoder layers", "layers")
+    setattr(backbone, name, nn.ModuleList(list(layers)[:n]))
+    cfg = backbone.config
+    for key in ("num_hidden_layers", "n_layer"):
+        if isinstance(getattr(cfg, key, None), int):
+            setattr(cfg, key, n)
+    if isinstance(getattr(cfg, "layer_types", None), list):
+        cfg.layer_types = cfg.layer_types[:n]
+
+
 def _inject_lora(backbone: nn.Module, lcfg: LoraConfig, seed: int) -> None:
     """Freeze ``backbone`` and add LoRA adapters (peft) in place; adapters are trainable."""
     import_peft()
@@ -276,6 +298,8 @@ class TrainAttention(nn.Module):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.backbone = _backbone_of(model)
+        if cfg.layers:
+            keep_first_layers(self.backbone, cfg.layers)
         self.hidden_size = _hidden_size(self.backbone)
         ref = next(self.backbone.parameters())
         # the head works in float32 whatever the backbone's dtype (bf16 on accelerators), or in
