@@ -33,7 +33,7 @@ JSONL = RESULTS / "phi_configs.jsonl"
 TABLE = RESULTS / "phi_configs.md"
 # recipe keys shown in the table (the rest of each row's config is in the JSONL)
 KEYS = ["task_field", "updates", "batch_pairs", "lr", "lr_schedule", "max_doc_tokens", "inner.optimizer", "inner.lr",
-        "inner.k_warm", "phi.lora.r", "objective", "val.epochs", "val.known_masking"]
+        "inner.k_warm", "phi.lora.r", "phi.layers", "objective", "val.epochs", "val.known_masking"]
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -141,3 +141,47 @@ def test_cli_pool_bad_relations_exit_2(tmp_path, capsys, model_dir):
     code = main(["data", "pool", str(trex), "--out", str(out), "--relations", str(rel), "--model", str(model_dir)])
     err = capsys.readouterr().err
     assert code == 2 and "rel.jsonl, line 1, field 'label'" in err and not out.exists()
+
+
+class InventedStub(Stub):
+    """Scores invented copies: 0, except the first-round copy of ``fail_once`` (redrawn)."""
+
+    def __init__(self, fail_once: str):
+        super().__init__()
+        self.fail_once, self.seen = fail_once, []
+
+    def __call__(self, model, tokenizer, probes, batch_size=16, padding_side="right", encoded=None,
+                 progress=False, desc="eval"):
+        if not probes[0].id.endswith("-inv"):
+            return super().__call__(model, tokenizer, probes, batch_size, padding_side, encoded, progress, desc)
+        self.seen.append(desc)
+        first = desc.startswith("invented-r1")
+        per = [ProbeScore(p.id, 1.0 if first and p.id == f"{self.fail_once}-inv" else 0.0, 1.0, 1) for p in probes]
+        return EvalResult(0.0, 0.0, len(per), per)
+
+
+def test_build_pool_with_invented_copies(tmp_path, monkeypatch, model_dir):
+    stub = InventedStub(fail_once="a")
+    monkeypatch.setattr(tailor_mod, "evaluate_probes", stub)
+    trex = write_trex(tmp_path / "trex")
+    out = tmp_path / "pool"
+    res = build_pool(trex, out, model_spec=str(model_dir), n_val=2, seed=0, invent=1.0, progress=False,
+                     log=lambda m: None)
+    rows = lambda name: [json.loads(l) for l in (out / f"{name}.jsonl").read_text().splitlines()]  # noqa: E731
+    train, val, inv_val = rows("train"), rows("val"), rows("val_invented")
+    real = [u for u in train if "invented" not in u]
+    inv_train = [u for u in train if "invented" in u]
+    # every kept fact has one copy, on its original's side of the split (disjoint by original subject)
+    assert sorted(u["invented"]["from"] for u in inv_train) == sorted(u["uuid"] for u in real)
+    assert sorted(u["invented"]["from"] for u in inv_val) == sorted(u["uuid"] for u in val)
+    for u in inv_train + inv_val:
+        orig = u["invented"]
+        assert orig["subject"] not in u["evidence"] and u["subject"] in u["evidence"] and u["object"] in u["evidence"]
+        assert u["task_descriptive"].endswith(f"{u['object']} .")
+    names = [u[k] for u in inv_train + inv_val for k in ("subject", "object")]
+    assert len(set(names)) == len(names)  # never the same invented name twice
+    c = res.summary["invented"]["counts"]
+    assert c["passed_round_1"] == len(names) // 2 - 1 and c["passed_round_2"] == 1 and c["rejected_by_score"] == 0
+    assert any(d.startswith("invented-r2") for d in stub.seen)  # a's copy failed and was drawn again
+    with pytest.raises(Exception, match="invent"):
+        build_pool(trex, tmp_path / "p2", model_spec=str(model_dir), invent=1.5, progress=False, log=lambda m: None)

@@ -502,7 +502,8 @@ def cmd_train_attention(args) -> int:
         print(f"{'update':>6}  {'val accuracy':>12}  {'val NLL':>8}")
         for r in res.val:
             print(f"{r['update']:>6}  {r['accuracy']:>12.3f}  {r['nll']:>8.3f}")
-    print(f"φ: {out / 'phi'}  (best: {out / 'best'}); wall time {res.seconds:.0f} s")
+    best = "" if args.supervised else f"  (best: {out / 'best'})"
+    print(f"φ: {out / 'phi'}{best}; wall time {res.seconds:.0f} s")
     return 0
 
 

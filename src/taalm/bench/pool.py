@@ -302,6 +302,36 @@ def _candidates(paths: list[Path], relations: dict[str, Relation], exclude: set[
     return by_rel, funnel
 
 
+def _score_and_keep(model, tokenizer, by_rel: dict, out_dir: Path, batch_size: int, chunk_size: int, cap: int,
+                    progress: bool, log) -> tuple[list[dict], dict, dict, list[dict]]:
+    """Score every candidate in both formats (cached) and keep those < THRESHOLD in both, at most
+    ``cap`` per relation. Returns (kept units, scores per format, counts per relation, skipped)."""
+    from .tailor import FORMATS as _F, score_cache_path, score_units
+
+    skipped: list[dict] = []
+    kept: list[dict] = []
+    scores: dict[str, list[float]] = {f: [] for f in _F}
+    per_rel: dict[str, Counter] = defaultdict(Counter)
+    for code in sorted(by_rel):
+        units = [u for u, _ in by_rel[code]]
+        got = {fmt: score_units(model, tokenizer, units, fmt, score_cache_path(out_dir, code, fmt), batch_size,
+                                chunk_size, progress, log, skipped)[0] for fmt in _F}
+        for u in units:
+            s = [got[fmt].get(u.uuid, {}).get("score") for fmt in _F]
+            per_rel[code]["candidates"] += 1
+            for fmt, v in zip(_F, s):
+                if v is not None:
+                    scores[fmt].append(v)
+            if None in s or max(s) >= THRESHOLD:
+                continue
+            if cap and per_rel[code]["kept"] >= cap:
+                per_rel[code]["capped"] += 1
+                continue
+            per_rel[code]["kept"] += 1
+            kept.append(u.row)
+    return kept, scores, per_rel, skipped
+
+
 def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str | Path] = (),
                relations: str | Path | None = None, model=None, tokenizer=None,
                model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
@@ -316,7 +346,7 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str |
     copies of this fraction of the training facts to ``train.jsonl`` and of every validation fact
     to ``val_invented.jsonl`` (:func:`add_invented`). Resumable through the score cache.
     """
-    from .tailor import FORMATS as _F, check_score_cache, model_fingerprint, score_cache_path, score_units
+    from .tailor import check_score_cache, model_fingerprint
 
     t0 = time.perf_counter()
     if n_val < 0 or per_relation_cap < 0 or batch_size < 1 or chunk_size < 1:
@@ -343,27 +373,8 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str |
             "dtype": str(param.dtype).removeprefix("torch."), "cache_version": 1}
     check_score_cache(out_dir, meta, log)
 
-    skipped: list[dict] = []
-    kept: list[dict] = []
-    scores: dict[str, list[float]] = {f: [] for f in _F}
-    per_rel: dict[str, Counter] = defaultdict(Counter)
-    for code in sorted(by_rel):
-        units = [u for u, _ in by_rel[code]]
-        got = {fmt: score_units(model, tokenizer, units, fmt, score_cache_path(out_dir, code, fmt), batch_size,
-                                chunk_size, progress, log, skipped)[0] for fmt in _F}
-        for u in units:
-            s = [got[fmt].get(u.uuid, {}).get("score") for fmt in _F]
-            per_rel[code]["candidates"] += 1
-            for fmt, v in zip(_F, s):
-                if v is not None:
-                    scores[fmt].append(v)
-            if None in s or max(s) >= THRESHOLD:
-                continue
-            if per_relation_cap and per_rel[code]["kept"] >= per_relation_cap:
-                per_rel[code]["capped"] += 1
-                continue
-            per_rel[code]["kept"] += 1
-            kept.append(u.row)
+    kept, scores, per_rel, skipped = _score_and_keep(model, tokenizer, by_rel, out_dir, batch_size, chunk_size,
+                                                     per_relation_cap, progress, log)
     train, val = split_by_subject(kept, n_val, seed)
     invented = None
     if invent > 0:

@@ -34,8 +34,8 @@ from ..core.config import MetaTrainConfig, check_config, save_config, to_dict
 from ..core.errors import TaalmError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info
 from ..data import Pair
-from .training import EncodedPair, MetaTrainResult, _hold_out, all_pairs, encode_pairs, pair_stream, \
-    phi_weights, validate_splits, _split_text
+from .training import EncodedPair, MetaTrainResult, hold_out_splits, all_pairs, encode_pairs, pair_stream, \
+    phi_weights, validate_splits, split_text
 
 
 def answer_labels(items: list[EncodedPair], T: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +81,7 @@ def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig 
     check_config(cfg)
     if resume:
         raise TaalmError("a supervised start is not resumable (minutes): rerun it with --overwrite")
-    pairs, splits = _hold_out(pairs, val_pairs, cfg)
+    pairs, splits = hold_out_splits(pairs, val_pairs, cfg)
     out = Path(out_dir) if out_dir is not None else None
     check_run_dir(out, resume=False, overwrite=overwrite,
                   inputs=input_paths([p.document for p in pairs + all_pairs(splits)]))
@@ -96,10 +96,10 @@ def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig 
 def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, tokenizer, phi, progress, log):
     from ..core.metrics import open_logger
     from ..core.runfolder import RUN_SCHEMA, RunFolder
-    from .training import _build_models
+    from .training import build_meta_models
 
     t0 = time.time()
-    base_model, _, phi, tokenizer = _build_models(cfg, model, tokenizer, phi, log)
+    base_model, _, phi, tokenizer = build_meta_models(cfg, model, tokenizer, phi, log)
     device = next(base_model.parameters()).device
     enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
     sc = cfg.supervised
@@ -128,7 +128,7 @@ def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, toke
             best = {"update": 0, **validate_splits(phi, base_model, tokenizer, splits, cfg),
                     "seconds": round(time.time() - tv, 1)}
             vals.log_row(best)
-            log(f"supervised φ: validation answer accuracy {best['accuracy']:.3f}" + _split_text(best))
+            log(f"supervised φ: validation answer accuracy {best['accuracy']:.3f}" + split_text(best))
     except BaseException as e:
         if out is not None:
             write_info("failed" if isinstance(e, TrainingDiverged) else "interrupted", error=str(e))

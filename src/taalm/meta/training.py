@@ -219,11 +219,11 @@ def validation_references(base_model, tokenizer, val_pairs, cfg: MetaTrainConfig
         references[name] = {**validate_splits(None, base_model, tokenizer, splits, cfg, reference=name),
                             "seconds": round(time.time() - t0, 1)}
         log(f"validation reference '{name}': answer accuracy {references[name]['accuracy']:.3f}"
-            + _split_text(references[name]))
+            + split_text(references[name]))
     return references
 
 
-def _split_text(row: dict) -> str:
+def split_text(row: dict) -> str:
     """`` (a 0.300, b 0.200)`` for a row of several splits, else ``""``."""
     if "splits" not in row:
         return ""
@@ -259,7 +259,7 @@ def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
     return cfg.lr * lr_factor(update, cfg.updates, cfg.lr_schedule, cfg.warmup_updates, cfg.lr_final)
 
 
-def _hold_out(pairs: list[Pair], val_pairs, cfg: MetaTrainConfig) -> tuple[list, dict[str, list[Pair]]]:
+def hold_out_splits(pairs: list[Pair], val_pairs, cfg: MetaTrainConfig) -> tuple[list, dict[str, list[Pair]]]:
     """(training pairs, validation splits): ``val_pairs`` (a list: one split named ``val``; a
     dict: named splits), else ``val.n_pairs`` held out of ``pairs`` (seeded) as split ``val``."""
     if isinstance(val_pairs, dict):
@@ -308,7 +308,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pa
 
     cfg = config or MetaTrainConfig()
     check_config(cfg)
-    pairs, val_pairs = _hold_out(pairs, val_pairs, cfg)
+    pairs, val_pairs = hold_out_splits(pairs, val_pairs, cfg)
     out = Path(out_dir) if out_dir is not None else None
     inputs = _pair_fingerprints(pairs, val_pairs)
     docs = [p.document for p in pairs + all_pairs(val_pairs)]
@@ -329,7 +329,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pa
             lock.release()
 
 
-def _build_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
+def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
     """(θ's pristine base, MetaTheta, φ, tokenizer): loaded here unless passed in."""
     from ..models.train_attention import TrainAttention
 
@@ -470,7 +470,7 @@ def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, mo
     """Models, pairs, φ's optimizer, the checkpoint to resume from; then the folder's start and
     the append-only logs (rows past the checkpoint are dropped: they are redone)."""
     t_start = time.time()
-    base_model, theta, phi, tokenizer = _build_models(cfg, model, tokenizer, phi, log)
+    base_model, theta, phi, tokenizer = build_meta_models(cfg, model, tokenizer, phi, log)
     phi.train()
     enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
     if not enc:
@@ -508,7 +508,7 @@ def _validate(r: _MetaRun, update: int, log) -> None:
     row = {"update": update, **result, "seconds": round(time.time() - t0, 1)}
     r.phi.train()
     r.val_log.log_row(row)
-    log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})" + _split_text(row))
+    log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})" + split_text(row))
     if r.best is None or row["accuracy"] > r.best["accuracy"]:
         r.best = row
         if r.out is not None:
