@@ -149,3 +149,88 @@ def test_phi_reading_the_first_layers_equals_the_truncated_model(arch, tokenizer
         assert torch.equal(loaded(enc["input_ids"], enc["attention_mask"]), phi(enc["input_ids"], enc["attention_mask"]))
     with pytest.raises(Exception, match="phi.layers=9"):
         TrainAttention(make(len(tokenizer)), tokenizer, PhiConfig(base="tiny", layers=9))
+
+
+# --------------------------------------------------------------------------------------------
+# The loss-aware φ (phi.features=loss)
+# --------------------------------------------------------------------------------------------
+def _losses(model, tokenizer, texts):
+    from taalm.ckl.weighting import document_token_losses
+    from taalm.data import encode
+
+    enc = [encode(tokenizer, t) for t in texts]
+    return enc, document_token_losses(model, tokenizer, enc, "cpu", batch_size=2)
+
+
+def test_document_token_losses_equal_one_forward_and_windows(tokenizer):
+    from taalm.ckl.loss import token_losses
+    from taalm.ckl.weighting import document_token_losses
+    from taalm.data import encode
+
+    model = make_llama(len(tokenizer), seed=0).eval()
+    text = " ".join(p.document.text for p in make_pairs())
+    enc = [encode(tokenizer, text)]
+    ids = torch.tensor([enc[0].input_ids])
+    with torch.no_grad():
+        ref, _ = token_losses(model(input_ids=ids).logits, ids)
+    whole = document_token_losses(model, tokenizer, enc, "cpu")[0]
+    assert torch.allclose(whole, ref[0], atol=1e-5) and whole[0] == 0
+    windowed = document_token_losses(model, tokenizer, enc, "cpu", max_length=16, stride=8)[0]
+    assert len(windowed) == len(whole) and (windowed[1:] > 0).all()
+    assert torch.allclose(windowed[1:16], whole[1:16], atol=1e-5)  # the first window sees the same context
+
+
+def test_loss_aware_phi_starts_as_the_text_phi_then_reads_the_loss(tokenizer):
+    from taalm.core.config import PhiConfig
+    from taalm.models.train_attention import TrainAttention, loss_feature
+
+    theta = make_llama(len(tokenizer), seed=0).eval()
+    texts = [p.document.text for p in make_pairs()[:3]]
+    enc, losses = _losses(theta, tokenizer, texts)
+    text_phi = TrainAttention(make_llama(len(tokenizer), seed=1), tokenizer, PhiConfig(base="tiny", head_std=0.05))
+    loss_phi = TrainAttention(make_llama(len(tokenizer), seed=1), tokenizer,
+                              PhiConfig(base="tiny", head_std=0.05, features="loss"))
+    w0, w1 = text_phi.token_weights(texts, enc), loss_phi.token_weights(texts, enc, losses=losses)
+    assert all(torch.allclose(a, b) for a, b in zip(w0, w1))  # loss head starts at 0: φ0 unchanged
+    with torch.no_grad():
+        loss_phi.loss_head.bias.fill_(1.0)  # z_t += 1 · log ℓ_t(θ0)
+    w2 = loss_phi.token_weights(texts, enc, losses=losses)
+    for a, b, loss in zip(w0, w2, losses):
+        assert torch.allclose(torch.logit(b.double()) - torch.logit(a.double()), loss_feature(loss).double(), atol=1e-4)
+    with pytest.raises(Exception, match="loss-aware"):
+        loss_phi.token_weights(texts, enc)
+    # the loss head trains: its gradient is not zero
+    w = loss_phi.weights_for_texts(texts, enc, losses=losses)
+    torch.cat(w).sum().backward()
+    assert loss_phi.loss_head.weight.grad.abs().sum() > 0 and "loss_head.weight" in loss_phi.trainable_parameters()
+
+
+def test_loss_aware_phi_refuses_another_tokenizer(tokenizer):
+    from taalm.core.config import PhiConfig
+    from taalm.models.train_attention import TrainAttention
+    from test_train_attention import build_small_tokenizer
+
+    other = build_small_tokenizer()
+    theta = make_llama(len(other), seed=0).eval()
+    texts = [make_pairs()[0].document.text]
+    enc, losses = _losses(theta, other, texts)
+    phi = TrainAttention(make_llama(len(tokenizer), seed=1), tokenizer, PhiConfig(base="tiny", features="loss"))
+    with pytest.raises(Exception, match="tokenise identically"):
+        phi.token_weights(texts, enc, losses=losses)
+
+
+def test_meta_training_a_loss_aware_phi_moves_its_loss_head(tokenizer, tmp_path):
+    from taalm.core.config import PhiConfig
+    from taalm.models.train_attention import TrainAttention
+
+    theta = make_llama(len(tokenizer), seed=0)
+    phi = TrainAttention(make_llama(len(tokenizer), seed=1), tokenizer,
+                         PhiConfig(base="tiny", head_std=0.05, features="loss"))
+    before = {n: p.detach().clone() for n, p in phi.trainable_parameters().items()}
+    pairs = make_pairs()
+    res = train_attention(pairs[:4], pairs[4:], cfg(updates=2, **{"val.every": 2, "val.references": "false"}),
+                          tmp_path / "run", model=theta, tokenizer=tokenizer, phi=phi, progress=False,
+                          log=lambda m: None)
+    after = res.phi.trainable_parameters()
+    assert not torch.equal(before["loss_head.weight"], after["loss_head.weight"])
+    assert [r["update"] for r in res.val] == [0, 2] and (tmp_path / "run" / "weights.html").is_file()

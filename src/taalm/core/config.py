@@ -25,6 +25,7 @@ from .schedules import LR_SCHEDULES  # schedules.py is their one home
 # Allowed values of the string keys: the one home of these rules (the modules that act on them
 # import them from here).
 ATTN = ("auto", "eager", "sdpa")
+PHI_FEATURES = ("text", "loss")
 PHI_MODES = ("lora", "full")
 PADDING_SIDES = ("right", "left")
 PROBE_FIELDS = ("task_descriptive", "task_schematic")
@@ -308,9 +309,12 @@ class PhiConfig:
     stride: int = 128  # left context (φ tokens) that a window shares with the previous one
     seed: int = 0  # head and LoRA initialisation
     layers: int = 0  # 0 = every decoder layer; N = φ reads only the first N (cheaper per token)
+    # text: φ reads the document only | loss: its head also reads θ0's per-token loss log ℓ_t(θ0)
+    features: str = "text"
 
     def _rules(self, r: _Rules) -> None:
         r.choice("mode", PHI_MODES)
+        r.choice("features", PHI_FEATURES)
         r.at_least("layers", 0)
         r.choice("reduction", PHI_REDUCTIONS)
         r.finite("head_std", 0.0)

@@ -35,7 +35,7 @@ from ..core.errors import TaalmError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info
 from ..data import Pair
 from .training import EncodedPair, MetaTrainResult, hold_out_splits, all_pairs, encode_pairs, pair_stream, \
-    phi_weights, validate_splits, split_text
+    phi_weights, split_text, theta0_losses, validate_splits
 
 
 def answer_labels(items: list[EncodedPair], T: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +118,7 @@ def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, toke
     steps = open_logger(out / "log.jsonl" if out is not None else None)
     vals = open_logger(out / "val.jsonl" if out is not None else None)
     try:
-        _fit(phi, enc, cfg, pw, tokenizer.pad_token_id, device, steps, progress)
+        _fit(phi, enc, cfg, pw, base_model, tokenizer, device, steps, progress)
         if out is not None:
             phi.save_pretrained(out / "phi")
         best = None
@@ -141,7 +141,7 @@ def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, toke
     return MetaTrainResult(out, steps.rows, vals.rows, best, phi, round(time.time() - t0, 1))
 
 
-def _fit(phi, enc: list[EncodedPair], cfg: MetaTrainConfig, pos_weight: float, pad_id: int, device,
+def _fit(phi, enc: list[EncodedPair], cfg: MetaTrainConfig, pos_weight: float, base_model, tokenizer, device,
          logger, progress: bool) -> None:
     """The explicit loop: seeded batches of documents, BCE on the answer span, AdamW on φ."""
     from ..core.progress import progress as progress_bar
@@ -151,13 +151,15 @@ def _fit(phi, enc: list[EncodedPair], cfg: MetaTrainConfig, pos_weight: float, p
     opt = torch.optim.AdamW(list(params.values()), lr=sc.lr, weight_decay=cfg.weight_decay)
     phi.train()
     bar = progress_bar(total=sc.steps, desc="supervised φ", unit="step") if progress else None
+    loss_cache: dict = {}  # a loss-aware φ: θ0's token losses per document, computed once
     for step in range(1, sc.steps + 1):
         t0 = time.time()
         idx = pair_stream(len(enc), cfg.seed, (step - 1) * sc.batch_size, sc.batch_size)
         items = [enc[i] for i in idx]
         T = max(len(e.doc.input_ids) for e in items)
         y, m = (t.to(device) for t in answer_labels(items, T))
-        w = phi_weights(phi, items, T, device)  # [P, T]
+        losses = theta0_losses(base_model, tokenizer, items, device, loss_cache) if phi.loss_aware else None
+        w = phi_weights(phi, items, T, device, losses)  # [P, T]
         loss = span_bce(w, y, m, pos_weight)
         if not math.isfinite(loss.item()):
             raise TrainingDiverged(f"the supervised loss is {loss.item()} at step {step}; lower supervised.lr")

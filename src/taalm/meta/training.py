@@ -95,9 +95,25 @@ def make_batch(items: list[EncodedPair], pad_id: int, device, unrelated: list[En
     return b
 
 
-def phi_weights(phi, items: list[EncodedPair], T: int, device) -> torch.Tensor:
-    """φ's weights for θ's tokens of every document, ``[P, T]`` (differentiable; pads 0)."""
-    ws = phi.weights_for_texts([e.text for e in items], [e.doc for e in items], batch_size=len(items))
+def theta0_losses(model, tokenizer, items: list[EncodedPair], device, cache: dict | None = None) -> list[torch.Tensor]:
+    """θ0's per-token losses of the items' documents (what a loss-aware φ reads), one θ forward
+    per document: kept in ``cache`` by document id, so every later pair of a document reuses them.
+    ``model`` is θ's base (θ0: the per-pair LoRA starts at B = 0, so θ0 computes what the base does)."""
+    from ..ckl.weighting import document_token_losses
+
+    cache = {} if cache is None else cache
+    todo = [e for e in items if e.id not in cache]
+    if todo:
+        for e, loss in zip(todo, document_token_losses(model, tokenizer, [e.doc for e in todo], device, len(todo))):
+            cache[e.id] = loss
+    return [cache[e.id] for e in items]
+
+
+def phi_weights(phi, items: list[EncodedPair], T: int, device, losses: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """φ's weights for θ's tokens of every document, ``[P, T]`` (differentiable; pads 0);
+    ``losses``: θ0's token losses of each document, for a loss-aware φ."""
+    ws = phi.weights_for_texts([e.text for e in items], [e.doc for e in items], batch_size=len(items),
+                               losses=losses)
     out = torch.zeros(len(items), T, device=device)
     rows = [torch.nn.functional.pad(w.to(device), (0, T - len(w))) for w in ws]
     return torch.stack(rows) if rows else out
@@ -151,7 +167,13 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
     probes = [p.task for p in val_pairs]
     enc = [encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text) for d in docs]
     if weights is None:
-        weights = phi.token_weights([d.text for d in docs], enc, batch_size=cfg.val.batch_size)
+        losses = None
+        if phi.loss_aware:
+            from ..ckl.weighting import document_token_losses
+
+            losses = document_token_losses(base_model, tokenizer, enc, next(base_model.parameters()).device,
+                                           cfg.val.batch_size)
+        weights = phi.token_weights([d.text for d in docs], enc, batch_size=cfg.val.batch_size, losses=losses)
     lc = LearnConfig(model=copy.deepcopy(cfg.model),
                      theta=ThetaConfig(mode="lora", lora=LoraConfig(r=cfg.theta.r, alpha=int(cfg.theta.alpha))),
                      train=TrainConfig(epochs=cfg.val.epochs, lr=cfg.val.lr, batch_size=cfg.val.batch_size,
@@ -353,7 +375,7 @@ def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
 
 
 def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, update: int, pad_id: int,
-                 device) -> dict:
+                 device, tokenizer=None, loss_cache: dict | None = None) -> dict:
     """One φ update's gradient, accumulated over micro-batches of pairs (mean over the update's
     pairs); returns the update's statistics. φ's optimizer step is the caller's."""
     idx = pair_stream(len(enc), cfg.seed, cfg.stream_offset + (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
@@ -369,7 +391,8 @@ def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, updat
             off = unrelated_offset(cfg.seed, update, k, len(enc))
             unrelated = [enc[(i + off) % len(enc)] for i in idx[k:k + cfg.micro_pairs]]
         batch = make_batch(items, pad_id, device, unrelated)
-        w = phi_weights(phi, items, batch.doc_ids.shape[1], device)  # [P, T], φ's graph
+        losses = theta0_losses(theta.model, tokenizer, items, device, loss_cache) if phi.loss_aware else None
+        w = phi_weights(phi, items, batch.doc_ids.shape[1], device, losses)  # [P, T], φ's graph
         res = meta_step(theta, batch, w, cfg)
         outer = res.outer.sum().item()
         if not math.isfinite(outer):
@@ -436,6 +459,7 @@ class _MetaRun:
     info: dict
     t_start: float
     best: dict | None = None
+    loss_cache: dict = field(default_factory=dict)  # document id -> θ0's token losses (a loss-aware φ)
     start: int = 0
     elapsed_before: float = 0.0
     update_log: MetricLogger = field(default_factory=NullLogger)
@@ -521,7 +545,8 @@ def _phi_update(r: _MetaRun, update: int) -> dict:
     AdamW's step. Returns the logged row."""
     cfg, t0 = r.cfg, time.time()
     r.opt.zero_grad(set_to_none=True)
-    stats = _meta_update(r.phi, r.theta, r.enc, cfg, update, r.tokenizer.pad_token_id, r.device)
+    stats = _meta_update(r.phi, r.theta, r.enc, cfg, update, r.tokenizer.pad_token_id, r.device, r.tokenizer,
+                         r.loss_cache)
     gnorm = float(torch.nn.utils.clip_grad_norm_(list(r.params.values()),
                                                  cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
     if not math.isfinite(gnorm):
@@ -564,7 +589,7 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dic
                 r.checkpointer.save(update, r.params, r.opt, {"update": update, "best": r.best, "seconds": r.seconds()})
         if r.out is not None:  # inside the try: a failure here (a full disk) is reported too
             _write_outputs(r.out, r.phi, r.tokenizer, heat_enc, cfg, r.val_rows, r.log_rows, r.best, references,
-                           r.seconds())
+                           r.seconds(), r.base_model)
     except TrainingDiverged as e:
         if r.out is not None:
             r.write_info("failed", error=str(e))
@@ -589,7 +614,8 @@ def _heatmap_documents(r: _MetaRun, pairs) -> list:
     heat = [p for v in r.val_pairs.values() for p in v[:max(1, 4 // len(r.val_pairs))]][:4]  # from every split
     heat_enc = encode_pairs(r.tokenizer, heat or pairs[:4], r.cfg.max_doc_tokens)
     if r.out is not None and not (r.out / "weights_before.json").exists():
-        wb = r.phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
+        wb = r.phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc],
+                                 losses=heat_losses(r.phi, r.base_model, r.tokenizer, heat_enc))
         atomic_write_json(r.out / "weights_before.json", [w.tolist() for w in wb])
     return heat_enc
 
@@ -607,10 +633,19 @@ def _references(out, val_pairs, base_model, tokenizer, cfg: MetaTrainConfig, log
     return references
 
 
-def _write_outputs(out: Path, phi, tokenizer, heat_enc, cfg, val_rows, log_rows, best, references, seconds) -> None:
+def heat_losses(phi, base_model, tokenizer, items: list[EncodedPair]) -> list[torch.Tensor] | None:
+    """θ0's token losses of the heatmap documents for a loss-aware φ (else None)."""
+    if not phi.loss_aware:
+        return None
+    return theta0_losses(base_model, tokenizer, items, next(base_model.parameters()).device)
+
+
+def _write_outputs(out: Path, phi, tokenizer, heat_enc, cfg, val_rows, log_rows, best, references, seconds,
+                   base_model=None) -> None:
     phi.save_pretrained(out / "phi")
     phi.eval()
-    wa = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc])
+    wa = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc],
+                           losses=heat_losses(phi, base_model, tokenizer, heat_enc))
     wb = [torch.tensor(w) for w in json.loads((out / "weights_before.json").read_text())]
     write_weight_report(out, tokenizer, heat_enc, wb, wa)
     if val_rows:

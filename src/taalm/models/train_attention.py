@@ -247,6 +247,15 @@ def keep_first_layers(backbone: nn.Module, n: int) -> None:
         cfg.layer_types = cfg.layer_types[:n]
 
 
+def loss_feature(losses: torch.Tensor) -> torch.Tensor:
+    """f_t = log max(ℓ_t, 1e-4) of θ0's per-token losses (aligned with the tokens), 0 at position
+    0 (no loss there): from ≈ −9.2 for a token θ0 already predicts to ≈ 2.5 for a surprising one."""
+    f = torch.log(losses.detach().float().clamp_min(1e-4))
+    if len(f):
+        f[0] = 0.0
+    return f
+
+
 def _inject_lora(backbone: nn.Module, lcfg: LoraConfig, seed: int) -> None:
     """Freeze ``backbone`` and add LoRA adapters (peft) in place; adapters are trainable."""
     import_peft()
@@ -310,6 +319,14 @@ class TrainAttention(nn.Module):
         with torch.no_grad():
             self.head.weight.copy_(torch.randn(1, self.hidden_size, generator=gen) * cfg.head_std)
             self.head.bias.fill_(cfg.head_bias)
+        self.loss_head = None
+        if cfg.features == "loss":  # z_t += (u·h_t + a) · log ℓ_t(θ0); u = a = 0 at the start: φ0 unchanged
+            self.loss_head = nn.Linear(self.hidden_size, 1, device=ref.device, dtype=head_dtype)
+            with torch.no_grad():
+                self.loss_head.weight.zero_()
+                self.loss_head.bias.zero_()
+        elif cfg.features != "text":
+            raise ConfigError(f"unknown phi features '{cfg.features}' (use text or loss)", "features")
         if cfg.mode == "lora":
             _inject_lora(self.backbone, cfg.lora, cfg.seed)
         else:
@@ -341,12 +358,21 @@ class TrainAttention(nn.Module):
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
     # ---- the forward pass ----------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def loss_aware(self) -> bool:
+        """φ's head also reads θ0's per-token loss (``phi.features=loss``)."""
+        return self.loss_head is not None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> torch.Tensor:
         """Weights ``[B, T]`` in (0, 1), float32 (float64 on a float64 φ); position t weighs ℓ_t
         (pads: any value, they are masked later).
 
         Position ids count the real tokens before each position, so right (and left) padding
-        give the real tokens the same weights as an unpadded sequence.
+        give the real tokens the same weights as an unpadded sequence. A loss-aware φ needs
+        ``features`` ``[B, T]``: f_t = log ℓ_t(θ0) (:func:`loss_feature`), and its logit is
+        z_t = head(h_t) + loss_head(h_t) · f_t, so how much the base model's surprise counts
+        depends on the context φ reads.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -354,14 +380,22 @@ class TrainAttention(nn.Module):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
                             position_ids=position_ids, use_cache=False)
         h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        return torch.sigmoid(self.head(h.to(self.head.weight.dtype)).squeeze(-1))
+        h = h.to(self.head.weight.dtype)
+        z = self.head(h).squeeze(-1)
+        if self.loss_head is not None:
+            if features is None:
+                raise TaalmError("this φ is loss-aware (phi.features=loss): pass θ0's token losses")
+            z = z + self.loss_head(h).squeeze(-1) * features.to(z.dtype)
+        return torch.sigmoid(z)
 
     def _phi_encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
         return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
-    def _phi_token_weights(self, sequences: list[list[int]], batch_size: int) -> list[torch.Tensor]:
-        """φ's weight for every token of every sequence (differentiable), windows for long ones."""
+    def _phi_token_weights(self, sequences: list[list[int]], batch_size: int,
+                           features: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """φ's weight for every token of every sequence (differentiable), windows for long ones;
+        ``features``: one per sequence, aligned with its tokens (a loss-aware φ)."""
         cfg = self.cfg
         windows = [w for i, ids in enumerate(sequences)
                    for w in split_windows(i, ids, cfg.max_length, cfg.stride)]
@@ -369,7 +403,13 @@ class TrainAttention(nn.Module):
         for b0 in range(0, len(windows), max(1, batch_size)):
             chunk = windows[b0:b0 + max(1, batch_size)]
             ids, mask = pad_sequences([w.input_ids for w in chunk], self.tokenizer.pad_token_id)
-            weights = self(ids.to(self.device), mask.to(self.device))
+            f = None
+            if features is not None:
+                f = torch.zeros(ids.shape, dtype=torch.float32)
+                for b, w in enumerate(chunk):
+                    f[b, :len(w.input_ids)] = features[w.doc_index][w.start:w.start + len(w.input_ids)].float().cpu()
+                f = f.to(self.device)
+            weights = self(ids.to(self.device), mask.to(self.device), f)
             for b, w in enumerate(chunk):
                 own = w.loss_mask.index(1) if 1 in w.loss_mask else len(w.input_ids)
                 # the tokens this window owns: those with `stride` tokens of left context
@@ -377,7 +417,7 @@ class TrainAttention(nn.Module):
         return [torch.cat(p) if len(p) > 1 else p[0] for p in pieces]
 
     def weights_for_texts(self, texts: list[str], theta_encoded: list[Encoded],
-                          batch_size: int = 8) -> list[torch.Tensor]:
+                          batch_size: int = 8, losses: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Per-θ-token weights (differentiable w.r.t. φ's trainable parameters).
 
         ``theta_encoded[i]`` is θ's tokenization of ``texts[i]`` (ids + character offsets). Each
@@ -388,12 +428,16 @@ class TrainAttention(nn.Module):
         (BOS and other specials) or no overlapping φ token take the weight of the nearest
         preceding θ token that has one, else of the next one (:func:`overlap_index`).
 
+        A loss-aware φ also needs ``losses``: θ0's per-token losses of each text, aligned with θ's
+        tokens (position 0: any value); it requires φ and θ to tokenise identically.
+
         Returns one float32 tensor ``[len(theta_encoded[i].input_ids)]`` per text, on φ's device.
         """
         if len(texts) != len(theta_encoded):
             raise ValueError(f"{len(texts)} texts but {len(theta_encoded)} θ encodings")
         phi = [self._phi_encode(t) for t in texts]
-        w_phi = self._phi_token_weights([ids for ids, _ in phi], batch_size)
+        features = self._loss_features(phi, theta_encoded, losses)
+        w_phi = self._phi_token_weights([ids for ids, _ in phi], batch_size, features)
         out = []
         for (ids, offsets), enc, w in zip(phi, theta_encoded, w_phi):
             if list(enc.input_ids) == ids and [tuple(o) for o in enc.offsets] == offsets:
@@ -403,14 +447,28 @@ class TrainAttention(nn.Module):
             out.append(gather_weights(w, index, valid, self.cfg.reduction))
         return out
 
+    def _loss_features(self, phi_encoded, theta_encoded, losses) -> list[torch.Tensor] | None:
+        """Per-text f = log ℓ(θ0) for a loss-aware φ (None for a text-only φ), checked."""
+        if not self.loss_aware:
+            return None
+        if losses is None or len(losses) != len(theta_encoded):
+            raise TaalmError("this φ is loss-aware (phi.features=loss): it needs θ0's token losses of every "
+                             "document (the taalm method computes them with θ's model)")
+        for (ids, offsets), enc, loss in zip(phi_encoded, theta_encoded, losses):
+            if list(enc.input_ids) != ids or len(loss) != len(ids):
+                raise ConfigError("phi.features=loss needs φ and θ to tokenise identically (θ0's losses are "
+                                  "per θ token); use a text-only φ (phi.features=text) for another θ", "features")
+        return [loss_feature(torch.as_tensor(loss)) for loss in losses]
+
     @torch.no_grad()
     def token_weights(self, texts: list[str], theta_encoded: list[Encoded],
-                      batch_size: int = 8) -> list[torch.Tensor]:
+                      batch_size: int = 8, losses: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Inference: :meth:`weights_for_texts` in eval mode, without gradients, on the CPU."""
         was_training = self.training
         self.eval()
         try:
-            return [w.detach().float().cpu() for w in self.weights_for_texts(texts, theta_encoded, batch_size)]
+            return [w.detach().float().cpu()
+                    for w in self.weights_for_texts(texts, theta_encoded, batch_size, losses)]
         finally:
             self.train(was_training)
 
@@ -512,5 +570,5 @@ class TrainAttention(nn.Module):
         return phi
 
 
-__all__ = ["TrainAttention", "offset_map", "overlap_index", "gather_weights",
+__all__ = ["TrainAttention", "loss_feature", "keep_first_layers", "offset_map", "overlap_index", "gather_weights",
            "default_phi_checkpoint", "resolve_phi_checkpoint", "PHI_CONFIG_FILE", "PHI_TENSORS_FILE"]

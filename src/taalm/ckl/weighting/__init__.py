@@ -5,8 +5,8 @@
 :class:`WeightingMethod` subclass with ``@WEIGHTINGS.register("name")`` and an import below.
 """
 
-from .base import (WEIGHTINGS, PrepareContext, WeightingMethod, available_methods, describe_methods, get_method,
-                   register_method, weights_for_documents, window_token_losses)
+from .base import (WEIGHTINGS, PrepareContext, WeightingMethod, available_methods, describe_methods,
+                   document_token_losses, get_method, register_method, weights_for_documents, window_token_losses)
 from .finetune import Finetune
 from .oracle import Oracle
 from .precomputed import PrecomputedWeights
@@ -16,6 +16,6 @@ from .salient import SalientWeights, salient_spans, span_token_mask
 from .taalm import TaalmWeights
 
 __all__ = ["WEIGHTINGS", "PrepareContext", "WeightingMethod", "available_methods", "describe_methods", "get_method",
-           "register_method", "weights_for_documents", "window_token_losses", "Finetune", "Oracle",
+           "register_method", "weights_for_documents", "window_token_losses", "document_token_losses", "Finetune", "Oracle",
            "PrecomputedWeights", "RandomWeights", "Rho1", "select_top_fraction", "SalientWeights", "salient_spans",
            "span_token_mask", "TaalmWeights"]

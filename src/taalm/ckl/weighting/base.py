@@ -133,3 +133,20 @@ def window_token_losses(model, tokenizer, windows: list[Window], device, batch_s
                 yield chunk, losses, mask & batch["loss_mask"].bool()
     finally:
         model.train(was_training)
+
+
+def document_token_losses(model, tokenizer, encoded: list[Encoded], device, batch_size: int = 8,
+                          max_length: int = 1024, stride: int = 128) -> list[torch.Tensor]:
+    """θ's per-token losses ℓ_t of every document, aligned with its tokens (position 0: 0), read
+    in windows of ``max_length`` tokens (each token scored once, with ``stride`` tokens of left
+    context at least); no gradients. A loss-aware φ reads them at θ0 (``phi.features=loss``)."""
+    from ...data import split_windows
+
+    out = [torch.zeros(len(e.input_ids)) for e in encoded]
+    windows = [w for i, e in enumerate(encoded) for w in split_windows(i, e.input_ids, max_length, stride)]
+    for chunk, losses, valid in window_token_losses(model, tokenizer, windows, device, batch_size):
+        for b, w in enumerate(chunk):
+            keep = valid[b, :len(w.input_ids)].cpu()
+            seg = out[w.doc_index][w.start:w.start + len(w.input_ids)]
+            seg[keep] = losses[b, :len(w.input_ids)].float().cpu()[keep]
+    return out

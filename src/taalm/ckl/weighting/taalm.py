@@ -6,7 +6,7 @@ import torch
 
 from ...core.devices import free_cached_memory
 from ...core.errors import ConfigError
-from .base import WEIGHTINGS, PrepareContext, WeightingMethod
+from .base import WEIGHTINGS, PrepareContext, WeightingMethod, document_token_losses
 
 def _check_phi_base(checkpoint, override: str) -> str:
     """φ's base model (``method.taalm.base``, else the one its folder records), checked to be at
@@ -54,8 +54,15 @@ class TaalmWeights(WeightingMethod):
         own = self.phi is None
         phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device), base=self.base) if own else self.phi
         try:
+            losses = None
+            if phi.loss_aware:  # φ reads θ0's per-token losses too: one θ forward per document
+                if ctx.model is None:
+                    raise ConfigError("this φ is loss-aware (phi.features=loss): its weights need θ's model "
+                                      "(pass model=)")
+                losses = document_token_losses(ctx.model, ctx.tokenizer, ctx.encoded, ctx.device,
+                                               self.cfg.taalm.batch_size)
             self.cached = phi.token_weights([d.text for d in ctx.documents], ctx.encoded,
-                                            self.cfg.taalm.batch_size)
+                                            self.cfg.taalm.batch_size, losses)
         finally:
             if own:
                 del phi  # φ is not needed once every document has its weights
