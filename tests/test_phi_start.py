@@ -234,3 +234,36 @@ def test_meta_training_a_loss_aware_phi_moves_its_loss_head(tokenizer, tmp_path)
     after = res.phi.trainable_parameters()
     assert not torch.equal(before["loss_head.weight"], after["loss_head.weight"])
     assert [r["update"] for r in res.val] == [0, 2] and (tmp_path / "run" / "weights.html").is_file()
+
+
+def test_cli_supervised_start_then_meta_training_on_two_splits(model_dir, tmp_path, capsys):
+    """The documented workflow on a tiny model: `--supervised` writes a loadable φ validated on
+    every --val split, `init=` meta-trains from it, `best/` follows the mean of the splits."""
+    from taalm.cli import main
+    from taalm.core.files import load_tensors
+    from test_meta_train import FACTS
+
+    rows = [{"document": t, "task": f"Guess the object. subject is {s} , relation is {r} , object is {o}",
+             "answer": o, "id": str(i)} for i, (t, s, r, o) in enumerate(FACTS)]
+    files = {}
+    for name, part in (("train", rows[:4]), ("val", rows[4:5]), ("val_invented", rows[5:])):
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(r) + "\n" for r in part))
+    common = ["--pairs", str(files["train"]), "--val", str(files["val"]), "--val", str(files["val_invented"]),
+              "--base", str(model_dir), "--quiet", "theta.r=4", "phi.lora.r=4", "phi.layers=1", "val.epochs=1",
+              "val.references=false", "batch_pairs=2", "micro_pairs=2"]
+    assert main(["train-attention", "--supervised", *common, "--out", str(tmp_path / "sup"),
+                 "supervised.steps=3", "supervised.batch_size=2"]) == 0
+    out = capsys.readouterr().out
+    assert "best:" not in out and "val accuracy" in out
+    sup = tmp_path / "sup"
+    assert json.loads((sup / "phi" / "phi_config.json").read_text())["config"]["layers"] == 1
+    assert set(json.loads((sup / "val.jsonl").read_text().splitlines()[0])["splits"]) == {"val", "val_invented"}
+    assert main(["train-attention", *common, "--out", str(tmp_path / "meta"), "updates=0",
+                 f"init={sup / 'phi'}"]) == 0
+    a, b = (load_tensors(d / "phi" / "phi.safetensors") for d in (sup, tmp_path / "meta"))
+    assert set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)  # meta-training starts there
+    assert main(["train-attention", "--supervised", *common, "--out", str(tmp_path / "sup"), "--resume"]) == 2
+    dup = ["--pairs", str(files["train"]), "--val", str(files["val"]), "--val", str(files["val"]),
+           "--out", str(tmp_path / "dup")]
+    assert main(["train-attention", *dup]) == 2 and not (tmp_path / "dup").exists()
