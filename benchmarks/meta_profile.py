@@ -1,6 +1,7 @@
 """Where a φ update's time goes, and what each speed lever buys (pairs/s, side by side).
 
-One φ update of ``--pairs`` pool pairs (descriptive tasks), exactly as ``taalm train-attention``
+One φ update of ``--pairs`` pool pairs (descriptive tasks; the first pairs of the seeded stream a
+run with ``seed`` draws, so document lengths are those of training), exactly as ``taalm train-attention``
 computes it (pairs sorted by length, micro-batches of ``micro_pairs``, φ's weights, ``meta_step``,
 ``w.backward``), timed stage by stage: each of taalm's own meta-gradient functions is wrapped by
 a timer that counts its time *exclusive* of the wrapped functions it calls (nothing of PyTorch
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--phi-layers", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the pair stream (the pairs a run draws first)")
     ap.add_argument("--levers", default="shipped,sgd,sgd+phi12,sgd+phi12+m4,adamw+phi12")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from taalm.core.files import atomic_write_json, environment_info
     from taalm.data import read_pairs
     from taalm.meta import gradient
-    from taalm.meta.training import encode_pairs, make_batch, phi_weights
+    from taalm.meta.training import encode_pairs, make_batch, pair_stream, phi_weights
     from taalm.models.loading import load_model
     from taalm.models.train_attention import TrainAttention
 
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     for fn in ("meta_step", "_warm_up", "_doc_loss", "_grads", "_reference_losses", "_task_terms", "_dloss_dhidden", "_jvp_hidden"):
         setattr(gradient, fn, timer.wrap(fn, getattr(gradient, fn)))
 
-    pairs = read_pairs(a.pool, "task_descriptive", a.pairs)
+    all_pairs = read_pairs(a.pool, "task_descriptive")
+    pairs = [all_pairs[i] for i in pair_stream(len(all_pairs), a.seed, 0, a.pairs)]  # what training draws first
     model, tok = load_model("smollm2-135m", attn="eager")
     theta = gradient.MetaTheta(model, MetaThetaConfig(r=16, alpha=32))
     phis = {0: TrainAttention.from_config(PhiConfig(), device="cpu"),

@@ -433,8 +433,10 @@ def _reduce_update(phi, stats: dict, device) -> None:
 
 def _log_row(update: int, lr: float, stats: dict, gnorm: float, seconds: float) -> dict:
     mean = lambda xs: round(sum(xs) / len(xs), 5) if xs else None  # noqa: E731
+    logged = math.isfinite(stats["outer0"])  # log_outer0=false: θ0's task loss was not computed
     return {"update": update, "lr": float(f"{lr:.6g}"), "outer": round(stats["outer"], 5),
-            "outer0": round(stats["outer0"], 5), "gain": round(stats["outer0"] - stats["outer"], 6),
+            "outer0": round(stats["outer0"], 5) if logged else None,
+            "gain": round(stats["outer0"] - stats["outer"], 6) if logged else None,
             "inner_loss": round(stats["inner"], 5), "w_mean": round(stats["w_mean"], 5),
             "w_answer": mean(stats["w_answer"]), "w_other": mean(stats["w_other"]),
             "grad_norm": round(gnorm, 6), "seconds": round(seconds, 2)}

@@ -159,15 +159,23 @@ def plot_validation(val_rows: list[dict], log_rows: list[dict], path: Path, refe
 
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.plot([r["update"] for r in val_rows], [r["accuracy"] for r in val_rows], marker="o", label="φ")
+    updates = [r["update"] for r in val_rows]
+    splits = list(val_rows[0].get("splits", {})) if val_rows else []
+    a1.plot(updates, [r["accuracy"] for r in val_rows], marker="o", color="#1c7ed6",
+            label="φ (mean of the splits)" if splits else "φ")
+    for name, style in zip(splits, (":", "-.", "--")):  # several validation splits: each one too
+        a1.plot(updates, [r["splits"][name]["accuracy"] for r in val_rows], ls=style, marker=".", color="#1c7ed6",
+                alpha=0.6, label=f"φ on {name}")
     for (name, ref), color in zip((references or {}).items(), ("#868e96", "#2b8a3e")):
-        a1.axhline(ref["accuracy"], ls="--", color=color, label=f"{name} weights")
-    a1.legend(fontsize=8)
+        a1.axhline(ref["accuracy"], ls="--", color=color, label=f"{name} weights" + (" (mean)" if splits else ""))
+    a1.legend(fontsize=7)
     a1.set(xlabel="φ update", ylabel="held-out answer accuracy", title="Validation")
     if log_rows:
         u = [r["update"] for r in log_rows]
         a2.plot(u, [r["outer"] for r in log_rows], label="answer NLL at θ'", alpha=0.8)
-        a2.plot(u, [r["outer0"] for r in log_rows], label="at θ0", alpha=0.5)
+        if any(r.get("outer0") is not None for r in log_rows):  # log_outer0=false leaves it out
+            a2.plot(u, [r["outer0"] if r.get("outer0") is not None else float("nan") for r in log_rows],
+                    label="at θ0", alpha=0.5)
         a2.set(xlabel="φ update", ylabel="outer loss", title="Training pairs")
         a2.legend()
     for a in (a1, a2):
