@@ -16,6 +16,8 @@ Levers (rows), each run in the same process, the order rotating over ``--repeats
   sgd+phi12       ... and φ reads only its backbone's first 12 decoder layers
   sgd+phi12+m4    ... and micro-batches of 4 length-sorted pairs (less padding; same gradient)
   adamw+phi12     the shipped inner step with the 12-layer φ
+  sgd+phi12+theta8  ... SGD, 12-layer φ, and θ's per-pair LoRA on its last 8 decoder layers only
+                  (theta.lora_layers=8: the inner backward and the JVP stop at layer 22 of 30)
 
     .venv/bin/python benchmarks/meta_profile.py --pool POOL/train.jsonl --out benchmarks/results/meta_profile_cpu2.json
 """
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--phi-layers", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0, help="seed of the pair stream (the pairs a run draws first)")
-    ap.add_argument("--levers", default="shipped,sgd,sgd+phi12,sgd+phi12+m4,adamw+phi12")
+    ap.add_argument("--theta-layers", type=int, default=8, help="θ's per-pair LoRA on the last K layers only")
+    ap.add_argument("--levers", default="shipped,sgd,sgd+phi12,sgd+phi12+m4,adamw+phi12,sgd+phi12+theta8")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
 
@@ -104,19 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     all_pairs = read_pairs(a.pool, "task_descriptive")
     pairs = [all_pairs[i] for i in pair_stream(len(all_pairs), a.seed, 0, a.pairs)]  # what training draws first
     model, tok = load_model("smollm2-135m", attn="eager")
-    theta = gradient.MetaTheta(model, MetaThetaConfig(r=16, alpha=32))
+    import copy
+
+    thetas = {0: gradient.MetaTheta(copy.deepcopy(model), MetaThetaConfig(r=16, alpha=32)),
+              a.theta_layers: gradient.MetaTheta(model, MetaThetaConfig(r=16, alpha=32, lora_layers=a.theta_layers))}
     phis = {0: TrainAttention.from_config(PhiConfig(), device="cpu"),
             a.phi_layers: TrainAttention.from_config(PhiConfig(layers=a.phi_layers), device="cpu")}
     enc = encode_pairs(tok, pairs, 128)
     idx = sorted(range(len(enc)), key=lambda i: len(enc[i].doc.input_ids))
     adamw = InnerConfig(optimizer="adamw", lr=1e-3, k_warm=1)
     sgd = InnerConfig(optimizer="sgd", lr=1.0, k_warm=0)
-    levers = {"shipped": (adamw, 0, 8), "sgd": (sgd, 0, 8), f"sgd+phi{a.phi_layers}": (sgd, a.phi_layers, 8),
-              f"sgd+phi{a.phi_layers}+m4": (sgd, a.phi_layers, 4), f"adamw+phi{a.phi_layers}": (adamw, a.phi_layers, 8)}
-    chosen = [k.replace("12", str(a.phi_layers)) for k in a.levers.split(",")]
+    pl, tl = a.phi_layers, a.theta_layers
+    levers = {"shipped": (adamw, 0, 8, 0), "sgd": (sgd, 0, 8, 0), f"sgd+phi{pl}": (sgd, pl, 8, 0),
+              f"sgd+phi{pl}+m4": (sgd, pl, 4, 0), f"adamw+phi{pl}": (adamw, pl, 8, 0),
+              f"sgd+phi{pl}+theta{tl}": (sgd, pl, 8, tl)}
+    chosen = [k.replace("phi12", f"phi{pl}").replace("theta8", f"theta{tl}") for k in a.levers.split(",")]
 
-    def one_update(inner, layers, micro):
-        phi = phis[layers]
+    def one_update(inner, layers, micro, theta_layers=0):
+        phi, theta = phis[layers], thetas[theta_layers]
         phi.train()
         cfg = MetaTrainConfig(engine="directional", inner=inner, micro_pairs=micro)
         for p in phi.trainable_parameters().values():
@@ -157,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(times[name])
         prof = {STAGES.get(s, s): round(statistics.median([p.get(s, 0.0) for p in profiles[name]]), 2)
                 for s in sorted({s for p in profiles[name] for s in p})}
-        inner, layers, micro = levers[name]
+        inner, layers, micro, theta_layers = levers[name]
         rows.append({"lever": name, "inner": inner.optimizer, "k_warm": inner.k_warm, "phi_layers": layers or "all",
+                     "theta_lora_layers": theta_layers or "all",
                      "micro_pairs": micro, "seconds": round(med, 2), "all_seconds": [round(t, 2) for t in times[name]],
                      "pairs_per_s": round(a.pairs / med, 3), "speedup_vs_first": round(base / med, 2),
                      "token_fill": round(fill[name], 3), "profile_s": prof})

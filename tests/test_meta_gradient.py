@@ -344,3 +344,24 @@ def test_lora_equals_peft_lora(tokenizer, make):
     out = theta.logits(both, batch.doc_ids, batch.doc_mask)
     assert torch.allclose(out[0][valid[0]], theirs[0][valid[0]], rtol=1e-9, atol=1e-9)
     assert not torch.allclose(out[1][valid[1]], theirs[1][valid[1]], atol=1e-6)
+
+
+def test_lora_on_the_last_layers_only(tokenizer):
+    """theta.lora_layers=K: per-pair adapters on the last K decoder layers only; the engines still
+    agree (float64), and at θ0 the model computes what the base does."""
+    base = make_gpt2(len(tokenizer)).double()
+    theta = MetaTheta(base, theta_cfg(r=4, alpha=8, lora_layers=1))
+    last = f"h.{len(theta.backbone.h) - 1}."  # GPT-2 keeps its decoder layers in `h`
+    assert theta.init and all(n.startswith(last) for n in theta.init)
+    full = MetaTheta(make_gpt2(len(tokenizer)).double(), theta_cfg(r=4, alpha=8))
+    assert theta.n_trainable < full.n_trainable
+    batch = make_batch(len(tokenizer))
+    w = weights()
+    for opt in ("sgd", "adamw"):
+        s = step_cfg(engine="double_backward", k_warm=1, inner=inner_cfg(opt, lr=0.05 if opt == "sgd" else 0.01))
+        ref = meta_step(theta, batch, w, s)
+        s.engine = "directional"
+        fast = meta_step(theta, batch, w, s)
+        assert ref.grad_w.abs().max() > 0 and rel(fast.grad_w, ref.grad_w) <= 1e-8
+    with pytest.raises(ConfigError, match="lora_layers=99"):
+        MetaTheta(make_gpt2(len(tokenizer)).double(), theta_cfg(r=4, alpha=8, lora_layers=99))

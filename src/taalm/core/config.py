@@ -390,9 +390,11 @@ class MetaThetaConfig:
     r: int = 16  # rank of the per-pair LoRA
     alpha: float = 32.0  # LoRA scale numerator
     layers: list[int] = field(default_factory=lambda: [-2, -1])  # mode=layers; negative = from the end
+    lora_layers: int = 0  # mode=lora: 0 = adapters on every decoder layer; K = on the last K only (cheaper)
 
     def _rules(self, r: _Rules) -> None:
         r.choice("mode", META_THETA_MODES)
+        r.at_least("lora_layers", 0)
         r.at_least("r", 1)
         r.finite("alpha", 0.0, low_open=True)
 

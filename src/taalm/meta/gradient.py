@@ -154,6 +154,13 @@ class MetaTheta:
         self.init: dict[str, torch.Tensor] = {}
         if spec.mode == "lora":
             targets = [(n, m) for n, m in self.backbone.named_modules() if _linear_shape(m)]
+            if spec.lora_layers:  # only the last K decoder layers: the inner backward and the JVP stop there
+                layers = _decoder_layers(self.backbone)
+                if spec.lora_layers > len(layers):
+                    raise ConfigError(f"theta.lora_layers={spec.lora_layers}: the model has {len(layers)} "
+                                      "decoder layers", "theta.lora_layers")
+                keep = tuple(f"{name}." for name, _ in layers[-spec.lora_layers:])
+                targets = [(n, m) for n, m in targets if n.startswith(keep)]
             if not targets:
                 raise ConfigError("no linear layers found in the backbone for LoRA")
             for name, lin in targets:
