@@ -78,10 +78,14 @@ def row_from_run(run: Path, name: str, note: str) -> dict:
     return {"name": name, "kind": "meta-training run", "note": note, "run_dir": str(run),
             "status": info.get("status"), "config": _flat(cfg), "n_train_pairs": info.get("n_pairs"),
             "n_val": best["n"] if best else None, "updates_done": len(log),
-            "val_curve": [{"update": r["update"], "accuracy": r["accuracy"], "nll": round(r["nll"], 4)} for r in val],
+            "val_curve": [{"update": r["update"], "accuracy": r["accuracy"], "nll": round(r["nll"], 4),
+                           **({"splits": {k: v["accuracy"] for k, v in r["splits"].items()}} if "splits" in r else {})}
+                          for r in val],
             "best_update": best["update"] if best else None, "accuracy": best["accuracy"] if best else None,
             "nll": round(best["nll"], 4) if best else None,
             "references": {k: v["accuracy"] for k, v in refs.items()},
+            **({"references_by_split": {k: {n: x["accuracy"] for n, x in v["splits"].items()} for k, v in refs.items()}}
+               if refs and all("splits" in v for v in refs.values()) else {}),
             "update_seconds": round(upd_s, 1), "pairs_per_s": round(pairs / upd_s, 3) if upd_s else None,
             "wall_seconds": info.get("seconds"),
             "w_answer_last": log[-1].get("w_answer") if log else None,
