@@ -309,8 +309,7 @@ class PhiConfig:
     stride: int = 128  # left context (φ tokens) that a window shares with the previous one
     seed: int = 0  # head and LoRA initialisation
     layers: int = 0  # 0 = every decoder layer; N = φ reads only the first N (cheaper per token)
-    # text: φ reads the document only | loss: its head also reads θ0's per-token loss log ℓ_t(θ0)
-    features: str = "text"
+    features: str = "text"  # text: φ reads the document | loss: its head also reads log ℓ_t(θ0), θ0's token loss
 
     def _rules(self, r: _Rules) -> None:
         r.choice("mode", PHI_MODES)
