@@ -56,7 +56,7 @@ if latest.get("folder", str(name)) != str(name):
 (dst / "latest.json").write_text((src / "latest.json").read_text())
 EOF
     fi
-    for d in best phi; do
+    for d in best phi; do  # best/ = supervised/phi while update 0 is the best: delete it before committing
       [ -d "$RUNS/phi_inv/$d" ] && rm -rf "$KEEP/run/$d" && cp -r "$RUNS/phi_inv/$d" "$KEEP/run/"
     done
     du -sh "$KEEP" ;;

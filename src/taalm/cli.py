@@ -487,9 +487,7 @@ def cmd_train_attention(args) -> int:
         raise TaalmError("--val-limit needs --val FILE")
     val = _read_val_splits(args.val, cfg.task_field, args.val_limit)
     if args.supervised:
-        from .meta.supervised import supervised_start as run
-        if args.resume:
-            raise TaalmError("--supervised runs take minutes and are not resumable: rerun with --overwrite")
+        from .meta.supervised import supervised_start as run  # refuses --resume itself
         what = "supervised start of φ"
     else:
         from .meta.training import train_attention as run

@@ -74,7 +74,7 @@ def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig 
     """Train φ (``config.phi``, or ``init``) to predict the answer span of ``pairs``' documents
     for ``supervised.steps`` steps, then validate it alone on ``val_pairs`` (a list or named
     splits) with the meta-training protocol. Writes the run folder of the module docstring."""
-    from ..core.runfolder import RunFolder, RunLock, check_run_dir
+    from ..core.runfolder import RunLock, check_run_dir
     from ..ckl.learner import input_paths
 
     cfg = config or MetaTrainConfig()
