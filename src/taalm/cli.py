@@ -161,7 +161,9 @@ def _add_weights(sub) -> None:
 def _add_demo(sub) -> None:
     """``taalm demo``."""
     p = sub.add_parser("demo", help="the README's main job: learn invented facts on SmolLM2")
-    p.add_argument("--out", default="runs/demo", metavar="DIR")
+    p.add_argument("--out", default="runs/demo", metavar="DIR",
+                   help="output folder: new, or a demo folder taalm made (rerun in place)")
+    p.add_argument("--overwrite", action="store_true", help="empty a demo folder taalm made first")
     p.add_argument("--quiet", action="store_true")
     _add_config_args(p, "train.epochs=8 train.lr=1e-3")
 
@@ -180,6 +182,9 @@ def _add_data(sub) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="folder with the LAMA-ckl files")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (keep it outside the repository)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--overwrite", action="store_true",
+                   help="empty OUT first (only a folder this command made; the default reruns in place, "
+                        "reusing the score cache)")
     p.add_argument("--to-learn-rule", default="both", choices=["both", "descriptive", "schematic"],
                    help="To-Learn = variant units scoring 0 in both probe formats (default) or in one")
     p.add_argument("--device", default="auto")
@@ -209,6 +214,9 @@ def _add_data(sub) -> None:
                         "kept when the base model scores 0) of this fraction of the training facts to "
                         "train.jsonl, and of every validation fact to val_invented.jsonl (default 0: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="empty OUT first (only a folder this command made; the default reruns in place, "
+                        "reusing the score cache)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
@@ -416,7 +424,8 @@ def cmd_weights(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, recipe=args.config, overrides=args.overrides, progress=not args.quiet)
+    run_demo(args.out, recipe=args.config, overrides=args.overrides, progress=not args.quiet,
+             overwrite=args.overwrite)
     return 0
 
 
@@ -431,7 +440,7 @@ def cmd_data(args) -> int:
         res = build_pool(trex, args.out, exclude=args.exclude, relations=args.relations, model_spec=args.model,
                          device=args.device, dtype=args.dtype, n_val=args.val, per_relation_cap=args.cap,
                          seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                         invent=args.invent, log=lambda m: print(m, file=sys.stderr))
+                         invent=args.invent, log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
         c = res.counts
         print(f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
               f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
@@ -448,7 +457,7 @@ def cmd_data(args) -> int:
 
     res = tailor(args.data, args.out, model_spec=args.model, device=args.device, dtype=args.dtype,
                  batch_size=args.batch_size, to_learn_rule=args.to_learn_rule, progress=not args.quiet,
-                 log=lambda m: print(m, file=sys.stderr))
+                 log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
     print(format_counts(res))
     print(f"output folder: {args.out}")
     return 0

@@ -17,6 +17,7 @@ before training and after every epoch. It writes, under the output folder:
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import time
 from importlib import resources
@@ -43,11 +44,36 @@ def demo_files() -> tuple[Path, Path]:
     return Path(str(base / "documents.jsonl")), Path(str(base / "probes.jsonl"))
 
 
+def is_demo_folder(folder: Path) -> bool:
+    """A demo folder made before the demo wrote ``run.json``: its summary."""
+    try:
+        return "n_documents" in json.loads((Path(folder) / "summary.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_METHODS,
              recipe: str | Path | None = None, overrides: Iterable[str] = (), progress: bool = True,
-             log=None) -> dict:
-    """Run the demo; returns the summary dict (also written to ``out_dir/summary.json``)."""
-    from .core.config import LearnConfig, load_config
+             log=None, overwrite: bool = False) -> dict:
+    """Run the demo; returns the summary dict (also written to ``out_dir/summary.json``).
+    ``out_dir``: a fresh folder, or a demo folder taalm made (rerun in place; ``overwrite``:
+    emptied first)."""
+    from .core.config import LearnConfig, load_config, to_dict
+    from .core.run import Run
+
+    log = log or (lambda m: print(m, file=sys.stderr))
+    methods = list(methods)
+    cfgs = {m: load_config(LearnConfig, recipe, [*DEMO_OVERRIDES, f"method.name={m}", *overrides])
+            for m in methods}  # every configuration is checked before anything is written
+    owned = (*cfgs, *(f".{m}.taalm-lock" for m in cfgs), "accuracy.png", "weights.html", "summary.json")
+    with Run(out_dir, overwrite=overwrite, config={m: to_dict(c) for m, c in cfgs.items()},
+             device=next(iter(cfgs.values())).model.device, log=log, progress=progress, folder_rule="tool",
+             kind="demo", owned=owned, legacy=is_demo_folder) as run:
+        return _run_demo(run, cfgs)
+
+
+def _run_demo(run, cfgs: dict) -> dict:
+    """:func:`run_demo` inside its run life cycle (checked, locked)."""
     from .data import read_documents, read_probes
     from .ckl.learner import learn
     from .models.loading import load_model
@@ -57,18 +83,16 @@ def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_ME
     from .core.files import atomic_write_json, environment_info
     from .ckl.weighting import PrecomputedWeights, get_method, weights_for_documents
 
-    log = log or (lambda m: print(m, file=sys.stderr))
+    log, progress, out = run.log, run.progress, run.out
     t0 = time.time()
-    out = Path(out_dir)
     docs_path, probes_path = demo_files()
     docs, probes = read_documents(docs_path), read_probes(probes_path)
-    cfgs = {m: load_config(LearnConfig, recipe, [*DEMO_OVERRIDES, f"method.name={m}", *overrides])
-            for m in methods}
     first = next(iter(cfgs.values()))
     log(f"demo: {len(docs)} documents of invented facts, {len(probes)} probes, methods "
         f"{', '.join(cfgs)}; loading {first.model.name} ...")
     base, tok = load_model(first.model.name, first.model.device, first.model.dtype, first.model.attn)
     t_load = time.time() - t0
+    run.start()
 
     curves, results, items = {}, {}, []
     for name, cfg in cfgs.items():

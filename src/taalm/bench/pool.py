@@ -332,23 +332,29 @@ def _score_and_keep(model, tokenizer, by_rel: dict, out_dir: Path, batch_size: i
     return kept, scores, per_rel, skipped
 
 
+#: what ``data pool`` writes at the top of its folder (``--overwrite`` empties only such a folder)
+POOL_FILES = ("scores", "scores.png", "summary.json", "train.jsonl", "val.jsonl", "val_invented.jsonl")
+
+
 def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str | Path] = (),
                relations: str | Path | None = None, model=None, tokenizer=None,
                model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
                n_val: int = 256, per_relation_cap: int = 0, min_evidence_chars: int = MIN_EVIDENCE_CHARS,
                seed: int = 0, batch_size: int = 32, chunk_size: int = 512, progress: bool = True,
-               invent: float = 0.0, log: Callable[[str], None] = print) -> PoolResult:
+               invent: float = 0.0, log: Callable[[str], None] = print, overwrite: bool = False) -> PoolResult:
     """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule.
 
     ``exclude``: LAMA-ckl files or folders whose uuids never enter the pool. ``n_val``: the
     validation split's minimum size (whole subjects). ``per_relation_cap`` (0 = none): at most this
     many kept facts per relation, first in file order. ``invent`` (0 = none): add invented-entity
     copies of this fraction of the training facts to ``train.jsonl`` and of every validation fact
-    to ``val_invented.jsonl`` (:func:`add_invented`). Resumable through the score cache.
+    to ``val_invented.jsonl`` (:func:`add_invented`). Resumable through the score cache: rerun into
+    the same folder. ``out_dir``: a fresh folder or one this command made (``overwrite``: emptied
+    first); never one holding an input.
     """
-    from .tailor import check_score_cache, model_fingerprint
+    from ..core.run import Run
+    from .tailor import has_score_cache
 
-    t0 = time.perf_counter()
     if n_val < 0 or per_relation_cap < 0 or batch_size < 1 or chunk_size < 1:
         raise TaalmError("n_val and per_relation_cap must be ≥ 0, batch_size and chunk_size ≥ 1")
     if not 0.0 <= invent <= 1.0:
@@ -357,17 +363,35 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str |
     paths = trex_files(trex)
     excluded = lama_ckl_uuids(list(exclude))
     by_rel, funnel = _candidates(paths, rels, excluded, min_evidence_chars)  # all input validated here
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output path exists and is not a folder", out_dir)
     if not by_rel:
         raise TaalmError("no fact passes the evidence rule: nothing to score")
+    settings = {"model": str(model_spec), "dtype": dtype, "n_val": n_val, "per_relation_cap": per_relation_cap,
+                "min_evidence_chars": min_evidence_chars, "seed": seed, "invent": invent}
+    with Run(out_dir, overwrite=overwrite, input_paths=[*paths, *exclude, relations], config=settings,
+             device=device, log=log, progress=progress, folder_rule="tool", kind="data pool", owned=POOL_FILES,
+             legacy=has_score_cache) as run:
+        return _build_pool(run, dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel, by_rel=by_rel,
+                                     model=model, tokenizer=tokenizer, model_spec=model_spec, dtype=dtype,
+                                     device=device, n_val=n_val, cap=per_relation_cap, seed=seed,
+                                     min_chars=min_evidence_chars, batch_size=batch_size, chunk_size=chunk_size,
+                                     invent=invent))
 
+
+def _build_pool(run, a: dict) -> PoolResult:
+    """:func:`build_pool` inside its run life cycle (checked, locked): score, keep, split, invent, write."""
+    t0, out_dir, log, progress = time.perf_counter(), run.out, run.log, run.progress
+    model, tokenizer, model_spec, by_rel = a["model"], a["tokenizer"], a["model_spec"], a["by_rel"]
+    paths, rels, excluded, funnel = a["paths"], a["rels"], a["excluded"], a["funnel"]
+    batch_size, chunk_size, per_relation_cap, seed = a["batch_size"], a["chunk_size"], a["cap"], a["seed"]
+    n_val, invent, min_evidence_chars = a["n_val"], a["invent"], a["min_chars"]
     if model is None:
         from ..models.loading import load_model
 
         log(f"pool: loading model '{model_spec}'")
-        model, tokenizer = load_model(model_spec, device, dtype)
+        model, tokenizer = load_model(model_spec, a["device"], a["dtype"])
+    run.start()
+    from .tailor import check_score_cache, model_fingerprint
+
     param = next(model.parameters())
     meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
             "dtype": str(param.dtype).removeprefix("torch."), "cache_version": 1}

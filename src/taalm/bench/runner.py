@@ -553,16 +553,12 @@ def run_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, methods: Itera
         log(note)
     model_label = cfg.model.name if model is None else (
         getattr(getattr(model, "config", None), "name_or_path", "") or f"{type(model).__name__} (passed in)")
-    from ..core import distributed
-    from ..core.runfolder import RunLock
+    from ..core.run import Run
 
-    d = distributed.init_from_env(cfg.model.device)  # under torchrun: every method runs data-parallel
-    distributed.barrier()  # every rank checked the folder before rank 0 writes into it
-    if not d.is_main:  # ranks other than 0 train and evaluate their shards; they write and log nothing
-        return _run_methods(methods, cfg, data, out, size, record, model, tokenizer, model_label, False,
-                            lambda m: None)
-    with RunLock(out):  # one benchmark process per folder
-        return _run_methods(methods, cfg, data, out, size, record, model, tokenizer, model_label, progress, log)
+    # the folder keeps the benchmark's own rules (_check_out_dir: methods' runs continued in place)
+    with Run(out, device=cfg.model.device, log=log, progress=progress, folder_rule="none") as run:
+        return _run_methods(methods, cfg, data, out, size, record, model, tokenizer, model_label, run.progress,
+                            run.log)
 
 
 def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size: str, record: dict,

@@ -357,17 +357,32 @@ def _summary(units, sets, by_rule, scores, nlls, skipped, n_scored, n_cached, wa
     return summary
 
 
+#: what ``data tailor`` writes at the top of its folder (``--overwrite`` empties only such a folder)
+TAILOR_FILES = ("scores", "scores.png", "summary.json", *(f"{n}.jsonl" for n in SET_NAMES))
+
+
+def has_score_cache(folder: Path) -> bool:
+    """A folder of ``data tailor`` / ``data pool`` made before their ``run.json``: its score cache."""
+    try:
+        return "cache_version" in json.loads((Path(folder) / "scores" / "meta.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None,
            model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
            batch_size: int = 32, chunk_size: int = 256, to_learn_rule: str = "both",
-           progress: bool = True, log: Callable[[str], None] = print) -> TailorResult:
+           progress: bool = True, log: Callable[[str], None] = print, overwrite: bool = False) -> TailorResult:
     """Tailor the LAMA-ckl files of ``data_dir`` to a base model; write the sets to ``out_dir``.
 
     ``model``/``tokenizer`` may be passed already loaded (``model_spec`` then only labels them);
-    otherwise ``load_model(model_spec, device, dtype)`` loads them. Resumable: rerunning with the
-    same model scores only what the cache lacks. See the module docstring for the rules.
+    otherwise ``load_model(model_spec, device, dtype)`` loads them. Resumable: rerunning into the
+    same folder scores only what the cache lacks. ``out_dir``: a fresh folder or one this command
+    made (``overwrite``: emptied first); never one holding ``data_dir``. See the module docstring
+    for the rules.
     """
-    t_start = time.perf_counter()
+    from ..core.run import Run
+
     if batch_size < 1 or chunk_size < 1:
         raise TaalmError("batch_size and chunk_size must be at least 1")
     if to_learn_rule not in TO_LEARN_RULES:
@@ -375,15 +390,24 @@ def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None
     if (model is None) != (tokenizer is None):
         raise TaalmError("pass both model and tokenizer, or neither (then model_spec is loaded)")
     units = read_lama_dir(data_dir)  # validate before loading anything or writing anything
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output path exists and is not a folder", out_dir)
+    settings = {"data": str(data_dir), "model": str(model_spec), "dtype": dtype, "to_learn_rule": to_learn_rule}
+    with Run(out_dir, overwrite=overwrite, input_paths=[data_dir], config=settings, device=device, log=log,
+             progress=progress, folder_rule="tool", kind="data tailor", owned=TAILOR_FILES,
+             legacy=has_score_cache) as run:
+        return _tailor(run, data_dir, units, model, tokenizer, model_spec, device, dtype, batch_size,
+                       chunk_size, to_learn_rule)
 
+
+def _tailor(run, data_dir, units, model, tokenizer, model_spec, device, dtype, batch_size, chunk_size,
+            to_learn_rule) -> TailorResult:
+    """:func:`tailor` inside its run life cycle (checked, locked): score, select, write."""
+    t_start, out_dir, log, progress = time.perf_counter(), run.out, run.log, run.progress
     if model is None:
         from ..models.loading import load_model
 
         log(f"tailor: loading model '{model_spec}'")
         model, tokenizer = load_model(model_spec, device, dtype)
+    run.start()
     param = next(model.parameters())
     meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
             "dtype": str(param.dtype).removeprefix("torch."), "cache_version": CACHE_VERSION}

@@ -32,8 +32,8 @@ from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
 from ..core.schedules import lr_factor
-from ..core.runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, fingerprint,
-                              read_run_info)
+from ..core.run import Run
+from ..core.runfolder import RUN_SCHEMA, RunFolder, fingerprint
 from ..data import Document, Probe, Window, collate, prepare_windows
 from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes, sample_rows
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
@@ -414,28 +414,15 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
         if not isinstance(name, str) or not name.isidentifier() or name in _ROW_KEYS or not ps:
             raise TaalmError(f"extra probe set {name!r}: needs a non-empty list of probes and an "
                              f"identifier name other than {', '.join(sorted(_ROW_KEYS))}")
-    out = Path(out_dir) if out_dir is not None else None
     inputs = input_fingerprints(documents, probes, extra)
-    check_run_dir(out, resume=resume, overwrite=overwrite,
-                  inputs=input_paths(documents, probes, *extra.values()))
-    if resume:
-        check_resume(read_run_info(out), inputs, to_dict(cfg), defaults=to_dict(LearnConfig()))
-    d = distributed.init_from_env(cfg.model.device)  # under torchrun: join the ranks (core/distributed.py)
-    if cfg.train.fsdp and not d.enabled:
-        raise ConfigError("train.fsdp=true shards θ over the ranks of torchrun: start it with "
-                          "`torchrun --nproc_per_node N -m taalm ...` (N ≥ 2)", "train.fsdp")
-    distributed.barrier()  # every rank checked the folder before rank 0 touches it
-    if not d.is_main:  # only rank 0 writes, logs and draws progress; the others read a checkpoint to resume
-        return _learn(documents, probes, extra, cfg, None, inputs, parts, model, tokenizer, optimizer,
-                      False, [], lambda m: None, resume_dir=out if resume else None)
-    lock = RunLock(out).acquire() if out is not None else None
-    try:
-        run = RunFolder(out, resume=resume, overwrite=overwrite) if out is not None else None
-        return _learn(documents, probes, extra, cfg, run, inputs, parts, model, tokenizer, optimizer,
-                      progress, list(callbacks), log)
-    finally:
-        if lock is not None:
-            lock.release()
+    run = Run(out_dir, resume=resume, overwrite=overwrite, inputs=inputs,
+              input_paths=input_paths(documents, probes, *extra.values()), config=to_dict(cfg),
+              defaults=to_dict(LearnConfig()), device=cfg.model.device, log=log, progress=progress)
+    with run:
+        if cfg.train.fsdp and not distributed.current().enabled:
+            raise ConfigError("train.fsdp=true shards θ over the ranks of torchrun: start it with "
+                              "`torchrun --nproc_per_node N -m taalm ...` (N ≥ 2)", "train.fsdp")
+        return _learn(run, documents, probes, extra, cfg, parts, model, tokenizer, optimizer, list(callbacks))
 
 
 def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
@@ -523,11 +510,11 @@ def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_doc
     return windows, _window_weights(w, encoded, windows, first_doc=n_docs)
 
 
-def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None, inputs: dict,
-           method: CklMethod, model, tokenizer, optimizer, progress: bool, log, resume_dir: Path | None = None) -> _Run:
+def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMethod, model, tokenizer,
+           optimizer) -> _Run:
     """θ0 and the data (all validated before anything is written), θ's form and optimizer, the
     checkpoint to resume from, then the run folder's start and the method's preparation."""
-    tc = cfg.train
+    tc, folder, log, progress, resume_dir = cfg.train, run.folder, run.log, run.progress, run.resume_dir
     model, tokenizer = _load_theta0(cfg, model, tokenizer, log)
     check_context_length(model, tc.max_length)
     device = next(model.parameters()).device
@@ -550,7 +537,7 @@ def _setup(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None,
     n_train, n_total = count_parameters(model)
     info = {"method": method.name, "n_documents": len(documents), "n_windows": len(windows),
             "n_probes": len(probes or []), **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),
-            "inputs": inputs, "trainable_parameters": n_train, "total_parameters": n_total}
+            "inputs": run.inputs, "trainable_parameters": n_train, "total_parameters": n_total}
     if folder is not None:  # the run starts for real: the (staged) folder is swapped into place
         folder.start(lambda f: (save_config(cfg, f / "config.yaml"), _write_run_info(f, cfg, device, "running", info)))
     t0 = time.time()
@@ -604,34 +591,23 @@ def _resume_or_start(r: _Run, state: dict | None, log) -> None:
             r.logger.log_row({"type": "eval", **row})
 
 
-def _learn(documents, probes, extra, cfg: LearnConfig, folder: RunFolder | None, inputs: dict,
-           method: CklMethod, model, tokenizer, optimizer, progress: bool, callbacks: list, log,
-           resume_dir: Path | None = None) -> LearnResult:
-    """:func:`learn` once its checks passed and its folder is locked: set up, train epoch by
-    epoch, save θ and the summary. ``resume_dir``: a rank other than 0 resumes from the
-    checkpoints there (it writes nothing)."""
-    r = _setup(documents, probes, extra, cfg, folder, inputs, method, model, tokenizer, optimizer, progress, log,
-               resume_dir)
+def _learn(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMethod, model, tokenizer,
+           optimizer, callbacks: list) -> LearnResult:
+    """:func:`learn` inside its run life cycle (:class:`~taalm.core.run.Run`: checked, ranks
+    joined, folder locked): set up, train epoch by epoch, save θ and the summary."""
+    r = _setup(run, documents, probes, extra, cfg, method, model, tokenizer, optimizer)
+    run.failure_fields = lambda: {"last_checkpoint_epoch": r.checkpointer.latest_index()}
     r.model.train()
     try:
         for epoch in range(r.start_epoch + 1, cfg.train.epochs + 1):
             t_epoch = time.time()
-            loss = _train_epoch(r, epoch, progress)
+            loss = _train_epoch(r, epoch, run.progress)
             r.epoch_seconds.append(time.time() - t_epoch)
-            _end_of_epoch(r, epoch, extra, log, callbacks, loss)
+            _end_of_epoch(r, epoch, extra, run.log, callbacks, loss)
         r.model.eval()
-        result = _finish(r)  # inside the try: a failure while saving (a full disk) is reported too
-    except TrainingDiverged as e:
-        if r.out is not None:
-            _mark(r.out, "failed", error=str(e), last_checkpoint_epoch=r.checkpointer.latest_index())
-        raise
-    except BaseException:  # killed or failed: say so in run.json; the checkpoint stays resumable
-        if r.out is not None:
-            _mark(r.out, "interrupted", last_checkpoint_epoch=r.checkpointer.latest_index())
-        raise
+        return _finish(r)  # inside the life cycle: a failure while saving (a full disk) is marked too
     finally:
         r.logger.close()
-    return result
 
 
 def _finish(r: _Run) -> LearnResult:
@@ -673,14 +649,6 @@ def _epoch_message(epoch: int, loss: float, row: dict | None, extra: Mapping) ->
         if row and name in row:
             msg += f", {name} accuracy {row[name]['accuracy']:.3f}"
     return msg
-
-
-def _mark(out: Path, status: str, **fields) -> None:
-    """Set ``run.json``'s status (and fields) of a started run."""
-    info = read_run_info(out)
-    if info is not None:
-        info.update(status=status, **fields)
-        atomic_write_json(out / "run.json", info)
 
 
 __all__ = ["learn", "LearnResult", "check_documents", "check_context_length",

@@ -98,6 +98,40 @@ def check_run_dir(out: Path | None, *, resume: bool, overwrite: bool, inputs: It
     check_writable(out, hint="choose another --out")
 
 
+def check_tool_dir(out: Path, kind: str, *, overwrite: bool, inputs: Iterable[str | Path] = (),
+                   legacy=None, owned: Iterable[str] = ()) -> str:
+    """The rules of a folder that a command continues in place (``data tailor``, ``data pool``,
+    ``demo``: their caches make a rerun cheap). Returns what the run will do with it: ``"new"``
+    (absent or empty), ``"continue"`` (a folder of the same command that taalm made: its
+    ``run.json`` says ``kind``, or ``legacy(folder)`` recognises one made before the marker) or
+    ``"replace"`` (``overwrite``: a taalm folder of this command that holds nothing but the
+    ``owned`` names and ``run.json``, emptied when the run starts).
+    Anything else is refused; so is a folder that holds one of ``inputs``. Writes nothing."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TaalmError(f"{out}: exists and is a file, not a folder; choose another --out")
+    for p in inputs:
+        if p is not None and (_inside(Path(p), out) or _inside(out, Path(p))):
+            raise TaalmError(f"{out}: is or holds an input of this command ({p}); choose another --out")
+    check_writable(out, hint="choose another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return "new"
+    info = read_run_info(out)
+    ours = (info or {}).get("kind") == kind or (info is None and legacy is not None and legacy(out))
+    if not ours:
+        made = f"a taalm '{(info or {}).get('kind', 'run')}' folder" if info else "not a folder taalm made"
+        raise TaalmError(f"{out}: {made}, not one of `taalm {kind}`; choose another --out")
+    if _inside(Path.cwd(), out):
+        raise TaalmError(f"{out}: is the current folder or holds it; choose another --out")
+    if not overwrite:
+        return "continue"
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in (*owned, "run.json"))
+    if foreign:
+        raise TaalmError(f"{out}: holds {foreign[0]}, which `taalm {kind}` does not write; --overwrite only "
+                         f"empties folders that hold nothing else. Choose another --out")
+    return "replace"
+
+
 # --------------------------------------------------------------------------------------------
 # Locking
 # --------------------------------------------------------------------------------------------
@@ -188,6 +222,7 @@ class RunFolder:
         self.path = Path(out)
         self.resume = resume
         self.overwrite = overwrite
+        self.started = False  # True once the folder holds this run's first files
 
     def start(self, write_first_files) -> None:
         """Create the folder with ``write_first_files(folder)`` (config, run.json) done inside it.
@@ -196,6 +231,7 @@ class RunFolder:
         out = self.path
         if self.resume:
             write_first_files(out)
+            self.started = True
             return
         for left in out.parent.glob(f".{out.name}.taalm-new-*"):  # stages of killed taalm processes
             pid = left.name.rsplit("-", 1)[-1]
@@ -215,8 +251,17 @@ class RunFolder:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
+        self.started = True
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def mark_status(out: Path, status: str, **fields) -> None:
+    """Set ``run.json``'s status (and ``fields``) of a started taalm run; nothing if there is none."""
+    info = read_run_info(out)
+    if info is not None:
+        info.update(status=status, **fields)
+        atomic_write_json(Path(out) / "run.json", info)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,6 +370,6 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
     return {"n": len(items), "sha256": h.hexdigest()}
 
 
-__all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_run_dir", "check_resume", "fingerprint",
+__all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_run_dir", "check_tool_dir", "check_resume", "fingerprint",
            "newest_usable_checkpoint", "checkpoint_state", "commit_checkpoint",
-           "is_taalm_run", "read_run_info"]
+           "is_taalm_run", "mark_status", "read_run_info"]

@@ -74,31 +74,27 @@ def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig 
     """Train φ (``config.phi``, or ``init``) to predict the answer span of ``pairs``' documents
     for ``supervised.steps`` steps, then validate it alone on ``val_pairs`` (a list or named
     splits) with the meta-training protocol. Writes the run folder of the module docstring."""
-    from ..core.runfolder import RunLock, check_run_dir
     from ..ckl.learner import input_paths
+    from ..core.run import Run
 
     cfg = config or MetaTrainConfig()
     check_config(cfg)
     if resume:
         raise TaalmError("a supervised start is not resumable (minutes): rerun it with --overwrite")
     pairs, splits = hold_out_splits(pairs, val_pairs, cfg)
-    out = Path(out_dir) if out_dir is not None else None
-    check_run_dir(out, resume=False, overwrite=overwrite,
-                  inputs=input_paths([p.document for p in pairs + all_pairs(splits)]))
-    lock = RunLock(out).acquire() if out is not None else None
-    try:
-        return _supervised(pairs, splits, cfg, out, overwrite, model, tokenizer, phi, progress, log)
-    finally:
-        if lock is not None:
-            lock.release()
+    run = Run(out_dir, overwrite=overwrite, input_paths=input_paths([p.document for p in pairs + all_pairs(splits)]),
+              device=cfg.model.device, log=log, progress=progress)
+    with run:
+        return _supervised(run, pairs, splits, cfg, model, tokenizer, phi)
 
 
-def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, tokenizer, phi, progress, log):
+def _supervised(run, pairs, splits, cfg: MetaTrainConfig, model, tokenizer, phi):
     from ..core.metrics import open_logger
-    from ..core.runfolder import RUN_SCHEMA, RunFolder
+    from ..core.runfolder import RUN_SCHEMA
     from .training import build_meta_models
 
-    t0 = time.time()
+    t0, log, folder = time.time(), run.log, run.folder
+    out = folder.path if folder is not None else None
     base_model, _, phi, tokenizer = build_meta_models(cfg, model, tokenizer, phi, log)
     device = next(base_model.parameters()).device
     enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
@@ -112,13 +108,13 @@ def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, toke
             "schema": RUN_SCHEMA, "kind": "supervised_start", **environment_info(device), "status": status,
             **info, "config": to_dict(cfg), "seconds": round(time.time() - t0, 1), **more})
 
-    if out is not None:
-        RunFolder(out, resume=False, overwrite=overwrite).start(
-            lambda f: (save_config(cfg, f / "config.yaml"), write_info("running", f)))
+    if folder is not None:
+        folder.start(lambda f: (save_config(cfg, f / "config.yaml"), write_info("running", f)))
+    run.failure_fields = lambda: {"seconds": round(time.time() - t0, 1)}
     steps = open_logger(out / "log.jsonl" if out is not None else None)
     vals = open_logger(out / "val.jsonl" if out is not None else None)
     try:
-        _fit(phi, enc, cfg, pw, base_model, tokenizer, device, steps, progress)
+        _fit(phi, enc, cfg, pw, base_model, tokenizer, device, steps, run.progress)
         if out is not None:
             phi.save_pretrained(out / "phi")
         best = None
@@ -129,10 +125,6 @@ def _supervised(pairs, splits, cfg: MetaTrainConfig, out, overwrite, model, toke
                     "seconds": round(time.time() - tv, 1)}
             vals.log_row(best)
             log(f"supervised φ: validation answer accuracy {best['accuracy']:.3f}" + split_text(best))
-    except BaseException as e:
-        if out is not None:
-            write_info("failed" if isinstance(e, TrainingDiverged) else "interrupted", error=str(e))
-        raise
     finally:
         steps.close()
         vals.close()

@@ -326,29 +326,18 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pa
     (more ``updates`` allowed), and a non-finite outer loss or φ gradient stops the run
     (:class:`TrainingDiverged`, status "failed") keeping the last good checkpoint."""
     from ..ckl.learner import input_paths
-    from ..core.runfolder import RunFolder, RunLock, check_resume, check_run_dir, read_run_info
+    from ..core.run import Run
 
     cfg = config or MetaTrainConfig()
     check_config(cfg)
     pairs, val_pairs = hold_out_splits(pairs, val_pairs, cfg)
-    out = Path(out_dir) if out_dir is not None else None
     inputs = _pair_fingerprints(pairs, val_pairs)
     docs = [p.document for p in pairs + all_pairs(val_pairs)]
-    check_run_dir(out, resume=resume, overwrite=overwrite, inputs=input_paths(docs))
-    if resume:
-        check_resume(read_run_info(out), inputs, to_dict(cfg), defaults=to_dict(MetaTrainConfig()))
-    d = distributed.init_from_env(cfg.model.device)  # under torchrun: the update's pairs are shared out
-    distributed.barrier()  # every rank checked the folder before rank 0 touches it
-    if not d.is_main:  # computes its share of each update; writes, logs and validates nothing
-        return _train_attention(pairs, val_pairs, cfg, None, inputs, model, tokenizer, phi, False, lambda m: None,
-                                resume_dir=out if resume else None)
-    lock = RunLock(out).acquire() if out is not None else None
-    try:
-        run = RunFolder(out, resume=resume, overwrite=overwrite) if out is not None else None
-        return _train_attention(pairs, val_pairs, cfg, run, inputs, model, tokenizer, phi, progress, log)
-    finally:
-        if lock is not None:
-            lock.release()
+    run = Run(out_dir, resume=resume, overwrite=overwrite, inputs=inputs, input_paths=input_paths(docs),
+              config=to_dict(cfg), defaults=to_dict(MetaTrainConfig()), device=cfg.model.device,
+              log=log, progress=progress)
+    with run:
+        return _train_attention(run, pairs, val_pairs, cfg, model, tokenizer, phi)
 
 
 def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
@@ -561,25 +550,26 @@ def _phi_update(r: _MetaRun, update: int) -> dict:
     return row
 
 
-def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, model, tokenizer, phi,
-                     progress: bool, log, resume_dir: Path | None = None) -> MetaTrainResult:
-    """:func:`train_attention` once its checks passed and its folder is locked: set up, then
-    update φ, validating and checkpointing on schedule, then write the outputs. Under data
-    parallelism rank 0 alone validates (each validation a CKL run of its own)."""
-    main = distributed.current().is_main
-    r = _meta_setup(pairs, val_pairs, cfg, folder, inputs, model, tokenizer, phi, log, resume_dir)
-    heat_enc = _heatmap_documents(r, pairs) if main else []
-    references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log) if main else {}
-    if not main:
-        r.val_pairs = {}  # _validate does nothing on the other ranks
-    if r.start == 0 and not r.val_rows and cfg.val.at_start:
-        _validate(r, 0, log)
+def _train_attention(run, pairs, val_pairs, cfg: MetaTrainConfig, model, tokenizer, phi) -> MetaTrainResult:
+    """:func:`train_attention` inside its run life cycle (:class:`~taalm.core.run.Run`: checked,
+    ranks joined, folder locked): set up, then update φ, validating and checkpointing on schedule,
+    then write the outputs. Under data parallelism rank 0 alone validates (each validation a CKL
+    run of its own)."""
+    main, log = run.is_main, run.log
+    r = _meta_setup(pairs, val_pairs, cfg, run.folder, run.inputs, model, tokenizer, phi, log, run.resume_dir)
+    run.failure_fields = lambda: {"seconds": r.seconds()}
     bar = None
-    if progress:
-        from ..core.progress import progress as progress_bar
-
-        bar = progress_bar(total=cfg.updates, initial=r.start, desc="meta-train φ", unit="upd")
     try:
+        heat_enc = _heatmap_documents(r, pairs) if main else []
+        references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log) if main else {}
+        if not main:
+            r.val_pairs = {}  # _validate does nothing on the other ranks
+        if r.start == 0 and not r.val_rows and cfg.val.at_start:
+            _validate(r, 0, log)
+        if run.progress:
+            from ..core.progress import progress as progress_bar
+
+            bar = progress_bar(total=cfg.updates, initial=r.start, desc="meta-train φ", unit="upd")
         for update in range(r.start + 1, cfg.updates + 1):
             row = _phi_update(r, update)
             if bar is not None:
@@ -589,17 +579,9 @@ def _train_attention(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dic
                 _validate(r, update, log)
             if r.checkpointer is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
                 r.checkpointer.save(update, r.params, r.opt, {"update": update, "best": r.best, "seconds": r.seconds()})
-        if r.out is not None:  # inside the try: a failure here (a full disk) is reported too
+        if r.out is not None:  # inside the life cycle: a failure here (a full disk) is marked too
             _write_outputs(r.out, r.phi, r.tokenizer, heat_enc, cfg, r.val_rows, r.log_rows, r.best, references,
                            r.seconds(), r.base_model)
-    except TrainingDiverged as e:
-        if r.out is not None:
-            r.write_info("failed", error=str(e))
-        raise
-    except BaseException:  # killed (SIGTERM arrives as KeyboardInterrupt) or failed: resumable
-        if r.out is not None:
-            r.write_info("interrupted")
-        raise
     finally:
         r.update_log.close()
         r.val_log.close()

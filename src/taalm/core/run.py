@@ -1,0 +1,168 @@
+"""One run's life cycle: what every command that writes a folder does around its own work.
+
+``learn``, ``train-attention`` (and its supervised start) and ``bench`` all go through
+:class:`Run`, a context manager::
+
+    with Run(out, resume=resume, overwrite=overwrite, inputs=fingerprints, input_paths=paths,
+             config=to_dict(cfg), defaults=to_dict(LearnConfig()), device=cfg.model.device,
+             log=log, progress=progress) as run:
+        ...  # run.folder, run.resume_dir, run.log, run.progress, run.failure_fields
+
+In order:
+
+1. **checks that need no model**, before anything is written: the output folder's rules
+   (:func:`~taalm.core.runfolder.check_run_dir`: a fresh folder, or ``--resume`` of a taalm run,
+   or ``--overwrite`` of a taalm run that holds none of the inputs) and, on ``--resume``, that the
+   inputs' fingerprints and the resolved configuration are the run's own
+   (:func:`~taalm.core.runfolder.check_resume`);
+2. **the ranks** (under ``torchrun``): join the process group and wait until every rank has checked;
+   ranks other than 0 write nothing: their ``folder`` is None, ``log`` is silent, ``progress`` off,
+   and ``resume_dir`` names the folder whose checkpoint they read;
+3. **the lock** of rank 0 on the folder (:class:`~taalm.core.runfolder.RunLock`);
+4. **the start**, by the loop, once its own checks and the model have passed:
+   :meth:`Run.start` (a new run is staged, then swapped into place);
+5. **the end**: a started run that raised is marked in ``run.json``: ``failed`` for a
+   :class:`~taalm.core.errors.TrainingDiverged`, ``interrupted`` for anything else (SIGTERM, a full
+   disk), with the loop's ``failure_fields()`` (e.g. the last checkpoint); the lock is released.
+
+``folder_rule`` says which rules the output folder follows:
+
+- ``"run"`` (learn, train-attention): the above; the loop starts the folder itself.
+- ``"tool"`` (data tailor, data pool, demo; ``kind`` names the command): a fresh folder, or one
+  that taalm made for the same command, continued in place (their score caches make a rerun
+  cheap), or with ``overwrite`` emptied first (only when it holds nothing but ``owned`` names).
+  :class:`Run` itself writes its ``run.json`` (``kind``, status ``running``, the configuration)
+  on entry and marks it ``complete`` or ``interrupted`` on the way out.
+- ``"none"`` (bench: a folder of per-method runs with its own rules): steps 2, 3 and 5 only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import distributed
+from .errors import TrainingDiverged
+from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, check_tool_dir, mark_status,
+                        read_run_info)
+
+FOLDER_RULES = ("run", "tool", "none")
+
+
+def _silent(message: str) -> None:
+    """The log of a rank other than 0."""
+
+
+@dataclass
+class Run:
+    """The life cycle of one run (module docstring). ``out`` None: nothing is written (the work
+    runs in memory); ``inputs``: name -> fingerprint, recorded in ``run.json`` and compared on
+    resume; ``input_paths``: the files the run reads (``--overwrite`` never deletes them);
+    ``config``/``defaults``: the resolved configuration and the schema's defaults, compared on
+    resume (keys in ``allowed`` may change)."""
+
+    out: str | Path | None
+    resume: bool = False
+    overwrite: bool = False
+    inputs: dict = field(default_factory=dict)
+    input_paths: Iterable = ()
+    config: dict | None = None
+    defaults: dict | None = None
+    allowed: tuple[str, ...] = ("train.epochs", "updates")
+    device: str = "auto"
+    log: Callable[[str], None] = print
+    progress: bool = True
+    folder_rule: str = "run"
+    kind: str = ""  # folder_rule "tool": the command (run.json's kind)
+    owned: tuple[str, ...] = ()  # folder_rule "tool": the names it writes at the folder's top
+    legacy: Callable[[Path], bool] | None = None  # folder_rule "tool": a folder of the command made before run.json
+    failure_fields: Callable[[], dict] = dict  # set by the loop: what run.json records on a failure
+    folder: RunFolder | None = field(default=None, init=False)
+    resume_dir: Path | None = field(default=None, init=False)
+    is_main: bool = field(default=True, init=False)
+    mode: str = field(default="new", init=False)  # folder_rule "tool": new | continue | replace
+    _lock: RunLock | None = field(default=None, init=False, repr=False)
+    _t0: float = field(default_factory=time.time, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out) if self.out is not None else None
+        self.input_paths = [p for p in self.input_paths if p is not None]
+        if self.folder_rule not in FOLDER_RULES:
+            raise ValueError(f"folder_rule {self.folder_rule!r}: use one of {FOLDER_RULES}")
+
+    def __enter__(self) -> "Run":
+        out = self.out
+        if self.folder_rule == "run":
+            check_run_dir(out, resume=self.resume, overwrite=self.overwrite, inputs=self.input_paths)
+            if self.resume and self.config is not None:
+                check_resume(read_run_info(out), self.inputs, self.config, self.allowed, self.defaults)
+        elif self.folder_rule == "tool" and out is not None:
+            self.mode = check_tool_dir(out, self.kind, overwrite=self.overwrite, inputs=self.input_paths,
+                                       legacy=self.legacy, owned=self.owned)
+        d = distributed.init_from_env(self.device)  # under torchrun: join the ranks (core/distributed.py)
+        distributed.barrier()  # every rank checked the folder before rank 0 touches it
+        self.is_main = d.is_main
+        if not d.is_main:  # only rank 0 writes, logs and draws progress; the others read a checkpoint
+            self.log, self.progress = _silent, False
+            self.resume_dir = out if self.resume else None
+            return self
+        if out is not None:
+            self._lock = RunLock(out).acquire()
+            if self.folder_rule != "none":
+                self.folder = RunFolder(out, resume=self.resume, overwrite=self.overwrite)
+        return self
+
+    def start(self, write_first_files: Callable[[Path], None] | None = None) -> None:
+        """The folder starts for real, once the command's own checks and its model have passed:
+        folder_rule "run": :meth:`RunFolder.start` with ``write_first_files(folder)``; "tool": the
+        folder is emptied on ``replace`` (only names the command writes) and gets its ``run.json``.
+        Nothing on a rank other than 0 or without a folder."""
+        if self.folder is None:
+            return
+        if self.folder_rule == "run":
+            self.folder.start(write_first_files)
+            return
+        out = self.out
+        if self.mode == "replace":  # checked on entry: it holds only what this command writes
+            for p in out.iterdir():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        from .files import atomic_write_json, environment_info
+
+        atomic_write_json(out / "run.json", {"schema": RUN_SCHEMA, "kind": self.kind, "status": "running",
+                                             **environment_info(self.device), "mode": self.mode,
+                                             "inputs": self.inputs, "config": self.config})
+        if write_first_files is not None:
+            write_first_files(out)
+        self.folder.started = True
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc is not None and self.folder is not None and self.folder.started:
+                self._mark_failure(exc)
+            elif exc is None and self.folder_rule == "tool" and self.folder is not None and self.folder.started:
+                mark_status(self.out, "complete", seconds=round(time.time() - self._t0, 1))
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+        return False  # the exception (if any) goes on
+
+    def _mark_failure(self, exc: BaseException) -> None:
+        """``run.json`` of a started run that raised: failed (diverged) or interrupted (resumable)."""
+        try:
+            fields = dict(self.failure_fields())
+        except Exception:  # noqa: BLE001 - the loop's state may be half-built; the status matters more
+            fields = {}
+        if isinstance(exc, TrainingDiverged):
+            mark_status(self.folder.path, "failed", error=str(exc), **fields)
+        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            mark_status(self.folder.path, "interrupted", **fields)
+        else:
+            mark_status(self.folder.path, "interrupted", error=f"{type(exc).__name__}: {exc}"[:500], **fields)
+
+
+__all__ = ["Run"]
