@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""The README's tables of numbers, generated from the committed result files.
+
+    python scripts/readme_tables.py            # rewrite every generated table in README.md
+    python scripts/readme_tables.py --check    # exit 1 (and name them) when a table differs from its files
+
+A generated table sits between two markers in README.md::
+
+    <!-- table:demo -->
+    | method | before | ... |
+    <!-- /table:demo -->
+
+and :data:`TABLES` maps its name to the function that writes it from ``benchmarks/results/``.
+Prose around the tables is written by hand; ``tests/test_readme_tables.py`` fails when a table
+and its files disagree, so a number in a table cannot go stale.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+LAMA_CPU = RESULTS / "lama_ckl_cpu_smollm2"
+
+
+def _read(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _f3(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def demo_table() -> str:
+    """``taalm demo`` on the 2-core CPU: before, after the last epoch, best epoch, answer NLL."""
+    d = _read(RESULTS / "demo_cpu2.json")
+    epochs = max(m["after"]["epoch"] for m in d["methods"].values())
+    lines = [f"| method | before | after {epochs} epochs | best (epoch) | answer NLL before → after | training time |",
+             "|---|---|---|---|---|---|"]
+    for name, m in d["methods"].items():
+        b, a, best = m["before"], m["after"], m["best"]
+        lines.append(f"| {name} | {_f3(b['accuracy'])} | {_f3(a['accuracy'])} | {_f3(best['accuracy'])} "
+                     f"({best['epoch']}) | {b['nll']:.2f} → {a['nll']:.2f} | {m['train_seconds']:.0f} s |")
+    env = d["environment"]
+    lines.append(f"\nWhole demo: {d['wall_seconds']:.0f} s (model load {d['load_seconds']:.1f} s) on "
+                 f"{env.get('cpu_count', '?')} CPU cores, commit {env.get('git_commit', '?')[:7]}.")
+    return "\n".join(lines)
+
+
+def lama_cpu_table() -> str:
+    """LAMA-ckl ``cpu``: every method of the committed folder, best Total first."""
+    s = _read(LAMA_CPU / "summary.json")
+    rows = []
+    for name, m in s["methods"].items():
+        r = m["summary"]
+        rows.append((r["total"], f"| {name} | {_f3(r['top_acc'])} | {r['epoch']} | {_f3(r['nf_acc'])} | "
+                                 f"{_f3(r['total'])} | {_f3(r['final_to_learn_acc'])} / {_f3(r['final_nf_acc'])} | "
+                                 f"{_minutes(m['wall_s'])} |"))
+    head = [f"| method | Top Acc | Epoch | NF Acc at Epoch | Total | To-Learn / NF after {s['epochs']} epochs | wall time |",
+            "|---|---|---|---|---|---|---|"]
+    return "\n".join(head + [line for _, line in sorted(rows, key=lambda r: -r[0])])
+
+
+def lama_targets_table() -> str:
+    """The issue's targets for TAALM on LAMA-ckl ``cpu`` (``benchmarks/lama_ckl_targets.py``)."""
+    t = _read(LAMA_CPU / "targets.json")
+    lines = ["| target | TAALM | reference | met |", "|---|---|---|---|"]
+    for row in t["targets"]:
+        ref = row["reference"]
+        ref = ", ".join(f"{k} {_f3(v)}" for k, v in ref.items()) if isinstance(ref, dict) else (
+            f"{ref:g}" if isinstance(ref, float) and ref == int(ref) else _f3(ref) if isinstance(ref, float) else str(ref))
+        value = row["taalm"] if isinstance(row["taalm"], int) else _f3(row["taalm"])
+        lines.append(f"| {row['target']} | {value} | {ref} | {'yes' if row['met'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def _markdown_file(path: Path):
+    return lambda: path.read_text(encoding="utf-8").strip()
+
+
+TABLES = {
+    "demo": demo_table,
+    "lama-ckl-cpu": lama_cpu_table,
+    "lama-ckl-targets": lama_targets_table,
+    "table1": _markdown_file(RESULTS / "lama_ckl_tables_cpu_smollm2" / "table1.md"),
+    "table6": _markdown_file(RESULTS / "lama_ckl_tables_cpu_smollm2" / "table6.md"),
+}
+
+_BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)
+
+
+def render(readme: str) -> tuple[str, list[str]]:
+    """(README with every generated table rewritten, names of the tables that changed)."""
+    changed, seen = [], set()
+
+    def one(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in TABLES:
+            raise SystemExit(f"README.md: unknown table '{name}' (known: {', '.join(TABLES)})")
+        seen.add(name)
+        body = TABLES[name]()
+        if body != m.group("body"):
+            changed.append(name)
+        return m.group(1) + body + m.group(4)
+
+    return _BLOCK.sub(one, readme), changed
+
+
+def main(argv: list[str]) -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    new, changed = render(text)
+    if "--check" in argv:
+        if changed:
+            print(f"README.md: tables out of date with their result files: {', '.join(changed)} "
+                  f"(run python scripts/readme_tables.py)")
+            return 1
+        return 0
+    if changed:
+        tmp = readme.with_name(".README.md.tmp")
+        tmp.write_text(new, encoding="utf-8")
+        tmp.replace(readme)
+    print(f"README.md: {len(changed)} table(s) rewritten" + (f" ({', '.join(changed)})" if changed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
