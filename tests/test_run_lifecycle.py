@@ -35,7 +35,7 @@ def cli(capsys, *argv):
 
 
 def one_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("learning ", "loading "))]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 
@@ -166,3 +166,84 @@ def test_demo_refuses_a_users_folder_before_loading_anything(tmp_path, capsys):
     code, _, err = cli(capsys, "demo", "--out", mine, "--quiet")
     assert code == 2 and "not a folder taalm made" in one_line(err)
     assert tree_digest(mine) == before
+
+
+# --------------------------------------------------------------------------------------------
+# Run safety, round 2: outputs that are inputs, planted temporary files, odd locks, --overwrite
+# --------------------------------------------------------------------------------------------
+def test_eval_refuses_an_output_that_is_an_input(tmp_path, capsys, model_dir, probes_file):
+    before = probes_file.read_bytes()
+    for option, path in (("--json", probes_file), ("--log-samples", probes_file),
+                         ("--json", model_dir / "config.json")):
+        kept = path.read_bytes()
+        code, _, err = cli(capsys, "eval", "--model", model_dir, "--probes", probes_file, option, path, "--quiet")
+        assert code == 2 and "is an input of this command" in one_line(err)
+        assert path.read_bytes() == kept
+    code, _, err = cli(capsys, "eval", "--model", model_dir, "--probes", probes_file, "--json", tmp_path / "a.json",
+                       "--log-samples", tmp_path / "a.json", "--quiet")
+    assert code == 2 and "the same file as --json" in one_line(err)
+    assert probes_file.read_bytes() == before
+
+
+def test_weights_refuses_to_write_over_its_documents(tmp_path, capsys, model_dir, docs_file):
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(docs_file)  # through a symlink too
+    before = docs_file.read_bytes()
+    for out in (docs_file, link):
+        code, _, err = cli(capsys, "weights", docs_file, "--method", "finetune", "--jsonl", out,
+                           f"model.name={model_dir}")
+        assert code == 2 and "is an input of this command" in one_line(err)
+    assert docs_file.read_bytes() == before
+
+
+def test_recipes_cp_ignores_a_planted_temporary_symlink(tmp_path, capsys, monkeypatch):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".r.yaml.tmp").symlink_to(victim)  # the predictable name an older taalm used
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = cli(capsys, "recipes", "cp", "lama_ckl_smoke", "r.yaml")
+    assert code == 0 and victim.read_text() == "precious"
+    assert (tmp_path / "r.yaml").read_text().strip() and not (tmp_path / "r.yaml").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.yaml.tmp", "r.yaml", "victim.txt"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage\xff", b"notapid host"])
+def test_a_lock_file_without_an_owner_is_stale_once_old(tmp_path, content):
+    import os
+    import time
+
+    out = tmp_path / "run"
+    lock = RunLock(out)
+    lock.path.write_bytes(content)
+    with pytest.raises(TaalmError, match="another taalm run"):  # young: maybe being written right now
+        RunLock(out).acquire()
+    old = time.time() - 60
+    os.utime(lock.path, (old, old))
+    RunLock(out).acquire().release()
+    assert not lock.path.exists()
+
+
+def test_a_lock_that_is_a_folder_names_itself(tmp_path):
+    out = tmp_path / "run"
+    RunLock(out).path.mkdir(parents=True)
+    with pytest.raises(TaalmError, match=r"\.run\.taalm-lock: the run lock of .* is a folder"):
+        RunLock(out).acquire()
+
+
+def test_overwrite_never_deletes_a_recipe_or_a_model_inside_the_old_run(tmp_path, capsys, model_dir, docs_file):
+    import shutil
+
+    out = tmp_path / "out"
+    base = ["learn", docs_file, "--out", out, "--quiet", "train.epochs=1", "theta.lora.r=4"]
+    assert cli(capsys, *base, f"model.name={model_dir}")[0] == 0
+    recipe = out / "recipe.yaml"
+    recipe.write_text("train:\n  lr: 1.0e-3\n")
+    shutil.copytree(model_dir, out / "model")
+    before = tree_digest(out)
+    code, _, err = cli(capsys, *base, f"model.name={model_dir}", "--config", recipe, "--overwrite")
+    assert code == 2 and "--config" in one_line(err) and "move the recipe out" in err
+    recipe.unlink()
+    before = tree_digest(out)
+    code, _, err = cli(capsys, *base, f"model.name={out / 'model'}", "--overwrite")
+    assert code == 2 and "holds an input of this run" in one_line(err)
+    assert tree_digest(out) == before

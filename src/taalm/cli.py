@@ -352,8 +352,12 @@ def cmd_eval(args) -> int:
 
     from .ckl.theta import adapter_folder, load_adapter
 
+    from .core.runfolder import check_outputs
+
     check_output_file(args.json, "--json")
     check_output_file(args.log_samples, "--log-samples")
+    check_outputs({"--json": args.json, "--log-samples": args.log_samples},
+                  [args.probes, args.adapter, args.model if Path(args.model).exists() else None])
     probes = read_probes(args.probes, args.probe_field, args.limit)
     adapter = adapter_folder(args.adapter) if args.adapter else None  # checked before the model loads
     model, tok = load_model(args.model, args.device, args.dtype)
@@ -388,6 +392,11 @@ def cmd_weights(args) -> int:
         if path and not path.endswith(suffix):
             raise TaalmError(f"{option} {path}: the file name must end in {suffix}")
     cfg = load_config(LearnConfig, args.config, _overrides(args))
+    from .core.config import to_dict
+    from .core.runfolder import check_outputs, config_paths
+
+    check_outputs({"--html": args.html, "--jsonl": args.jsonl, "--npz": args.npz},
+                  [args.docs, args.config, *config_paths(to_dict(cfg))])
     docs = read_documents(args.docs, cfg.data.limit, cfg.data.text_field)
     method = get_method(cfg.method, cfg.train.seed)
     check_documents(docs, method)
@@ -599,6 +608,18 @@ COMMANDS = {"learn": cmd_learn, "eval": cmd_eval, "weights": cmd_weights, "demo"
             "methods": cmd_methods, "report": cmd_report, "recipes": cmd_recipes, "config": cmd_config}
 
 
+def _check_recipe_is_not_replaced(args) -> None:
+    """``--config`` names a recipe inside the folder that ``--overwrite`` would replace: refuse."""
+    recipe, out = getattr(args, "config", None), getattr(args, "out", None)
+    if recipe and out and getattr(args, "overwrite", False):
+        try:
+            Path(recipe).resolve().relative_to(Path(out).resolve())
+        except ValueError:
+            return
+        raise TaalmError(f"--config {recipe}: lies in --out {out}, which --overwrite would replace; "
+                         f"move the recipe out of it first")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -615,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") != "0":  # torchrun: ranks other than 0 stay quiet (errors still show)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
     try:
+        _check_recipe_is_not_replaced(args)
         code = COMMANDS[args.command](args)
         if "torch.distributed" in sys.modules:  # under torchrun: leave the process group together
             from .core import distributed

@@ -46,8 +46,8 @@ from typing import Callable, Iterable
 
 from . import distributed
 from .errors import TrainingDiverged
-from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, check_tool_dir, mark_status,
-                        read_run_info)
+from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, check_tool_dir, config_paths,
+                        mark_status, read_run_info)
 
 FOLDER_RULES = ("run", "tool", "none")
 
@@ -89,7 +89,8 @@ class Run:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out) if self.out is not None else None
-        self.input_paths = [p for p in self.input_paths if p is not None]
+        # every file or folder the configuration names is an input too (a model folder, an init= φ, ...)
+        self.input_paths = [p for p in self.input_paths if p is not None] + config_paths(self.config)
         if self.folder_rule not in FOLDER_RULES:
             raise ValueError(f"folder_rule {self.folder_rule!r}: use one of {FOLDER_RULES}")
 

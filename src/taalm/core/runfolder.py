@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -55,6 +56,48 @@ def _inside(path: Path, folder: Path) -> bool:
         path.resolve().relative_to(folder.resolve())
         return True
     except ValueError:
+        return False
+
+
+def config_paths(config: dict | None) -> list[Path]:
+    """Every existing file or folder that a resolved configuration names (a model folder, an
+    ``init=`` φ, a replay pool, a reference model, ...): inputs that no output may replace."""
+    found = []
+    for v in _flatten(config).values():
+        for x in (v if isinstance(v, list) else [v]):
+            if isinstance(x, str) and x and len(x) < 4096 and (x.startswith(("/", ".", "~")) or "/" in x or "\\" in x
+                                                               or Path(x).suffix):
+                p = Path(x).expanduser()
+                try:
+                    if p.exists():
+                        found.append(p)
+                except OSError:
+                    continue
+    return found
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path | None]) -> None:
+    """Refuse an output file that is (through symlinks) one of the command's inputs or lies in an
+    input folder, and two outputs that are the same file. ``outputs``: option -> path."""
+    given = {opt: Path(p) for opt, p in outputs.items() if p}
+    ins = [Path(p) for p in inputs if p]
+    for opt, path in given.items():
+        for i in ins:
+            if _inside(path, i) or (path.exists() and i.exists() and _same(path, i)):
+                raise TaalmError(f"{opt} {path}: is an input of this command ({i}); taalm never overwrites its "
+                                 f"inputs. Choose another file")
+    seen: dict[Path, str] = {}
+    for opt, path in given.items():
+        key = path.resolve()
+        if key in seen:
+            raise TaalmError(f"{opt} {path}: the same file as {seen[key]}; give each output its own file")
+        seen[key] = opt
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
         return False
 
 
@@ -145,6 +188,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+LOCK_WRITE_GRACE_S = 5.0  # a lock file without an owner younger than this may be being written
+
+
 class RunLock:
     """An exclusive lock on a run folder: ``.<name>.taalm-lock`` beside it, created with
     ``O_EXCL`` and holding ``pid host``. A lock whose process is gone (same host) is stale and is
@@ -187,13 +233,21 @@ class RunLock:
             return "owner unknown"
 
     def _stale(self) -> bool:
+        """A lock whose process is gone, or a lock file that holds no owner (empty, garbage) and
+        was last written more than :data:`LOCK_WRITE_GRACE_S` ago (an owner writes it at once)."""
+        if self.path.is_dir() and not self.path.is_symlink():
+            raise TaalmError(f"{self.path}: the run lock of {self.out} is a folder, which taalm never makes; "
+                             f"delete it if no taalm run uses {self.out}, then run again")
         try:
             pid_s, host = self.path.read_text().split()[:2]
             pid = int(pid_s)
         except FileNotFoundError:
             return True
-        except (OSError, ValueError):
-            return False  # being written right now, or not ours to judge
+        except (OSError, ValueError, UnicodeDecodeError):
+            try:
+                return time.time() - self.path.stat().st_mtime > LOCK_WRITE_GRACE_S
+            except FileNotFoundError:
+                return True
         return host == socket.gethostname() and not _pid_alive(pid)
 
     def release(self) -> None:
@@ -370,6 +424,6 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
     return {"n": len(items), "sha256": h.hexdigest()}
 
 
-__all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_run_dir", "check_tool_dir", "check_resume", "fingerprint",
+__all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_outputs", "check_run_dir", "check_tool_dir", "config_paths", "check_resume", "fingerprint",
            "newest_usable_checkpoint", "checkpoint_state", "commit_checkpoint",
            "is_taalm_run", "mark_status", "read_run_info"]

@@ -8,7 +8,8 @@ others for ``taalm learn``.
 
 from __future__ import annotations
 
-import shutil
+import os
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -50,9 +51,22 @@ def copy_recipe(name: str, dest: str | Path) -> Path:
         raise TaalmError(f"{target}: exists; taalm never overwrites a file it did not create (choose another name)")
     if not target.parent.is_dir():
         raise TaalmError(f"{target.parent}: no such folder")
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # O_EXCL: never a planted file
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(src.read_bytes())
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, target)  # atomic and never replaces: a file that appeared meanwhile stays
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create the target exclusively instead
+            with os.fdopen(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "wb") as f:
+                f.write(src.read_bytes())
+    except FileExistsError:
+        raise TaalmError(f"{target}: exists; taalm never overwrites a file it did not create (choose another name)") from None
+    finally:
+        os.unlink(tmp)
     return target
 
 
