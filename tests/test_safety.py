@@ -371,3 +371,40 @@ def test_remote_code_is_never_run_unless_asked(model_dir, tmp_path):
     with pytest.raises(ModelLoadError):
         load_model(str(folder), "cpu", "fp32")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["learn", "train-attention"])
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning(command, learn_args, tmp_path, capsys,
+                                                                               monkeypatch, model_dir):
+    """SIGTERM / kill -9 / a full disk during the first epoch (update): --resume starts the run
+    again with the same verified inputs and configuration, and ends as an uninterrupted run."""
+    from taalm.core import checkpoint
+
+    if command == "learn":
+        args = [*learn_args, "train.epochs=2"]
+    else:
+        pairs = tmp_path / "pairs.jsonl"
+        pairs.write_text("".join(json.dumps({"document": f"Doc {i}: the capital of Sennet{i} is Ilvara{i} .",
+                                             "task": f"The capital of Sennet{i} is", "answer": f"Ilvara{i}"}) + "\n"
+                                 for i in range(6)))
+        args = ["train-attention", "--pairs", pairs, "--base", model_dir, "--quiet", "updates=2", "batch_pairs=2",
+                "micro_pairs=2", "val.n_pairs=0", "phi.lora.r=2", "theta.r=2"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert run(capsys, *args, "--out", ref)[0] == 0
+    save = checkpoint.Checkpointer.save
+
+    def killed(self, *a, **k):
+        raise KeyboardInterrupt  # as SIGTERM arrives: before the first checkpoint is written
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", killed)
+    code, _, err = run(capsys, *args, "--out", out)
+    assert code == 130 and "--resume" in err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", save)
+    code, _, err = run(capsys, *args, "--out", out, "--resume")
+    assert code == 0 and "starting it again from the beginning" in err, err
+    log = "metrics.jsonl" if command == "learn" else "log.jsonl"
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "time")} for r in rows]  # noqa: E731
+    rows = lambda d: strip([json.loads(x) for x in (d / log).read_text().splitlines()])  # noqa: E731
+    assert rows(out) == rows(ref)

@@ -533,7 +533,7 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     ckpt = Checkpointer(folder.path / "checkpoints", "epoch", 4) if folder is not None else None
     reader = ckpt if folder is not None and folder.resume else (
         Checkpointer(resume_dir / "checkpoints", "epoch", 4) if resume_dir is not None else None)
-    state = reader.load_newest(params, optimizer, log, "the run has not finished an epoch yet") if reader else None
+    state = reader.resume_state(params, optimizer, log, "the run had not finished an epoch") if reader else None
     n_train, n_total = count_parameters(model)
     info = {"method": method.name, "n_documents": len(documents), "n_windows": len(windows),
             "n_probes": len(probes or []), **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),

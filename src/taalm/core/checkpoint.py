@@ -111,6 +111,21 @@ class Checkpointer:
         optimizer.load_state_dict(opt_sd)
         return state
 
+    def any_written(self) -> bool:
+        """Whether a checkpoint was ever (even partly) written: a run killed before its first one
+        has none, and is resumed by starting it again."""
+        return (self.root / "latest.json").exists() or any(self.root.glob(f"{self.prefix}-*"))
+
+    def resume_state(self, params: dict[str, torch.Tensor], optimizer, log: Callable[[str], None] = print,
+                     none_yet: str = "none was written yet") -> dict | None:
+        """:meth:`load_newest`, or None (start from the beginning, said in the log) when the run
+        stopped before writing any checkpoint."""
+        if not self.any_written():
+            log(f"{self.root.parent}: the run stopped before its first checkpoint ({none_yet}); "
+                f"starting it again from the beginning with the same, verified inputs and configuration")
+            return None
+        return self.load_newest(params, optimizer, log, none_yet)
+
     def latest_index(self) -> int | None:
         """The index ``latest.json`` points to (None before the first checkpoint)."""
         try:

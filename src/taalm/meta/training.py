@@ -495,7 +495,7 @@ def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, mo
     ckpt = phi_checkpointer(folder.path, phi) if folder is not None else None
     reader = ckpt if folder is not None and folder.resume else (
         phi_checkpointer(resume_dir, phi) if resume_dir is not None else None)  # another rank: read only
-    state = reader.load_newest(params, opt, log, "no φ update was checkpointed yet") if reader else None
+    state = reader.resume_state(params, opt, log, "no φ update was checkpointed") if reader else None
     info = {"n_pairs": len(pairs), "n_val_pairs": len(all_pairs(val_pairs)), "inputs": inputs,
             "phi_trainable": sum(p.numel() for p in params.values()), "theta_trainable_per_pair": theta.n_trainable}
     r = _MetaRun(cfg, base_model, theta, phi, tokenizer, next(base_model.parameters()).device, enc, val_pairs,
