@@ -247,3 +247,55 @@ def test_overwrite_never_deletes_a_recipe_or_a_model_inside_the_old_run(tmp_path
     code, _, err = cli(capsys, *base, f"model.name={out / 'model'}", "--overwrite")
     assert code == 2 and "holds an input of this run" in one_line(err)
     assert tree_digest(out) == before
+
+
+LEARN_TINY = ["train.epochs=1", "theta.lora.r=4", "--quiet"]
+
+
+def test_a_hand_made_legacy_run_json_beside_a_users_files_is_no_taalm_run(tmp_path, capsys, model_dir, docs_file):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "run.json").write_text(json.dumps({"status": "complete", "config": {}, "versions": {}, "git_commit": "x"}))
+    (mine / "thesis.tex").write_text("years of work")
+    before = tree_digest(mine)
+    code, _, err = cli(capsys, "learn", docs_file, "--out", mine, f"model.name={model_dir}", "--overwrite", *LEARN_TINY)
+    assert code == 2 and "not a taalm run folder" in one_line(err)
+    assert tree_digest(mine) == before
+
+
+def test_overwrite_names_a_foreign_file_inside_a_taalm_run(tmp_path, capsys, model_dir, docs_file):
+    out = tmp_path / "out"
+    assert cli(capsys, "learn", docs_file, "--out", out, f"model.name={model_dir}", *LEARN_TINY)[0] == 0
+    (out / "notes.md").write_text("my notes on this run")
+    before = tree_digest(out)
+    code, _, err = cli(capsys, "learn", docs_file, "--out", out, f"model.name={model_dir}", "--overwrite", *LEARN_TINY)
+    assert code == 2 and "holds notes.md, which no taalm run writes" in one_line(err)
+    assert tree_digest(out) == before
+    (out / "notes.md").unlink()
+    assert cli(capsys, "learn", docs_file, "--out", out, f"model.name={model_dir}", "--overwrite", *LEARN_TINY)[0] == 0
+
+
+def test_out_through_a_symlink_writes_through_it(tmp_path, capsys, model_dir, docs_file):
+    real = tmp_path / "real"
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    real.mkdir()
+    for extra in ([], ["--overwrite"]):
+        assert cli(capsys, "learn", docs_file, "--out", link, f"model.name={model_dir}", *extra, *LEARN_TINY)[0] == 0
+        assert link.is_symlink() and (real / "run.json").is_file()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "link", "real"]  # nothing stray
+
+
+@pytest.mark.parametrize("case", ["loop", "under a file"])
+def test_odd_out_paths_get_one_line(tmp_path, capsys, model_dir, docs_file, case):
+    if case == "loop":
+        out = tmp_path / "a"
+        out.symlink_to(tmp_path / "b")
+        (tmp_path / "b").symlink_to(out)
+        expected = "a symlink loop"
+    else:
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "run"
+        expected = "is a file, not a folder"
+    code, _, err = cli(capsys, "learn", docs_file, "--out", out, f"model.name={model_dir}", *LEARN_TINY)
+    assert code == 2 and expected in one_line(err)

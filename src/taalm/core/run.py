@@ -45,11 +45,32 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import distributed
-from .errors import TrainingDiverged
+from .errors import TaalmError, TrainingDiverged
 from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, check_tool_dir, config_paths,
                         mark_status, read_run_info)
 
 FOLDER_RULES = ("run", "tool", "none")
+
+
+def _real_out(out: Path) -> Path:
+    """``--out`` as written, or the folder a symlink names (taalm writes through the link, which
+    stays as it is); a symlink loop or a path under a file is refused in one line."""
+    import errno
+    import os
+
+    try:
+        os.stat(out)
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        raise TaalmError(f"{out}: a part of this path is a file, not a folder; choose another --out") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise TaalmError(f"{out}: a symlink loop; choose another --out") from None
+        raise
+    if out.is_symlink():
+        return Path(os.path.realpath(out))
+    return out
 
 
 def _silent(message: str) -> None:
@@ -88,7 +109,7 @@ class Run:
     _t0: float = field(default_factory=time.time, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out) if self.out is not None else None
+        self.out = _real_out(Path(self.out)) if self.out is not None else None
         # every file or folder the configuration names is an input too (a model folder, an init= φ, ...)
         self.input_paths = [p for p in self.input_paths if p is not None] + config_paths(self.config)
         if self.folder_rule not in FOLDER_RULES:

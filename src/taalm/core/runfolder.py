@@ -33,6 +33,25 @@ RUN_SCHEMA = "taalm.run/1"  # the "schema" key of run.json: this folder was made
 _LEGACY_RUN_KEYS = {"status", "config", "versions", "git_commit"}  # run.json of runs made before the key
 
 
+#: every name a run of ``learn`` or ``train-attention`` writes at the top of its folder: ``--overwrite``
+#: replaces only a folder that holds nothing else (and a run.json of the keys of earlier runs counts
+#: as a taalm run only in such a folder: a hand-made run.json beside a user's files does not)
+RUN_FILES = frozenset({
+    "run.json", "config.yaml", "summary.json", "checkpoints", "tensorboard", "wandb", "wandb_run_id",
+    "metrics.jsonl", "accuracy.png", "eval", "adapter", "model", "kadapter",  # learn
+    "log.jsonl", "val.jsonl", "val_references.json", "weights_before.json", "best", "phi",  # train-attention
+    "validation.png", "weights.png", "weights.html",
+})
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Names at the top of ``folder`` that no taalm run writes (sorted)."""
+    try:
+        return sorted(p.name for p in Path(folder).iterdir() if p.name not in RUN_FILES)
+    except OSError:
+        return []
+
+
 def read_run_info(folder: Path) -> dict | None:
     """``run.json`` of a taalm run in ``folder``, or None when there is none (or it is not ours)."""
     path = Path(folder) / "run.json"
@@ -42,7 +61,9 @@ def read_run_info(folder: Path) -> dict | None:
         return None
     if not isinstance(info, dict):
         return None
-    if info.get("schema") == RUN_SCHEMA or _LEGACY_RUN_KEYS <= set(info):
+    if info.get("schema") == RUN_SCHEMA:
+        return info
+    if _LEGACY_RUN_KEYS <= set(info) and not foreign_files(folder):
         return info
     return None
 
@@ -132,6 +153,10 @@ def check_run_dir(out: Path | None, *, resume: bool, overwrite: bool, inputs: It
         if read_run_info(out) is None:
             raise TaalmError(f"{out}: not a taalm run folder (no run.json of a taalm run); --overwrite "
                              f"only replaces folders taalm created. Choose another --out")
+        foreign = foreign_files(out)
+        if foreign:
+            raise TaalmError(f"{out}: holds {foreign[0]}, which no taalm run writes; --overwrite would delete it. "
+                             f"Move it out, or choose another --out")
         for p in inputs:
             if p is not None and _inside(Path(p), out):
                 raise TaalmError(f"{out}: holds an input of this run ({p}); --overwrite would delete it. "
@@ -424,6 +449,6 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
     return {"n": len(items), "sha256": h.hexdigest()}
 
 
-__all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_outputs", "check_run_dir", "check_tool_dir", "config_paths", "check_resume", "fingerprint",
+__all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_outputs", "check_run_dir", "check_tool_dir", "config_paths", "foreign_files", "RUN_FILES", "check_resume", "fingerprint",
            "newest_usable_checkpoint", "checkpoint_state", "commit_checkpoint",
            "is_taalm_run", "mark_status", "read_run_info"]
