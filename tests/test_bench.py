@@ -155,13 +155,13 @@ def test_smoke_run_two_methods_writes_everything_and_skips_finished(tmp_path, ta
 
     # a rerun skips both; a new method in the same folder runs alone, a half-started one restarts
     (out / "random" / "run").mkdir(parents=True)
-    (out / "random" / "run" / "partial.txt").write_text("interrupted before the first checkpoint")
+    (out / "random" / "run" / "metrics.jsonl").write_text('{"epoch": 0, "partial": true}\n')  # stopped before a checkpoint
     (out / "random" / "run" / "run.json").write_text(json.dumps({"schema": "taalm.run/1", "status": "running"}))
     res2 = run_lama_ckl(to_learn, nf, ["finetune", "oracle", "random"], "smoke", out, TINY, model=model,
                         tokenizer=tokenizer, **QUIET)
     assert calls == ["finetune", "oracle", "random"]
     assert res2["methods"]["finetune"] == res["methods"]["finetune"]
-    assert not (out / "random" / "run" / "partial.txt").exists()
+    assert "partial" not in (out / "random" / "run" / "metrics.jsonl").read_text()
     assert list(res2["methods"]) == ["finetune", "oracle", "random"]
     # other data or configuration in the same folder: refused before anything runs
     with pytest.raises(TaalmError, match="train.lr differs"):
