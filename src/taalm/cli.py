@@ -654,6 +654,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taalm {args.command}: error: {where}{e.strerror or e} (nothing of a started run is lost: "
               f"free space or fix the folder, then resume)", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(f"taalm {args.command}: error: an input is nested too deeply (JSON or YAML thousands of levels "
+              f"deep); taalm reads flat records", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"taalm {args.command}: error: out of memory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = " (continue with --resume)" if args.command in ("learn", "train-attention") else ""
         if args.command == "bench":

@@ -382,12 +382,27 @@ def _bench_record(size: str, cfg: LamaCklConfig, data: LamaCklData) -> dict:
                        for k, v in data.info.items()}}
 
 
+def read_json_object(path: Path, needs: tuple[str, ...] = ()) -> dict:
+    """A JSON object that the benchmark wrote (``bench.json``, ``result.json``, ...), checked: a
+    damaged or odd file is one clear error naming it, never a traceback."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise TaalmError(f"{path}: damaged ({str(e)[:80]}); delete it to redo that part, or use another --out") from None
+    missing = [k for k in needs if not isinstance(obj, dict) or k not in obj]
+    if not isinstance(obj, dict) or missing:
+        what = f"a {type(obj).__name__}" if not isinstance(obj, dict) else f"no {missing[0]!r}"
+        raise TaalmError(f"{path}: not a file the benchmark wrote ({what}); delete it to redo that part, "
+                         f"or use another --out")
+    return obj
+
+
 def _check_out_dir(out: Path, record: dict) -> None:
     """A folder is reused only for the same benchmark record. Keys a newer taalm added to the
     schema (absent from the folder's record) hold their defaults there, so they are not compared."""
     marker = out / "bench.json"
     if marker.is_file():
-        old = json.loads(marker.read_text())
+        old = read_json_object(marker)
         old_rec = {k: old.get(k) for k in record}
         new_rec = _without_new_keys(json.loads(json.dumps(record)), old_rec)
         if old_rec != new_rec:
@@ -424,7 +439,7 @@ def _check_method_options(out: Path, name: str, cfg: LamaCklConfig) -> None:
     want = _method_options(to_dict(cfg.method), name)
     done, started = out / name / "result.json", out / name / "run" / "config.yaml"
     if done.is_file():
-        had = _method_options(json.loads(done.read_text())["config"]["method"], name)
+        had = _method_options(read_json_object(done, ("config",))["config"].get("method", {}), name)
     elif started.is_file():
         had = _method_options((yaml.safe_load(started.read_text()) or {}).get("method", {}), name)
     else:
@@ -449,7 +464,7 @@ def _run_method(name: str, cfg: LamaCklConfig, data: LamaCklData, out: Path, siz
     lc = split_method_name(_with_name(cfg, name))  # "taalm+mixreview": the parts as config keys
     resume = (run_dir / "checkpoints" / "latest.json").is_file()
     timing_path = mdir / "timing.json"
-    timing = json.loads(timing_path.read_text()) if resume and timing_path.is_file() else {}
+    timing = read_json_object(timing_path) if resume and timing_path.is_file() else {}
     prior_s = float(timing.get("wall_s", 0.0))
     sessions = int(timing.get("sessions", 0)) + 1
     if main:
@@ -580,7 +595,7 @@ def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size
         done = out / name / "result.json"
         if done.is_file():
             log(f"[{name}] done already ({done}); skipped")
-            results[name] = json.loads(done.read_text())
+            results[name] = read_json_object(done, ("summary", "wall_s"))
             continue
         log(f"[{name}] learning")
         results[name] = _run_method(name, cfg, data, out, size, model=model, tokenizer=tokenizer,
@@ -595,7 +610,7 @@ def _run_methods(methods, cfg: LamaCklConfig, data: LamaCklData, out: Path, size
     # every method with a result in the folder (also those run earlier with other --methods)
     for d in sorted(out.iterdir()):
         if d.is_dir() and d.name not in results and (d / "result.json").is_file():
-            results[d.name] = json.loads((d / "result.json").read_text())
+            results[d.name] = read_json_object(d / "result.json", ("summary", "wall_s"))
     summary = {
         "benchmark": "lama-ckl", "size": size, "probe_format": probe_format_of(cfg),
         "model": model_label, "epochs": cfg.train.epochs,

@@ -176,7 +176,13 @@ def score_cache_path(out_dir: Path, source: str, fmt: str) -> Path:
 def check_score_cache(out_dir: Path, meta: dict, log: Callable) -> None:
     """Discard cached scores made by another model (spec or fingerprint differ)."""
     meta_path = out_dir / "scores" / "meta.json"
-    old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    try:
+        old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if old is not None and not isinstance(old, dict):
+            raise ValueError(f"a {type(old).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise TaalmError(f"{meta_path}: damaged ({str(e)[:80]}); rerun with --overwrite to score everything "
+                         f"again") from None
     files = sorted((out_dir / "scores").glob("*.jsonl")) if (out_dir / "scores").is_dir() else []
     if old != meta:
         if files and old is None:  # not a cache taalm wrote: never delete it

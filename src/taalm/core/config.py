@@ -660,10 +660,15 @@ def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: ty
                 raise ConfigError(f"{path}: recipe file not found (nor a shipped recipe: {', '.join(shipped_recipes())})")
             path = shipped
         try:
+            if path.stat().st_size > MAX_RECIPE_BYTES:
+                raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a recipe is a few hundred "
+                                  f"(at most {MAX_RECIPE_BYTES:,})")
             text = path.read_text(encoding="utf-8")
-            loaded = yaml.safe_load(text)
+            loaded = read_recipe_yaml(text, path)
         except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to be a recipe") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
             where = f", line {mark.line + 1}" if mark is not None else ""
@@ -699,6 +704,40 @@ def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: ty
             raise ConfigError(f"{recipe}, line {line}: {e}", e.key) from None
         raise
     return cfg
+
+
+MAX_RECIPE_BYTES = 1 << 20
+
+
+def read_recipe_yaml(text: str, path: Path):
+    """A recipe's YAML, strictly: no anchors or aliases (a recipe needs none, and they let a few
+    lines expand into gigabytes) and no key given twice in one mapping (YAML would silently keep
+    the last block). Errors name the file and line."""
+    import yaml
+
+    for token in yaml.scan(text):
+        if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
+            raise ConfigError(f"{path}, line {token.start_mark.line + 1}: YAML anchors and aliases (&name, *name) "
+                              f"are not allowed in a recipe; write the values out")
+    _refuse_duplicate_keys(yaml.compose(text), path)
+    return yaml.safe_load(text)
+
+
+def _refuse_duplicate_keys(node, path: Path) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for k, v in node.value:
+            key = getattr(k, "value", None)
+            if key in seen:
+                raise ConfigError(f"{path}, line {k.start_mark.line + 1}: key {key!r} given twice in one mapping "
+                                  f"(first on line {seen[key]}); YAML would silently keep only the last")
+            seen[key] = k.start_mark.line + 1
+            _refuse_duplicate_keys(v, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            _refuse_duplicate_keys(v, path)
 
 
 def _yaml_line(text: str, key: str | None) -> int | None:

@@ -33,21 +33,48 @@ class Source:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read ({e})", path) from None
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise InputError(f"cannot read ({str(e)[:120]})", path) from None
+    if not isinstance(obj, dict):
+        raise InputError(f"a JSON {type(obj).__name__} where taalm writes an object", path)
+    return obj
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _checked_rows(rows, keys: tuple[str, ...], path: Path, what: str) -> list[dict]:
+    """``rows``: a non-empty list of objects whose ``keys`` are numbers (else InputError naming
+    the file, the row and the key)."""
+    if not isinstance(rows, list) or not rows:
+        raise InputError(f"{what}: not a non-empty list of rows", path)
+    for i, r in enumerate(rows):
+        bad = [k for k in keys if not isinstance(r, dict) or not _number(r.get(k))]
+        if bad:
+            raise InputError(f"{what}, row {i + 1}: {bad[0]!r} is not a number", path)
+    return rows
+
+
+SUMMARY_KEYS = ("top_acc", "epoch", "nf_acc", "total")
+CURVE_KEYS = ("epoch", "to_learn_accuracy", "nf_accuracy")
 
 
 def load_source(path: str | Path) -> Source:
-    """A learn run folder or a bench folder, read (InputError naming the folder otherwise)."""
+    """A learn run folder or a bench folder, read and checked (InputError naming the file otherwise)."""
     path = Path(path)
     if (path / "bench.json").is_file():
         methods = {}
         for d in sorted(p for p in path.iterdir() if (p / "result.json").is_file()):
             r = _read_json(d / "result.json")
-            n = ((r.get("inputs") or {}).get("to_learn", {}).get("n", 0),
-                 (r.get("inputs") or {}).get("not_to_forget", {}).get("n", 0))
-            methods[d.name] = {"curve": r["curve"], "summary": r["summary"], "n": n, "wall_s": r.get("wall_s")}
+            inputs = r.get("inputs") if isinstance(r.get("inputs"), dict) else {}
+            n = tuple(int(x.get("n", 0)) if isinstance(x, dict) and _number(x.get("n", 0)) else 0
+                      for x in (inputs.get("to_learn"), inputs.get("not_to_forget")))
+            curve = _checked_rows(r.get("curve"), CURVE_KEYS, d / "result.json", "curve")
+            summary = _checked_rows([r.get("summary")], SUMMARY_KEYS, d / "result.json", "summary")[0]
+            wall = r.get("wall_s") if _number(r.get("wall_s")) else None
+            methods[d.name] = {"curve": curve, "summary": summary, "n": n, "wall_s": wall}
         if not methods:
             raise InputError("a bench folder without any finished method (no <method>/result.json)", path)
         return Source(path, "bench", path.name, methods=methods, info=_read_json(path / "bench.json"))
@@ -55,7 +82,8 @@ def load_source(path: str | Path) -> Source:
         summary = _read_json(path / "summary.json")
         if not summary.get("history"):
             raise InputError("this learn run evaluated no probes (its history is empty)", path)
-        return Source(path, "learn", f"{path.name} ({summary.get('method', '?')})", history=summary["history"],
+        history = _checked_rows(summary["history"], ("epoch", "accuracy", "nll"), path / "summary.json", "history")
+        return Source(path, "learn", f"{path.name} ({summary.get('method', '?')})", history=history,
                       info={k: summary.get(k) for k in ("method", "epochs", "steps", "train_seconds")})
     raise InputError("not a finished taalm learn run (run.json + summary.json) nor a bench folder (bench.json)", path)
 
@@ -74,7 +102,7 @@ def learn_table(sources: list[Source]) -> str:
         t = s.info.get("train_seconds")
         lines.append(f"| {s.label} | {h[-1]['epoch']} | {_pm(h[0]['accuracy'], n)} | {_pm(h[-1]['accuracy'], n)} | "
                      f"{best['accuracy']:.3f} ({best['epoch']}) | {h[0]['nll']:.3f} → {h[-1]['nll']:.3f} | "
-                     f"{'—' if t is None else f'{t:.0f} s'} |")
+                     f"{'—' if not _number(t) else f'{t:.0f} s'} |")
     return "\n".join(lines)
 
 
