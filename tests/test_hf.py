@@ -156,3 +156,28 @@ def test_phi_scores_each_document_once_in_the_map(tmp_path, tokenizer, monkeypat
         assert got == pytest.approx(exp.tolist(), abs=1e-6)
     with pytest.raises(Exception, match="weighs tokens from θ's losses"):
         hf.token_weights_fn(tokenizer, "rho1")
+
+
+def test_bad_token_weights_are_refused(tokenizer):
+    from taalm.core.errors import TaalmError
+
+    collate = hf.TokenWeightCollator(tokenizer)
+    ids = [5, 6, 7, 8]
+    for weights, expected in (([1.0, 1.0], "2 token_weights for 4 input_ids"),
+                              ([1.0, float("nan"), 1.0, 1.0], "finite and >= 0"),
+                              ([1.0, -2.0, 1.0, 1.0], "finite and >= 0")):
+        with pytest.raises(TaalmError, match=expected):
+            collate([{"input_ids": ids, "token_weights": weights}])
+    batch = collate([{"input_ids": ids, "token_weights": [0.5, 1.0, 2.0, 0.0]}])
+    assert batch["token_weights"].tolist() == [[0.5, 1.0, 2.0, 0.0]]
+    bad = dict(batch, token_weights=batch["token_weights"] * float("nan"))
+    with pytest.raises(TaalmError, match="token_weights must be finite"):
+        hf._target(bad)  # what the Trainer mixin's compute_loss reads first
+
+
+def test_an_oracle_answer_missing_from_its_text_is_named(tokenizer):
+    from taalm.core.errors import TaalmError
+
+    fn = hf.token_weights_fn(tokenizer, "oracle")
+    with pytest.raises(TaalmError, match="'Atlantis' does not occur"):
+        fn({"text": [ROWS[0]["text"], ROWS[1]["text"]], "answer": [ROWS[0]["answer"], "Atlantis"]})

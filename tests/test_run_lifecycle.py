@@ -299,3 +299,17 @@ def test_odd_out_paths_get_one_line(tmp_path, capsys, model_dir, docs_file, case
         expected = "is a file, not a folder"
     code, _, err = cli(capsys, "learn", docs_file, "--out", out, f"model.name={model_dir}", *LEARN_TINY)
     assert code == 2 and expected in one_line(err)
+
+
+def test_the_python_api_validates_its_inputs(tiny_llama, tokenizer):
+    from taalm.ckl.learner import learn
+    from taalm.core.config import LearnConfig
+    from taalm.core.errors import InputError
+    from taalm.data import Document
+    from taalm.evaluation.probes import evaluate_probes
+
+    with pytest.raises(InputError, match="has no text"):
+        learn([Document("")], None, LearnConfig(), model=tiny_llama, tokenizer=tokenizer, progress=False,
+              log=lambda m: None)
+    with pytest.raises(TaalmError, match="no probes to evaluate"):
+        evaluate_probes(tiny_llama, tokenizer, [])

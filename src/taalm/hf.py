@@ -95,8 +95,11 @@ def _documents(batch: dict, text_field: str, answer_field: str, needs_answer: bo
     if needs_answer and any(a is None for a in answers):
         raise TaalmError(f"this weighting method needs each row's answer in the '{answer_field}' column")
     docs = []
-    for text, answer in zip(batch[text_field], answers):
+    for i, (text, answer) in enumerate(zip(batch[text_field], answers)):
         start = find_answer(text, answer) if answer else None
+        if needs_answer and (start is None or start < 0):  # the oracle would weigh nothing in this row
+            raise TaalmError(f"row {i} of the batch: the answer {str(answer)[:60]!r} does not occur in its "
+                             f"'{text_field}'; its answer weights would all be 0")
         docs.append(Document(text, answer if start is not None and start >= 0 else None, "", "",
                              start if start is not None and start >= 0 else None))
     return docs
@@ -132,11 +135,24 @@ class TokenWeightCollator:
                "token_weights": torch.zeros(B, T, dtype=torch.float32)}
         for b, f in enumerate(features):
             n = len(f["input_ids"])
+            _check_feature_weights(f, n, b)
             out["input_ids"][b, :n] = torch.as_tensor(f["input_ids"])
             out["attention_mask"][b, :n] = torch.as_tensor(f.get("attention_mask", [1] * n))
             out["labels"][b, :n] = torch.as_tensor(f.get("labels", f["input_ids"]))
             out["token_weights"][b, :n] = torch.as_tensor(f.get("token_weights", [1.0] * n), dtype=torch.float32)
         return out
+
+
+def _check_feature_weights(feature: dict, n: int, b: int) -> None:
+    """A feature's ``token_weights``: one finite, non-negative number per input id."""
+    w = feature.get("token_weights")
+    if w is None:
+        return
+    t = torch.as_tensor(w, dtype=torch.float64)
+    if t.dim() != 1 or t.numel() != n:
+        raise TaalmError(f"feature {b}: {t.numel()} token_weights for {n} input_ids (one weight per token)")
+    if not torch.isfinite(t).all() or (t < 0).any():
+        raise TaalmError(f"feature {b}: token_weights must be finite and >= 0 (got {t.min().item():g} .. {t.max().item():g})")
 
 
 def _target(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +162,9 @@ def _target(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     if inputs.get("labels") is not None:
         m = m & inputs["labels"].ne(-100)
     w = inputs.get("token_weights")
+    if w is not None and (w.shape != ids.shape or not torch.isfinite(w).all() or (w < 0).any()):
+        raise TaalmError(f"token_weights must be finite, >= 0 and shaped like input_ids {tuple(ids.shape)} "
+                         f"(got shape {tuple(w.shape)})")
     return m, (torch.ones(ids.shape, device=ids.device) if w is None else w)
 
 

@@ -73,6 +73,11 @@ _ROW_KEYS = frozenset({"epoch", "accuracy", "nll", "n", "seconds", "type"})  # t
 def check_documents(documents: list[Document], method: WeightingMethod) -> None:
     if not documents:
         raise InputError("no documents to learn")
+    for i, d in enumerate(documents):
+        if not isinstance(getattr(d, "text", None), str) or not d.text.strip():
+            path, _, line = str(getattr(d, "source", "") or "").rpartition(":")
+            raise InputError(f"document {i + 1} ({getattr(d, 'id', '?')}) has no text: nothing to learn",
+                             path or None, int(line) if line.isdigit() else None, "text")
     if method.needs_answer:
         for d in documents:
             if d.answer is None:

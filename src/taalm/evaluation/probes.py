@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..core.errors import TaalmError
 from ..data import Encoded, Probe, encode_probe, pad_sequences
 
 
@@ -127,6 +128,8 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
     ``answer_logits_only``: compute logits only at the answer positions where the model allows
     it (same scores, less work); False always computes every position's logits.
     """
+    if not probes:
+        raise TaalmError("no probes to evaluate (an empty list)")
     if encoded is None:
         encoded = encode_probes(tokenizer, probes)
     device = next(model.parameters()).device
