@@ -90,7 +90,8 @@ def _run_demo(run, cfgs: dict) -> dict:
     first = next(iter(cfgs.values()))
     log(f"demo: {len(docs)} documents of invented facts, {len(probes)} probes, methods "
         f"{', '.join(cfgs)}; loading {first.model.name} ...")
-    base, tok = load_model(first.model.name, first.model.device, first.model.dtype, first.model.attn)
+    base, tok = load_model(first.model.name, first.model.device, first.model.dtype, first.model.attn,
+                           allow_pickle=first.model.allow_pickle)
     t_load = time.time() - t0
     run.start()
 

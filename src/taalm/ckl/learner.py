@@ -436,7 +436,7 @@ def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
 
         log(f"loading {cfg.model.name} ...")
         return load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
-                          trust_remote_code=cfg.model.trust_remote_code)
+                          trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
     if tokenizer is None:
         raise TaalmError("pass the tokenizer together with the model")
     ensure_pad_token(tokenizer, log)

@@ -103,6 +103,7 @@ class ModelConfig:
     attn: str = "auto"  # auto | eager | sdpa (eager is needed for second-order gradients)
     # run a model folder's own Python code (its config's auto_map)? Only for folders you trust.
     trust_remote_code: bool = False  # run a hub model's own Python code (off: only architectures transformers ships)
+    allow_pickle: bool = False  # read a model folder whose weights are pickle files (.bin/.pt): only folders you trust
 
     def _rules(self, r: _Rules) -> None:
         r.need(str(self.device).strip().lower().split(":")[0] in DEVICE_KINDS, "device",

@@ -349,7 +349,7 @@ def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
 
         log(f"loading θ base {cfg.model.name} ...")
         model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, attn="eager",
-                                      trust_remote_code=cfg.model.trust_remote_code)
+                                      trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
     elif tokenizer is None:
         raise TaalmError("pass the tokenizer together with the model")
     device = next(model.parameters()).device

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -65,7 +66,22 @@ def import_peft():
     return peft
 
 
-def resolve_source(spec: str, fix_key: str = "model.name") -> ModelSource:
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_no_pickle(folder: Path, allow_pickle: bool) -> None:
+    """A model folder whose weights exist only as pickle files is refused: unpickling can run
+    arbitrary code, and taalm reads only safetensors unless ``model.allow_pickle=true``."""
+    if allow_pickle or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise ModelLoadError(f"{folder}: its weights are pickle files ({pickled[0]}), which can run code when "
+                             f"loaded; taalm reads safetensors. Convert them, or set model.allow_pickle=true "
+                             f"for a folder you trust")
+
+
+def resolve_source(spec: str, fix_key: str = "model.name", allow_pickle: bool = False) -> ModelSource:
     """Turn a user's model spec into a concrete location, with a one-sentence fix if it is missing
     (``fix_key``: the configuration key that names this model, for the fix)."""
     spec = str(spec).strip()
@@ -90,6 +106,7 @@ def resolve_source(spec: str, fix_key: str = "model.name") -> ModelSource:
             raise ModelLoadError(
                 f"Folder '{spec}' is not a model folder (no config.json): pass a folder written by "
                 f"save_pretrained, a .gguf file, or a Hugging Face model name.")
+        _check_no_pickle(path, allow_pickle)
         return ModelSource(spec, str(path), None, "folder")
     if path.exists() or spec.startswith((".", "/", "~")):
         raise ModelLoadError(f"Model path '{spec}' is neither a model folder nor a .gguf file.")
@@ -113,13 +130,15 @@ def load_tokenizer(spec: str = DEFAULT_MODEL, source: ModelSource | None = None,
 
 
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto",
-               attn: str = "auto", with_tokenizer: bool = True, trust_remote_code: bool = False):
+               attn: str = "auto", with_tokenizer: bool = True, trust_remote_code: bool = False,
+               allow_pickle: bool = False):
     """Load a causal LM and its tokenizer, on the resolved device and dtype, in eval mode.
 
     Returns ``(model, tokenizer)`` (or only the model when ``with_tokenizer=False``).
     ``trust_remote_code`` (default False, passed explicitly to transformers) lets a model folder
-    run its own Python code (its config's ``auto_map``): only for folders you trust. A truncated
-    or fake weights file raises :class:`ModelLoadError` naming it.
+    run its own Python code (its config's ``auto_map``): only for folders you trust.
+    ``allow_pickle`` (default False): read a folder whose weights are only pickle files. A
+    truncated or fake weights file raises :class:`ModelLoadError` naming it.
     """
     from transformers import AutoModelForCausalLM
 
@@ -128,7 +147,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     if trust_remote_code:
         warnings.warn(f"model.trust_remote_code=true: '{spec}' may run its own Python code; "
                       f"use this only for model folders you trust")
-    source = gguf_cache(resolve_source(spec))
+    source = gguf_cache(resolve_source(spec, allow_pickle=allow_pickle))
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     kwargs = {"dtype": dt, "trust_remote_code": trust_remote_code}
@@ -169,12 +188,66 @@ def model_cache_dir() -> Path | None:
     return Path(root) / "models"
 
 
+CACHE_MANIFEST = "taalm_cache.json"  # written last into every cache folder taalm makes
+
+
+def gguf_sha256(path: Path, root: Path | None = None) -> str:
+    """The GGUF file's sha256: the cache key. Computed once per (path, size, mtime) and remembered
+    in ``root/gguf_sha256.json`` (about 0.3 s for SmolLM2's 98 MB when it is not)."""
+    st = path.stat()
+    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    index_path = root / "gguf_sha256.json" if root is not None else None
+    index: dict = {}
+    if index_path is not None and index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+            index = index if isinstance(index, dict) else {}
+        except (OSError, ValueError):
+            index = {}
+    if isinstance(index.get(stamp), str):
+        return index[stamp]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if index_path is not None:
+        try:
+            from ..core.files import atomic_write_json
+
+            atomic_write_json(index_path, {**index, stamp: digest})
+        except OSError:
+            pass  # only the speed-up of the next load is lost
+    return digest
+
+
+def cache_folder_state(folder: Path, digest: str | None = None) -> str:
+    """``usable`` (our manifest, the same GGUF content, every file at its recorded size),
+    ``damaged`` (ours, but a file is missing or of another size), ``foreign`` (no manifest of ours)."""
+    try:
+        m = json.loads((folder / CACHE_MANIFEST).read_text())
+        files = m["files"]
+        if not isinstance(files, dict):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        return "foreign"
+    if digest is not None and m.get("gguf_sha256") != digest:
+        return "foreign"
+    for name, size in files.items():
+        f = folder / name
+        if not f.is_file() or f.stat().st_size != size:
+            return "damaged"
+    return "usable"
+
+
 def gguf_cache(source: ModelSource) -> ModelSource:
     """Dequantizing a GGUF file takes ~15 s on 2 cores; loading the same weights from a
     safetensors folder takes ~0.2 s. The first load of a GGUF file writes such a folder
     (float32, ~520 MB for SmolLM2-135M; the dequantized weights are exact in float32) into the
-    cache, keyed by the file's name, size and mtime; later loads read it. Any failure to write
-    the cache only costs the speed-up."""
+    cache, keyed by the file's **content** (sha256): every virtual environment that installs the
+    same wheel shares one copy. A folder is used only when its manifest (written last) names the
+    same content and every file has its recorded size; a folder taalm did not make is never used
+    nor deleted. Any failure to write the cache only costs the speed-up."""
     root = model_cache_dir()
     if not source.gguf_file or root is None:
         return source
@@ -186,22 +259,38 @@ def gguf_cache(source: ModelSource) -> ModelSource:
         raise ModelLoadError(f"cannot read {path} ({e.strerror})") from None
     if magic != b"GGUF":
         raise ModelLoadError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
-    st = path.stat()
-    # name, size and mtime (not the path: every fresh virtual environment would get a copy)
-    key = hashlib.sha256(f"{path.name}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    folder = root / f"{path.stem}-{key}"
+    digest = gguf_sha256(path, root if root.is_dir() else None)
+    folder = root / f"{path.stem}-{digest[:16]}"
     cached = ModelSource(source.spec, str(folder), None, "folder")
-    if (folder / "config.json").is_file():
+    state = cache_folder_state(folder, digest) if folder.exists() else "absent"
+    if state == "usable":
         return cached
+    if state == "foreign":
+        warnings.warn(f"{folder}: not a cache folder taalm made (no {CACHE_MANIFEST} for this model); "
+                      f"loading {path.name} directly (delete that folder to cache again)")
+        return source
+    return _write_gguf_cache(source, root, folder, digest, cached, replace=state == "damaged")
+
+
+def _write_gguf_cache(source: ModelSource, root: Path, folder: Path, digest: str, cached: ModelSource,
+                      replace: bool) -> ModelSource:
+    """Dequantize once and write the cache folder atomically (manifest last)."""
     try:
         import torch
         from transformers import AutoModelForCausalLM
+
+        from ..core.files import atomic_write_json
 
         model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file,
                                                      dtype=torch.float32, trust_remote_code=False)
         tok = load_tokenizer(source.spec, source)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_mkdir(root)))
         save_model_folder(model, tok, tmp / "model")
+        files = {p.name: p.stat().st_size for p in (tmp / "model").iterdir() if p.is_file()}
+        atomic_write_json(tmp / "model" / CACHE_MANIFEST, {"gguf": source.gguf_file, "gguf_sha256": digest,
+                                                         "files": files})
+        if replace:  # our own damaged folder: replaced
+            shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp / "model", folder)  # atomic: the folder appears complete or not at all
         shutil.rmtree(tmp, ignore_errors=True)
         return cached
@@ -211,6 +300,41 @@ def gguf_cache(source: ModelSource) -> ModelSource:
         return source
     except Exception as e:  # noqa: BLE001 - a broken GGUF file
         raise _load_error(source, e) from None
+
+
+def cache_entries() -> list[dict]:
+    """Every folder in the model cache: ``{"path", "bytes", "state"}`` (state: usable, damaged,
+    legacy = made by a taalm before the manifest, foreign)."""
+    root = model_cache_dir()
+    if root is None or not root.is_dir():
+        return []
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        state = cache_folder_state(d)
+        if state == "foreign" and _legacy_cache_folder(d):
+            state = "legacy"
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        out.append({"path": str(d), "bytes": size, "state": state})
+    return out
+
+
+def _legacy_cache_folder(d: Path) -> bool:
+    """A folder an older taalm cached (keyed by name, size and mtime): ``<stem>-<16 hex>`` holding
+    config.json and model.safetensors."""
+    stem, _, key = d.name.rpartition("-")
+    return (bool(stem) and len(key) == 16 and all(c in "0123456789abcdef" for c in key)
+            and (d / "config.json").is_file() and (d / "model.safetensors").is_file())
+
+
+def clear_cache() -> list[dict]:
+    """Delete every cache folder taalm made (usable, damaged, legacy); leave foreign ones.
+    Returns the entries deleted."""
+    gone = []
+    for e in cache_entries():
+        if e["state"] != "foreign":
+            shutil.rmtree(e["path"], ignore_errors=True)
+            gone.append(e)
+    return gone
 
 
 def _mkdir(p: Path) -> Path:
