@@ -110,3 +110,46 @@ def test_a_pickle_only_model_folder_is_refused_unless_allowed(tmp_path, capsys, 
     assert "pickle files (pytorch_model.bin)" in err and "model.allow_pickle=true" in err
     assert "Traceback" not in err and (folder / "pytorch_model.bin").read_bytes() == before
     assert resolve_source(str(folder), allow_pickle=True).kind == "folder"
+
+
+def test_a_model_folder_with_missing_weights_is_refused(tmp_path, capsys, probes_file, tiny_llama):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "empty-weights"
+    tiny_llama.save_pretrained(folder)
+    for f in folder.glob("*.safetensors"):
+        f.unlink()
+    save_file({}, str(folder / "model.safetensors"), metadata={"format": "pt"})  # a valid header, no tensors
+    assert main(["eval", "--model", str(folder), "--probes", str(probes_file), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "weight tensor(s) are not in its weight files" in err and "Traceback" not in err
+
+
+def test_a_probe_longer_than_the_context_is_refused(tiny_llama, tokenizer):
+    from taalm.core.errors import TaalmError
+    from taalm.data import Probe
+    from taalm.evaluation.probes import evaluate_probes
+
+    limit = tiny_llama.config.max_position_embeddings
+    text = "word " * (limit + 5) + "Ilvara"
+    probe = Probe(text, "Ilvara", text.rindex("Ilvara"), "long", "probes.jsonl:7")
+    with pytest.raises(TaalmError, match=r"probe long \(probes.jsonl:7\): \d+ tokens, longer than"):
+        evaluate_probes(tiny_llama, tokenizer, [probe])
+
+
+def test_an_adapter_that_adapts_no_layer_is_refused(tmp_path, tiny_llama):
+    from peft import LoraConfig, get_peft_model
+
+    from taalm.ckl.theta.base import load_adapter
+    from taalm.core.errors import ModelLoadError
+
+    import copy
+
+    peft_model = get_peft_model(copy.deepcopy(tiny_llama), LoraConfig(r=2, target_modules=["q_proj"]))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    cfg_path = tmp_path / "adapter" / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["layers_to_transform"] = [99]  # no such layer
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="adapts no layer|not found in the base model")  # peft or our guard:
+        load_adapter(copy.deepcopy(tiny_llama), tmp_path / "adapter")

@@ -70,6 +70,19 @@ def encode_probes(tokenizer, probes: list[Probe]) -> list[Encoded]:
     return [encode_probe(tokenizer, p) for p in probes]
 
 
+def _check_probe_lengths(model, probes: list[Probe], encoded: list[Encoded]) -> None:
+    """A probe longer than the model's context would be scored on garbage positions: refused."""
+    cfg = getattr(model, "config", None)
+    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return
+    for p, e in zip(probes, encoded):
+        if len(e.input_ids) > limit:
+            where = f" ({p.source})" if getattr(p, "source", "") else ""
+            raise TaalmError(f"probe {p.id}{where}: {len(e.input_ids)} tokens, longer than the model's context "
+                             f"length {limit}; shorten it")
+
+
 def pad_batch(seqs: list[list[int]], pad_id: int, side: str = "right"):
     """``[B, T]`` input_ids, attention_mask and position_ids for right or left padding."""
     ids, att = pad_sequences(seqs, pad_id, side)
@@ -132,6 +145,7 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
         raise TaalmError("no probes to evaluate (an empty list)")
     if encoded is None:
         encoded = encode_probes(tokenizer, probes)
+    _check_probe_lengths(model, probes, encoded)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

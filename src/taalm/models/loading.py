@@ -162,7 +162,17 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # per-tensor bars of GGUF dequantization are noise
     try:
-        model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+        if source.gguf_file:
+            model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+        else:  # a folder's weights must all be there: a missing tensor would be silently random
+            model, info = AutoModelForCausalLM.from_pretrained(source.location, output_loading_info=True, **kwargs)
+            missing = sorted(info.get("missing_keys") or [])
+            if missing:
+                raise ModelLoadError(f"{source.location}: {len(missing)} weight tensor(s) are not in its weight "
+                                     f"files (e.g. {missing[0]}); they would be randomly initialised. Pass a "
+                                     f"complete model folder")
+    except ModelLoadError:
+        raise
     except Exception as e:  # noqa: BLE001 - truncated safetensors, a fake .gguf, custom code refused...
         raise _load_error(source, e) from None
     finally:

@@ -89,6 +89,10 @@ def load_adapter(model, folder: str | Path):
     except Exception as e:  # noqa: BLE001 - a corrupted file or an adapter of another architecture
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelLoadError(f"{folder}: cannot load this adapter onto the model ({first[:300]})") from None
+    lora = [n for n, _ in loaded.named_parameters() if "lora_" in n]
+    if not lora:  # e.g. layers_to_transform / target_modules that name nothing in this model
+        raise ModelLoadError(f"{folder}: the adapter adapts no layer of this model (its target_modules / "
+                             f"layers_to_transform match nothing); it would change nothing")
     bad = [n for n, p in loaded.named_parameters() if "lora_" in n and not torch.isfinite(p).all()]
     if bad:
         raise ModelLoadError(f"{folder}: the adapter holds NaN/Inf values (in {bad[0]}); it is damaged")
