@@ -151,5 +151,5 @@ def test_an_adapter_that_adapts_no_layer_is_refused(tmp_path, tiny_llama):
     cfg = json.loads(cfg_path.read_text())
     cfg["layers_to_transform"] = [99]  # no such layer
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match="adapts no layer|not found in the base model")  # peft or our guard:
+    with pytest.raises(ModelLoadError, match="adapts no layer|not found in the base model"):  # peft or our guard
         load_adapter(copy.deepcopy(tiny_llama), tmp_path / "adapter")
