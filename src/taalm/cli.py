@@ -425,7 +425,7 @@ def cmd_weights(args) -> int:
     model, tok = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
                             allow_pickle=cfg.model.allow_pickle)
     pairs = weights_for_documents(method, model, tok, docs, cfg.train.max_length, cfg.train.stride,
-                                  cfg.train.batch_size)
+                                  cfg.train.batch_size, log=lambda m: print(m, file=sys.stderr))
     items = [(d.text, e.offsets, w.tolist(), f"document {d.id} ({d.source})")
              for d, (e, w) in zip(docs, pairs)]
     if args.plain:

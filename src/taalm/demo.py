@@ -100,7 +100,8 @@ def _run_demo(run, cfgs: dict) -> dict:
         log(f"--- method '{name}' ---")
         theta0 = copy.deepcopy(base)  # every method starts from the same θ0
         method = get_method(cfg.method, cfg.train.seed)
-        weighted = weights_for_documents(method, theta0, tok, docs, cfg.train.max_length, cfg.train.stride)
+        weighted = weights_for_documents(method, theta0, tok, docs, cfg.train.max_length, cfg.train.stride,
+                                        log=log)
         for (enc, w), doc in zip(weighted, docs):
             items.append((doc.text, enc.offsets, w.tolist(), f"{name}: {doc.id}"))
         # static weights (φ's included) were just computed: train with them instead of scoring again

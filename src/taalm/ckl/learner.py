@@ -480,12 +480,13 @@ def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
     return cfg
 
 
-def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, windows, device, cfg: LearnConfig):
+def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, windows, device, cfg: LearnConfig,
+                    log=None):
     """Weights that do not depend on θ, once per document, cut per window (None if dynamic).
     θ is θ0 here unless resumed: RHO-1's reference is θ0 itself only when it is not given."""
     w = method.weighting
     w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, cfg.train.batch_size, documents=documents,
-                             config=cfg))
+                             config=cfg, log=log))
     return None if w.dynamic else _window_weights(w, encoded, windows)
 
 
@@ -546,7 +547,7 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     if folder is not None:  # the run starts for real: the (staged) folder is swapped into place
         folder.start(lambda f: (save_config(cfg, f / "config.yaml"), _write_run_info(f, cfg, device, "running", info)))
     t0 = time.time()
-    static = _static_weights(method, model, tokenizer, documents, encoded, windows, device, cfg)
+    static = _static_weights(method, model, tokenizer, documents, encoded, windows, device, cfg, log)
     method.stream.bind(len(windows))
     replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
     if replay_windows:  # the stream's replay documents follow the run's own windows

@@ -67,6 +67,7 @@ class PrepareContext:
     batch_size: int = 8
     documents: list | None = None  # the Documents (texts) behind ``encoded``; needed by ``taalm``
     config: object | None = None  # the run's LearnConfig (RHO-1's fine-tuned reference trains with it)
+    log: Callable[[str], None] | None = None  # where a method says what takes a while (loading φ, ...)
 
 
 class WeightingMethod:
@@ -92,7 +93,8 @@ class WeightingMethod:
 
 
 def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
-                          max_length: int = 512, stride: int = 64, batch_size: int = 8):
+                          max_length: int = 512, stride: int = 64, batch_size: int = 8,
+                          log: Callable[[str], None] | None = None):
     """Per-token weights of ``method`` for each document, as θ (``model``) stands now.
 
     Returns a list of ``(Encoded, weights [n_tokens])``. Dynamic methods are evaluated with one
@@ -103,7 +105,7 @@ def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
     encoded, windows = prepare_windows(tokenizer, documents, max_length, stride)
     device = next(model.parameters()).device
     method.prepare(PrepareContext(model, tokenizer, encoded, windows, device, batch_size,
-                                  documents=list(documents)))
+                                  documents=list(documents), log=log))
     if not method.dynamic:
         return [(e, method.document_weights(i, e)) for i, e in enumerate(encoded)]
     out = [torch.zeros(len(e.input_ids)) for e in encoded]

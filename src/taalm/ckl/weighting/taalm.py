@@ -52,6 +52,8 @@ class TaalmWeights(WeightingMethod):
         if ctx.documents is None or len(ctx.documents) != len(ctx.encoded):
             raise ConfigError("method 'taalm' needs the documents' texts (PrepareContext.documents)")
         own = self.phi is None
+        if own and ctx.log is not None:
+            ctx.log(f"loading Train-Attention φ ({self.checkpoint or 'the shipped default'}) ...")
         phi = TrainAttention.from_pretrained(self.checkpoint, device=str(ctx.device), base=self.base) if own else self.phi
         try:
             losses = None
