@@ -113,7 +113,7 @@ def test_config_with_help_is_the_config_as_yaml(cls_name):
     cfg = getattr(C, cls_name)()
     text = C.config_with_help(cfg)
     assert yaml.safe_load(text) == C.to_dict(cfg)
-    assert "  lr: 0.0001  # θ's learning rate" in text or cls_name != "LearnConfig"
+    assert "  lr: 0.001  # θ's learning rate" in text or cls_name != "LearnConfig"
 
 
 def test_meta_training_refuses_fsdp_with_the_reasons():

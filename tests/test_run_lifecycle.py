@@ -313,3 +313,20 @@ def test_the_python_api_validates_its_inputs(tiny_llama, tokenizer):
               log=lambda m: None)
     with pytest.raises(TaalmError, match="no probes to evaluate"):
         evaluate_probes(tiny_llama, tokenizer, [])
+
+
+def test_defaults_evaluate_every_epoch_and_a_tiny_run_says_it_has_few_steps(tiny_llama, tokenizer, docs_file,
+                                                                            probes_file):
+    from taalm.ckl.learner import learn
+    from taalm.core.config import LearnConfig
+    from taalm.data import read_documents, read_probes
+
+    cfg = LearnConfig()
+    assert (cfg.train.epochs, cfg.train.lr, cfg.eval.every_epoch) == (8, 1e-3, True)
+    cfg.theta.lora.r = 4
+    logs = []
+    docs = read_documents(docs_file)
+    probes = read_probes(probes_file)
+    res = learn(docs, probes, cfg, model=tiny_llama, tokenizer=tokenizer, progress=False, log=logs.append)
+    assert any(m.startswith("note: about 8 optimizer step(s) in all (3 windows, batch 8") for m in logs), logs
+    assert [r["epoch"] for r in res.history] == list(range(9))  # before, then after each of 8 epochs

@@ -23,7 +23,7 @@ def run(capsys, *argv):
 
 
 def one_line_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("learning ", "loading ", "epoch "))]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("learning ", "loading ", "epoch ", "note: "))]
     assert len(lines) == 1, err  # one line, no traceback
     assert "Traceback" not in err
     return lines[0]
@@ -32,7 +32,7 @@ def one_line_error(err: str) -> str:
 @pytest.fixture
 def learn_args(model_dir, docs_file, probes_file):
     return ["learn", docs_file, "--probes", probes_file, "--quiet", f"model.name={model_dir}",
-            "train.epochs=1", "train.lr=1e-2", "theta.lora.r=4"]
+            "train.epochs=1", "train.lr=1e-2", "theta.lora.r=4", "eval.every_epoch=false"]
 
 
 # --------------------------------------------------------------------------------------------

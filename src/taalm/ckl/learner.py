@@ -552,6 +552,9 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
     if replay_windows:  # the stream's replay documents follow the run's own windows
         windows, static = windows + replay_windows, static + replay_weights
+    if state is None and tc.epochs > 0:
+        per_epoch = -(-len(windows) // (tc.batch_size * tc.grad_accum))  # about (streams may batch otherwise)
+        _note_few_steps(per_epoch * tc.epochs, len(windows), tc, log)
     evaluate = _make_evaluator(model, tokenizer, cfg, probes, encode_probes(tokenizer, probes) if probes else None,
                                extra_enc, folder, progress)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
@@ -559,6 +562,17 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
              total_steps=_total_steps(method, windows, tc), fsdp=tc.fsdp)
     _resume_or_start(r, state, log)
     return r
+
+
+FEW_STEPS = 20  # fewer optimizer steps than this in a whole run: say so (a first run that learns nothing)
+
+
+def _note_few_steps(steps: int, n_windows: int, tc, log) -> None:
+    """One line when the whole run takes very few optimizer steps (a small set at a large batch)."""
+    if steps < FEW_STEPS:
+        log(f"note: about {steps} optimizer step(s) in all ({n_windows} windows, batch {tc.batch_size} x "
+            f"{tc.grad_accum} accumulation, {tc.epochs} epochs): few to learn from; raise train.epochs "
+            f"or lower train.batch_size")
 
 
 def _enable_gradient_checkpointing(model, mode: str) -> None:
