@@ -408,3 +408,43 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning(com
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "time")} for r in rows]  # noqa: E731
     rows = lambda d: strip([json.loads(x) for x in (d / log).read_text().splitlines()])  # noqa: E731
     assert rows(out) == rows(ref)
+
+
+KILL_AT = {  # where the child process SIGKILLs itself (a real kill -9: no handler, no cleanup)
+    "mid epoch 1": "taalm.ckl.learner._train_epoch",  # before the first checkpoint
+    "mid checkpoint write": "taalm.core.runfolder.commit_checkpoint",  # tensors written, state.json not
+    "after a checkpoint": "taalm.ckl.learner._end_of_epoch",  # epoch 1 checkpointed, then killed
+}
+
+
+@pytest.mark.parametrize("where", list(KILL_AT))
+def test_kill_9_anywhere_resumes_to_the_same_run(where, learn_args, tmp_path, capsys):
+    """SIGKILL at a deterministic point (in a child process), then --resume in this one: the run
+    ends with the same metrics as an uninterrupted one (bit-identical losses and accuracies)."""
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    args = [str(a) for a in learn_args] + ["train.epochs=2", "train.checkpoint_every=1"]
+    assert run(capsys, *args, "--out", ref)[0] == 0
+    module, _, name = KILL_AT[where].rpartition(".")
+    child = f"""
+import os, signal, sys, importlib
+mod = importlib.import_module({module!r})
+orig = getattr(mod, {name!r})
+calls = [0]
+def killer(*a, **k):
+    calls[0] += 1
+    if {where!r} == "after a checkpoint":
+        orig(*a, **k)  # epoch 1's checkpoint is complete; die before epoch 2 trains
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(mod, {name!r}, killer)
+if {module!r} == "taalm.core.runfolder":
+    import taalm.core.checkpoint as ck; ck.commit_checkpoint = killer
+from taalm.cli import main
+sys.exit(main({args + ["--out", str(out)]!r}))
+"""
+    res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    code, _, err = run(capsys, *args, "--out", out, "--resume")
+    assert code == 0, err
+    rows = lambda d: [{k: v for k, v in json.loads(x).items() if k not in ("seconds", "time", "eval_seconds")}  # noqa: E731
+                      for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows(out) == rows(ref)

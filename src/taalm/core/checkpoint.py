@@ -112,9 +112,11 @@ class Checkpointer:
         return state
 
     def any_written(self) -> bool:
-        """Whether a checkpoint was ever (even partly) written: a run killed before its first one
-        has none, and is resumed by starting it again."""
-        return (self.root / "latest.json").exists() or any(self.root.glob(f"{self.prefix}-*"))
+        """Whether a checkpoint was ever completed (``latest.json``, or a folder with its
+        ``state.json``, written last): a run killed before or while writing its first one has
+        none, and is resumed by starting it again."""
+        return (self.root / "latest.json").exists() or any(
+            (d / "state.json").exists() for d in self.root.glob(f"{self.prefix}-*"))
 
     def resume_state(self, params: dict[str, torch.Tensor], optimizer, log: Callable[[str], None] = print,
                      none_yet: str = "none was written yet") -> dict | None:
