@@ -60,3 +60,26 @@ def test_before_after_history_has_no_fractional_epoch_ticks(tmp_path, monkeypatc
     plots.plot_history({"b": [{"epoch": 0, "accuracy": 0.1, "nll": 3.0, "n": 20},
                               {"epoch": 2, "accuracy": 0.4, "nll": 2.0, "n": 20}]}, tmp_path / "h.png")
     assert seen["ticks"] == ["before (0)", "after (2)"]
+
+
+def test_identical_curves_stay_distinguishable(tmp_path):
+    """Two runs with identical curves: each line has its own marker, line style and band hatch,
+    so neither hides the other (issue 28.5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from taalm.reporting import plots
+
+    styles = [plots.series_style(i) for i in range(8)]
+    assert len({(s["marker"], s["ls"]) for s in styles}) == 8 and len({s["hatch"] for s in styles}) == 8
+    hist = [{"epoch": 0, "accuracy": 0.1, "nll": 3.0, "n": 50}, {"epoch": 1, "accuracy": 0.4, "nll": 2.0, "n": 50}]
+    drawn = []
+    real = plots.save_png
+    plots.save_png = lambda fig, path, dpi=100: drawn.append(fig)
+    try:
+        plots.plot_history({"a": hist, "b": hist}, tmp_path / "h.png")
+    finally:
+        plots.save_png = real
+    lines = [ln for ln in drawn[0].axes[0].get_lines() if ln.get_label() in ("a", "b")]
+    assert len(lines) == 2 and lines[0].get_marker() != lines[1].get_marker()
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()

@@ -57,15 +57,16 @@ def plot_history(curves: dict[str, list[dict]], path: str | Path, title: str = "
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs: list[int] = []
-    for name, hist in curves.items():
+    for i, (name, hist) in enumerate(curves.items()):
         ep = [r["epoch"] for r in hist]
         epochs += ep
         acc = [r["accuracy"] for r in hist]
-        style = dict(marker="o", ls="--" if len(ep) == 2 else "-")
+        st = series_style(i)
+        style = dict(marker=st["marker"], ls=st["ls"], mfc="none")
         line, = ax1.plot(ep, acc, label=name, **style)
         se = [binomial_se(a, r.get("n", 0)) for a, r in zip(acc, hist)]
         ax1.fill_between(ep, [a - e for a, e in zip(acc, se)], [a + e for a, e in zip(acc, se)],
-                         color=line.get_color(), alpha=0.18, lw=0)
+                         facecolor=line.get_color(), edgecolor=line.get_color(), alpha=0.18, lw=0, hatch=st["hatch"])
         ax2.plot(ep, [r["nll"] for r in hist], label=name, **style)
     ax1.set(xlabel="epoch", ylabel="answer-token accuracy", title=f"{title} (band: ± binomial SE)", ylim=(-0.02, 1.02))
     ax2.set(xlabel="epoch", ylabel="answer NLL", title="Answer NLL")
@@ -77,6 +78,17 @@ def plot_history(curves: dict[str, list[dict]], path: str | Path, title: str = "
     save_png(fig, path, dpi=110)
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINES = ("-", "--", ":", "-.")
+_HATCHES = ("", "//", "\\\\", "..", "xx", "++", "--", "oo")
+
+
+def series_style(i: int) -> dict:
+    """Marker, line style and band hatch of the ``i``-th series: every series of a figure looks
+    different, so two identical curves stay visible as two (their markers and dashes differ)."""
+    return {"marker": _MARKERS[i % len(_MARKERS)], "ls": _LINES[i % len(_LINES)], "hatch": _HATCHES[i % len(_HATCHES)]}
+
+
 def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "",
                 n: dict[str, tuple[int, int]] | None = None) -> None:
     """Two panels, To-Learn accuracy and NF accuracy against epoch, one line per method; with
@@ -84,15 +96,17 @@ def plot_curves(curves: dict[str, list[dict]], path: str | Path, title: str = ""
     plt = pyplot()
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.9))
-    for name, curve in curves.items():
+    for i, (name, curve) in enumerate(curves.items()):
         ep = [r["epoch"] for r in curve]
+        st = series_style(i)
         for ax, key, k in ((ax1, "to_learn_accuracy", 0), (ax2, "nf_accuracy", 1)):
             acc = [r[key] if r[key] is not None else float("nan") for r in curve]
-            line, = ax.plot(ep, acc, marker="o", ms=3, label=name)
+            line, = ax.plot(ep, acc, marker=st["marker"], ls=st["ls"], ms=4, mfc="none", label=name)
             if n and name in n:
                 se = [binomial_se(a, n[name][k]) if a == a else 0.0 for a in acc]
                 ax.fill_between(ep, [a - e for a, e in zip(acc, se)], [a + e for a, e in zip(acc, se)],
-                                color=line.get_color(), alpha=0.15, lw=0)
+                                facecolor=line.get_color(), edgecolor=line.get_color(), alpha=0.15, lw=0,
+                                hatch=st["hatch"])
     band = " (band: ± binomial SE)" if n else ""
     ax1.set(xlabel="epoch", ylabel="accuracy", title=f"To-Learn (acquisition){band}")
     ax2.set(xlabel="epoch", ylabel="accuracy", title=f"Not-To-Forget (retention){band}")
