@@ -153,3 +153,11 @@ def test_an_adapter_that_adapts_no_layer_is_refused(tmp_path, tiny_llama):
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="adapts no layer|not found in the base model"):  # peft or our guard
         load_adapter(copy.deepcopy(tiny_llama), tmp_path / "adapter")
+
+
+def test_loading_a_model_draws_no_transformers_progress_bars(model_dir, capfd):
+    from taalm.models.loading import load_model
+
+    load_model(str(model_dir), "cpu")
+    _, err = capfd.readouterr()
+    assert "Loading weights" not in err and "\r" not in err

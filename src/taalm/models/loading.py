@@ -17,6 +17,7 @@ which the meta-gradient needs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -157,27 +158,8 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
         if attn not in ("eager", "sdpa", "flash_attention_2", "flex_attention"):
             raise ModelLoadError(f"unknown attention implementation '{attn}' (auto, eager, sdpa)")
         kwargs["attn_implementation"] = attn
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # per-tensor bars of GGUF dequantization are noise
-    try:
-        if source.gguf_file:
-            model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
-        else:  # a folder's weights must all be there: a missing tensor would be silently random
-            model, info = AutoModelForCausalLM.from_pretrained(source.location, output_loading_info=True, **kwargs)
-            missing = sorted(info.get("missing_keys") or [])
-            if missing:
-                raise ModelLoadError(f"{source.location}: {len(missing)} weight tensor(s) are not in its weight "
-                                     f"files (e.g. {missing[0]}); they would be randomly initialised. Pass a "
-                                     f"complete model folder")
-    except ModelLoadError:
-        raise
-    except Exception as e:  # noqa: BLE001 - truncated safetensors, a fake .gguf, custom code refused...
-        raise _load_error(source, e) from None
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    with quiet_hf_progress():  # per-tensor bars of loading / GGUF dequantization are noise in a log
+        model = _from_pretrained(AutoModelForCausalLM, source, kwargs)
     model.to(dev)
     model.eval()
     model.taalm_spec = spec  # what a run records as model.name when this model is passed to learn()
@@ -187,6 +169,38 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+@contextlib.contextmanager
+def quiet_hf_progress():
+    """transformers' own progress bars ("Loading weights", "Converting and de-quantizing GGUF
+    tensors") off for the block: redrawn with carriage returns, they fill non-terminal logs."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _from_pretrained(auto_cls, source: "ModelSource", kwargs: dict):
+    """``auto_cls.from_pretrained`` of ``source``; a folder's weights must all be there (a missing
+    tensor would silently be random)."""
+    try:
+        if source.gguf_file:
+            return auto_cls.from_pretrained(source.location, **kwargs)
+        model, info = auto_cls.from_pretrained(source.location, output_loading_info=True, **kwargs)
+    except Exception as e:  # noqa: BLE001 - truncated safetensors, a fake .gguf, custom code refused...
+        raise _load_error(source, e) from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ModelLoadError(f"{source.location}: {len(missing)} weight tensor(s) are not in its weight "
+                             f"files (e.g. {missing[0]}); they would be randomly initialised. Pass a "
+                             f"complete model folder")
+    return model
 
 
 def model_cache_dir() -> Path | None:
@@ -291,9 +305,10 @@ def _write_gguf_cache(source: ModelSource, root: Path, folder: Path, digest: str
 
         from ..core.files import atomic_write_json
 
-        model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file,
-                                                     dtype=torch.float32, trust_remote_code=False)
-        tok = load_tokenizer(source.spec, source)
+        with quiet_hf_progress():
+            model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file,
+                                                         dtype=torch.float32, trust_remote_code=False)
+            tok = load_tokenizer(source.spec, source)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_mkdir(root)))
         save_model_folder(model, tok, tmp / "model")
         files = {p.name: p.stat().st_size for p in (tmp / "model").iterdir() if p.is_file()}
