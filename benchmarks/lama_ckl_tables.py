@@ -42,6 +42,7 @@ TABLE1 = [
     ("RHO-1 (reference θ0)", "main", "rho1", "rho1"),
     ("RHO-1 (reference θ0 fine-tuned {reference_epochs} epochs)", "rho1ft", "rho1", "rho1"),
     ("TAALM", "main", "taalm", "taalm"),
+    ("TAALM, the previous φ (T-REx only; Table 6's combinations ran with it)", "main", "taalm_phi2", None),
     ("oracle (needs the answers)", "main", "oracle", None),
     ("salient (rule, no φ)", "main", "salient", None),
 ]
