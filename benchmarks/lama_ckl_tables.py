@@ -104,12 +104,14 @@ def table1(folders: dict[str, Path | None]) -> tuple[str, list[dict], dict[str, 
     return "\n".join(lines) + "\n", rows, curves
 
 
-def table6(folder: Path | None, combos: Path | None = None) -> tuple[str, list[dict]]:
-    """Each base method (from ``folder``) beside it with TAALM's weights (from ``combos``, else ``folder``)."""
+def table6(folder: Path | None, combos: Path | None = None, taalm: str = "taalm") -> tuple[str, list[dict]]:
+    """Each base method (from ``folder``) beside it with TAALM's weights (from ``combos``, else ``folder``).
+    ``taalm``: the method folder paired with fine-tuning (the φ the combinations ran with)."""
     lines = ["| base method | Top Acc | NF Acc | Total | wall time | + TAALM weights | Top Acc | NF Acc | Total "
              "| wall time | Δ Top Acc | Δ NF Acc | Δ Total |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for base, combo in TABLE6:
+        combo = taalm if combo == "taalm" else combo
         a = load_row(folder, base)
         b = load_row(combos, combo) or load_row(folder, combo)
 
@@ -133,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rho1-finetuned", type=Path, help="the bench folder of rho1 with reference=finetuned")
     ap.add_argument("--combinations", type=Path,
                     help="the bench folder of Table 6's taalm+X rows (default: --results)")
+    ap.add_argument("--table6-taalm", default="taalm", metavar="METHOD",
+                    help="the method folder paired with finetune in Table 6: the φ the combinations ran with "
+                         "(e.g. taalm_phi2 when they ran with an earlier φ)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     t1, rows1, curves = table1({"main": a.results, "rho1ft": a.rho1_finetuned})
-    t6, rows6 = table6(a.results, a.combinations)
+    t6, rows6 = table6(a.results, a.combinations, a.table6_taalm)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "table1.md").write_text(t1)
     (a.out / "table6.md").write_text(t6)
