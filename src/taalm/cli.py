@@ -273,7 +273,8 @@ def _add_bench(sub) -> None:
                     "after every epoch; report Top Acc, Epoch, NF Acc, Total Knowledge. Writes "
                     "OUT/<method>/result.json, results.md, curves.png, summary.json. A rerun skips "
                     "finished methods and resumes an interrupted one.")
-    p.add_argument("benchmark", metavar="NAME", help="benchmark name (lama-ckl)")
+    p.add_argument("benchmark", metavar="NAME",
+                   help="benchmark name: lama-ckl, or `stream STREAM` (lama-ckl-stream, temporalwiki)")
     p.add_argument("--methods", required=True, metavar="M1,M2",
                    help="comma-separated weighting methods, e.g. finetune,rho1,oracle,random,taalm "
                         "(taalm uses the shipped φ for SmolLM2 unless method.taalm.checkpoint=PHI)")
@@ -285,6 +286,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--nf", metavar="FILE", help="Not-To-Forget LAMA-ckl units (instead of --data)")
     p.add_argument("--probe-format", default="descriptive", choices=["descriptive", "schematic"],
                    help="probe field task_descriptive (default) or task_schematic")
+    p.add_argument("--diffsets", metavar="DIR", help="stream temporalwiki: the monthly Wikipedia diff sets "
+                                                     "(= stream.diffsets)")
     p.add_argument("--out", required=True, metavar="DIR", help="benchmark folder (reuse it to resume)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
@@ -555,7 +558,11 @@ def cmd_train_attention(args) -> int:
 def cmd_bench(args) -> int:
     from .bench.runner import get_benchmark, lama_ckl_files
 
+    if args.benchmark == "stream":
+        return _bench_stream(args)
     runner = get_benchmark(args.benchmark)
+    if args.diffsets:
+        raise TaalmError("--diffsets is for `taalm bench stream temporalwiki`")
     if args.data and (args.to_learn or args.nf):
         raise TaalmError("give either --data DIR or --to-learn FILE --nf FILE, not both")
     if args.data:
@@ -569,6 +576,28 @@ def cmd_bench(args) -> int:
     res = runner(to_learn, nf, methods, args.size, args.out, args.overrides or [],
                  progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
                  probe_format=args.probe_format)
+    print(res["table"])
+    print(f"benchmark folder: {args.out}")
+    return 0
+
+
+def _bench_stream(args) -> int:
+    """``taalm bench stream NAME``: the first positional after ``stream`` names the stream."""
+    from .bench.stream import STREAMS, run_stream
+
+    rest = list(args.overrides or [])
+    if not rest or "=" in rest[0]:
+        raise TaalmError(f"name the stream: taalm bench stream NAME (available: {', '.join(STREAMS.names())})")
+    name, overrides = rest[0], rest[1:]
+    if args.to_learn or args.nf:
+        raise TaalmError("stream benchmarks read a folder: --data DIR")
+    if args.probe_format != "descriptive":
+        overrides = [f"data.probe_field=task_{args.probe_format}"] + overrides
+    pre = ([f"stream.data={args.data}"] if args.data else []) + (
+        [f"stream.diffsets={args.diffsets}"] if args.diffsets else [])
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    res = run_stream(name, methods, args.out, args.size, pre + overrides, progress=not args.quiet,
+                     log=lambda m: print(m, file=sys.stderr))
     print(res["table"])
     print(f"benchmark folder: {args.out}")
     return 0

@@ -397,10 +397,12 @@ def read_json_object(path: Path, needs: tuple[str, ...] = ()) -> dict:
     return obj
 
 
-def _check_out_dir(out: Path, record: dict) -> None:
-    """A folder is reused only for the same benchmark record. Keys a newer taalm added to the
-    schema (absent from the folder's record) hold their defaults there, so they are not compared."""
-    marker = out / "bench.json"
+def _check_out_dir(out: Path, record: dict, marker: str = "bench.json") -> None:
+    """A folder is reused only for the same benchmark record (in ``marker``). Keys a newer taalm
+    added to the schema (absent from the folder's record) hold their defaults there, so they are
+    not compared."""
+    marker_name = marker
+    marker = out / marker_name
     if marker.is_file():
         old = read_json_object(marker)
         old_rec = {k: old.get(k) for k in record}
@@ -410,7 +412,7 @@ def _check_out_dir(out: Path, record: dict) -> None:
             raise TaalmError(f"{out}: holds a benchmark run with another configuration or data "
                              f"({diff} differs); use another --out folder")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TaalmError(f"{out}: exists and is not a benchmark folder (no bench.json); use another --out folder")
+        raise TaalmError(f"{out}: exists and is not a benchmark folder (no {marker_name}); use another --out folder")
 
 
 def _without_new_keys(new, old):

@@ -268,3 +268,70 @@ def plot_weights_before_after(items: list[tuple[list[str], list[float], list[flo
     fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=9, frameon=False,
                title="φ's token weights on held-out documents", title_fontsize=11)
     save_png(fig, path, dpi=110)
+
+
+def plot_stream_matrices(mats: dict[str, list[list[float]]], periods: list[str], path: str | Path,
+                         title: str = "") -> None:
+    """One heatmap per method of acc[i][j]: row i = after period i (0 = θ0), column j = period j's
+    probes; every cell annotated. The diagonal below the first row is learning; a column read
+    downwards from its diagonal cell shows forgetting."""
+    plt = pyplot()
+
+    n = len(mats)
+    P = len(periods)
+    fig, axes = plt.subplots(1, n, figsize=(1.5 + (0.8 * P + 1.1) * n, 0.6 * P + 2.0), squeeze=False,
+                             layout="constrained")
+    vmax = max([max(max(r) for r in m) for m in mats.values()] + [0.05])
+    im = None
+    for ax, (name, R) in zip(axes[0], mats.items()):
+        im = ax.imshow(R, vmin=0.0, vmax=vmax, cmap="viridis", aspect="auto")
+        for i, row in enumerate(R):
+            for j, v in enumerate(row):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 0.6 * vmax else "black", fontweight="bold" if i == j + 1 else None)
+        ax.set_xticks(range(P), periods, fontsize=7, rotation=30 if max(map(len, periods)) > 4 else 0)
+        ax.set_yticks(range(P + 1), ["θ0"] + [f"after {p}" for p in periods], fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("probes of period", fontsize=8)
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.02, label="accuracy")
+    if title:
+        import textwrap
+
+        fig.suptitle("\n".join(textwrap.wrap(title, 60 + 25 * n)), fontsize=9)
+    save_png(fig, path, dpi=110)
+
+
+def plot_stream_curves(results: dict[str, dict], path: str | Path, title: str = "") -> None:
+    """Three panels against the period just learned: period 1's accuracy (what is kept of the first
+    period), the mean over the periods seen so far, and the NF accuracy (0 = θ0)."""
+    plt = pyplot()
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for k, (name, r) in enumerate(results.items()):
+        R = r["sets"][r["primary"]]["accuracy"]
+        x = list(range(len(R)))
+        st = dict(marker=series_style(k)["marker"], ls=series_style(k)["ls"], ms=4, mfc="none", label=name)
+        axes[0].plot(x, [row[0] for row in R], **st)
+        axes[1].plot(x[1:], r["metrics"]["seen_acc"], **st)
+        nf = next(iter(r.get("nf", {}).values()), None)
+        other = [k for k in r["sets"] if k != r["primary"]]
+        if nf:
+            axes[2].plot([q["after_period"] for q in nf], [q["accuracy"] for q in nf], **st)
+        elif other:  # no NF set: the other probe set (TemporalWiki's UNCHANGED), mean over all periods
+            M = r["sets"][other[0]]["accuracy"]
+            axes[2].plot(x, [sum(row) / len(row) for row in M], **st)
+    third = "Not-To-Forget"
+    if results and not any(r.get("nf") for r in results.values()):
+        r0 = next(iter(results.values()))
+        third = next((f"{k} (mean over all periods)" for k in r0["sets"] if k != r0["primary"]), "")
+    for ax, t in zip(axes, ("period 1's probes", "mean over the periods seen so far", third)):
+        ax.set(xlabel="after period (0 = θ0)", ylabel="accuracy", title=t)
+        ax.grid(alpha=0.3)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].legend(loc="best", fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)

@@ -1,10 +1,12 @@
 """``taalm report``: tables and plots re-rendered from saved runs, several side by side.
 
 Reads what runs already wrote, trains nothing: a learn run folder (``summary.json``'s history:
-accuracy, NLL and n per evaluation) or a LAMA-ckl bench folder (``bench.json`` and one
-``<method>/result.json`` per method: its curve, summary and the To-Learn / NF set sizes). Writes
-``report.md`` (the tables, each accuracy with its binomial standard error sqrt(p(1-p)/n)),
-``learn.png`` and ``bench.png`` (curves with ± SE bands) and ``report.json`` (what was read).
+accuracy, NLL and n per evaluation), a LAMA-ckl bench folder (``bench.json`` and one
+``<method>/result.json`` per method: its curve, summary and the To-Learn / NF set sizes) or a
+stream folder (``stream.json`` and ``<method>/result.json``: matrices, metrics, NF over time).
+Writes ``report.md`` (the tables, each LAMA-ckl accuracy with its binomial standard error
+sqrt(p(1-p)/n)), ``learn.png`` and ``bench.png`` (curves with ± SE bands), ``stream_matrix.png``
+and ``stream_curves.png``, and ``report.json`` (what was read).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ class Source:
     """One folder read for the report."""
 
     path: Path
-    kind: str  # learn | bench
+    kind: str  # learn | bench | stream
     label: str
     history: list[dict] = field(default_factory=list)  # learn: history rows
-    methods: dict = field(default_factory=dict)  # bench: method -> {curve, summary, n, wall_s}
+    methods: dict = field(default_factory=dict)  # bench: method -> {curve, summary, n, wall_s}; stream: result.json
     info: dict = field(default_factory=dict)
 
 
@@ -61,9 +63,32 @@ SUMMARY_KEYS = ("top_acc", "epoch", "nf_acc", "total")
 CURVE_KEYS = ("epoch", "to_learn_accuracy", "nf_accuracy")
 
 
+def _load_stream(path: Path) -> Source:
+    """A stream folder: every finished method's ``result.json``, its matrices checked."""
+    methods = {}
+    for d in sorted(p for p in path.iterdir() if (p / "result.json").is_file()):
+        r = _read_json(d / "result.json")
+        ok = (isinstance(r.get("sets"), dict) and r.get("primary") in r["sets"] and isinstance(r.get("metrics"), dict)
+              and isinstance(r.get("periods"), list))
+        if ok:
+            R = r["sets"][r["primary"]].get("accuracy") if isinstance(r["sets"][r["primary"]], dict) else None
+            ok = isinstance(R, list) and len(R) == len(r["periods"]) + 1 and all(
+                isinstance(row, list) and len(row) == len(r["periods"]) and all(map(_number, row)) for row in R)
+        if not ok:
+            raise InputError("not a stream result (periods, sets, primary, metrics; a (P+1) x P accuracy matrix)",
+                             d / "result.json")
+        methods[d.name] = r
+    if not methods:
+        raise InputError("a stream folder without any finished method (no <method>/result.json)", path)
+    return Source(path, "stream", path.name, methods=methods, info=_read_json(path / "stream.json"))
+
+
 def load_source(path: str | Path) -> Source:
-    """A learn run folder or a bench folder, read and checked (InputError naming the file otherwise)."""
+    """A learn run folder, a bench folder or a stream folder, read and checked (InputError naming
+    the file otherwise)."""
     path = Path(path)
+    if (path / "stream.json").is_file():
+        return _load_stream(path)
     if (path / "bench.json").is_file():
         methods = {}
         for d in sorted(p for p in path.iterdir() if (p / "result.json").is_file()):
@@ -85,7 +110,8 @@ def load_source(path: str | Path) -> Source:
         history = _checked_rows(summary["history"], ("epoch", "accuracy", "nll"), path / "summary.json", "history")
         return Source(path, "learn", f"{path.name} ({summary.get('method', '?')})", history=history,
                       info={k: summary.get(k) for k in ("method", "epochs", "steps", "train_seconds")})
-    raise InputError("not a finished taalm learn run (run.json + summary.json) nor a bench folder (bench.json)", path)
+    raise InputError("not a finished taalm learn run (run.json + summary.json), a bench folder (bench.json) "
+                     "nor a stream folder (stream.json)", path)
 
 
 def _pm(p: float | None, n: int) -> str:
@@ -145,11 +171,33 @@ def write_report(dirs: list[str | Path], out: str | Path) -> str:
         n = {f"{s.label}/{m}" if len(bench) > 1 else m: v["n"] for s in bench for m, v in s.methods.items()}
         plot_curves(curves, out / "bench.png", "LAMA-ckl: " + ", ".join(s.label for s in bench), n=n)
         parts += ["", "## Benchmarks", "", bench_table(bench), "", "![benchmarks](bench.png)"]
+    streams = [s for s in sources if s.kind == "stream"]
+    if streams:
+        parts += ["", "## Streams", ""] + _stream_parts(streams, out)
     text = "\n".join(parts) + "\n"
     atomic_write_text(out / "report.md", text)
     atomic_write_json(out / REPORT_MARKER, {"sources": [{"path": str(s.path), "kind": s.kind, "label": s.label}
                                                          for s in sources]})
     return text
+
+
+def _stream_parts(streams: list[Source], out: Path) -> list[str]:
+    """The stream tables (one per folder) and the matrix heatmaps and curves of every method."""
+    from .plots import plot_stream_curves, plot_stream_matrices
+    from .streams import stream_table
+
+    parts = []
+    for s in streams:
+        parts += [stream_table(s.methods, s.label), ""]
+    multi = len(streams) > 1
+    results = {f"{s.label}/{m}" if multi else m: r for s in streams for m, r in s.methods.items()}
+    first = next(iter(results.values()))
+    if all(r["periods"] == first["periods"] for r in results.values()):
+        plot_stream_matrices({k: r["sets"][r["primary"]]["accuracy"] for k, r in results.items()},
+                             first["periods"], out / "stream_matrix.png", "acc[i][j]: " + ", ".join(s.label for s in streams))
+        parts += ["![stream matrices](stream_matrix.png)", ""]
+    plot_stream_curves(results, out / "stream_curves.png", ", ".join(s.label for s in streams))
+    return parts + ["![stream curves](stream_curves.png)"]
 
 
 __all__ = ["Source", "load_source", "learn_table", "bench_table", "write_report"]

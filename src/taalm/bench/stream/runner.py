@@ -1,0 +1,292 @@
+"""The stream benchmark runner (``taalm bench stream NAME``): θ learns period after period.
+
+For every method, from the same θ0::
+
+    score θ0 on every period's probe sets and the NF sets             -> row 0 of the matrices
+    for period i = 1..P:
+        learn period i's documents (the ordinary learner; θ carried over, a fresh optimizer,
+            the current period's primary probes and the NF sets evaluated after every epoch)
+        save θ's trained tensors (period-NN/theta.safetensors)        -> the resume point
+        score θ on every period's probe sets and the NF sets          -> row i
+
+Every period's probes are scored after every period (the future ones too, for forward
+transfer), so acc[i][j] is a (P+1) × P matrix per probe set, NLL and perplexity beside it, and
+:func:`~taalm.bench.stream.metrics.stream_metrics` gives learning, forgetting, BWT and FWT of
+the primary set. Output folder::
+
+    OUT/stream.json                     stream, size, resolved config, input fingerprints
+    OUT/<method>/period-NN/run/         the learner's run folder of period NN (an interrupted period resumes)
+    OUT/<method>/period-NN/theta.safetensors   θ's trained tensors after period NN
+    OUT/<method>/scores/row-NN.json     the scores after period NN (row 00 = θ0)
+    OUT/<method>/result.json            matrices, metrics, NF over time (its presence = done)
+    OUT/summary.json, results.md, matrix.png, curves.png
+
+A rerun with the same configuration and data skips finished methods and periods and resumes
+an interrupted period; another configuration or data in the same folder is an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ...core.config import load_config, to_dict
+from ...core.errors import ConfigError, TaalmError
+from ..runner import (_check_method_options, _check_methods, _check_out_dir, _fmt_time, _method_info,
+                      _peak_memory, _with_name, read_json_object)
+from .base import STREAMS, StreamBenchmark, StreamConfig, StreamData
+from .metrics import perplexity, stream_metrics
+
+
+def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str = "smoke",
+               overrides: Iterable[str] = (), *, theta0: tuple | None = None, progress: bool = True,
+               log: Callable[[str], None] = print) -> dict:
+    """Run the stream ``name`` (a registered :class:`StreamBenchmark`) for each method; return
+    ``summary.json``'s dict. ``overrides``: ``key=value`` on top of the size preset (the
+    :class:`~taalm.core.config.LearnConfig` keys and ``stream.*``; ``stream.data`` = the data
+    folder). ``theta0``: ``(model, tokenizer)`` already loaded (each method trains a deep copy);
+    otherwise ``model.name`` is loaded. Everything is validated before a file is written."""
+    bench, cfg = resolve_stream_config(name, size, overrides)
+    data = bench.load(cfg)
+    methods = [m.strip() for m in methods if m and m.strip()]
+    bench.prepare_methods(methods, cfg)
+    methods = _check_methods(methods, cfg, [d for p in data.periods for d in p.documents])
+    model, tokenizer = theta0 if theta0 is not None else (None, None)
+    out = Path(out_dir)
+    record = {"benchmark": "stream", "stream": name, "size": size, "config": _record_config(cfg),
+              "inputs": data.info}
+    if model is not None:
+        from ..tailor import model_fingerprint
+
+        record["model_fingerprint"] = model_fingerprint(model, tokenizer)
+    _check_out_dir(out, record, marker="stream.json")
+    for m in methods:
+        _check_method_options(out, m, cfg)
+    for note in data.notes:
+        log(note)
+    from ...core import distributed
+
+    if distributed.current().enabled:
+        raise ConfigError("stream benchmarks run in one process (not under torchrun)")
+    label = cfg.model.name if model is None else (
+        getattr(getattr(model, "config", None), "name_or_path", "") or f"{type(model).__name__} (passed in)")
+    from ...core.run import Run
+
+    with Run(out, device=cfg.model.device, log=log, progress=progress, folder_rule="none") as run:
+        s = _Stream(name, size, cfg, data, out, model, tokenizer, label, run.progress, run.log)
+        return _run_methods(s, methods, record)
+
+
+def resolve_stream_config(name: str, size: str, overrides: Iterable[str] = ()) -> tuple[StreamBenchmark, StreamConfig]:
+    """Defaults -> the stream's size preset -> ``key=value`` overrides (unknown keys are errors)."""
+    bench = STREAMS.get(name)()
+    if size not in bench.sizes:
+        raise ConfigError(f"unknown size '{size}' for stream {name} (available: {', '.join(bench.sizes)})")
+    overrides = [str(o) for o in overrides]
+    if any(o.split("=", 1)[0].strip() == "method.name" for o in overrides):
+        raise ConfigError("method.name is set per method; choose the methods with --methods", "method.name")
+    cfg = load_config(StreamConfig, None, bench.sizes[size][1] + overrides)
+    if cfg.data.limit:
+        raise ConfigError("data.limit is not used by benchmarks; set stream.max_documents", "data.limit")
+    if cfg.train.epochs < 1:
+        raise ConfigError("train.epochs (per period) must be >= 1 for a benchmark", "train.epochs")
+    if cfg.train.fsdp:
+        raise ConfigError("stream benchmarks run in one process (train.fsdp is for torchrun)", "train.fsdp")
+    for key in ("periods", "n_units", "n_nf", "max_documents", "max_probes", "min_chars"):
+        if getattr(cfg.stream, key) < 0:
+            raise ConfigError(f"stream.{key} must be >= 0", f"stream.{key}")
+    if not 0.0 <= cfg.stream.min_letters <= 1.0:
+        raise ConfigError("stream.min_letters must be in [0, 1]", "stream.min_letters")
+    return bench, cfg
+
+
+def _record_config(cfg: StreamConfig) -> dict:
+    """What must match for a rerun to reuse a folder: the config less the method (per method) and
+    the device; the data folder's path may differ (its files' fingerprints are compared)."""
+    conf = to_dict(cfg)
+    conf.pop("method")
+    conf["model"].pop("device", None)
+    conf["stream"].pop("data", None)
+    conf["stream"].pop("diffsets", None)
+    return conf
+
+
+@dataclass
+class _Stream:
+    """One stream run once everything is checked: what every method's loop needs."""
+
+    name: str
+    size: str
+    cfg: StreamConfig
+    data: StreamData
+    out: Path
+    model: object
+    tokenizer: object
+    label: str
+    progress: bool
+    log: Callable[[str], None]
+
+
+def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
+    from ...core.files import atomic_write_json
+
+    s.out.mkdir(parents=True, exist_ok=True)
+    if not (s.out / "stream.json").is_file():
+        atomic_write_json(s.out / "stream.json", record)
+    P = len(s.data.periods)
+    s.log(f"stream {s.name} ({s.size}): {P} periods of {', '.join(str(len(p.documents)) for p in s.data.periods)} "
+          f"documents, {s.cfg.train.epochs} epochs each, methods {', '.join(methods)} -> {s.out}")
+    results: dict[str, dict] = {}
+    for name in methods:
+        done = s.out / name / "result.json"
+        if done.is_file():
+            s.log(f"[{name}] done already ({done}); skipped")
+            results[name] = read_json_object(done, ("metrics", "wall_s"))
+            continue
+        results[name] = _run_method(s, name)
+        m = results[name]["metrics"]
+        s.log(f"[{name}] learning {_f(m['mean_learning'])}, forgetting {_f(m['mean_forgetting'])}, "
+              f"BWT {_f(m['bwt'])}, final {_f(m['final_acc'])} ({_fmt_time(results[name]['wall_s'])})")
+    for d in sorted(s.out.iterdir()):  # methods run earlier into this folder with other --methods
+        if d.is_dir() and d.name not in results and (d / "result.json").is_file():
+            results[d.name] = read_json_object(d / "result.json", ("metrics", "wall_s"))
+    from .report import write_stream_summary
+
+    return write_stream_summary(s, results)
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _run_method(s: _Stream, name: str) -> dict:
+    """One method through every period; each finished period is a resume point."""
+    from ...ckl.method import split_method_name
+    from ...core.files import atomic_write_json, environment_info
+
+    lc = split_method_name(_with_name(s.cfg, name))
+    mdir = s.out / name
+    timing_path = mdir / "timing.json"
+    timing = read_json_object(timing_path) if timing_path.is_file() else {}
+    prior_s, sessions = float(timing.get("wall_s", 0.0)), int(timing.get("sessions", 0)) + 1
+    t0 = time.perf_counter()
+    P = len(s.data.periods)
+    rows = _done_rows(mdir, P)
+    theta = _theta_after(s, lc, len(rows) - 1) if rows else _fresh_theta(s)
+    if not rows:
+        s.log(f"[{name}] scoring θ0 on {P} periods")
+        rows.append(_score_row(s, theta, 0, mdir, 0.0))
+    elif len(rows) <= P:
+        s.log(f"[{name}] resuming after period {len(rows) - 1} of {P}")
+    for i in range(len(rows), P + 1):
+        period = s.data.periods[i - 1]
+        s.log(f"[{name}] period {i}/{P} ({period.name}): {len(period.documents)} documents")
+        theta, train_s = _learn_period(s, lc, mdir / f"period-{i:02d}", period, theta)
+        rows.append(_score_row(s, theta, i, mdir, train_s))
+        atomic_write_json(timing_path, {"wall_s": round(prior_s + time.perf_counter() - t0, 3),
+                                        "sessions": sessions, "last_period": i})
+    device = next(theta[0].parameters()).device
+    result = {"benchmark": "stream", "stream": s.name, "method": name, "size": s.size, "model": s.label,
+              "config": {**to_dict(lc), "stream": to_dict(s.cfg.stream)}, "inputs": s.data.info,
+              "method_info": _method_info(lc), "environment": environment_info(device),
+              "wall_s": round(prior_s + time.perf_counter() - t0, 2), "sessions": sessions,
+              "peak_memory": _peak_memory(device), **matrices(s.data, rows)}
+    atomic_write_json(mdir / "result.json", result)  # written last: its presence = done
+    return result
+
+
+def _done_rows(mdir: Path, P: int) -> list[dict]:
+    """The score rows already written, in order (a gap ends them: later ones are redone)."""
+    rows = []
+    for i in range(P + 1):
+        path = mdir / "scores" / f"row-{i:02d}.json"
+        if not path.is_file() or (i > 0 and not (mdir / f"period-{i:02d}" / "theta.safetensors").is_file()):
+            break
+        rows.append(read_json_object(path, ("after_period", "sets")))
+    return rows
+
+
+def _fresh_theta(s: _Stream) -> tuple:
+    """θ0: a deep copy of the model passed in, or ``model.name`` loaded."""
+    if s.model is not None:
+        return copy.deepcopy(s.model), s.tokenizer
+    from ...ckl.learner import _load_theta0
+
+    return _load_theta0(s.cfg, None, None, s.log)
+
+
+def _theta_after(s: _Stream, lc, period: int) -> tuple:
+    """θ after ``period`` (0 = θ0): θ0 in the method's θ form with that period's trained tensors."""
+    model, tokenizer = _fresh_theta(s)
+    if period == 0:
+        return model, tokenizer
+    from ...ckl.method import resolve_method
+    from ...core.files import load_tensors
+
+    model = resolve_method(lc).theta.prepare(model)
+    path = s.out / lc.method.name / f"period-{period:02d}" / "theta.safetensors"
+    tensors = load_tensors(path)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != trained:
+        raise TaalmError(f"{path}: holds other tensors than this method's θ trains; delete "
+                         f"{path.parent.parent} to redo the method, or use another --out")
+    model.load_state_dict(tensors, strict=False)
+    return model, tokenizer
+
+
+def _learn_period(s: _Stream, lc, pdir: Path, period, theta: tuple) -> tuple[tuple, float]:
+    """Learn one period (resuming its run if it was interrupted); save θ's trained tensors."""
+    from ...ckl.learner import learn
+    from ...core.files import save_tensors
+
+    run_dir = pdir / "run"
+    resume = (run_dir / "checkpoints" / "latest.json").is_file()
+    pdir.mkdir(parents=True, exist_ok=True)
+    res = learn(period.documents, period.probes[s.data.primary], lc, run_dir, resume=resume,
+                overwrite=not resume, model=theta[0], tokenizer=theta[1], progress=s.progress,
+                log=s.log, extra_probes=s.data.nf or None)
+    trained = {n: p.detach().to("cpu").contiguous() for n, p in res.model.named_parameters() if p.requires_grad}
+    save_tensors(pdir / "theta.safetensors", trained, {"period": period.name})
+    return (res.model, res.tokenizer), res.train_seconds
+
+
+def _score_row(s: _Stream, theta: tuple, i: int, mdir: Path, train_s: float) -> dict:
+    """Scores of θ after period ``i`` on every period's probe sets and the NF sets."""
+    from ...core.files import atomic_write_json
+    from ...evaluation.probes import evaluate_probes
+
+    model, tokenizer = theta
+    bs = s.cfg.eval.batch_size
+    t0 = time.perf_counter()
+    sets = {}
+    for j, period in enumerate(s.data.periods):
+        for set_name, probes in period.probes.items():
+            r = evaluate_probes(model, tokenizer, probes, bs)
+            sets.setdefault(set_name, []).append({"accuracy": r.accuracy, "nll": r.nll, "n": r.n})
+    nf = {k: evaluate_probes(model, tokenizer, v, bs).summary() for k, v in s.data.nf.items()}
+    row = {"after_period": i, "sets": sets, "nf": nf, "train_seconds": round(train_s, 2),
+           "eval_seconds": round(time.perf_counter() - t0, 2)}
+    atomic_write_json(mdir / "scores" / f"row-{i:02d}.json", row)
+    return row
+
+
+def matrices(data: StreamData, rows: list[dict]) -> dict:
+    """Accuracy / NLL / perplexity matrices per probe set, the primary set's metrics, NF over time."""
+    sets = {}
+    for name in rows[0]["sets"]:
+        acc = [[c["accuracy"] for c in r["sets"][name]] for r in rows]
+        nll = [[c["nll"] for c in r["sets"][name]] for r in rows]
+        sets[name] = {"accuracy": acc, "nll": nll, "perplexity": [[perplexity(x) for x in row] for row in nll],
+                      "n": [c["n"] for c in rows[0]["sets"][name]]}
+    nf = {k: [{"after_period": r["after_period"], **r["nf"][k], "perplexity": perplexity(r["nf"][k]["nll"])}
+              for r in rows] for k in data.nf}
+    return {"periods": [p.name for p in data.periods], "primary": data.primary, "sets": sets,
+            "metrics": stream_metrics(sets[data.primary]["accuracy"]), "nf": nf,
+            "train_seconds": [r["train_seconds"] for r in rows[1:]]}
+
+
+__all__ = ["run_stream", "resolve_stream_config", "matrices"]

@@ -1,0 +1,239 @@
+"""Stream benchmarks (taalm.bench.stream, `taalm bench stream NAME`): the matrix metrics by hand,
+lama-ckl-stream and temporalwiki end to end on tiny models and fixture files in the official
+formats, resume at a period boundary, and the refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import make_llama
+from test_bench import FACTS, QUIET, cli, unit, write_units
+from taalm.bench.stream import STREAMS, resolve_stream_config, run_stream, stream_metrics
+from taalm.bench.stream.temporalwiki import keep_passage, read_diffset, schematic_text
+from taalm.core.errors import ConfigError, InputError, TaalmError
+
+TINY = ["theta.lora.r=4", "train.lr=5e-3"]
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+def test_stream_metrics_on_a_hand_made_matrix():
+    R = [[0.0, 0.1, 0.0],   # θ0
+         [0.6, 0.2, 0.0],   # after period 1
+         [0.4, 0.7, 0.1],   # after period 2
+         [0.3, 0.5, 0.8]]   # after period 3
+    m = stream_metrics(R)
+    assert m["learning"] == [0.6, 0.7, 0.8]
+    assert m["gain"] == pytest.approx([0.6, 0.5, 0.7])  # R[j+1][j] - R[j][j]
+    assert m["forgetting"] == pytest.approx([0.3, 0.2])  # 0.6-0.3, 0.7-0.5
+    assert m["bwt"] == pytest.approx(-0.25) and m["mean_forgetting"] == pytest.approx(0.25)
+    assert m["fwt"] == pytest.approx(((0.2 - 0.1) + (0.1 - 0.0)) / 2)
+    assert m["final_acc"] == pytest.approx(1.6 / 3)
+    assert m["seen_acc"] == pytest.approx([0.6, 0.55, 1.6 / 3])
+    with pytest.raises(ValueError):
+        stream_metrics([[0.1, 0.2], [0.3]])
+
+
+def test_registered_streams_and_sizes():
+    assert {"lama-ckl-stream", "temporalwiki"} <= set(STREAMS.names())
+    _, cfg = resolve_stream_config("lama-ckl-stream", "cpu")
+    assert (cfg.stream.periods, cfg.stream.n_units, cfg.train.epochs) == (4, 200, 6)
+    _, cfg = resolve_stream_config("temporalwiki", "paper")
+    assert cfg.train.epochs == 1 and cfg.stream.min_chars == 50 and cfg.stream.min_letters == 0.3
+    with pytest.raises(ConfigError, match="unknown size 'huge'"):
+        resolve_stream_config("lama-ckl-stream", "huge")
+    with pytest.raises(ConfigError, match="stream.period"):
+        resolve_stream_config("lama-ckl-stream", "smoke", ["stream.period=3"])
+    with pytest.raises(ConfigError, match="unknown stream benchmark 'nope'"):
+        resolve_stream_config("nope", "smoke")
+
+
+# --------------------------------------------------------------------------------------------
+# lama-ckl-stream
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def tailored8(tmp_path):
+    d = tmp_path / "tailored"
+    d.mkdir()
+    facts = FACTS + [("Orvell", "founder", "Mara Quint", "Orvell was founded by Mara Quint .")]
+    write_units(d / "to_learn.jsonl", [unit(i, *f) for i, f in enumerate(facts)])
+    write_units(d / "not_to_forget_descriptive.jsonl", [unit(10 + i, *f) for i, f in enumerate(FACTS[4:])])
+    return d
+
+
+def _matrix(out, method):
+    return json.loads((out / method / "result.json").read_text())
+
+
+def test_lama_ckl_stream_end_to_end_and_resume_at_a_period_boundary(tmp_path, tailored8, tokenizer):
+    model = make_llama(len(tokenizer))
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    out = tmp_path / "s"
+    ov = [f"stream.data={tailored8}", "stream.periods=3", "stream.n_units=6"] + TINY
+    res = run_stream("lama-ckl-stream", ["finetune", "oracle"], out, "smoke", ov, theta0=(model, tokenizer), **QUIET)
+    assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())  # θ0 untouched
+    for f in ("stream.json", "summary.json", "results.md", "matrix.png", "curves.png"):
+        assert (out / f).is_file(), f
+    assert (out / "matrix.png").read_bytes()[:4] == b"\x89PNG"
+    rec = json.loads((out / "stream.json").read_text())
+    periods = rec["inputs"]["to_learn"]["periods"]
+    ids = [i for p in periods for i in p]
+    assert sorted(ids) == sorted(f"u{i}" for i in range(6)) and [len(p) for p in periods] == [2, 2, 2]
+    r = {m: _matrix(out, m) for m in ("finetune", "oracle")}
+    for m, x in r.items():
+        R = x["sets"]["to_learn"]["accuracy"]
+        assert len(R) == 4 and all(len(row) == 3 for row in R)
+        assert x["metrics"] == stream_metrics(R) == res["methods"][m]["metrics"]
+        assert [q["after_period"] for q in x["nf"]["nf"]] == [0, 1, 2, 3]
+        for i in range(1, 4):  # the diagonal = the learner's last evaluation of that period
+            hist = json.loads((out / m / f"period-{i:02d}" / "run" / "summary.json").read_text())["history"]
+            assert R[i][i - 1] == pytest.approx(hist[-1]["accuracy"])
+            assert x["nf"]["nf"][i]["accuracy"] == pytest.approx(hist[-1]["nf"]["accuracy"])
+        assert x["sets"]["to_learn"]["perplexity"][1][0] == pytest.approx(
+            torch.tensor(x["sets"]["to_learn"]["nll"][1][0]).exp().item(), rel=1e-6)
+    assert r["finetune"]["sets"]["to_learn"]["accuracy"][0] == r["oracle"]["sets"]["to_learn"]["accuracy"][0]
+    t1 = (out / "finetune" / "period-01" / "theta.safetensors").read_bytes()
+    assert r["finetune"]["sets"]["to_learn"]["accuracy"][1] != r["finetune"]["sets"]["to_learn"]["accuracy"][0] \
+        or r["finetune"]["sets"]["to_learn"]["nll"][1] != r["finetune"]["sets"]["to_learn"]["nll"][0]
+    assert "| finetune |" in res["table"] and "forgetting" in res["table"]
+
+    # killed after period 1: θ is rebuilt from period 1's tensors and periods 2-3 give the same numbers
+    for p in ("result.json", "scores/row-02.json", "scores/row-03.json"):
+        (out / "finetune" / p).unlink()
+    shutil.rmtree(out / "finetune" / "period-02")
+    shutil.rmtree(out / "finetune" / "period-03")
+    run_stream("lama-ckl-stream", ["finetune"], out, "smoke", ov, theta0=(model, tokenizer), **QUIET)
+    again = _matrix(out, "finetune")
+    assert (out / "finetune" / "period-01" / "theta.safetensors").read_bytes() == t1
+    for key in ("accuracy", "nll"):
+        a, b = again["sets"]["to_learn"][key], r["finetune"]["sets"]["to_learn"][key]
+        assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5)
+    assert again["sessions"] == 2
+    # another configuration in the same folder: refused before anything runs
+    with pytest.raises(TaalmError, match="stream.periods differs"):
+        run_stream("lama-ckl-stream", ["finetune"], out, "smoke", ov[:1] + ["stream.periods=2", "stream.n_units=6"] + TINY,
+                   theta0=(model, tokenizer), **QUIET)
+
+
+def test_lama_ckl_stream_bad_periods_and_missing_data(tmp_path, tailored8, tokenizer):
+    with pytest.raises(ConfigError, match="stream.periods must be between 1 and the 4 units"):
+        run_stream("lama-ckl-stream", ["finetune"], tmp_path / "o", "smoke", [f"stream.data={tailored8}", "stream.periods=5"])
+    with pytest.raises(ConfigError, match="--data DIR"):
+        run_stream("lama-ckl-stream", ["finetune"], tmp_path / "o", "smoke")
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# TemporalWiki: fixture files in the official formats
+# --------------------------------------------------------------------------------------------
+PASSAGES = [f"The {f[0]} entry was revised in this month's snapshot; {f[3]}" for f in FACTS]
+
+
+@pytest.fixture
+def twiki(tmp_path):
+    """Probes (JSONL for two periods, CSV for one) and diff sets (the official CSV with a `text`
+    column, one JSONL), with rows the release's filter drops."""
+    probes = tmp_path / "tw" / "probes"
+    probes.mkdir(parents=True)
+    diffs = tmp_path / "diffs"
+    diffs.mkdir()
+    for k, (p, code) in enumerate((("0901-1001", "0910"), ("1001-1101", "1011"), ("1101-1201", "1112"))):
+        changed = [{"subject": s, "relation": r, "object": o} for s, r, o, _ in FACTS[k:k + 3]]
+        unchanged = [{"subject": s, "relation": r, "object": o} for s, r, o, _ in FACTS[4:]]
+        for name, rows in (("changed", changed), ("unchanged", unchanged)):
+            if k == 2:
+                with open(probes / f"{p}_{name}.csv", "w", newline="") as fh:
+                    w = csv.DictWriter(fh, ["subject", "relation", "object"])
+                    w.writeheader()
+                    w.writerows(rows)
+            else:
+                write_units(probes / f"{p}_{name}.jsonl", rows)
+        texts = PASSAGES[k:k + 3] + ["too short", "| 12 || 34 || 56 || 78 || 90 || 12 || 34 || 56 || 78 || 90 |"]
+        if k == 1:
+            write_units(diffs / f"wikipedia_{code}_gpt2.jsonl", [{"text": t} for t in texts])
+        else:
+            with open(diffs / f"wikipedia_{code}_gpt2.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["text"])
+                w.writerows([[t.replace("; ", ";\n")] for t in texts])  # quoted multi-line fields
+    return tmp_path / "tw", diffs
+
+
+def test_release_filter_and_schematic_text(twiki):
+    assert keep_passage("x" * 50) and not keep_passage("x" * 49)
+    assert not keep_passage("1" * 60 + "abc") and keep_passage("a" * 30 + "1" * 70)
+    assert not keep_passage("a" * 29 + "1" * 71) and not keep_passage("  " + "x" * 48 + "   ")  # stripped first
+    assert keep_passage("short but fine", min_chars=5, min_letters=0.5)
+    docs, n = read_diffset(twiki[1] / "wikipedia_0910_gpt2.csv", "0910", 50, 0.3)
+    assert n == 5 and len(docs) == 3 and "\n" in docs[0].text and docs[0].id == "0910:2"
+    assert schematic_text("Wales", "official language", "Welsh") == \
+        "Guess the object. \n  subject is Wales , relation is official language , object is Welsh"
+
+
+def test_temporalwiki_end_to_end_on_fixture_diff_sets(tmp_path, twiki, tokenizer):
+    data, diffs = twiki
+    model = make_llama(len(tokenizer))
+    out = tmp_path / "tw-out"
+    ov = [f"stream.data={data}", f"stream.diffsets={diffs}", "stream.max_probes=0"] + TINY
+    res = run_stream("temporalwiki", ["finetune"], out, "smoke", ov, theta0=(model, tokenizer), **QUIET)
+    r = _matrix(out, "finetune")
+    assert r["periods"] == ["0901-1001", "1001-1101", "1101-1201"] and r["primary"] == "changed"
+    assert set(r["sets"]) == {"changed", "unchanged"} and r["sets"]["changed"]["n"] == [3, 3, 3]
+    assert len(r["sets"]["unchanged"]["perplexity"]) == 4 and r["nf"] == {}
+    info = json.loads((out / "stream.json").read_text())["inputs"]["periods"]
+    assert [info[p]["diffset"]["documents"] for p in r["periods"]] == [3, 3, 3]
+    assert [info[p]["diffset"]["rows"] for p in r["periods"]] == [5, 5, 5]
+    assert res["methods"]["finetune"]["metrics"] == stream_metrics(r["sets"]["changed"]["accuracy"])
+    assert "`unchanged` probes" in (out / "results.md").read_text()
+
+
+def test_temporalwiki_refusals_say_what_to_pass(tmp_path, capsys, twiki):
+    data, diffs = twiki
+    out = tmp_path / "o"
+    code, _, err = cli(capsys, "bench", "stream", "temporalwiki", "--data", data, "--methods", "finetune", "--out", out)
+    assert code == 2 and "stream.diffsets=DIR" in err and "TWiki_Diffsets" in err and err.count("\n") == 1
+    (diffs / "wikipedia_1011_gpt2.jsonl").unlink()
+    code, _, err = cli(capsys, "bench", "stream", "temporalwiki", "--data", data, "--diffsets", diffs,
+                       "--methods", "finetune", "--out", out)
+    assert code == 2 and "no diff set file for 1011" in err and err.count("\n") == 1
+    bad = diffs / "wikipedia_1011_gpt2.jsonl"
+    bad.write_text(json.dumps({"body": "x" * 80}) + "\n")
+    code, _, err = cli(capsys, "bench", "stream", "temporalwiki", "--data", data, "--diffsets", diffs,
+                       "--methods", "finetune", "--out", out)
+    assert code == 2 and "wikipedia_1011_gpt2.jsonl, line 1" in err and "no `text` column" in err
+    code, _, err = cli(capsys, "bench", "stream", "--data", data, "--methods", "finetune", "--out", out)
+    assert code == 2 and "name the stream" in err and "lama-ckl-stream" in err
+    assert not out.exists()
+
+
+def test_cli_stream_end_to_end(tmp_path, capsys, tailored8, model_dir):
+    out = tmp_path / "cli"
+    code, stdout, err = cli(capsys, "bench", "stream", "lama-ckl-stream", "--data", tailored8, "--size", "smoke",
+                            "--methods", "oracle", "--out", out, "--quiet", f"model.name={model_dir}",
+                            "theta.lora.r=4", "train.epochs=1")
+    assert code == 0, err
+    assert "| oracle |" in stdout and "forgetting" in stdout
+    r = _matrix(out, "oracle")
+    assert r["config"]["train"]["epochs"] == 1 and len(r["sets"]["to_learn"]["accuracy"]) == 3
+
+
+def test_report_reads_stream_folders(tmp_path, tailored8, tokenizer):
+    from taalm.reporting.report import write_report
+
+    model = make_llama(len(tokenizer))
+    out = tmp_path / "s"
+    run_stream("lama-ckl-stream", ["oracle"], out, "smoke", [f"stream.data={tailored8}", "train.epochs=1"] + TINY,
+               theta0=(model, tokenizer), **QUIET)
+    text = write_report([out], tmp_path / "rep")
+    r = json.loads((out / "oracle" / "result.json").read_text())
+    assert "## Streams" in text and f"| s | oracle | {r['metrics']['mean_learning']:.3f} |" in text
+    assert (tmp_path / "rep" / "stream_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    (out / "oracle" / "result.json").write_text(json.dumps({**r, "sets": {"to_learn": {"accuracy": [[0.1]]}}}))
+    with pytest.raises(InputError, match="not a stream result"):
+        write_report([out], tmp_path / "rep2")
