@@ -1,4 +1,4 @@
-"""The LAMA-ckl benchmark (taalm.bench.runner, `taalm bench`) on tiny models and tiny unit files; and the
+"""The LAMA-ckl benchmark (taalm.bench.lama_ckl, `taalm bench`) on tiny models and tiny unit files; and the
 answer-positions-only evaluation it relies on after every epoch."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import torch
 
 import taalm.ckl.learner
 from conftest import build_tokenizer, make_gpt2, make_llama
-from taalm.bench.runner import (SIZES, curve_from_history, get_benchmark, lama_ckl_files, resolve_config,
-                         run_lama_ckl, summarize_curve)
+from taalm.bench.lama_ckl import (SIZES, curve_from_history, lama_ckl_files, resolve_config, run_lama_ckl,
+                                  summarize_curve)
+from taalm.bench.registry import get_benchmark
 from taalm.cli import main
 from taalm.core.errors import ConfigError, InputError, TaalmError
 
@@ -122,8 +123,7 @@ def test_smoke_run_two_methods_writes_everything_and_skips_finished(tmp_path, ta
     before = {n: p.clone() for n, p in model.state_dict().items()}
     calls = count_learn_calls(monkeypatch)
     out = tmp_path / "bench"
-    res = run_lama_ckl(to_learn, nf, ["finetune", "oracle"], "smoke", out, TINY, model=model,
-                       tokenizer=tokenizer, **QUIET)
+    res = run_lama_ckl((to_learn, nf), ["finetune", "oracle"], "smoke", out, TINY, theta0=(model, tokenizer), **QUIET)
     assert calls == ["finetune", "oracle"]
     assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())  # θ0 untouched
     for name in ("bench.json", "results.md", "curves.png", "summary.json", "curves.jsonl"):
@@ -157,19 +157,18 @@ def test_smoke_run_two_methods_writes_everything_and_skips_finished(tmp_path, ta
     (out / "random" / "run").mkdir(parents=True)
     (out / "random" / "run" / "metrics.jsonl").write_text('{"epoch": 0, "partial": true}\n')  # stopped before a checkpoint
     (out / "random" / "run" / "run.json").write_text(json.dumps({"schema": "taalm.run/1", "status": "running"}))
-    res2 = run_lama_ckl(to_learn, nf, ["finetune", "oracle", "random"], "smoke", out, TINY, model=model,
-                        tokenizer=tokenizer, **QUIET)
+    res2 = run_lama_ckl((to_learn, nf), ["finetune", "oracle", "random"], "smoke", out, TINY, theta0=(model, tokenizer), **QUIET)
     assert calls == ["finetune", "oracle", "random"]
     assert res2["methods"]["finetune"] == res["methods"]["finetune"]
     assert "partial" not in (out / "random" / "run" / "metrics.jsonl").read_text()
     assert list(res2["methods"]) == ["finetune", "oracle", "random"]
     # other data or configuration in the same folder: refused before anything runs
     with pytest.raises(TaalmError, match="train.lr differs"):
-        run_lama_ckl(to_learn, nf, ["finetune"], "smoke", out, ["theta.lora.r=4", "train.lr=1e-2"],
-                     model=model, tokenizer=tokenizer, **QUIET)
+        run_lama_ckl((to_learn, nf), ["finetune"], "smoke", out, ["theta.lora.r=4", "train.lr=1e-2"],
+                     theta0=(model, tokenizer), **QUIET)
     with pytest.raises(TaalmError, match="method.random"):
-        run_lama_ckl(to_learn, nf, ["random"], "smoke", out, TINY + ["method.random.mean=0.3"],
-                     model=model, tokenizer=tokenizer, **QUIET)
+        run_lama_ckl((to_learn, nf), ["random"], "smoke", out, TINY + ["method.random.mean=0.3"],
+                     theta0=(model, tokenizer), **QUIET)
     assert calls == ["finetune", "oracle", "random"]
 
 
@@ -177,8 +176,7 @@ def test_interrupted_method_resumes_exactly(tmp_path, tailored, tokenizer, monke
     to_learn, nf = lama_ckl_files(tailored)
     args = (["finetune"], "smoke", )
     over = TINY + ["train.epochs=3", "theta.lora.dropout=0.1"]
-    straight = run_lama_ckl(to_learn, nf, *args, tmp_path / "a", over, model=make_llama(len(tokenizer)),
-                            tokenizer=tokenizer, **QUIET)
+    straight = run_lama_ckl((to_learn, nf), *args, tmp_path / "a", over, theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
 
     def interrupt_once(n, kwargs):
         if n == 1:
@@ -191,12 +189,11 @@ def test_interrupted_method_resumes_exactly(tmp_path, tailored, tokenizer, monke
     calls = count_learn_calls(monkeypatch, interrupt_once)
     out = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
-        run_lama_ckl(to_learn, nf, *args, out, over, model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+        run_lama_ckl((to_learn, nf), *args, out, over, theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     assert not (out / "finetune" / "result.json").exists()
     partial = [json.loads(x) for x in (out / "finetune" / "curve.jsonl").read_text().splitlines()]
     assert [c["epoch"] for c in partial] == [0, 1, 2]  # progress survives the interruption
-    resumed = run_lama_ckl(to_learn, nf, *args, out, over, model=make_llama(len(tokenizer)),
-                           tokenizer=tokenizer, **QUIET)
+    resumed = run_lama_ckl((to_learn, nf), *args, out, over, theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     assert calls == ["finetune", "finetune"]
     r = json.loads((out / "finetune" / "result.json").read_text())
     assert r["sessions"] == 2 and r["epoch_seconds_this_session"] and len(r["epoch_seconds_this_session"]) == 1
@@ -216,13 +213,12 @@ def test_bad_method_or_missing_phi_fails_before_writing(tmp_path, tailored, toke
                          (["oracle", "oracle"], "listed twice"),
                          ([], "no methods")]:
         with pytest.raises(TaalmError, match=msg):
-            run_lama_ckl(to_learn, nf, methods, "smoke", tmp_path / "out", model=make_llama(len(tokenizer)),
-                         tokenizer=tokenizer, **QUIET)
+            run_lama_ckl((to_learn, nf), methods, "smoke", tmp_path / "out", theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     assert not (tmp_path / "out").exists()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
     with pytest.raises(TaalmError, match="not a benchmark folder"):
-        run_lama_ckl(to_learn, nf, ["finetune"], "smoke", tmp_path / "other", **QUIET)
+        run_lama_ckl((to_learn, nf), ["finetune"], "smoke", tmp_path / "other", **QUIET)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +300,7 @@ def test_learner_rows_unchanged_without_extra_probes(tokenizer, tailored):
     f = tailored / "to_learn.jsonl"
     cfg = load_config(LearnConfig, None, ["train.epochs=1", "theta.lora.r=4"])
     res = taalm.ckl.learner.learn(read_documents(f), read_probes(f), cfg, model=make_llama(len(tokenizer)),
-                              tokenizer=tokenizer, **QUIET)
+                                  tokenizer=tokenizer, **QUIET)
     assert [set(r) for r in res.history] == [{"epoch", "accuracy", "nll", "n", "seconds"}] * 2
     with pytest.raises(TaalmError, match="extra probe set 'accuracy'"):
         taalm.ckl.learner.learn(read_documents(f), None, cfg, model=make_llama(len(tokenizer)), tokenizer=tokenizer,
@@ -356,14 +352,11 @@ def test_a_folder_is_not_reused_with_another_passed_in_model(tmp_path, tailored,
     """bench.json names a model passed through the library by its weights' fingerprint."""
     to_learn, nf = lama_ckl_files(tailored)
     out = tmp_path / "bench"
-    run_lama_ckl(to_learn, nf, ["finetune"], "smoke", out, TINY, model=make_llama(len(tokenizer)),
-                 tokenizer=tokenizer, **QUIET)
+    run_lama_ckl((to_learn, nf), ["finetune"], "smoke", out, TINY, theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     assert len(json.loads((out / "bench.json").read_text())["model_fingerprint"]) == 16
     with pytest.raises(TaalmError, match="model_fingerprint"):
-        run_lama_ckl(to_learn, nf, ["oracle"], "smoke", out, TINY, model=make_llama(len(tokenizer), seed=1),
-                     tokenizer=tokenizer, **QUIET)
-    run_lama_ckl(to_learn, nf, ["oracle"], "smoke", out, TINY, model=make_llama(len(tokenizer)),
-                 tokenizer=tokenizer, **QUIET)  # the same model: the folder is reused
+        run_lama_ckl((to_learn, nf), ["oracle"], "smoke", out, TINY, theta0=(make_llama(len(tokenizer), seed=1), tokenizer), **QUIET)
+    run_lama_ckl((to_learn, nf), ["oracle"], "smoke", out, TINY, theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)  # the same model: the folder is reused
     assert (out / "oracle" / "result.json").is_file()
 
 
@@ -372,16 +365,16 @@ def test_mixreview_replays_a_pool_disjoint_from_the_evaluation_sets(tmp_path, ta
     or NF is refused before anything runs."""
     to_learn, nf = lama_ckl_files(tailored)
     write_units(tailored / "phi_pool.jsonl", [unit(30 + i, *f) for i, f in enumerate(FACTS[:3])])
-    res = run_lama_ckl(to_learn, nf, ["finetune+mixreview"], "smoke", tmp_path / "b", TINY,
-                       model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+    res = run_lama_ckl((to_learn, nf), ["finetune+mixreview"], "smoke", tmp_path / "b", TINY,
+                       theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     r = json.loads((tmp_path / "b" / "finetune+mixreview" / "result.json").read_text())
     assert r["config"]["train"]["stream"] == "mixreview"
     assert r["config"]["train"]["mixreview"]["pool"] == str(tailored / "phi_pool.jsonl")
     assert "finetune+mixreview" in res["methods"]
     write_units(tailored / "phi_pool.jsonl", [unit(2, *FACTS[2]), unit(31, *FACTS[1])])  # u2 is To-Learn
     with pytest.raises(InputError, match="must not be the evaluation set"):
-        run_lama_ckl(to_learn, nf, ["finetune+mixreview"], "smoke", tmp_path / "c", TINY,
-                     model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+        run_lama_ckl((to_learn, nf), ["finetune+mixreview"], "smoke", tmp_path / "c", TINY,
+                     theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     assert not (tmp_path / "c").exists()
 
 
@@ -389,8 +382,8 @@ def test_table1_baselines_run_by_their_part_name_and_bad_combinations_fail_first
     """``--methods kadapter,recadam`` run as uniform-weight baselines; ``rho1+mixreview`` (a dynamic
     weighting with replay) is refused before any folder is written."""
     to_learn, nf = lama_ckl_files(tailored)
-    res = run_lama_ckl(to_learn, nf, ["kadapter", "recadam"], "smoke", tmp_path / "b", TINY,
-                       model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+    res = run_lama_ckl((to_learn, nf), ["kadapter", "recadam"], "smoke", tmp_path / "b", TINY,
+                       theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     assert sorted(res["methods"]) == ["kadapter", "recadam"]
     r = json.loads((tmp_path / "b" / "kadapter" / "result.json").read_text())
     assert (r["config"]["method"]["name"], r["config"]["theta"]["mode"]) == ("finetune", "kadapter")
@@ -398,8 +391,8 @@ def test_table1_baselines_run_by_their_part_name_and_bad_combinations_fail_first
     assert (r["config"]["train"]["optimizer"], r["config"]["theta"]["mode"]) == ("recadam", "lora")
     write_units(tailored / "phi_pool.jsonl", [unit(30 + i, *f) for i, f in enumerate(FACTS[:3])])
     with pytest.raises(ConfigError, match="static weighting"):
-        run_lama_ckl(to_learn, nf, ["finetune", "rho1+mixreview"], "smoke", tmp_path / "c", TINY,
-                     model=make_llama(len(tokenizer)), tokenizer=tokenizer, **QUIET)
+        run_lama_ckl((to_learn, nf), ["finetune", "rho1+mixreview"], "smoke", tmp_path / "c", TINY,
+                     theta0=(make_llama(len(tokenizer)), tokenizer), **QUIET)
     assert not (tmp_path / "c").exists()
 
 

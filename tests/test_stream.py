@@ -237,3 +237,35 @@ def test_report_reads_stream_folders(tmp_path, tailored8, tokenizer):
     (out / "oracle" / "result.json").write_text(json.dumps({**r, "sets": {"to_learn": {"accuracy": [[0.1]]}}}))
     with pytest.raises(InputError, match="not a stream result"):
         write_report([out], tmp_path / "rep2")
+
+
+def _shipped_probes():
+    """The TemporalWiki probes beside the repository (../shared/data/temporalwiki) or at $TAALM_TEMPORALWIKI."""
+    import os
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1]
+    for cand in (os.environ.get("TAALM_TEMPORALWIKI"), here.parent / "shared" / "data" / "temporalwiki"):
+        if cand and (Path(cand) / "probes" / "0901-1001_changed.jsonl").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.mark.skipif(_shipped_probes() is None, reason="the shipped TemporalWiki probes are not beside the repository")
+def test_temporalwiki_on_the_shipped_probes_with_fixture_diff_sets(tmp_path, twiki, tokenizer):
+    data = _shipped_probes()
+    from taalm.bench.stream.temporalwiki import TemporalWiki
+
+    _, cfg = resolve_stream_config("temporalwiki", "paper", [f"stream.data={data}", f"stream.diffsets={twiki[1]}"])
+    full = TemporalWiki().load(cfg)  # every shipped probe, as it is
+    assert [len(p.probes["changed"]) for p in full.periods] == [1732, 1108, 1701]
+    assert [len(p.probes["unchanged"]) for p in full.periods] == [7090, 7063, 7043]
+    p0 = full.periods[0].probes["changed"][0]
+    assert p0.text.startswith("Guess the object. \n  subject is The Witches of Eastwick , relation is character role")
+    assert p0.text[p0.answer_start:] == "devil" == p0.answer
+    model = make_llama(len(tokenizer))
+    out = tmp_path / "o"
+    run_stream("temporalwiki", ["finetune"], out, "smoke", [f"stream.data={data}", f"stream.diffsets={twiki[1]}"] + TINY,
+               theta0=(model, tokenizer), **QUIET)
+    r = _matrix(out, "finetune")
+    assert r["sets"]["changed"]["n"] == [4, 4, 4] and len(r["sets"]["changed"]["accuracy"]) == 4

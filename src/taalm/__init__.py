@@ -35,9 +35,9 @@ _LAZY = {
     "LearnConfig": "taalm.core.config",
     "load_config": "taalm.core.config",
     "run_demo": "taalm.demo",
-    "run_lama_ckl": "taalm.bench.runner",
-    "register_benchmark": "taalm.bench.runner",
-    "available_benchmarks": "taalm.bench.runner",
+    "run_lama_ckl": "taalm.bench.lama_ckl",
+    "register_benchmark": "taalm.bench.registry",
+    "available_benchmarks": "taalm.bench.registry",
     "TaalmError": "taalm.core.errors",
     "InputError": "taalm.core.errors",
 }

@@ -556,7 +556,8 @@ def cmd_train_attention(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench.runner import get_benchmark, lama_ckl_files
+    from .bench.lama_ckl import lama_ckl_files
+    from .bench.registry import get_benchmark
 
     if args.benchmark == "stream":
         return _bench_stream(args)
@@ -573,9 +574,9 @@ def cmd_bench(args) -> int:
         raise TaalmError("say where the data is: --data DIR (from `taalm data tailor`) or "
                          "--to-learn FILE --nf FILE")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    res = runner(to_learn, nf, methods, args.size, args.out, args.overrides or [],
-                 progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                 probe_format=args.probe_format)
+    fmt = [f"data.probe_field=task_{args.probe_format}"]  # before the user's overrides
+    res = runner((to_learn, nf), methods, args.size, args.out, fmt + list(args.overrides or []),
+                 progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     print(res["table"])
     print(f"benchmark folder: {args.out}")
     return 0

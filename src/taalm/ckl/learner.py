@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
-from ..core import distributed, sharding
+from ..core.strategy import Strategy, check_fsdp, strategy_for
 from ..core.checkpoint import Checkpointer
 from ..core.config import LearnConfig, LoraConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
@@ -107,20 +107,6 @@ def input_fingerprints(documents, probes, extra: Mapping[str, list] | None = Non
     return fp
 
 
-def check_fsdp(cfg: LearnConfig) -> None:
-    """``train.fsdp`` shards a full θ (core/sharding.py); adapters and RHO-1's fine-tuned
-    reference (a copy of θ trained alone) are refused before anything runs."""
-    if not cfg.train.fsdp:
-        return
-    if cfg.theta.mode != "full":
-        raise ConfigError(f"train.fsdp=true needs theta.mode=full (got '{cfg.theta.mode}'): an adapter θ trains "
-                          "few weights, so plain data parallelism (torchrun without train.fsdp) is the tool",
-                          "train.fsdp")
-    if cfg.method.name.split("+")[0] == "rho1" and cfg.method.rho1.reference == "finetuned":
-        raise ConfigError("train.fsdp=true cannot train RHO-1's fine-tuned reference (a copy of a sharded θ); "
-                          "use method.rho1.reference= (θ0) or a model path", "train.fsdp")
-
-
 def check_context_length(model, max_length: int, key: str = "train.max_length") -> None:
     """Refuse windows longer than the model's context (position embeddings)."""
     cfg = getattr(model, "config", None)
@@ -175,7 +161,7 @@ class _Run:
     autocast_dtype: torch.dtype | None = None  # full θ on a half-precision base: float32 weights, this compute
     base_lrs: list[float] = field(default_factory=list)  # each param group's lr before any schedule
     total_steps: int = 0  # the run's optimizer steps over all epochs (the schedule's length)
-    fsdp: bool = False  # θ is FSDP2-sharded over the ranks (core/sharding.py)
+    strategy: Strategy = field(default_factory=Strategy)  # one process, data parallel or FSDP2 (core/strategy.py)
 
     @property
     def out(self) -> Path | None:
@@ -193,39 +179,33 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     micro-batch's forward, so the sum is backpropagated and the gradient divided by n at the end.
     """
     tc, where = r.cfg.train, f"epoch {epoch}, step {r.step + 1}"
-    d = distributed.current()
     step_sum, n_carry, n_tok, w_sum = 0.0, 0, 0, 0.0
-    mine = _rank_micro_batches(group, d, r.fsdp)
-    for k, (j, mb) in enumerate(mine):
-        if r.fsdp:  # gradients accumulate unsharded; reduce-scattered (summed) in the last backward
-            sharding.set_gradient_sync(r.model, k == len(mine) - 1)
-        torch.manual_seed(_micro_batch_seed(tc.seed, epoch, r.step, max(j, 0)))  # dropout: the same for any N
-        ws = [r.windows[i] for i in mb]
-        batch = collate(ws, r.tokenizer.pad_token_id, r.device,
-                        [r.static_weights[i] for i in mb] if r.static_weights is not None else None)
-        with _compute_precision(r):
-            logits = r.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])  # [B, T]
-        valid = mask & batch["loss_mask"].bool()
-        weights = r.method.weighting.step_weights(losses, valid, ws) if r.method.weighting.dynamic else batch["weights"]
-        if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
-            weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
-        loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="sum")
-        if j < 0:  # FSDP's stand-in: the collectives of a forward and backward, no gradient
-            (loss * 0.0).backward()
-            continue
-        loss.backward()
+    mine = r.strategy.micro_batches(group)  # this process's share of the step
+    for k, mb in enumerate(mine):
+        with r.strategy.backward_context(r.model, last=k == len(mine) - 1):
+            torch.manual_seed(_micro_batch_seed(tc.seed, epoch, r.step, mb.index))  # dropout: the same for any N
+            ws = [r.windows[i] for i in mb.windows]
+            batch = collate(ws, r.tokenizer.pad_token_id, r.device,
+                            [r.static_weights[i] for i in mb.windows] if r.static_weights is not None else None)
+            with _compute_precision(r):
+                logits = r.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])  # [B, T]
+            valid = mask & batch["loss_mask"].bool()
+            weights = r.method.weighting.step_weights(losses, valid, ws) if r.method.weighting.dynamic else batch["weights"]
+            if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
+                weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
+            loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="sum")
+            if not mb.counts:  # a stand-in: joins the ranks' collectives, adds nothing
+                (loss * 0.0).backward()
+                continue
+            loss.backward()
         step_sum += loss.item()
         carried = (weights * valid).sum(dim=1)  # [B]: each sequence's weight mass
         n_carry += int((carried > 0).sum())
         n_tok += int(valid.sum())
         w_sum += float(carried.sum())
-    if d.enabled:  # the global step's sums (every rank gets them) and its summed gradient
-        sums = distributed.all_reduce_sum_(torch.tensor([step_sum, n_carry, n_tok, w_sum], dtype=torch.float64,
-                                                        device=r.device)).tolist()
-        step_sum, n_carry, n_tok, w_sum = sums[0], int(sums[1]), int(sums[2]), sums[3]
-        if not r.fsdp:  # FSDP already summed them (reduce-scatter into each rank's shard)
-            distributed.all_reduce_grads_(r.params.values())
+    sums = r.strategy.reduce([step_sum, n_carry, n_tok, w_sum], r.params.values(), r.device)  # the global step's
+    step_sum, n_carry, n_tok, w_sum = sums[0], int(sums[1]), int(sums[2]), sums[3]
     check_finite(step_sum, "the training loss", where, _divergence_hint(tc))  # checked on every rank alike
     n = max(n_carry, 1)  # no sequence carries weight: the gradient is 0 anyway
     for p in r.params.values():
@@ -234,24 +214,13 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
     step_loss = step_sum / n
     gnorm = torch.nn.utils.clip_grad_norm_(list(r.params.values()),
                                            tc.max_grad_norm if tc.max_grad_norm > 0 else math.inf)
-    check_finite(float(sharding.full_tensor(gnorm)), "the gradient norm", where, _divergence_hint(tc))
+    check_finite(float(r.strategy.full_tensor(gnorm)), "the gradient norm", where, _divergence_hint(tc))
     lr = _set_lr(r)
     r.optimizer.step()
     r.optimizer.zero_grad(set_to_none=True)
     r.step += 1
     return {"type": "step", "epoch": epoch, "step": r.step, "loss": step_loss, "tokens": n_tok,
             "mean_weight": w_sum / max(n_tok, 1), "lr": lr}
-
-
-def _rank_micro_batches(group: list, d, fsdp: bool) -> list[tuple[int, list[int]]]:
-    """This rank's (index, micro-batch) pairs of a step: those j ≡ rank (mod N). Under FSDP every
-    rank must run the same number of forwards (each gathers the layers' weights with the other
-    ranks), so a rank short of one gets a stand-in (index -1, a copy of the first) that adds nothing."""
-    mine = [(j, mb) for j, mb in enumerate(group) if j % d.world_size == d.rank]
-    if fsdp:
-        rounds = -(-len(group) // d.world_size)
-        mine += [(-1, group[0])] * (rounds - len(mine))
-    return mine
 
 
 def _micro_batch_seed(seed: int, epoch: int, step: int, j: int) -> int:
@@ -322,10 +291,9 @@ def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, los
         r.history.append(row)
         r.logger.log_row({"type": "eval", **row})
     log(_epoch_message(epoch, loss, row, extra))
-    if (r.checkpointer is not None or r.fsdp) and (epoch % tc.checkpoint_every == 0 or epoch == tc.epochs):
-        params, optimizer = r.params, r.optimizer
-        if r.fsdp:  # whole tensors in the files (every rank gathers; rank 0 writes): they resume on any N
-            params, optimizer = sharding.full_tensors(r.params), sharding.full_optimizer_state(r.optimizer)
+    if (r.checkpointer is not None or r.strategy.gathers) and (epoch % tc.checkpoint_every == 0 or epoch == tc.epochs):
+        # whole tensors in the files (gathered by every rank where θ is sharded): they resume on any N
+        params, optimizer = r.strategy.checkpoint_state(r.params, r.optimizer)
         if r.checkpointer is not None:
             check_params_finite(params, f"the end of epoch {epoch}")  # never checkpoint a diverged θ
             r.checkpointer.save(epoch, params, optimizer,
@@ -337,7 +305,7 @@ def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, los
 
 
 def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra_enc: dict,
-                    run: "RunFolder | None", progress: bool) -> Callable[[int], dict | None]:
+                    run: "RunFolder | None", progress: bool, strategy: Strategy) -> Callable[[int], dict | None]:
     """``evaluate(epoch)``: the probe sets at one point, as a history row (per-probe files too)."""
     def evaluate(epoch: int) -> dict | None:
         if not probes and not extra_enc:
@@ -347,7 +315,7 @@ def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra
         sets = ([(None, probes, probe_enc)] if probes else []) + [(n, ps, e) for n, (ps, e) in extra_enc.items()]
         for name, ps, enc in sets:
             t0 = time.time()
-            r = _evaluate_shards(model, tokenizer, ps, enc, cfg, progress, f"eval {name + ' ' if name else ''}{epoch}")
+            r = _evaluate(model, tokenizer, ps, enc, cfg, strategy, f"eval {name + ' ' if name else ''}{epoch}" if progress else None)
             summary = {**r.summary(), "seconds": round(time.time() - t0, 3)}
             if name is None:
                 row.update(summary)
@@ -360,20 +328,13 @@ def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra
     return evaluate
 
 
-def _evaluate_shards(model, tokenizer, probes, encoded, cfg: LearnConfig, progress: bool, desc: str) -> EvalResult:
-    """:func:`evaluate_probes`; under data parallelism each rank scores its shard of the probes
-    (positions rank, rank + N, …) and the scores are gathered back into the probes' order."""
-    d = distributed.current()
-    if not d.enabled or cfg.train.fsdp:  # FSDP: every rank runs the same forwards (they gather weights together)
-        return evaluate_probes(model, tokenizer, probes, cfg.eval.batch_size, cfg.eval.padding_side, encoded,
-                               progress, desc)
-    idx = list(range(d.rank, len(probes), d.world_size))
-    mine = (evaluate_probes(model, tokenizer, [probes[i] for i in idx], cfg.eval.batch_size, cfg.eval.padding_side,
-                            [encoded[i] for i in idx], progress, desc).per_probe if idx else [])
-    scores = [None] * len(probes)
-    for part in distributed.all_gather_objects(list(zip(idx, mine))):
-        for i, score in part:
-            scores[i] = score
+def _evaluate(model, tokenizer, probes, encoded, cfg: LearnConfig, strategy: Strategy, desc: str | None) -> EvalResult:
+    """:func:`evaluate_probes` over the probes, each process scoring its share (the strategy's)."""
+    def score(idx: list[int]) -> list:
+        return evaluate_probes(model, tokenizer, [probes[i] for i in idx], cfg.eval.batch_size, cfg.eval.padding_side,
+                               [encoded[i] for i in idx], desc is not None, desc or "eval").per_probe
+
+    scores = strategy.map_items(score, len(probes))
     n = len(scores)
     return EvalResult(sum(x.accuracy for x in scores) / n, sum(x.nll for x in scores) / n, n, scores)
 
@@ -412,7 +373,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     if model is not None:  # config.yaml records the θ0 that was passed, not the default model's name
         cfg = record_passed_model(cfg, model)
     parts = resolve_method(cfg, weighting=method)  # unknown or incompatible parts: ConfigError
-    check_fsdp(cfg)
+    check_fsdp(cfg)  # FSDP's own rules (core/strategy.py)
     check_documents(documents, parts.weighting)
     extra = dict(extra_probes or {})
     for name, ps in extra.items():
@@ -424,9 +385,6 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
               input_paths=input_paths(documents, probes, *extra.values()), config=to_dict(cfg),
               defaults=to_dict(LearnConfig()), device=cfg.model.device, log=log, progress=progress)
     with run:
-        if cfg.train.fsdp and not distributed.current().enabled:
-            raise ConfigError("train.fsdp=true shards θ over the ranks of torchrun: start it with "
-                              "`torchrun --nproc_per_node N -m taalm ...` (N ≥ 2)", "train.fsdp")
         return _learn(run, documents, probes, extra, cfg, parts, model, tokenizer, optimizer, list(callbacks))
 
 
@@ -521,6 +479,7 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     """θ0 and the data (all validated before anything is written), θ's form and optimizer, the
     checkpoint to resume from, then the run folder's start and the method's preparation."""
     tc, folder, log, progress, resume_dir = cfg.train, run.folder, run.log, run.progress, run.resume_dir
+    strategy = strategy_for(tc.fsdp)  # after the ranks joined (Run); FSDP without torchrun: a ConfigError
     model, tokenizer = _load_theta0(cfg, model, tokenizer, log)
     check_context_length(model, tc.max_length)
     device = next(model.parameters()).device
@@ -530,9 +489,9 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     if tc.gradient_checkpointing:
         _enable_gradient_checkpointing(model, cfg.theta.mode)
     autocast_dtype = _float32_trainables(model)
-    if tc.fsdp:  # after the float32 cast: the shards are of the master weights
-        log(f"FSDP2: θ sharded over {distributed.current().world_size} ranks "
-            f"(units: {', '.join(sharding.shard_model(model)) or 'the root only'})")
+    note = strategy.setup(model)  # after the float32 cast: shards (FSDP) are of the master weights
+    if note:
+        log(note)
     params = trainable_parameters(model)
     optimizer = optimizer if optimizer is not None else method.optimizer.build(params)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
@@ -556,10 +515,10 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
         per_epoch = -(-len(windows) // (tc.batch_size * tc.grad_accum))  # about (streams may batch otherwise)
         _note_few_steps(per_epoch * tc.epochs, len(windows), tc, log)
     evaluate = _make_evaluator(model, tokenizer, cfg, probes, encode_probes(tokenizer, probes) if probes else None,
-                               extra_enc, folder, progress)
+                               extra_enc, folder, progress, strategy)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
              prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs, autocast_dtype=autocast_dtype,
-             total_steps=_total_steps(method, windows, tc), fsdp=tc.fsdp)
+             total_steps=_total_steps(method, windows, tc), strategy=strategy)
     _resume_or_start(r, state, log)
     return r
 
@@ -635,7 +594,7 @@ def _finish(r: _Run) -> LearnResult:
     train_seconds = r.seconds_before + sum(r.epoch_seconds)
     result = LearnResult(r.model, r.tokenizer, r.history, r.out, train_seconds, r.step,
                          prepare_seconds=r.prepare_seconds, epoch_seconds=r.epoch_seconds, optimizer=r.optimizer)
-    state = sharding.full_model_state(r.model) if r.fsdp else None  # a collective: before rank 0 alone saves
+    state = r.strategy.full_state(r.model)  # gathered by every process where θ is sharded, before rank 0 saves
     if r.out is None:
         return result
     saved = (r.method.theta.save(r.model, r.tokenizer, r.out, state=state) if state is not None

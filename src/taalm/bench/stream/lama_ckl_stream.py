@@ -35,7 +35,7 @@ class LamaCklStream(StreamBenchmark):
     }
 
     def files(self, cfg: StreamConfig) -> tuple[Path, Path]:
-        from ..runner import lama_ckl_files
+        from ..lama_ckl import lama_ckl_files
 
         fmt = cfg.data.probe_field.removeprefix("task_")
         if fmt not in ("descriptive", "schematic"):
@@ -45,12 +45,12 @@ class LamaCklStream(StreamBenchmark):
 
     def load(self, cfg: StreamConfig) -> StreamData:
         from ...data import read_documents, read_probes
-        from ..runner import _check_lama_units
+        from ..lama_ckl import check_lama_units
 
         to_learn, nf_file = self.files(cfg)
         field_ = cfg.data.probe_field
         for path in (to_learn, nf_file):
-            _check_lama_units(path, field_)
+            check_lama_units(path, field_)
         docs, probes = read_documents(to_learn), read_probes(to_learn, field_)
         if len(docs) != len(probes) or any(d.id != p.id for d, p in zip(docs, probes)):
             raise InputError("To-Learn rows must be LAMA-ckl units: documents and probes do not pair up", to_learn)
@@ -76,7 +76,7 @@ class LamaCklStream(StreamBenchmark):
         return StreamData(periods, "to_learn", {"nf": nf}, info, notes)
 
     def prepare_methods(self, methods: list[str], cfg: StreamConfig) -> None:
-        from ..runner import _set_replay_pool
+        from ..methods import set_replay_pool
 
         to_learn, nf_file = self.files(cfg)
-        _set_replay_pool(methods, cfg, to_learn, nf_file)
+        set_replay_pool(methods, cfg, to_learn, nf_file)

@@ -28,7 +28,6 @@ an interrupted period; another configuration or data in the same folder is an er
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,8 @@ from typing import Callable, Iterable
 
 from ...core.config import load_config, to_dict
 from ...core.errors import ConfigError, TaalmError
-from ..runner import (_check_method_options, _check_methods, _check_out_dir, _fmt_time, _method_info,
-                      _peak_memory, _with_name, read_json_object)
+from ..folders import check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object
+from ..methods import check_methods, method_info, with_method_name
 from .base import STREAMS, StreamBenchmark, StreamConfig, StreamData
 from .metrics import perplexity, stream_metrics
 
@@ -54,7 +53,7 @@ def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str
     data = bench.load(cfg)
     methods = [m.strip() for m in methods if m and m.strip()]
     bench.prepare_methods(methods, cfg)
-    methods = _check_methods(methods, cfg, [d for p in data.periods for d in p.documents])
+    methods = check_methods(methods, cfg, [d for p in data.periods for d in p.documents])
     model, tokenizer = theta0 if theta0 is not None else (None, None)
     out = Path(out_dir)
     record = {"benchmark": "stream", "stream": name, "size": size, "config": _record_config(cfg),
@@ -63,9 +62,9 @@ def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str
         from ..tailor import model_fingerprint
 
         record["model_fingerprint"] = model_fingerprint(model, tokenizer)
-    _check_out_dir(out, record, marker="stream.json")
+    check_out_dir(out, record, marker="stream.json")
     for m in methods:
-        _check_method_options(out, m, cfg)
+        check_method_options(out, m, cfg)
     for note in data.notes:
         log(note)
     from ...core import distributed
@@ -150,7 +149,7 @@ def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
         results[name] = _run_method(s, name)
         m = results[name]["metrics"]
         s.log(f"[{name}] learning {_f(m['mean_learning'])}, forgetting {_f(m['mean_forgetting'])}, "
-              f"BWT {_f(m['bwt'])}, final {_f(m['final_acc'])} ({_fmt_time(results[name]['wall_s'])})")
+              f"BWT {_f(m['bwt'])}, final {_f(m['final_acc'])} ({fmt_time(results[name]['wall_s'])})")
     for d in sorted(s.out.iterdir()):  # methods run earlier into this folder with other --methods
         if d.is_dir() and d.name not in results and (d / "result.json").is_file():
             results[d.name] = read_json_object(d / "result.json", ("metrics", "wall_s"))
@@ -168,7 +167,7 @@ def _run_method(s: _Stream, name: str) -> dict:
     from ...ckl.method import split_method_name
     from ...core.files import atomic_write_json, environment_info
 
-    lc = split_method_name(_with_name(s.cfg, name))
+    lc = split_method_name(with_method_name(s.cfg, name))
     mdir = s.out / name
     timing_path = mdir / "timing.json"
     timing = read_json_object(timing_path) if timing_path.is_file() else {}
@@ -192,9 +191,9 @@ def _run_method(s: _Stream, name: str) -> dict:
     device = next(theta[0].parameters()).device
     result = {"benchmark": "stream", "stream": s.name, "method": name, "size": s.size, "model": s.label,
               "config": {**to_dict(lc), "stream": to_dict(s.cfg.stream)}, "inputs": s.data.info,
-              "method_info": _method_info(lc), "environment": environment_info(device),
+              "method_info": method_info(lc), "environment": environment_info(device),
               "wall_s": round(prior_s + time.perf_counter() - t0, 2), "sessions": sessions,
-              "peak_memory": _peak_memory(device), **matrices(s.data, rows)}
+              "peak_memory": peak_memory(device), **matrices(s.data, rows)}
     atomic_write_json(mdir / "result.json", result)  # written last: its presence = done
     return result
 
@@ -214,9 +213,12 @@ def _fresh_theta(s: _Stream) -> tuple:
     """θ0: a deep copy of the model passed in, or ``model.name`` loaded."""
     if s.model is not None:
         return copy.deepcopy(s.model), s.tokenizer
-    from ...ckl.learner import _load_theta0
+    from ...models.loading import load_model
 
-    return _load_theta0(s.cfg, None, None, s.log)
+    m = s.cfg.model
+    s.log(f"loading {m.name} ...")
+    return load_model(m.name, m.device, m.dtype, m.attn, trust_remote_code=m.trust_remote_code,
+                      allow_pickle=m.allow_pickle)
 
 
 def _theta_after(s: _Stream, lc, period: int) -> tuple:

@@ -1,0 +1,105 @@
+"""Benchmark folders (LAMA-ckl and streams alike): the record a folder is reused for, the files a
+benchmark wrote read back with one clear error, each method's options, and run-time facts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..core.config import LearnConfig, to_dict
+from ..core.errors import TaalmError
+
+def read_json_object(path: Path, needs: tuple[str, ...] = ()) -> dict:
+    """A JSON object that the benchmark wrote (``bench.json``, ``result.json``, ...), checked: a
+    damaged or odd file is one clear error naming it, never a traceback."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise TaalmError(f"{path}: damaged ({str(e)[:80]}); delete it to redo that part, or use another --out") from None
+    missing = [k for k in needs if not isinstance(obj, dict) or k not in obj]
+    if not isinstance(obj, dict) or missing:
+        what = f"a {type(obj).__name__}" if not isinstance(obj, dict) else f"no {missing[0]!r}"
+        raise TaalmError(f"{path}: not a file the benchmark wrote ({what}); delete it to redo that part, "
+                         f"or use another --out")
+    return obj
+
+
+def check_out_dir(out: Path, record: dict, marker: str = "bench.json") -> None:
+    """A folder is reused only for the same benchmark record (in ``marker``). Keys a newer taalm
+    added to the schema (absent from the folder's record) hold their defaults there, so they are
+    not compared."""
+    marker_name = marker
+    marker = out / marker_name
+    if marker.is_file():
+        old = read_json_object(marker)
+        old_rec = {k: old.get(k) for k in record}
+        new_rec = _without_new_keys(json.loads(json.dumps(record)), old_rec)
+        if old_rec != new_rec:
+            diff = _first_difference(old_rec, new_rec)
+            raise TaalmError(f"{out}: holds a benchmark run with another configuration or data "
+                             f"({diff} differs); use another --out folder")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TaalmError(f"{out}: exists and is not a benchmark folder (no {marker_name}); use another --out folder")
+
+
+def _without_new_keys(new, old):
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: _without_new_keys(v, old[k]) for k, v in new.items() if k in old}
+    return new
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+    return prefix.rstrip(".") or "<top>"
+
+
+def _method_options(method_cfg: dict, name: str):
+    """A method's own options (``method.<name>.*``; None for methods without options)."""
+    return method_cfg.get(name) if isinstance(method_cfg.get(name), dict) else None
+
+
+def check_method_options(out: Path, name: str, cfg: LearnConfig) -> None:
+    """A finished or started method must have been run with the same ``method.<name>.*``."""
+    import yaml
+
+    want = _method_options(to_dict(cfg.method), name)
+    done, started = out / name / "result.json", out / name / "run" / "config.yaml"
+    if done.is_file():
+        had = _method_options(read_json_object(done, ("config",))["config"].get("method", {}), name)
+    elif started.is_file():
+        had = _method_options((yaml.safe_load(started.read_text()) or {}).get("method", {}), name)
+    else:
+        return
+    if json.loads(json.dumps(had)) != json.loads(json.dumps(want)):
+        raise TaalmError(f"{out / name}: was run with method.{name} = {had}, now {want}; "
+                         f"use another --out folder (or delete {out / name})")
+
+
+def peak_memory(device) -> dict:
+    import resource  # POSIX
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    rss_mib = rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+    out = {"ru_maxrss_mib": round(rss_mib, 1),
+           "ru_maxrss_note": "peak RSS of the whole process so far (includes earlier methods)"}
+    from ..core.devices import peak_memory_mib
+
+    peak = peak_memory_mib(device)
+    if peak is not None:
+        out["cuda_max_allocated_mib"] = round(peak, 1)
+    return out
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d} min"
+
+
+__all__ = ["read_json_object", "check_out_dir", "check_method_options", "peak_memory", "fmt_time"]
