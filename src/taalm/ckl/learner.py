@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import torch
 
@@ -38,8 +38,11 @@ from ..data import Document, Probe, Window, collate, prepare_windows
 from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes, sample_rows
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .method import CklMethod, resolve_method, split_method_name
-from .theta import count_parameters, trainable_parameters
+from .theta import Full, count_parameters, trainable_parameters
 from .weighting import PrepareContext, WeightingMethod
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -141,7 +144,7 @@ class _Run:
     cfg: LearnConfig
     method: CklMethod
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     device: torch.device
     windows: list[Window]
     static_weights: list[torch.Tensor] | None  # per window; None for dynamic weighting
@@ -268,17 +271,17 @@ def _train_epoch(r: _Run, epoch: int, progress: bool) -> float:
     """One epoch: the data stream's steps (seeded by epoch), each logged. Returns the mean loss."""
     steps = r.method.stream.epoch_steps(r.windows, epoch)
     torch.manual_seed(r.cfg.train.seed * 100_003 + epoch)  # dropout masks: resumable
-    bar = steps
+    bar = None
     if progress:
         from ..core.progress import progress as progress_bar
 
         bar = progress_bar(steps, desc=f"epoch {epoch}/{r.cfg.train.epochs}", unit="step", leave=False)
     total = 0.0
-    for group in bar:
+    for group in bar if bar is not None else steps:
         row = _train_step(r, group, epoch)
         r.logger.log_row(row)
         total += row["loss"]
-        if progress:
+        if bar is not None:
             bar.set_postfix(loss=f"{row['loss']:.3f}")
     return total / max(len(steps), 1)
 
@@ -432,7 +435,9 @@ def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
     if peft_cfg and cfg.theta.mode == "lora" and cfg.theta.lora == LoraConfig():  # unset: what the model carries
         have = peft_cfg[getattr(model, "active_adapter", "default")]
         targets = have.target_modules
-        cfg.theta.lora.r, cfg.theta.lora.alpha = int(have.r), float(have.lora_alpha)
+        cfg.theta.lora.r = int(have.r)
+        # peft's lora_alpha may be fractional: kept as a float (the schema's int annotation drives YAML parsing)
+        cfg.theta.lora.alpha = float(have.lora_alpha)  # type: ignore[assignment]  # peft's float lora_alpha
         cfg.theta.lora.dropout = float(have.lora_dropout)
         cfg.theta.lora.target_modules = sorted(targets) if isinstance(targets, (set, list)) else [str(targets)]
     return cfg
@@ -504,7 +509,11 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
             "n_probes": len(probes or []), **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),
             "inputs": run.inputs, "trainable_parameters": n_train, "total_parameters": n_total}
     if folder is not None:  # the run starts for real: the (staged) folder is swapped into place
-        folder.start(lambda f: (save_config(cfg, f / "config.yaml"), _write_run_info(f, cfg, device, "running", info)))
+        def first_files(f: Path) -> None:
+            save_config(cfg, f / "config.yaml")
+            _write_run_info(f, cfg, device, "running", info)
+
+        folder.start(first_files)
     t0 = time.time()
     static = _static_weights(method, model, tokenizer, documents, encoded, windows, device, cfg, log)
     method.stream.bind(len(windows))
@@ -575,7 +584,11 @@ def _learn(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     """:func:`learn` inside its run life cycle (:class:`~taalm.core.run.Run`: checked, ranks
     joined, folder locked): set up, train epoch by epoch, save θ and the summary."""
     r = _setup(run, documents, probes, extra, cfg, method, model, tokenizer, optimizer)
-    run.failure_fields = lambda: {"last_checkpoint_epoch": r.checkpointer.latest_index()}
+    def failure_fields() -> dict:
+        assert r.checkpointer is not None  # run.json is marked only in a folder, which has a checkpointer
+        return {"last_checkpoint_epoch": r.checkpointer.latest_index()}
+
+    run.failure_fields = failure_fields
     r.model.train()
     try:
         for epoch in range(r.start_epoch + 1, cfg.train.epochs + 1):
@@ -597,8 +610,11 @@ def _finish(r: _Run) -> LearnResult:
     state = r.strategy.full_state(r.model)  # gathered by every process where θ is sharded, before rank 0 saves
     if r.out is None:
         return result
-    saved = (r.method.theta.save(r.model, r.tokenizer, r.out, state=state) if state is not None
-             else r.method.theta.save(r.model, r.tokenizer, r.out))
+    if state is not None:  # gathered θ: only FSDP gathers, and it trains theta.mode=full alone (check_fsdp)
+        assert isinstance(r.method.theta, Full)
+        saved = r.method.theta.save(r.model, r.tokenizer, r.out, state=state)
+    else:
+        saved = r.method.theta.save(r.model, r.tokenizer, r.out)
     summary = {"method": r.method.name, "epochs": r.cfg.train.epochs, "steps": r.step,
                "train_seconds": round(train_seconds, 2), "prepare_seconds": round(r.prepare_seconds, 2),
                "epoch_seconds": [round(x, 2) for x in r.epoch_seconds], "history": r.history,

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.config import LearnConfig
 from ..core.errors import ConfigError
+from ..core.registry import Registry
 from .optim import OPTIMIZERS, OptimizerPart
 from .streams import STREAMS, DataStream
 from .theta import THETA_FORMS, ThetaForm
 from .weighting import WEIGHTINGS, WeightingMethod
 
 # kind -> (registry, (section, key) of the config key that selects it)
-PART_KINDS = {
+PART_KINDS: dict[str, tuple[Registry[Any], tuple[str, str]]] = {
     "theta": (THETA_FORMS, ("theta", "mode")),
     "optimizer": (OPTIMIZERS, ("train", "optimizer")),
     "stream": (STREAMS, ("train", "stream")),
@@ -66,7 +68,8 @@ def split_method_name(cfg: LearnConfig) -> LearnConfig:
         return cfg
     out = copy.deepcopy(cfg)
     out.method.name = names[0]
-    default, seen = LearnConfig(), {}
+    default = LearnConfig()
+    seen: dict[str, str] = {}  # kind -> the part named for it
     for part in names[1:]:
         kinds = [k for k, (reg, _) in PART_KINDS.items() if part in reg]
         if not kinds:

@@ -41,7 +41,8 @@ class _Rules:
     """Collects range violations of one config section; each names its dotted key and value."""
 
     def __init__(self, cfg, prefix: str):
-        self.cfg, self.prefix, self.errors = cfg, prefix, []
+        self.cfg, self.prefix = cfg, prefix
+        self.errors: list[tuple[str, str]] = []  # (dotted key, message)
 
     def need(self, ok: bool, key: str, what: str) -> None:
         if not ok:
@@ -784,13 +785,16 @@ def field_help(cls) -> dict[str, str]:
     lines = src.splitlines()
     hints = typing.get_type_hints(cls)
     out = {}
-    for st in ast.parse(src).body[0].body:
+    node = ast.parse(src).body[0]
+    assert isinstance(node, ast.ClassDef)  # the source of a class
+    for st in node.body:
         if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
             name = st.target.id
+            assert st.end_lineno is not None  # ast.parse sets every node's position
             line = lines[st.end_lineno - 1]
             comment = line.split("  # ", 1)[1].strip() if "  # " in line else ""
             sub = hints.get(name)
-            if not comment and dataclasses.is_dataclass(sub) and "__doc__" in sub.__dict__ \
+            if not comment and isinstance(sub, type) and dataclasses.is_dataclass(sub) and "__doc__" in sub.__dict__ \
                     and not (sub.__doc__ or "").startswith(sub.__name__ + "("):  # not the generated signature
                 comment = ((sub.__doc__ or "").strip().splitlines() or [""])[0]
             out[name] = comment

@@ -8,6 +8,10 @@ training). Nothing else in the library names a device type literally.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps", "xpu")  # what a device spec may name (before ":N")
 
@@ -20,7 +24,7 @@ _DTYPES = {
 DTYPE_NAMES = ("auto", *_DTYPES)  # what a dtype spec may name
 
 
-def resolve_device(spec: "str | object" = "auto"):
+def resolve_device(spec: "str | torch.device | None" = "auto"):
     """``"auto"`` -> the best available ``torch.device``; any torch device string otherwise."""
     import torch
 
@@ -57,7 +61,7 @@ def supports_bf16(device) -> bool:
     return False  # CPU: supported but slow for training; opt in with dtype=bf16
 
 
-def resolve_dtype(spec: "str | object" = "auto", device=None):
+def resolve_dtype(spec: "str | torch.dtype | None" = "auto", device=None):
     """``"auto"`` -> bf16 where the accelerator supports it, else float32."""
     import torch
 

@@ -57,18 +57,20 @@ def finite_json(obj: Any, where: str = "") -> tuple[Any, list[str]]:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None, [where or "<value>"]
     if isinstance(obj, dict):
-        out, bad = {}, []
+        out: dict[Any, Any] = {}
+        bad: list[str] = []
         for k, v in obj.items():
             out[k], b = finite_json(v, f"{where}.{k}" if where else str(k))
             bad += b
         return out, bad
     if isinstance(obj, (list, tuple)):
-        out, bad = [], []
+        items: list[Any] = []
+        bad = []
         for i, v in enumerate(obj):
             x, b = finite_json(v, f"{where}[{i}]")
-            out.append(x)
+            items.append(x)
             bad += b
-        return out, bad
+        return items, bad
     return obj, []
 
 
@@ -134,7 +136,7 @@ def environment_info(device: Any = None) -> dict:
     """Versions, machine and device: written into every run folder."""
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("taalm", "torch", "transformers", "peft", "safetensors", "gguf", "numpy"):
         try:
             versions[pkg] = metadata.version(pkg)

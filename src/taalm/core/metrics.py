@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .files import atomic_write_text, json_line, read_jsonl
 
@@ -38,7 +38,13 @@ class MetricLogger:
         self.close()
 
 
-class NullLogger(MetricLogger):
+class RowLogger(MetricLogger):
+    """A logger that also keeps every row it logged, in order (``rows``): what :func:`open_logger` returns."""
+
+    rows: list[dict]
+
+
+class NullLogger(RowLogger):
     """Writes nothing (a run without an output folder); keeps the rows in memory."""
 
     def __init__(self):
@@ -48,7 +54,7 @@ class NullLogger(MetricLogger):
         self.rows.append(row)
 
 
-class JsonlLogger(MetricLogger):
+class JsonlLogger(RowLogger):
     """Append-only JSONL file, flushed per row; non-finite numbers become ``null`` (listed under
     ``nonfinite``), as in every JSON file taalm writes (:func:`taalm.core.files.json_line`).
 
@@ -156,7 +162,7 @@ class WandbLogger(MetricLogger):
         self.run.finish()
 
 
-class MultiLogger(MetricLogger):
+class MultiLogger(RowLogger):
     """A run folder's JSONL file plus tracking backends (TensorBoard, W&B). Rows without a
     ``type`` reach the backends typed ``kind`` (the file's name). ``owns``: whether closing this
     logger closes the backends (meta-training shares one W&B run between its two files)."""
@@ -195,7 +201,7 @@ def tracking_loggers(folder: str | Path | None, loggers: str = "jsonl", config: 
 
 
 def open_logger(path: str | Path | None, keep: Callable[[dict], bool] | None = None,
-                tracking: list[MetricLogger] = (), owns: bool = True) -> MetricLogger:
+                tracking: Sequence[MetricLogger] = (), owns: bool = True) -> RowLogger:
     """A :class:`JsonlLogger` at ``path`` (plus the ``tracking`` backends of
     :func:`tracking_loggers`), or a :class:`NullLogger` when there is no folder."""
     if path is None:

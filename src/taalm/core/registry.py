@@ -31,7 +31,7 @@ class Registry(Generic[T]):
         def deco(cls: type[T]) -> type[T]:
             if name in self._parts:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
-            cls.name = name
+            setattr(cls, "name", name)  # every part carries its registered name (T is any class or function)
             self._parts[name] = cls
             return cls
 

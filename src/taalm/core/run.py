@@ -42,7 +42,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Literal
 
 from . import distributed
 from .errors import TaalmError, TrainingDiverged
@@ -115,12 +115,21 @@ class Run:
         if self.folder_rule not in FOLDER_RULES:
             raise ValueError(f"folder_rule {self.folder_rule!r}: use one of {FOLDER_RULES}")
 
+    def _out_path(self) -> Path | None:
+        """``out`` as :meth:`__post_init__` left it: a Path, or None."""
+        assert self.out is None or isinstance(self.out, Path)
+        return self.out
+
     def __enter__(self) -> "Run":
-        out = self.out
+        out = self._out_path()
         if self.folder_rule == "run":
             check_run_dir(out, resume=self.resume, overwrite=self.overwrite, inputs=self.input_paths)
             if self.resume and self.config is not None:
-                check_resume(read_run_info(out), self.inputs, self.config, self.allowed, self.defaults)
+                assert out is not None  # check_run_dir refuses resume without a folder
+                info = read_run_info(out)
+                if info is None:  # check_run_dir found one a moment ago
+                    raise TaalmError(f"{out}: nothing to resume (not a taalm run folder: no run.json)")
+                check_resume(info, self.inputs, self.config, self.allowed, self.defaults)
         elif self.folder_rule == "tool" and out is not None:
             self.mode = check_tool_dir(out, self.kind, overwrite=self.overwrite, inputs=self.input_paths,
                                        legacy=self.legacy, owned=self.owned)
@@ -147,7 +156,8 @@ class Run:
         if self.folder_rule == "run":
             self.folder.start(write_first_files)
             return
-        out = self.out
+        out = self._out_path()
+        assert out is not None  # a folder is made only for an out
         if self.mode == "replace":  # checked on entry: it holds only what this command writes
             for p in out.iterdir():
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -161,12 +171,14 @@ class Run:
             write_first_files(out)
         self.folder.started = True
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         try:
             if exc is not None and self.folder is not None and self.folder.started:
                 self._mark_failure(exc)
             elif exc is None and self.folder_rule == "tool" and self.folder is not None and self.folder.started:
-                mark_status(self.out, "complete", seconds=round(time.time() - self._t0, 1))
+                out = self._out_path()
+                assert out is not None  # a folder is made only for an out
+                mark_status(out, "complete", seconds=round(time.time() - self._t0, 1))
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -179,6 +191,7 @@ class Run:
             fields = dict(self.failure_fields())
         except Exception:  # noqa: BLE001 - the loop's state may be half-built; the status matters more
             fields = {}
+        assert self.folder is not None  # called for a started folder only
         if isinstance(exc, TrainingDiverged):
             mark_status(self.folder.path, "failed", error=str(exc), **fields)
         elif isinstance(exc, (KeyboardInterrupt, SystemExit)):

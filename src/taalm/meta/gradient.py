@@ -77,7 +77,9 @@ class _LoRALinear(torch.nn.Module):
         super().__init__()
         self.base = base
         self.scale = alpha / r
-        n_in, n_out = _linear_shape(base)
+        shape = _linear_shape(base)
+        assert shape is not None  # MetaTheta wraps only the layers _linear_shape knows
+        n_in, n_out = shape
         dt, dev = inner_dtype(base.weight.dtype), base.weight.device
         # placeholders; the real (per-pair) tensors are passed with functional_call
         self.lora_A = torch.nn.Parameter(torch.zeros(r, n_in, dtype=dt, device=dev), requires_grad=False)
@@ -167,7 +169,9 @@ class MetaTheta:
                 parent_name, _, child = name.rpartition(".")
                 parent = self.backbone.get_submodule(parent_name) if parent_name else self.backbone
                 setattr(parent, child, _LoRALinear(lin, spec.r, spec.alpha))
-                n_in, n_out = _linear_shape(lin)
+                shape = _linear_shape(lin)
+                assert shape is not None  # targets are the layers _linear_shape knows
+                n_in, n_out = shape
                 bound = 1.0 / math.sqrt(n_in)  # peft's default: kaiming-uniform A, B = 0
                 A = (torch.rand(spec.r, n_in, generator=gen, dtype=torch.float64) * 2 - 1) * bound
                 self.init[f"{name}.lora_A"] = A.to(dt).to(dev)
@@ -378,6 +382,8 @@ def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaTrainConfig, 
     lt, _ = token_losses(theta.logits(params, batch.task_ids, batch.task_mask), batch.task_ids, batch.task_mask)
     out = outer_objective(s.objective, lt, batch.answer, ref.get("task0"))
     if s.unrelated_weight:
+        if batch.u_answer is None:
+            raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
         lu, _ = token_losses(theta.logits(params, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
         a = batch.u_answer.to(lu.dtype)
         out = out + s.unrelated_weight * (a * (lu - ref["u0"]).abs()).sum(1) / a.sum(1).clamp_min(1)
@@ -492,6 +498,7 @@ def _directional(theta, batch, w, p, state, s: MetaTrainConfig, ref):
         v = {n: go.pop(n).mul_(Up.pop(n)) for n in list(go)}  # v = ∇θ'O ⊙ U'(g)
         if s.directional == "forward":
             hdot = _jvp_hidden(theta, p0, v, batch)
+            assert dldh is not None  # computed above for directional "forward"
             d = F.pad((dldh[:, :-1] * hdot[:, :-1].to(dldh.dtype)).sum(-1), (1, 0))  # [P, T]
             del hdot, dldh
         elif s.directional == "fd":

@@ -104,12 +104,18 @@ def _supervised(run, pairs, splits, cfg: MetaTrainConfig, model, tokenizer, phi)
             "documents_seen": sc.steps * sc.batch_size}
 
     def write_info(status: str, folder: Path | None = None, **more) -> None:
-        atomic_write_json((folder or out) / "run.json", {
+        where = folder or out
+        assert where is not None  # called with the staged folder, or for a run with a folder
+        atomic_write_json(where / "run.json", {
             "schema": RUN_SCHEMA, "kind": "supervised_start", **environment_info(device), "status": status,
             **info, "config": to_dict(cfg), "seconds": round(time.time() - t0, 1), **more})
 
     if folder is not None:
-        folder.start(lambda f: (save_config(cfg, f / "config.yaml"), write_info("running", f)))
+        def first_files(f: Path) -> None:
+            save_config(cfg, f / "config.yaml")
+            write_info("running", f)
+
+        folder.start(first_files)
     run.failure_fields = lambda: {"seconds": round(time.time() - t0, 1)}
     steps = open_logger(out / "log.jsonl" if out is not None else None)
     vals = open_logger(out / "val.jsonl" if out is not None else None)

@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -40,8 +40,14 @@ from .gradient import MetaTheta, PairBatch, meta_step
 from ..core import distributed
 from ..core.checkpoint import Checkpointer
 from ..core.schedules import lr_factor
-from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
+from ..core.metrics import NullLogger, RowLogger, open_logger, tracking_loggers
 from ..core.files import atomic_write_json, environment_info
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from ..core.runfolder import RunFolder
+    from ..models.train_attention import TrainAttention
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +127,8 @@ def phi_weights(phi, items: list[EncodedPair], T: int, device, losses: list[torc
 
 def pair_stream(n: int, seed: int, start: int, count: int) -> list[int]:
     """Indices ``start .. start+count-1`` of the endless stream of per-epoch permutations."""
-    out, pos = [], start
+    out: list[int] = []
+    pos = start
     while len(out) < count:
         epoch, k = divmod(pos, n)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
@@ -369,7 +376,7 @@ def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, updat
     pairs); returns the update's statistics. φ's optimizer step is the caller's."""
     idx = pair_stream(len(enc), cfg.seed, cfg.stream_offset + (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
     idx.sort(key=lambda i: len(enc[i].doc.input_ids))  # similar lengths share a forward pass
-    stats = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
+    stats: dict[str, Any] = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
     d = distributed.current()
     for j, k in enumerate(range(0, len(idx), cfg.micro_pairs)):
         if j % d.world_size != d.rank:  # data parallel: micro-batches j ≡ rank (mod N) are this rank's
@@ -438,14 +445,14 @@ class _MetaRun:
     cfg: MetaTrainConfig
     base_model: torch.nn.Module  # θ0, untouched: validation's CKL runs start from a copy
     theta: MetaTheta
-    phi: object
-    tokenizer: object
+    phi: TrainAttention
+    tokenizer: PreTrainedTokenizerBase
     device: torch.device
     enc: list  # the encoded training pairs
     val_pairs: dict  # split name -> validation pairs
     params: dict
     opt: torch.optim.Optimizer
-    folder: object  # RunFolder | None
+    folder: RunFolder | None
     checkpointer: Checkpointer | None
     info: dict
     t_start: float
@@ -453,8 +460,8 @@ class _MetaRun:
     loss_cache: dict = field(default_factory=dict)  # document id -> θ0's token losses (a loss-aware φ)
     start: int = 0
     elapsed_before: float = 0.0
-    update_log: MetricLogger = field(default_factory=NullLogger)
-    val_log: MetricLogger = field(default_factory=NullLogger)
+    update_log: RowLogger = field(default_factory=NullLogger)
+    val_log: RowLogger = field(default_factory=NullLogger)
 
     @property
     def out(self) -> Path | None:
@@ -475,7 +482,9 @@ class _MetaRun:
     def write_info(self, status: str, folder: Path | None = None, **more) -> None:
         from ..core.runfolder import RUN_SCHEMA
 
-        atomic_write_json((folder or self.out) / "run.json", {
+        where = folder or self.out
+        assert where is not None  # called with the staged folder, or for a run with a folder
+        atomic_write_json(where / "run.json", {
             "schema": RUN_SCHEMA, **environment_info(self.device), "status": status, **self.info,
             "config": to_dict(self.cfg), "seconds": self.seconds(), **more})
 
@@ -504,7 +513,11 @@ def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, mo
         r.start, r.best, r.elapsed_before = state["update"], state.get("best"), float(state.get("seconds", 0.0))
         log(f"resuming {r.out} after update {r.start}")
     if folder is not None:  # starts for real: staged folder swapped into place (or resumed in place)
-        folder.start(lambda f: (save_config(cfg, f / "config.yaml"), r.write_info("running", f)))
+        def first_files(f: Path) -> None:
+            save_config(cfg, f / "config.yaml")
+            r.write_info("running", f)
+
+        folder.start(first_files)
     keep = (lambda row: row["update"] <= r.start) if state is not None else None
     tracking = tracking_loggers(r.out, cfg.logger, to_dict(cfg))  # one TensorBoard / W&B run for both files
     r.update_log = open_logger(r.out / "log.jsonl" if r.out is not None else None, keep, tracking)

@@ -46,13 +46,16 @@ class MixReview(Plain):
     def n_replay(self, epoch: int) -> int:
         """Replay windows of ``epoch``: round(n_train · ratio · decay^(epoch−1))."""
         mc = self.cfg.mixreview
+        if self.n_train is None:
+            raise RuntimeError("stream 'mixreview': bind(n_train) must run before n_replay()")
         return round(self.n_train * mc.ratio * mc.decay ** (epoch - 1))
 
     def replay_order(self, n_pool: int, epoch: int) -> list[int]:
         """Pool positions 0..n_pool−1 drawn for ``epoch``: a seeded stream of permutations,
         continued from where the earlier epochs stopped (a function of (seed, epoch) only)."""
         start = sum(self.n_replay(e) for e in range(1, epoch))
-        need, out, k = self.n_replay(epoch), [], start // n_pool
+        need, k = self.n_replay(epoch), start // n_pool
+        out: list[int] = []
         pos = start % n_pool
         while len(out) < need:
             perm = torch.randperm(n_pool, generator=torch.Generator().manual_seed(self.cfg.seed * 7_919 + k)).tolist()

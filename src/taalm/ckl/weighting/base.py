@@ -21,13 +21,16 @@ Add a method with one file in ``taalm/ckl/weighting/`` (imported by its ``__init
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
-from ...core.config import MethodConfig
+from ...core.config import LearnConfig, MethodConfig
 from ...core.registry import Registry
 from ...data import Encoded, Window, collate
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 WEIGHTINGS: Registry["WeightingMethod"] = Registry("weighting method", "method.name")
 
@@ -60,18 +63,18 @@ class PrepareContext:
     """What a method may look at before training starts (θ is still θ0 here)."""
 
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     encoded: list[Encoded]  # one per document
     windows: list[Window]
     device: torch.device
     batch_size: int = 8
     documents: list | None = None  # the Documents (texts) behind ``encoded``; needed by ``taalm``
-    config: object | None = None  # the run's LearnConfig (RHO-1's fine-tuned reference trains with it)
+    config: LearnConfig | None = None  # the run's LearnConfig (RHO-1's fine-tuned reference trains with it)
     log: Callable[[str], None] | None = None  # where a method says what takes a while (loading φ, ...)
 
 
 class WeightingMethod:
-    name: ClassVar[str] = ""
+    name: str = ""  # the registered name; an instance may carry its own (PrecomputedWeights: its source's)
     needs_answer: ClassVar[bool] = False  # every document must carry its answer
     dynamic: ClassVar[bool] = False  # weights depend on θ: computed at every step
 
