@@ -41,6 +41,26 @@ def test_lora_trains_adapters_only(arch, tokenizer, docs_file, probes_file):
     assert [r["epoch"] for r in res.history] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_lora_on_either_layout_warns_nothing_and_matches_peft_default(arch, tokenizer):
+    """GPT-2's projections are Conv1D (weight [in, out]): the lora form says fan_in_fan_out=True
+    itself, so peft has nothing to warn about, and θ is the one peft builds when it corrects it."""
+    import warnings
+
+    from taalm.ckl.theta.lora import Lora
+    from taalm.core.config import ThetaConfig
+
+    model = (make_llama if arch == "llama" else make_gpt2)(len(tokenizer))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        peft_model = Lora(ThetaConfig(), seed=0).prepare(model)
+    assert not [w for w in caught if "fan_in_fan_out" in str(w.message)]
+    cfg = peft_model.peft_config[peft_model.active_adapter]
+    assert cfg.fan_in_fan_out is (arch == "gpt2")
+    x = torch.randint(0, len(tokenizer), (1, 6))
+    assert torch.isfinite(peft_model(input_ids=x).logits).all()
+
+
 def test_full_finetune_changes_every_parameter(tokenizer, docs_file):
     model = make_llama(len(tokenizer))
     base = snapshot(model)

@@ -31,8 +31,8 @@ class Lora(ThetaForm):
                     p.requires_grad_(True)
             return model
         target = "all-linear" if targets == ["all-linear"] else list(targets)
-        lcfg = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
-                          target_modules=target, bias="none", task_type="CAUSAL_LM")
+        lcfg = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=target, bias="none",
+                          task_type="CAUSAL_LM", fan_in_fan_out=_stores_weights_transposed(model))
         torch.manual_seed(self.seed)  # LoRA A matrices are random: make θ0 reproducible
         try:
             with quiet_peft():
@@ -48,3 +48,14 @@ class Lora(ThetaForm):
             warnings.simplefilter("ignore", UserWarning)
             model.save_pretrained(str(out), safe_serialization=True)
         return out
+
+
+def _stores_weights_transposed(model) -> bool:
+    """Whether the model's projections are transformers' ``Conv1D`` (GPT-2: weight [in, out]), for
+    which LoRA needs ``fan_in_fan_out=True`` (peft would set it itself, with a warning per layer)."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers always has it
+        return False
+    return any(isinstance(m, Conv1D) for m in model.modules())
+
