@@ -22,6 +22,8 @@ for job in test demo; do
   results+=("\"$job\": {\"command\": \"python3 bootstrap.py $job\", \"exit\": $rc, \"wall_seconds\": $wall}")
 done
 tail_test=$(grep -E "passed|failed" "$work/test.log" | tail -1)
+setup_s() { grep -oE "set-up done in [0-9]+ s" "$1" | grep -oE "[0-9]+" | head -1; }
+setup_test=$(setup_s "$work/test.log"); setup_demo=$(setup_s "$work/demo.log")
 commit=$(git -C "$repo" rev-parse HEAD)
 machine="$(nproc) CPU cores, $(python3 -c 'import platform; print(platform.processor() or platform.machine())'), $(free -g | awk '/Mem:/{print $2}') GiB RAM"
 cat > "$repo/benchmarks/results/fresh_clone.json" <<JSON
@@ -32,6 +34,7 @@ cat > "$repo/benchmarks/results/fresh_clone.json" <<JSON
   "conditions": "fresh clone per command, PIP_NO_CACHE_DIR=1, empty model cache",
   ${results[0]},
   ${results[1]},
+  "setup_seconds": {"test": ${setup_test:-null}, "demo": ${setup_demo:-null}},
   "pytest_summary": "$tail_test"
 }
 JSON

@@ -82,6 +82,44 @@ def lama_targets_table() -> str:
     return "\n".join(lines)
 
 
+def fresh_clone_table() -> str:
+    """The README's two commands timed from fresh clones (``scripts/fresh_clone_check.sh``)."""
+    d = _read(RESULTS / "fresh_clone.json")
+    demo = _read(RESULTS / "demo_cpu2.json")
+    setup = d.get("setup_seconds") or {}
+    lines = ["| command | wall time | of which |", "|---|---|---|"]
+    same_run = (demo.get("environment") or {}).get("git_commit") == d["commit"]  # the demo's summary of this run
+    of_demo = (f"the demo {demo['wall_seconds']:.0f} s (model load with GGUF dequantization and caching "
+               f"{demo['load_seconds']:.1f} s; three methods × "
+               f"{max(m['after']['epoch'] for m in demo['methods'].values())} epochs, evaluation after every epoch)"
+               if same_run else "the demo's own breakdown was not kept for this run")
+    lines.append(f"| `{d['demo']['command']}` | {d['demo']['wall_seconds']:.0f} s | "
+                 f"{'set-up ' + str(setup['demo']) + ' s; ' if setup.get('demo') else ''}{of_demo} |")
+    lines.append(f"| `{d['test']['command']}` | {d['test']['wall_seconds']:.0f} s | "
+                 f"{'set-up ' + str(setup['test']) + ' s; ' if setup.get('test') else ''}"
+                 f"pytest: {d['pytest_summary'].strip('= ')} |")
+    lines.append(f"\nMachine: {d['machine']}; commit {d['commit'][:7]}, {d['date'][:10]}; {d['conditions']}.")
+    return "\n".join(lines)
+
+
+STREAM_CPU = RESULTS / "stream_lama_ckl_cpu_smollm2"
+
+
+def stream_cpu_table() -> str:
+    """lama-ckl-stream ``cpu``: per method, learning, what period 1 keeps, forgetting, BWT, NF."""
+    s = _read(STREAM_CPU / "summary.json")
+    lines = ["| method | learning (mean diag.) | period 1: learned → at the end | forgetting | BWT | final acc "
+             "| NF acc θ0 → end | wall time |", "|---|---|---|---|---|---|---|---|"]
+    for name in s["methods"]:
+        r = _read(STREAM_CPU / name / "result.json")
+        R, m = r["sets"][r["primary"]]["accuracy"], r["metrics"]
+        nf = next(iter(r["nf"].values()))
+        lines.append(f"| {name} | {_f3(m['mean_learning'])} | {R[1][0]:.3f} → {R[-1][0]:.3f} | "
+                     f"{_f3(m['mean_forgetting'])} | {_f3(m['bwt'])} | {_f3(m['final_acc'])} | "
+                     f"{nf[0]['accuracy']:.3f} → {nf[-1]['accuracy']:.3f} | {_minutes(r['wall_s'])} |")
+    return "\n".join(lines)
+
+
 def _markdown_file(path: Path):
     return lambda: path.read_text(encoding="utf-8").strip()
 
@@ -92,6 +130,8 @@ TABLES = {
     "lama-ckl-targets": lama_targets_table,
     "table1": _markdown_file(RESULTS / "lama_ckl_tables_cpu_smollm2" / "table1.md"),
     "table6": _markdown_file(RESULTS / "lama_ckl_tables_cpu_smollm2" / "table6.md"),
+    "stream-cpu": stream_cpu_table,
+    "fresh-clone": fresh_clone_table,
 }
 
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)

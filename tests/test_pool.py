@@ -8,7 +8,7 @@ import taalm.bench.tailor as tailor_mod
 from taalm.cli import main
 from taalm.core.errors import InputError
 from taalm.evaluation.probes import EvalResult, ProbeScore
-from taalm.bench.pool import Fact, build_pool, choose_evidence, make_unit, read_relations, split_by_subject
+from taalm.bench.pool import Fact, PoolConfig, build_pool, choose_evidence, make_unit, read_relations, split_by_subject
 
 LONG = " and the rest of this sentence is padding that makes it longer than two hundred characters" * 3
 
@@ -77,7 +77,7 @@ class Stub:
         self.probes = 0
 
     def __call__(self, model, tokenizer, probes, batch_size=16, padding_side="right", encoded=None,
-                 progress=False, desc="eval"):
+                 progress=None):
         self.probes += len(probes)
         per = [ProbeScore(p.id, PLAN[p.id][1 if p.text.startswith("Guess") else 0], 1.0, 1) for p in probes]
         return EvalResult(0.0, 0.0, len(per), per)
@@ -108,7 +108,7 @@ def test_build_pool(tmp_path, monkeypatch, model_dir):
     lama = tmp_path / "lama.jsonl"
     lama.write_text(json.dumps({"uuid": "x", "evidence": "e"}) + "\n")
     out = tmp_path / "pool"
-    res = build_pool(trex, out, exclude=[lama], model_spec=str(model_dir), n_val=2, seed=0, progress=False,
+    res = build_pool(trex, out, PoolConfig(exclude=[str(lama)], model=str(model_dir), n_val=2, seed=0), progress=False,
                      log=lambda m: None)
     train = [json.loads(l) for l in (out / "train.jsonl").read_text().splitlines()]
     val = [json.loads(l) for l in (out / "val.jsonl").read_text().splitlines()]
@@ -126,7 +126,7 @@ def test_build_pool(tmp_path, monkeypatch, model_dir):
 
     # rerun: every score from the cache; a cap of 1 per relation keeps the first kept fact of each
     stub.probes = 0
-    res = build_pool(trex, out, exclude=[lama], model_spec=str(model_dir), n_val=0, per_relation_cap=1,
+    res = build_pool(trex, out, PoolConfig(exclude=[str(lama)], model=str(model_dir), n_val=0, per_relation_cap=1),
                      progress=False, log=lambda m: None)
     assert stub.probes == 0
     train = [json.loads(l)["uuid"] for l in (out / "train.jsonl").read_text().splitlines()]
@@ -151,11 +151,12 @@ class InventedStub(Stub):
         self.fail_once, self.seen = fail_once, []
 
     def __call__(self, model, tokenizer, probes, batch_size=16, padding_side="right", encoded=None,
-                 progress=False, desc="eval"):
+                 progress=None):
         if not probes[0].id.endswith("-inv"):
-            return super().__call__(model, tokenizer, probes, batch_size, padding_side, encoded, progress, desc)
-        self.seen.append(desc)
-        first = desc.startswith("invented-r1")
+            return super().__call__(model, tokenizer, probes, batch_size, padding_side, encoded, progress)
+        where = probes[0].source  # "invented-rN.jsonl:LINE": the round's cache file
+        self.seen.append(where)
+        first = where.startswith("invented-r1")
         per = [ProbeScore(p.id, 1.0 if first and p.id == f"{self.fail_once}-inv" else 0.0, 1.0, 1) for p in probes]
         return EvalResult(0.0, 0.0, len(per), per)
 
@@ -165,7 +166,7 @@ def test_build_pool_with_invented_copies(tmp_path, monkeypatch, model_dir):
     monkeypatch.setattr(tailor_mod, "evaluate_probes", stub)
     trex = write_trex(tmp_path / "trex")
     out = tmp_path / "pool"
-    res = build_pool(trex, out, model_spec=str(model_dir), n_val=2, seed=0, invent=1.0, progress=False,
+    res = build_pool(trex, out, PoolConfig(model=str(model_dir), n_val=2, seed=0, invent=1.0), progress=False,
                      log=lambda m: None)
     rows = lambda name: [json.loads(l) for l in (out / f"{name}.jsonl").read_text().splitlines()]  # noqa: E731
     train, val, inv_val = rows("train"), rows("val"), rows("val_invented")
@@ -184,4 +185,4 @@ def test_build_pool_with_invented_copies(tmp_path, monkeypatch, model_dir):
     assert c["passed_round_1"] == len(names) // 2 - 1 and c["passed_round_2"] == 1 and c["rejected_by_score"] == 0
     assert any(d.startswith("invented-r2") for d in stub.seen)  # a's copy failed and was drawn again
     with pytest.raises(Exception, match="invent"):
-        build_pool(trex, tmp_path / "p2", model_spec=str(model_dir), invent=1.5, progress=False, log=lambda m: None)
+        build_pool(trex, tmp_path / "p2", PoolConfig(model=str(model_dir), invent=1.5), progress=False, log=lambda m: None)

@@ -380,7 +380,8 @@ def cmd_eval(args) -> int:
     if adapter is not None:
         model = load_adapter(model, adapter)
     encoded = encode_probes(tok, probes)
-    r = evaluate_probes(model, tok, probes, args.batch_size, args.padding_side, encoded, progress=not args.quiet)
+    r = evaluate_probes(model, tok, probes, args.batch_size, args.padding_side, encoded,
+                        progress=None if args.quiet else "eval")
     if not math.isfinite(r.summary()["nll"]):
         raise TaalmError(f"the answers score a non-finite NLL ({r.summary()['nll']}): the model"
                          f"{' or the adapter ' + str(args.adapter) if args.adapter else ''} gives NaN/Inf "
@@ -421,10 +422,9 @@ def cmd_weights(args) -> int:
     from .reporting.heatmaps import render_plain, write_heatmap
     from .ckl.weighting import weights_for_documents
 
-    if method.dynamic and method.name == "rho1" and not cfg.method.rho1.reference:
-        print("note: rho1 against its default reference (the model itself) has zero excess loss "
-              "everywhere before training, so the shown selection is arbitrary; pass "
-              "method.rho1.reference=MODEL to compare two models", file=sys.stderr)
+    note = method.preview_note()
+    if note:
+        print(note, file=sys.stderr)
     model, tok = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
                             allow_pickle=cfg.model.allow_pickle)
     pairs = weights_for_documents(method, model, tok, docs, cfg.train.max_length, cfg.train.stride,
@@ -475,13 +475,14 @@ def cmd_data(args) -> int:
         build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
         return 0
     if args.data_command == "pool":
-        from .bench.pool import build_pool
+        from .bench.pool import PoolConfig, build_pool
 
         trex = args.trex[0] if len(args.trex) == 1 else args.trex
-        res = build_pool(trex, args.out, exclude=args.exclude, relations=args.relations, model_spec=args.model,
-                         device=args.device, dtype=args.dtype, n_val=args.val, per_relation_cap=args.cap,
-                         seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                         invent=args.invent, log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
+        cfg = PoolConfig(model=args.model, device=args.device, dtype=args.dtype, exclude=list(args.exclude or []),
+                         relations=args.relations or "", n_val=args.val, per_relation_cap=args.cap, seed=args.seed,
+                         batch_size=args.batch_size, invent=args.invent)  # checked by build_pool
+        res = build_pool(trex, args.out, cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+                         overwrite=args.overwrite)
         c = res.counts
         print(f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
               f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
@@ -494,11 +495,12 @@ def cmd_data(args) -> int:
                   f"{inv['counts']['rejected_by_score']}; {inv['wall_s']:.0f} s")
         print(f"output folder: {args.out}")
         return 0
-    from .bench.tailor import format_counts, tailor
+    from .bench.tailor import TailorConfig, format_counts, tailor
 
-    res = tailor(args.data, args.out, model_spec=args.model, device=args.device, dtype=args.dtype,
-                 batch_size=args.batch_size, to_learn_rule=args.to_learn_rule, progress=not args.quiet,
-                 log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
+    cfg = TailorConfig(model=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                       to_learn_rule=args.to_learn_rule)  # checked by tailor (a ConfigError naming the key)
+    res = tailor(args.data, args.out, cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+                 overwrite=args.overwrite)
     print(format_counts(res))
     print(f"output folder: {args.out}")
     return 0

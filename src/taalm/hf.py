@@ -69,10 +69,7 @@ def token_weights_fn(tokenizer, method="taalm", *, text_field: str = "text", ans
         raise TaalmError(f"method '{weighting.name}' weighs tokens from θ's losses at every step; it has no "
                          "weights to store in a dataset (use a static method: finetune, oracle, salient, taalm, ...)")
     dev = resolve_device(device or "auto")
-    if weighting.name == "taalm":  # φ loaded once for every batch the map sees
-        from .models.train_attention import TrainAttention
-
-        weighting.phi = TrainAttention.from_pretrained(weighting.checkpoint, device=str(dev), base=weighting.base)
+    weighting.keep_loaded(dev)  # e.g. φ: loaded once for every batch the map sees
 
     def add_token_weights(batch: dict) -> dict:
         docs = _documents(batch, text_field, answer_field, weighting.needs_answer)

@@ -3,7 +3,6 @@ pool settled, and what its configuration does not pin down recorded."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterable
 
@@ -39,8 +38,9 @@ def set_replay_pool(methods: list[str], cfg: LearnConfig, to_learn: Path, not_to
     the NF file: ``train.mixreview.pool``, by default the ``phi_pool.jsonl`` that ``taalm data
     tailor`` wrote beside them. Disjointness by uuid is checked (an InputError if they overlap)."""
     from ..ckl.method import split_method_name
+    from ..ckl.streams import STREAMS
 
-    uses = [m for m in methods if split_method_name(with_method_name(cfg, m)).train.stream == "mixreview"]
+    uses = [m for m in methods if STREAMS.get(split_method_name(with_method_name(cfg, m)).train.stream).replays]
     if not uses:
         return
     pool = Path(cfg.train.mixreview.pool) if cfg.train.mixreview.pool else to_learn.parent / "phi_pool.jsonl"
@@ -58,17 +58,11 @@ def set_replay_pool(methods: list[str], cfg: LearnConfig, to_learn: Path, not_to
 
 
 def method_info(lc: LearnConfig) -> dict:
-    """What a method's config does not pin down by itself: for ``taalm``, which φ ran (the
-    shipped default or a given folder) and the sha256 of its tensors."""
-    if lc.method.name != "taalm":
-        return {}
-    from ..models.train_attention import PHI_TENSORS_FILE, default_phi_checkpoint, resolve_phi_checkpoint
+    """What a method's config does not pin down by itself (its weighting's
+    :meth:`~taalm.ckl.weighting.WeightingMethod.provenance`: for ``taalm``, which φ ran)."""
+    from ..ckl.weighting import get_method
 
-    folder = resolve_phi_checkpoint(lc.method.taalm.checkpoint)
-    default = default_phi_checkpoint()
-    digest = hashlib.sha256((folder / PHI_TENSORS_FILE).read_bytes()).hexdigest()
-    return {"phi_checkpoint": "shipped default (taalm/phi_default)" if default and folder == Path(default)
-            else str(folder), "phi_sha256": digest}
+    return get_method(lc.method, lc.train.seed).provenance()
 
 
 __all__ = ["with_method_name", "check_methods", "set_replay_pool", "method_info"]

@@ -40,7 +40,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -302,8 +302,7 @@ def _candidates(paths: list[Path], relations: dict[str, Relation], exclude: set[
     return by_rel, funnel
 
 
-def _score_and_keep(model, tokenizer, by_rel: dict, out_dir: Path, batch_size: int, chunk_size: int, cap: int,
-                    progress: bool, log) -> tuple[list[dict], dict, dict, list[dict]]:
+def _score_and_keep(scorer, by_rel: dict, out_dir: Path, cap: int) -> tuple[list[dict], dict, dict, list[dict]]:
     """Score every candidate in both formats (cached) and keep those < THRESHOLD in both, at most
     ``cap`` per relation. Returns (kept units, scores per format, counts per relation, skipped)."""
     from .tailor import FORMATS as _F, score_cache_path, score_units
@@ -314,8 +313,7 @@ def _score_and_keep(model, tokenizer, by_rel: dict, out_dir: Path, batch_size: i
     per_rel: dict[str, Counter] = defaultdict(Counter)
     for code in sorted(by_rel):
         units = [u for u, _ in by_rel[code]]
-        got = {fmt: score_units(model, tokenizer, units, fmt, score_cache_path(out_dir, code, fmt), batch_size,
-                                chunk_size, progress, log, skipped)[0] for fmt in _F}
+        got = {fmt: score_units(scorer, units, fmt, score_cache_path(out_dir, code, fmt), skipped)[0] for fmt in _F}
         for u in units:
             s = [got[fmt].get(u.uuid, {}).get("score") for fmt in _F]
             per_rel[code]["candidates"] += 1
@@ -336,74 +334,90 @@ def _score_and_keep(model, tokenizer, by_rel: dict, out_dir: Path, batch_size: i
 POOL_FILES = ("scores", "scores.png", "summary.json", "train.jsonl", "val.jsonl", "val_invented.jsonl")
 
 
-def build_pool(trex: str | Path | list, out_dir: str | Path, exclude: list[str | Path] = (),
-               relations: str | Path | None = None, model=None, tokenizer=None,
-               model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
-               n_val: int = 256, per_relation_cap: int = 0, min_evidence_chars: int = MIN_EVIDENCE_CHARS,
-               seed: int = 0, batch_size: int = 32, chunk_size: int = 512, progress: bool = True,
-               invent: float = 0.0, log: Callable[[str], None] = print, overwrite: bool = False) -> PoolResult:
-    """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule.
+@dataclass
+class PoolConfig:
+    """``taalm data pool``'s settings (the command's flags set them)."""
 
-    ``exclude``: LAMA-ckl files or folders whose uuids never enter the pool. ``n_val``: the
-    validation split's minimum size (whole subjects). ``per_relation_cap`` (0 = none): at most this
-    many kept facts per relation, first in file order. ``invent`` (0 = none): add invented-entity
-    copies of this fraction of the training facts to ``train.jsonl`` and of every validation fact
-    to ``val_invented.jsonl`` (:func:`add_invented`). Resumable through the score cache: rerun into
-    the same folder. ``out_dir``: a fresh folder or one this command made (``overwrite``: emptied
+    model: str = field(default="smollm2-135m", metadata={"help": "the base model that scores the facts (a spec for load_model)"})
+    device: str = field(default="auto", metadata={"help": "where it scores: auto (cuda, then mps, then cpu) or a device"})
+    dtype: str = field(default="auto", metadata={"help": "the model's dtype while scoring"})
+    exclude: list[str] = field(default_factory=list, metadata={"help": "LAMA-ckl files or folders whose uuids never enter the pool"})
+    relations: str = field(default="", metadata={"help": "LAMA's relations file (default: the built-in table)"})
+    n_val: int = field(default=256, metadata={"help": "the validation split's minimum size (whole subjects)"})
+    per_relation_cap: int = field(default=0, metadata={"help": "at most this many kept facts per relation (0 = no cap)"})
+    min_evidence_chars: int = field(default=MIN_EVIDENCE_CHARS, metadata={"help": "an evidence sentence is longer than this"})
+    seed: int = field(default=0, metadata={"help": "seed of the split and of the invented copies"})
+    batch_size: int = field(default=32, metadata={"help": "probes per forward pass"})
+    chunk_size: int = field(default=512, metadata={"help": "probes scored between writes of the score cache"})
+    invent: float = field(default=0.0, metadata={"help": "invented-entity copies of this fraction of the training facts (0 = none)"})
+
+    def _rules(self, r) -> None:
+        r.at_least("n_val", 0)
+        r.at_least("per_relation_cap", 0)
+        r.at_least("min_evidence_chars", 0)
+        r.at_least("batch_size", 1)
+        r.at_least("chunk_size", 1)
+        r.finite("invent", 0.0, 1.0)
+
+
+def build_pool(trex: str | Path | list, out_dir: str | Path, config: PoolConfig | None = None, *,
+               theta0: tuple | None = None, progress: bool = True, log: Callable[[str], None] = print,
+               overwrite: bool = False) -> PoolResult:
+    """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule and
+    :class:`PoolConfig` for the settings. ``theta0``: ``(model, tokenizer)`` already loaded
+    (``config.model`` then only labels them). Resumable through the score cache: rerun into the
+    same folder. ``out_dir``: a fresh folder or one this command made (``overwrite``: emptied
     first); never one holding an input.
     """
+    from ..core.config import check_config, to_dict
     from ..core.run import Run
     from .tailor import has_score_cache
 
-    if n_val < 0 or per_relation_cap < 0 or batch_size < 1 or chunk_size < 1:
-        raise TaalmError("n_val and per_relation_cap must be ≥ 0, batch_size and chunk_size ≥ 1")
-    if not 0.0 <= invent <= 1.0:
-        raise TaalmError(f"invent must be a fraction in [0, 1], got {invent}")
+    cfg = config or PoolConfig()
+    check_config(cfg)  # a ConfigError naming the key
+    relations = cfg.relations or None
     rels = read_relations(relations)
     paths = trex_files(trex)
-    excluded = lama_ckl_uuids(list(exclude))
-    by_rel, funnel = _candidates(paths, rels, excluded, min_evidence_chars)  # all input validated here
+    excluded = lama_ckl_uuids(list(cfg.exclude))
+    by_rel, funnel = _candidates(paths, rels, excluded, cfg.min_evidence_chars)  # all input validated here
     if not by_rel:
         raise TaalmError("no fact passes the evidence rule: nothing to score")
-    settings = {"model": str(model_spec), "dtype": dtype, "n_val": n_val, "per_relation_cap": per_relation_cap,
-                "min_evidence_chars": min_evidence_chars, "seed": seed, "invent": invent}
-    with Run(out_dir, overwrite=overwrite, input_paths=[*paths, *exclude, relations], config=settings,
-             device=device, log=log, progress=progress, folder_rule="tool", kind="data pool", owned=POOL_FILES,
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("device", "batch_size", "chunk_size",
+                                                                    "exclude", "relations")}
+    with Run(out_dir, overwrite=overwrite, input_paths=[*paths, *cfg.exclude, relations], config=settings,
+             device=cfg.device, log=log, progress=progress, folder_rule="tool", kind="data pool", owned=POOL_FILES,
              legacy=has_score_cache) as run:
-        return _build_pool(run, dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel, by_rel=by_rel,
-                                     model=model, tokenizer=tokenizer, model_spec=model_spec, dtype=dtype,
-                                     device=device, n_val=n_val, cap=per_relation_cap, seed=seed,
-                                     min_chars=min_evidence_chars, batch_size=batch_size, chunk_size=chunk_size,
-                                     invent=invent))
+        return _build_pool(run, cfg, theta0, dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel,
+                                                  by_rel=by_rel))
 
 
-def _build_pool(run, a: dict) -> PoolResult:
-    """:func:`build_pool` inside its run life cycle (checked, locked): score, keep, split, invent, write."""
-    t0, out_dir, log, progress = time.perf_counter(), run.out, run.log, run.progress
-    model, tokenizer, model_spec, by_rel = a["model"], a["tokenizer"], a["model_spec"], a["by_rel"]
-    paths, rels, excluded, funnel = a["paths"], a["rels"], a["excluded"], a["funnel"]
-    batch_size, chunk_size, per_relation_cap, seed = a["batch_size"], a["chunk_size"], a["cap"], a["seed"]
-    n_val, invent, min_evidence_chars = a["n_val"], a["invent"], a["min_chars"]
-    if model is None:
+def _build_pool(run, cfg: PoolConfig, theta0: tuple | None, a: dict) -> PoolResult:
+    """:func:`build_pool` inside its run life cycle (checked, locked): score, keep, split, invent,
+    write. ``a``: the validated inputs (paths, relations, excluded uuids, funnel, candidates)."""
+    t0, out_dir, log = time.perf_counter(), run.out, run.log
+    paths, rels, excluded, funnel, by_rel = a["paths"], a["rels"], a["excluded"], a["funnel"], a["by_rel"]
+    model_spec, seed, n_val = cfg.model, cfg.seed, cfg.n_val
+    if theta0 is None:
         from ..models.loading import load_model
 
         log(f"pool: loading model '{model_spec}'")
-        model, tokenizer = load_model(model_spec, a["device"], a["dtype"])
+        theta0 = load_model(model_spec, cfg.device, cfg.dtype)
+    model, tokenizer = theta0
     run.start()
-    from .tailor import check_score_cache, model_fingerprint
+    from .tailor import Scorer, check_score_cache, model_fingerprint
 
     param = next(model.parameters())
     meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
             "dtype": str(param.dtype).removeprefix("torch."), "cache_version": 1}
     check_score_cache(out_dir, meta, log)
 
-    kept, scores, per_rel, skipped = _score_and_keep(model, tokenizer, by_rel, out_dir, batch_size, chunk_size,
-                                                     per_relation_cap, progress, log)
+    scorer = Scorer(model, tokenizer, cfg.batch_size, cfg.chunk_size, run.progress, log)
+    kept, scores, per_rel, skipped = _score_and_keep(scorer, by_rel, out_dir, cfg.per_relation_cap)
     train, val = split_by_subject(kept, n_val, seed)
     invented = None
-    if invent > 0:
-        invented = add_invented(model, tokenizer, train, val, invent, out_dir, seed, batch_size, chunk_size,
-                                progress, log, avoid={x for u in kept for x in (u["subject"], u["object"])})
+    if cfg.invent > 0:
+        invented = add_invented(scorer, (train, val), cfg.invent, out_dir, seed,
+                                avoid={x for u in kept for x in (u["subject"], u["object"])})
     files = {"train": train + (invented["train"] if invented else []), "val": val}
     if invented:
         files["val_invented"] = invented["val"]
@@ -412,7 +426,7 @@ def _build_pool(run, a: dict) -> PoolResult:
     wall = time.perf_counter() - t0
     summary = _summary(dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel, per_rel=per_rel,
                             kept=kept, train=train, val=val, scores=scores, skipped=skipped, meta=meta,
-                            model_spec=model_spec, min_chars=min_evidence_chars, cap=per_relation_cap,
+                            model_spec=model_spec, min_chars=cfg.min_evidence_chars, cap=cfg.per_relation_cap,
                             n_val=n_val, seed=seed, wall=wall, device=param.device))
     if invented:
         summary["invented"] = invented["summary"]
@@ -432,11 +446,10 @@ def _build_pool(run, a: dict) -> PoolResult:
 INVENT_ROUNDS = 3
 
 
-def add_invented(model, tokenizer, train: list[dict], val: list[dict], fraction: float, out_dir: Path,
-                 seed: int, batch_size: int, chunk_size: int, progress: bool, log,
+def add_invented(scorer, splits: tuple[list[dict], list[dict]], fraction: float, out_dir: Path, seed: int,
                  avoid: set[str] = frozenset()) -> dict:
-    """Invented-entity copies (:mod:`taalm.bench.invent`) of a seeded ``fraction`` of ``train``
-    and of every ``val`` unit. Each copy is scored by the base model in both probe formats (the
+    """Invented-entity copies (:mod:`taalm.bench.invent`) of a seeded ``fraction`` of the
+    ``splits``' train units and of every val unit (``scorer``: :class:`~taalm.bench.tailor.Scorer`). Each copy is scored by the base model in both probe formats (the
     pool's scorer, cached in ``OUT/scores/invented-rN.*``); a copy that does not score exactly 0
     in both is drawn again with new names, up to :data:`INVENT_ROUNDS` times, then dropped. The
     splits stay disjoint by the original subject (a copy goes where its original went) and no
@@ -444,6 +457,7 @@ def add_invented(model, tokenizer, train: list[dict], val: list[dict], fraction:
     from .invent import NameGenerator, invent_units
     from .tailor import FORMATS as _F, Unit, score_cache_path, score_units
 
+    train, val = splits
     t0 = time.perf_counter()
     rng = random.Random(seed + 1)
     chosen = sorted(rng.sample(range(len(train)), round(fraction * len(train))))
@@ -458,8 +472,8 @@ def add_invented(model, tokenizer, train: list[dict], val: list[dict], fraction:
         if not rows:
             break
         units = [Unit(r["uuid"], f"invented-r{rnd}", i + 1, r, "") for i, r in enumerate(rows)]
-        got = {fmt: score_units(model, tokenizer, units, fmt, score_cache_path(out_dir, f"invented-r{rnd}", fmt),
-                                batch_size, chunk_size, progress, log, [])[0] for fmt in _F}
+        got = {fmt: score_units(scorer, units, fmt, score_cache_path(out_dir, f"invented-r{rnd}", fmt), [])[0]
+               for fmt in _F}
         zero = {r["uuid"] for r in rows if all(got[f].get(r["uuid"], {}).get("score") == 0.0 for f in _F)}
         by_uuid = {u["uuid"]: u for k in ("train", "val") for u in todo[k]}
         for k in ("train", "val"):

@@ -199,9 +199,24 @@ def check_score_cache(out_dir: Path, meta: dict, log: Callable) -> None:
 # --------------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------------
-def score_units(model, tokenizer, units: list[Unit], fmt: str, cache: Path, batch_size: int,
-                chunk_size: int, progress: bool, log: Callable, skipped: list[dict]) -> tuple[dict, int, int]:
-    """Scores (uuid -> row) of ``units`` in format ``fmt``, from the cache or the model."""
+@dataclass
+class Scorer:
+    """The base model that scores probes for tailoring and pools, and how: ``batch_size`` probes
+    per forward pass, ``chunk_size`` probes between cache writes (a kill loses at most one chunk)."""
+
+    model: object
+    tokenizer: object
+    batch_size: int = 32
+    chunk_size: int = 512
+    progress: bool = False
+    log: Callable[[str], None] = print
+
+
+def score_units(scorer: Scorer, units: list[Unit], fmt: str, cache: Path, skipped: list[dict]) -> tuple[dict, int, int]:
+    """Scores (uuid -> row) of ``units`` in format ``fmt``, from the cache or the model; probes that
+    cannot be scored are appended to ``skipped``. Returns (rows, newly scored, cached)."""
+    model, tokenizer, batch_size, chunk_size = scorer.model, scorer.tokenizer, scorer.batch_size, scorer.chunk_size
+    progress, log = scorer.progress, scorer.log
     cached = {}
     for r in read_jsonl(cache) if cache.is_file() else []:
         cached[r["uuid"]] = r
@@ -235,7 +250,7 @@ def score_units(model, tokenizer, units: list[Unit], fmt: str, cache: Path, batc
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
         res = evaluate_probes(model, tokenizer, [c[1] for c in chunk], batch_size,
-                              encoded=[c[2] for c in chunk], progress=progress, desc=label)
+                              encoded=[c[2] for c in chunk], progress=label if progress else None)
         for (uuid, _, _, ph), s in zip(chunk, res.per_probe):
             rows[uuid] = {"uuid": uuid, "score": s.accuracy, "nll": s.nll,
                           "n_answer_tokens": s.n_answer_tokens, "probe": ph}
@@ -313,7 +328,7 @@ def format_counts(result: TailorResult) -> str:
 # --------------------------------------------------------------------------------------------
 # The public function
 # --------------------------------------------------------------------------------------------
-def _score_all(model, tokenizer, units, out_dir: Path, batch_size: int, chunk_size: int, progress: bool, log):
+def _score_all(scorer: Scorer, units, out_dir: Path):
     """Every unit of every file scored in both probe formats (cached, resumable)."""
     scores: dict[str, dict[str, dict[str, float]]] = {}
     nlls: dict[str, dict[str, float]] = {}
@@ -321,8 +336,7 @@ def _score_all(model, tokenizer, units, out_dir: Path, batch_size: int, chunk_si
     n_scored = n_cached = 0
     for src in SOURCES:
         for fmt in FORMATS:
-            rows, ns, nc = score_units(model, tokenizer, units[src], fmt, score_cache_path(out_dir, src, fmt),
-                                       batch_size, chunk_size, progress, log, skipped)
+            rows, ns, nc = score_units(scorer, units[src], fmt, score_cache_path(out_dir, src, fmt), skipped)
             scores.setdefault(src, {})[fmt] = {u: r["score"] for u, r in rows.items()}
             nlls[f"{src}.{fmt}"] = {u: r["nll"] for u, r in rows.items()}
             n_scored += ns
@@ -330,9 +344,12 @@ def _score_all(model, tokenizer, units, out_dir: Path, batch_size: int, chunk_si
     return scores, nlls, skipped, n_scored, n_cached
 
 
-def _summary(units, sets, by_rule, scores, nlls, skipped, n_scored, n_cached, wall, meta, model_spec, data_dir,
-             to_learn_rule, device) -> dict:
-    """``summary.json``: the rules, the counts per set and relation, score histograms, provenance."""
+def _summary(units, sets, by_rule, scored: tuple, cfg: TailorConfig, run_info: dict) -> dict:
+    """``summary.json``: the rules, the counts per set and relation, score histograms, provenance.
+    ``scored``: :func:`_score_all`'s (scores, NLLs, skipped, scored, cached); ``run_info``: wall,
+    the score cache's meta, the data folder and the device."""
+    scores, nlls, skipped, n_scored, n_cached = scored
+    meta, to_learn_rule, model_spec = run_info["meta"], cfg.to_learn_rule, cfg.model
     hists = {f"{src}.{fmt}": score_histogram(list(scores[src][fmt].values())) for src in SOURCES for fmt in FORMATS}
     for key, h in hists.items():
         vals = list(nlls[key].values())
@@ -345,7 +362,7 @@ def _summary(units, sets, by_rule, scores, nlls, skipped, n_scored, n_cached, wa
         "model_spec": str(model_spec),
         "model_fingerprint": meta["fingerprint"],
         "dtype": meta["dtype"],
-        "data_dir": str(Path(data_dir).resolve()),
+        "data_dir": str(Path(run_info["data_dir"]).resolve()),
         "files": {src: len(units[src]) for src in SOURCES},
         "to_learn_rule": to_learn_rule,
         "rules": {**RULES, "to_learn": RULES["to_learn"].format(formats=fmts)},
@@ -357,8 +374,8 @@ def _summary(units, sets, by_rule, scores, nlls, skipped, n_scored, n_cached, wa
         "skipped": {"count": len(skipped), "probes": skipped},
         "probes_scored_this_run": n_scored,
         "probes_from_cache": n_cached,
-        "wall_s": round(wall, 2),
-        "environment": environment_info(device),
+        "wall_s": round(run_info["wall"], 2),
+        "environment": environment_info(run_info["device"]),
     }
     return summary
 
@@ -375,67 +392,80 @@ def has_score_cache(folder: Path) -> bool:
         return False
 
 
-def tailor(data_dir: str | Path, out_dir: str | Path, model=None, tokenizer=None,
-           model_spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
-           batch_size: int = 32, chunk_size: int = 256, to_learn_rule: str = "both",
-           progress: bool = True, log: Callable[[str], None] = print, overwrite: bool = False) -> TailorResult:
+@dataclass
+class TailorConfig:
+    """``taalm data tailor``'s settings (the command's flags set them)."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "the base model the sets are tailored to (a spec for load_model)"})
+    device: str = field(default="auto", metadata={"help": "where it scores: auto (cuda, then mps, then cpu) or a device"})
+    dtype: str = field(default="auto", metadata={"help": "the model's dtype while scoring: auto, float32, bfloat16, float16"})
+    batch_size: int = field(default=32, metadata={"help": "probes per forward pass"})
+    chunk_size: int = field(default=256, metadata={"help": "probes scored between writes of the score cache"})
+    to_learn_rule: str = field(default="both", metadata={"help": "a To-Learn unit scores 0 in: both | descriptive | schematic"})
+
+    def _rules(self, r) -> None:
+        r.at_least("batch_size", 1)
+        r.at_least("chunk_size", 1)
+        r.choice("to_learn_rule", TO_LEARN_RULES)
+
+
+def tailor(data_dir: str | Path, out_dir: str | Path, config: TailorConfig | None = None, *,
+           theta0: tuple | None = None, progress: bool = True, log: Callable[[str], None] = print,
+           overwrite: bool = False) -> TailorResult:
     """Tailor the LAMA-ckl files of ``data_dir`` to a base model; write the sets to ``out_dir``.
 
-    ``model``/``tokenizer`` may be passed already loaded (``model_spec`` then only labels them);
-    otherwise ``load_model(model_spec, device, dtype)`` loads them. Resumable: rerunning into the
-    same folder scores only what the cache lacks. ``out_dir``: a fresh folder or one this command
-    made (``overwrite``: emptied first); never one holding ``data_dir``. See the module docstring
-    for the rules.
+    ``theta0``: ``(model, tokenizer)`` already loaded (``config.model`` then only labels them);
+    otherwise ``load_model(config.model, config.device, config.dtype)`` loads them. Resumable:
+    rerunning into the same folder scores only what the cache lacks. ``out_dir``: a fresh folder or
+    one this command made (``overwrite``: emptied first); never one holding ``data_dir``. See the
+    module docstring for the rules.
     """
+    from ..core.config import check_config, to_dict
     from ..core.run import Run
 
-    if batch_size < 1 or chunk_size < 1:
-        raise TaalmError("batch_size and chunk_size must be at least 1")
-    if to_learn_rule not in TO_LEARN_RULES:
-        raise TaalmError(f"unknown To-Learn rule '{to_learn_rule}' (use {', '.join(TO_LEARN_RULES)})")
-    if (model is None) != (tokenizer is None):
-        raise TaalmError("pass both model and tokenizer, or neither (then model_spec is loaded)")
+    cfg = config or TailorConfig()
+    check_config(cfg)  # a ConfigError naming the key
     units = read_lama_dir(data_dir)  # validate before loading anything or writing anything
-    settings = {"data": str(data_dir), "model": str(model_spec), "dtype": dtype, "to_learn_rule": to_learn_rule}
-    with Run(out_dir, overwrite=overwrite, input_paths=[data_dir], config=settings, device=device, log=log,
+    settings = {"data": str(data_dir), **to_dict(cfg)}
+    settings.pop("device")
+    with Run(out_dir, overwrite=overwrite, input_paths=[data_dir], config=settings, device=cfg.device, log=log,
              progress=progress, folder_rule="tool", kind="data tailor", owned=TAILOR_FILES,
              legacy=has_score_cache) as run:
-        return _tailor(run, data_dir, units, model, tokenizer, model_spec, device, dtype, batch_size,
-                       chunk_size, to_learn_rule)
+        return _tailor(run, Path(data_dir), units, cfg, theta0)
 
 
-def _tailor(run, data_dir, units, model, tokenizer, model_spec, device, dtype, batch_size, chunk_size,
-            to_learn_rule) -> TailorResult:
+def _tailor(run, data_dir: Path, units, cfg: TailorConfig, theta0: tuple | None) -> TailorResult:
     """:func:`tailor` inside its run life cycle (checked, locked): score, select, write."""
-    t_start, out_dir, log, progress = time.perf_counter(), run.out, run.log, run.progress
-    if model is None:
+    t_start, out_dir, log = time.perf_counter(), run.out, run.log
+    if theta0 is None:
         from ..models.loading import load_model
 
-        log(f"tailor: loading model '{model_spec}'")
-        model, tokenizer = load_model(model_spec, device, dtype)
+        log(f"tailor: loading model '{cfg.model}'")
+        theta0 = load_model(cfg.model, cfg.device, cfg.dtype)
+    model, tokenizer = theta0
     run.start()
     param = next(model.parameters())
-    meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
+    meta = {"model_spec": str(cfg.model), "fingerprint": model_fingerprint(model, tokenizer),
             "dtype": str(param.dtype).removeprefix("torch."), "cache_version": CACHE_VERSION}
     check_score_cache(out_dir, meta, log)
 
-    scores, nlls, skipped, n_scored, n_cached = _score_all(model, tokenizer, units, out_dir, batch_size,
-                                                          chunk_size, progress, log)
-
-    sets, by_rule = build_sets(units, scores, to_learn_rule)
+    scorer = Scorer(model, tokenizer, cfg.batch_size, cfg.chunk_size, run.progress, log)
+    scored = _score_all(scorer, units, out_dir)
+    scores = scored[0]
+    sets, by_rule = build_sets(units, scores, cfg.to_learn_rule)
     for name in SET_NAMES:
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(u.raw + "\n" for u in sets[name]))
 
     wall = time.perf_counter() - t_start
     counts = {n: len(sets[n]) for n in SET_NAMES}
-    summary = _summary(units, sets, by_rule, scores, nlls, skipped, n_scored, n_cached, wall, meta, model_spec,
-                       data_dir, to_learn_rule, param.device)
+    summary = _summary(units, sets, by_rule, scored, cfg, {"wall": wall, "meta": meta, "data_dir": data_dir,
+                                                           "device": param.device})
     hists = summary["score_histograms"]
     atomic_write_json(out_dir / "summary.json", summary)
     from ..reporting.plots import plot_score_grid
 
-    plot_score_grid(hists, list(SOURCES), list(FORMATS), out_dir / "scores.png", f"LAMA-ckl unit scores, model {model_spec}")
+    plot_score_grid(hists, list(SOURCES), list(FORMATS), out_dir / "scores.png", f"LAMA-ckl unit scores, model {cfg.model}")
     log(f"tailor: wrote {', '.join(f'{n}.jsonl ({counts[n]})' for n in SET_NAMES)} to {out_dir} "
-        f"in {wall:.1f} s ({n_scored} probes scored, {n_cached} cached)")
+        f"in {wall:.1f} s ({scored[3]} probes scored, {scored[4]} cached)")
     return TailorResult(out_dir, counts, by_rule, {n: [u.uuid for u in sets[n]] for n in SET_NAMES},
-                        scores, skipped, n_scored, n_cached, wall, summary)
+                        scores, scored[2], scored[3], scored[4], wall, summary)

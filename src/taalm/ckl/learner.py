@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import torch
 
-from ..core.strategy import Strategy, check_fsdp, strategy_for
+from ..core.strategy import Strategy, strategy_for
 from ..core.checkpoint import Checkpointer
 from ..core.config import LearnConfig, LoraConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
@@ -307,15 +307,14 @@ def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, los
             "seconds": r.epoch_seconds[-1]})
 
 
-def _make_evaluator(model, tokenizer, cfg: LearnConfig, probes, probe_enc, extra_enc: dict,
-                    run: "RunFolder | None", progress: bool, strategy: Strategy) -> Callable[[int], dict | None]:
-    """``evaluate(epoch)``: the probe sets at one point, as a history row (per-probe files too)."""
+def _make_evaluator(model, tokenizer, cfg: LearnConfig, sets: list[tuple], out: Path | None, progress: bool,
+                    strategy: Strategy) -> Callable[[int], dict | None]:
+    """``evaluate(epoch)``: the probe sets at one point, as a history row (per-probe files too).
+    ``sets``: ``(name, probes, encoded)``, the run's own probes first with name None."""
     def evaluate(epoch: int) -> dict | None:
-        if not probes and not extra_enc:
+        if not sets:
             return None
         row: dict = {"epoch": epoch}
-        out = run.path if run is not None else None
-        sets = ([(None, probes, probe_enc)] if probes else []) + [(n, ps, e) for n, (ps, e) in extra_enc.items()]
         for name, ps, enc in sets:
             t0 = time.time()
             r = _evaluate(model, tokenizer, ps, enc, cfg, strategy, f"eval {name + ' ' if name else ''}{epoch}" if progress else None)
@@ -335,7 +334,7 @@ def _evaluate(model, tokenizer, probes, encoded, cfg: LearnConfig, strategy: Str
     """:func:`evaluate_probes` over the probes, each process scoring its share (the strategy's)."""
     def score(idx: list[int]) -> list:
         return evaluate_probes(model, tokenizer, [probes[i] for i in idx], cfg.eval.batch_size, cfg.eval.padding_side,
-                               [encoded[i] for i in idx], desc is not None, desc or "eval").per_probe
+                               [encoded[i] for i in idx], desc).per_probe
 
     scores = strategy.map_items(score, len(probes))
     n = len(scores)
@@ -376,7 +375,6 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     if model is not None:  # config.yaml records the θ0 that was passed, not the default model's name
         cfg = record_passed_model(cfg, model)
     parts = resolve_method(cfg, weighting=method)  # unknown or incompatible parts: ConfigError
-    check_fsdp(cfg)  # FSDP's own rules (core/strategy.py)
     check_documents(documents, parts.weighting)
     extra = dict(extra_probes or {})
     for name, ps in extra.items():
@@ -388,7 +386,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
               input_paths=input_paths(documents, probes, *extra.values()), config=to_dict(cfg),
               defaults=to_dict(LearnConfig()), device=cfg.model.device, log=log, progress=progress)
     with run:
-        return _learn(run, documents, probes, extra, cfg, parts, model, tokenizer, optimizer, list(callbacks))
+        given = _Given(documents, probes, extra, model, tokenizer, optimizer, list(callbacks))
+        return _learn(run, cfg, parts, given)
 
 
 def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
@@ -443,14 +442,13 @@ def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
     return cfg
 
 
-def _static_weights(method: CklMethod, model, tokenizer, documents, encoded, windows, device, cfg: LearnConfig,
-                    log=None):
-    """Weights that do not depend on θ, once per document, cut per window (None if dynamic).
-    θ is θ0 here unless resumed: RHO-1's reference is θ0 itself only when it is not given."""
+def _static_weights(method: CklMethod, ctx: PrepareContext):
+    """The method's preparation; then weights that do not depend on θ, once per document, cut per
+    window (None if dynamic). θ is θ0 here unless resumed: RHO-1's reference is θ0 itself only
+    when it is not given."""
     w = method.weighting
-    w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, cfg.train.batch_size, documents=documents,
-                             config=cfg, log=log))
-    return None if w.dynamic else _window_weights(w, encoded, windows)
+    w.prepare(ctx)
+    return None if w.dynamic else _window_weights(w, ctx.encoded, ctx.windows)
 
 
 def _window_weights(weighting, encoded, windows, first_doc: int = 0) -> list[torch.Tensor]:
@@ -479,10 +477,23 @@ def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_doc
     return windows, _window_weights(w, encoded, windows, first_doc=n_docs)
 
 
-def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMethod, model, tokenizer,
-           optimizer) -> _Run:
+@dataclass
+class _Given:
+    """What :func:`learn` was given, handed down to its set-up."""
+
+    documents: list[Document]
+    probes: list[Probe] | None
+    extra: dict[str, list[Probe]]  # further named probe sets
+    model: object  # θ0 passed in, or None (config.model is loaded)
+    tokenizer: object
+    optimizer: torch.optim.Optimizer | None  # a previous run's, to continue its state
+    callbacks: list
+
+
+def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run:
     """θ0 and the data (all validated before anything is written), θ's form and optimizer, the
     checkpoint to resume from, then the run folder's start and the method's preparation."""
+    documents, probes, extra, model, tokenizer = given.documents, given.probes, given.extra, given.model, given.tokenizer
     tc, folder, log, progress, resume_dir = cfg.train, run.folder, run.log, run.progress, run.resume_dir
     strategy = strategy_for(tc.fsdp)  # after the ranks joined (Run); FSDP without torchrun: a ConfigError
     model, tokenizer = _load_theta0(cfg, model, tokenizer, log)
@@ -498,7 +509,7 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     if note:
         log(note)
     params = trainable_parameters(model)
-    optimizer = optimizer if optimizer is not None else method.optimizer.build(params)
+    optimizer = given.optimizer if given.optimizer is not None else method.optimizer.build(params)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
     ckpt = Checkpointer(folder.path / "checkpoints", "epoch", 4) if folder is not None else None
     reader = ckpt if folder is not None and folder.resume else (
@@ -515,7 +526,8 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
 
         folder.start(first_files)
     t0 = time.time()
-    static = _static_weights(method, model, tokenizer, documents, encoded, windows, device, cfg, log)
+    static = _static_weights(method, PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size,
+                                                    documents=documents, config=cfg, log=log))
     method.stream.bind(len(windows))
     replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
     if replay_windows:  # the stream's replay documents follow the run's own windows
@@ -523,8 +535,10 @@ def _setup(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
     if state is None and tc.epochs > 0:
         per_epoch = -(-len(windows) // (tc.batch_size * tc.grad_accum))  # about (streams may batch otherwise)
         _note_few_steps(per_epoch * tc.epochs, len(windows), tc, log)
-    evaluate = _make_evaluator(model, tokenizer, cfg, probes, encode_probes(tokenizer, probes) if probes else None,
-                               extra_enc, folder, progress, strategy)
+    sets = ([(None, probes, encode_probes(tokenizer, probes))] if probes else []) + [
+        (name, ps, enc) for name, (ps, enc) in extra_enc.items()]
+    evaluate = _make_evaluator(model, tokenizer, cfg, sets, folder.path if folder is not None else None, progress,
+                               strategy)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
              prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs, autocast_dtype=autocast_dtype,
              total_steps=_total_steps(method, windows, tc), strategy=strategy)
@@ -546,13 +560,18 @@ def _note_few_steps(steps: int, n_windows: int, tc, log) -> None:
 def _enable_gradient_checkpointing(model, mode: str) -> None:
     """``train.gradient_checkpointing``: the model recomputes each layer's activations in the
     backward pass instead of keeping them (non-reentrant checkpointing, which needs no input
-    gradients under LoRA). Models without transformers' switch are refused."""
+    gradients under LoRA). Models without transformers' switch are refused. transformers ≥ 5.x
+    names it ``activation_checkpointing_enable`` (the old name warns and will go in v6)."""
+    new = getattr(model, "activation_checkpointing_enable", None)
     enable = getattr(model, "gradient_checkpointing_enable", None)
-    if enable is None or not getattr(model, "supports_gradient_checkpointing", False):
+    if (new is None and enable is None) or not getattr(model, "supports_gradient_checkpointing", False):
         raise ConfigError(f"train.gradient_checkpointing: θ form '{mode}' ({type(model).__name__}) cannot "
                           "recompute activations (the kadapter form keeps none of the frozen base's anyway)",
                           "train.gradient_checkpointing")
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if new is not None:
+        new(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif enable is not None:  # older transformers
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _total_steps(method: CklMethod, windows: list[Window], tc) -> int:
@@ -579,11 +598,10 @@ def _resume_or_start(r: _Run, state: dict | None, log) -> None:
             r.logger.log_row({"type": "eval", **row})
 
 
-def _learn(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMethod, model, tokenizer,
-           optimizer, callbacks: list) -> LearnResult:
+def _learn(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> LearnResult:
     """:func:`learn` inside its run life cycle (:class:`~taalm.core.run.Run`: checked, ranks
     joined, folder locked): set up, train epoch by epoch, save θ and the summary."""
-    r = _setup(run, documents, probes, extra, cfg, method, model, tokenizer, optimizer)
+    r = _setup(run, cfg, method, given)
     def failure_fields() -> dict:
         assert r.checkpointer is not None  # run.json is marked only in a folder, which has a checkpointer
         return {"last_checkpoint_epoch": r.checkpointer.latest_index()}
@@ -595,7 +613,7 @@ def _learn(run: Run, documents, probes, extra, cfg: LearnConfig, method: CklMeth
             t_epoch = time.time()
             loss = _train_epoch(r, epoch, run.progress)
             r.epoch_seconds.append(time.time() - t_epoch)
-            _end_of_epoch(r, epoch, extra, run.log, callbacks, loss)
+            _end_of_epoch(r, epoch, given.extra, run.log, given.callbacks, loss)
         r.model.eval()
         return _finish(r)  # inside the life cycle: a failure while saving (a full disk) is marked too
     finally:
@@ -610,7 +628,7 @@ def _finish(r: _Run) -> LearnResult:
     state = r.strategy.full_state(r.model)  # gathered by every process where θ is sharded, before rank 0 saves
     if r.out is None:
         return result
-    if state is not None:  # gathered θ: only FSDP gathers, and it trains theta.mode=full alone (check_fsdp)
+    if state is not None:  # gathered θ: only FSDP gathers, and it trains theta.mode=full alone (ThetaForm.shardable)
         assert isinstance(r.method.theta, Full)
         saved = r.method.theta.save(r.model, r.tokenizer, r.out, state=state)
     else:

@@ -103,6 +103,9 @@ def resolve_method(cfg: LearnConfig, weighting: WeightingMethod | None = None) -
         check = getattr(part, "check_method", None)
         if check is not None:
             check(method)  # a part refuses a combination it cannot work with (ConfigError)
+        check_config = getattr(part, "check_config", None)
+        if check_config is not None:
+            check_config(cfg)  # ... or settings of the run it cannot train with (e.g. train.fsdp)
     return method
 
 

@@ -142,20 +142,6 @@ class FullyShardedDataParallel(DataParallel):
         return fn(list(range(n)))  # every rank runs the same forwards (they gather weights together)
 
 
-def check_fsdp(cfg) -> None:
-    """``train.fsdp`` shards a full θ (core/sharding.py); adapters and RHO-1's fine-tuned
-    reference (a copy of θ trained alone) are refused before anything runs."""
-    if not cfg.train.fsdp:
-        return
-    if cfg.theta.mode != "full":
-        raise ConfigError(f"train.fsdp=true needs theta.mode=full (got '{cfg.theta.mode}'): an adapter θ trains "
-                          "few weights, so plain data parallelism (torchrun without train.fsdp) is the tool",
-                          "train.fsdp")
-    if cfg.method.name.split("+")[0] == "rho1" and cfg.method.rho1.reference == "finetuned":
-        raise ConfigError("train.fsdp=true cannot train RHO-1's fine-tuned reference (a copy of a sharded θ); "
-                          "use method.rho1.reference= (θ0) or a model path", "train.fsdp")
-
-
 def strategy_for(fsdp: bool) -> Strategy:
     """The strategy of this process: FSDP2 when asked (under torchrun), data parallel under
     torchrun, else a single process."""
@@ -168,4 +154,4 @@ def strategy_for(fsdp: bool) -> Strategy:
     return DataParallel(d) if d.enabled else SingleProcess()
 
 
-__all__ = ["check_fsdp", "Strategy", "SingleProcess", "DataParallel", "FullyShardedDataParallel", "MicroBatch", "strategy_for"]
+__all__ = ["Strategy", "SingleProcess", "DataParallel", "FullyShardedDataParallel", "MicroBatch", "strategy_for"]

@@ -135,11 +135,12 @@ def _answer_log_probs(model, ids, att, pos, prev: list[torch.Tensor], device, an
 @torch.no_grad()
 def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
                     padding_side: str = "right", encoded: list[Encoded] | None = None,
-                    progress: bool = False, desc: str = "eval", answer_logits_only: bool = True) -> EvalResult:
+                    progress: str | None = None, answer_logits_only: bool = True) -> EvalResult:
     """Answer-token accuracy and NLL of ``model`` on ``probes`` (see the module docstring).
 
-    ``answer_logits_only``: compute logits only at the answer positions where the model allows
-    it (same scores, less work); False always computes every position's logits.
+    ``progress``: a progress bar with this label (None: none). ``answer_logits_only``: compute
+    logits only at the answer positions where the model allows it (same scores, less work); False
+    always computes every position's logits.
     """
     if not probes:
         raise TaalmError("no probes to evaluate (an empty list)")
@@ -154,10 +155,10 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
     scores: list[ProbeScore | None] = [None] * len(probes)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     use_mask = answer_logits_only and _supports_logits_mask()
-    if progress:
+    if progress is not None:
         from ..core.progress import progress as progress_bar
 
-        batches = progress_bar(batches, desc=desc, leave=False, unit="batch")
+        batches = progress_bar(batches, desc=progress, leave=False, unit="batch")
     for idx in batches:
         seqs = [encoded[i].input_ids for i in idx]
         ids, att, pos = pad_batch(seqs, tokenizer.pad_token_id, padding_side)

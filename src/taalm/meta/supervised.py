@@ -120,7 +120,7 @@ def _supervised(run, pairs, splits, cfg: MetaTrainConfig, model, tokenizer, phi)
     steps = open_logger(out / "log.jsonl" if out is not None else None)
     vals = open_logger(out / "val.jsonl" if out is not None else None)
     try:
-        _fit(phi, enc, cfg, pw, base_model, tokenizer, device, steps, run.progress)
+        _fit(phi, enc, cfg, pw, (base_model, tokenizer), steps, run.progress)
         if out is not None:
             phi.save_pretrained(out / "phi")
         best = None
@@ -139,9 +139,12 @@ def _supervised(run, pairs, splits, cfg: MetaTrainConfig, model, tokenizer, phi)
     return MetaTrainResult(out, steps.rows, vals.rows, best, phi, round(time.time() - t0, 1))
 
 
-def _fit(phi, enc: list[EncodedPair], cfg: MetaTrainConfig, pos_weight: float, base_model, tokenizer, device,
-         logger, progress: bool) -> None:
-    """The explicit loop: seeded batches of documents, BCE on the answer span, AdamW on φ."""
+def _fit(phi, enc: list[EncodedPair], cfg: MetaTrainConfig, pos_weight: float, theta0: tuple, logger,
+         progress: bool) -> None:
+    """The explicit loop: seeded batches of documents, BCE on the answer span, AdamW on φ
+    (``theta0``: θ's base model and tokenizer, for a loss-aware φ's token losses)."""
+    base_model, tokenizer = theta0
+    device = next(base_model.parameters()).device
     from ..core.progress import progress as progress_bar
 
     sc = cfg.supervised

@@ -198,17 +198,18 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
 
 
 def reference_weights(tokenizer, pairs: list[Pair], name: str) -> list[torch.Tensor]:
-    """Uniform (``finetune``) or ``oracle`` weights (1 on the answer's tokens in the document)."""
+    """A static weighting method's weights of the pairs' documents, e.g. ``finetune`` (uniform) or
+    ``oracle`` (1 on the answer's tokens): the references validation compares φ with."""
+    from ..ckl.weighting import get_method
+    from ..core.config import MethodConfig
     from ..data import encode_document
 
+    weighting = get_method(MethodConfig(name=name))
     ws = []
-    for p in pairs:
+    for i, p in enumerate(pairs):
         d = p.document
         e = encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text)
-        w = torch.ones(len(e.input_ids)) if name == "finetune" else torch.zeros(len(e.input_ids))
-        if name == "oracle":
-            w[e.span] = 1.0
-        ws.append(w)
+        ws.append(weighting.document_weights(i, e))
     return ws
 
 
@@ -370,10 +371,11 @@ def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
     return model, theta, phi, tokenizer
 
 
-def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, update: int, pad_id: int,
-                 device, tokenizer=None, loss_cache: dict | None = None) -> dict:
+def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, update: int, tokenizer,
+                 loss_cache: dict | None = None) -> dict:
     """One φ update's gradient, accumulated over micro-batches of pairs (mean over the update's
     pairs); returns the update's statistics. φ's optimizer step is the caller's."""
+    pad_id, device = tokenizer.pad_token_id, next(theta.model.parameters()).device
     idx = pair_stream(len(enc), cfg.seed, cfg.stream_offset + (update - 1) * cfg.batch_pairs, cfg.batch_pairs)
     idx.sort(key=lambda i: len(enc[i].doc.input_ids))  # similar lengths share a forward pass
     stats: dict[str, Any] = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
@@ -489,10 +491,13 @@ class _MetaRun:
             "config": to_dict(self.cfg), "seconds": self.seconds(), **more})
 
 
-def _meta_setup(pairs, val_pairs, cfg: MetaTrainConfig, folder, inputs: dict, model, tokenizer, phi,
-                log, resume_dir: Path | None = None) -> _MetaRun:
-    """Models, pairs, φ's optimizer, the checkpoint to resume from; then the folder's start and
-    the append-only logs (rows past the checkpoint are dropped: they are redone)."""
+def _meta_setup(run, pairs, val_pairs, cfg: MetaTrainConfig, given: tuple) -> _MetaRun:
+    """Models (``given``: θ's base, its tokenizer and φ, each None to build from the config),
+    pairs, φ's optimizer, the checkpoint to resume from; then the folder's start (``run``: the
+    :class:`~taalm.core.run.Run`) and the append-only logs (rows past the checkpoint are dropped:
+    they are redone)."""
+    folder, inputs, log, resume_dir = run.folder, run.inputs, run.log, run.resume_dir
+    model, tokenizer, phi = given
     t_start = time.time()
     base_model, theta, phi, tokenizer = build_meta_models(cfg, model, tokenizer, phi, log)
     phi.train()
@@ -549,8 +554,7 @@ def _phi_update(r: _MetaRun, update: int) -> dict:
     AdamW's step. Returns the logged row."""
     cfg, t0 = r.cfg, time.time()
     r.opt.zero_grad(set_to_none=True)
-    stats = _meta_update(r.phi, r.theta, r.enc, cfg, update, r.tokenizer.pad_token_id, r.device, r.tokenizer,
-                         r.loss_cache)
+    stats = _meta_update(r.phi, r.theta, r.enc, cfg, update, r.tokenizer, r.loss_cache)
     gnorm = float(torch.nn.utils.clip_grad_norm_(list(r.params.values()),
                                                  cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
     if not math.isfinite(gnorm):
@@ -569,7 +573,7 @@ def _train_attention(run, pairs, val_pairs, cfg: MetaTrainConfig, model, tokeniz
     then write the outputs. Under data parallelism rank 0 alone validates (each validation a CKL
     run of its own)."""
     main, log = run.is_main, run.log
-    r = _meta_setup(pairs, val_pairs, cfg, run.folder, run.inputs, model, tokenizer, phi, log, run.resume_dir)
+    r = _meta_setup(run, pairs, val_pairs, cfg, (model, tokenizer, phi))
     run.failure_fields = lambda: {"seconds": r.seconds()}
     bar = None
     try:
@@ -593,8 +597,7 @@ def _train_attention(run, pairs, val_pairs, cfg: MetaTrainConfig, model, tokeniz
             if r.checkpointer is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
                 r.checkpointer.save(update, r.params, r.opt, {"update": update, "best": r.best, "seconds": r.seconds()})
         if r.out is not None:  # inside the life cycle: a failure here (a full disk) is marked too
-            _write_outputs(r.out, r.phi, r.tokenizer, heat_enc, cfg, r.val_rows, r.log_rows, r.best, references,
-                           r.seconds(), r.base_model)
+            _write_outputs(r, heat_enc, references)
     finally:
         r.update_log.close()
         r.val_log.close()
@@ -637,21 +640,23 @@ def heat_losses(phi, base_model, tokenizer, items: list[EncodedPair]) -> list[to
     return theta0_losses(base_model, tokenizer, items, next(base_model.parameters()).device)
 
 
-def _write_outputs(out: Path, phi, tokenizer, heat_enc, cfg, val_rows, log_rows, best, references, seconds,
-                   base_model=None) -> None:
+def _write_outputs(r: _MetaRun, heat_enc: list, references: dict) -> None:
+    """φ, the weight heatmap before/after, the validation plot and ``summary.json`` of a finished run."""
+    out, phi, tokenizer, cfg, log_rows = r.out, r.phi, r.tokenizer, r.cfg, r.log_rows
+    assert out is not None  # called only for a run with a folder
     phi.save_pretrained(out / "phi")
     phi.eval()
     wa = phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc],
-                           losses=heat_losses(phi, base_model, tokenizer, heat_enc))
+                           losses=heat_losses(phi, r.base_model, tokenizer, heat_enc))
     wb = [torch.tensor(w) for w in json.loads((out / "weights_before.json").read_text())]
     write_weight_report(out, tokenizer, heat_enc, wb, wa)
-    if val_rows:
+    if r.val_rows:
         from ..reporting.plots import plot_validation
 
-        plot_validation(val_rows, log_rows, out / "validation.png", references)
+        plot_validation(r.val_rows, log_rows, out / "validation.png", references)
     atomic_write_json(out / "summary.json", {
-        "updates": cfg.updates, "val": val_rows, "best": best, "references": references,
-        "seconds": round(seconds, 1), "first": log_rows[0] if log_rows else None,
+        "updates": cfg.updates, "val": r.val_rows, "best": r.best, "references": references,
+        "seconds": round(r.seconds(), 1), "first": log_rows[0] if log_rows else None,
         "last": log_rows[-1] if log_rows else None})
 
 

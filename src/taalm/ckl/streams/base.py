@@ -26,6 +26,7 @@ STREAMS: Registry["DataStream"] = Registry("data stream", "train.stream")
 
 class DataStream:
     name: ClassVar[str] = ""
+    replays: ClassVar[bool] = False  # mixes replay documents from a pool into training (train.<name>.pool)
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg

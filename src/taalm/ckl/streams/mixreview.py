@@ -25,6 +25,8 @@ from .plain import Plain
 class MixReview(Plain):
     """Mix replay documents from train.mixreview.pool into every step (ratio, decay per epoch)."""
 
+    replays = True
+
     def __init__(self, cfg):
         super().__init__(cfg)
         mc = cfg.mixreview

@@ -35,10 +35,18 @@ class ThetaForm:
     """One way to parameterise θ; ``cfg`` is the run's ``theta`` section, ``seed`` its seed."""
 
     name: ClassVar[str] = ""
+    shardable: ClassVar[bool] = False  # FSDP2 can shard it (train.fsdp): every weight trains
 
     def __init__(self, cfg: ThetaConfig, seed: int = 0):
         self.cfg = cfg
         self.seed = seed
+
+    def check_config(self, cfg) -> None:
+        """Refuse settings this θ form cannot train with (a ConfigError before anything runs)."""
+        if cfg.train.fsdp and not self.shardable:
+            raise ConfigError(f"train.fsdp=true needs theta.mode=full (got '{self.name}'): an adapter θ trains "
+                              "few weights, so plain data parallelism (torchrun without train.fsdp) is the tool",
+                              "train.fsdp")
 
     def prepare(self, model):
         """The model to train (``model`` itself or a wrapper); a model this form already

@@ -11,6 +11,8 @@ from .base import THETA_FORMS, ThetaForm
 class Full(ThetaForm):
     """Full fine-tuning: every parameter trains; saved as a whole model folder."""
 
+    shardable = True  # train.fsdp: FSDP2 shards its weights, gradients and optimizer state
+
     def prepare(self, model):
         for p in model.parameters():
             p.requires_grad_(True)

@@ -82,6 +82,19 @@ class WeightingMethod:
         self.cfg = cfg
         self.seed = seed
 
+    def keep_loaded(self, device) -> None:
+        """Load once what :meth:`prepare` would load on every call (a map over many batches
+        calls it again and again: ``taalm.hf``); nothing by default."""
+
+    def preview_note(self) -> str | None:
+        """A caveat for weights shown without training (``taalm weights``); None by default."""
+        return None
+
+    def provenance(self) -> dict:
+        """What the run's config does not pin down by itself, recorded with benchmark results
+        (e.g. which trained φ ran, with its checksum); nothing by default."""
+        return {}
+
     def prepare(self, ctx: PrepareContext) -> None:
         """Precompute what does not depend on θ (called once, before the first step)."""
 

@@ -60,6 +60,19 @@ class Rho1(WeightingMethod):
             raise ConfigError(f"method.rho1.ratio must be in (0, 1], got {cfg.rho1.ratio}")
         self.ref_losses: dict[tuple[int, int], torch.Tensor] = {}
 
+    def preview_note(self) -> str | None:
+        if self.cfg.rho1.reference:
+            return None
+        return ("note: rho1 against its default reference (the model itself) has zero excess loss everywhere "
+                "before training, so the shown selection is arbitrary; pass method.rho1.reference=MODEL to "
+                "compare two models")
+
+    def check_config(self, cfg) -> None:
+        """The fine-tuned reference is a copy of θ trained alone: not of a sharded θ (train.fsdp)."""
+        if cfg.train.fsdp and self.cfg.rho1.reference == "finetuned":
+            raise ConfigError("train.fsdp=true cannot train RHO-1's fine-tuned reference (a copy of a sharded θ); "
+                              "use method.rho1.reference= (θ0) or a model path", "train.fsdp")
+
     def prepare(self, ctx: PrepareContext) -> None:
         model = ctx.model
         if self.cfg.rho1.reference == "finetuned":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ...core.devices import free_cached_memory
@@ -45,6 +47,23 @@ class TaalmWeights(WeightingMethod):
         self.base = _check_phi_base(self.checkpoint, cfg.taalm.base)
         self.cached: list[torch.Tensor] | None = None
         self.phi = None  # a φ the caller keeps loaded across prepare() calls (taalm.hf maps many batches)
+
+    def keep_loaded(self, device) -> None:
+        """φ loaded once; :meth:`prepare` then reuses it."""
+        from ...models.train_attention import TrainAttention
+
+        self.phi = TrainAttention.from_pretrained(self.checkpoint, device=str(device), base=self.base)
+
+    def provenance(self) -> dict:
+        """Which φ runs (the shipped default or a folder) and the sha256 of its tensors."""
+        import hashlib
+
+        from ...models.train_attention import PHI_TENSORS_FILE, default_phi_checkpoint
+
+        folder, default = self.checkpoint, default_phi_checkpoint()
+        digest = hashlib.sha256((Path(folder) / PHI_TENSORS_FILE).read_bytes()).hexdigest()
+        return {"phi_checkpoint": "shipped default (taalm/phi_default)" if default and Path(folder) == Path(default)
+                else str(folder), "phi_sha256": digest}
 
     def prepare(self, ctx: PrepareContext) -> None:
         from ...models.train_attention import TrainAttention
