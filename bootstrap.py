@@ -64,6 +64,8 @@ def setup() -> None:
         return
     if not venv_python().exists():
         sh(sys.executable, "-m", "venv", VENV)
+    if not has("import pip"):  # a set-up killed while the environment was made: its pip is missing
+        sh(venv_python(), "-m", "ensurepip", "--upgrade")
     if not has("import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); "
                "sys.exit(v < (2, 6))"):
         pip(TORCH, *(["--index-url", TORCH_INDEX] if TORCH_INDEX else []))
