@@ -48,11 +48,11 @@ from .core.errors import TaalmError
 NORMALIZATIONS = ("sequence", "token")
 
 
-def token_weights_fn(tokenizer, method="taalm", *, text_field: str = "text", answer_field: str = "answer",
+def token_weights_fn(tokenizer, method="taalm", *, fields: tuple[str, str] = ("text", "answer"),
                      max_length: int | None = None, overrides: Sequence[str] = (), model=None,
                      device: str | None = None, batch_size: int = 8) -> Callable[[dict], dict]:
-    """A ``datasets.map(batched=True)`` function: rows with ``text_field`` (and ``answer_field``
-    for the oracle) -> ``input_ids``, ``attention_mask``, ``token_weights`` (truncated to
+    """A ``datasets.map(batched=True)`` function: rows with a text column (and an answer column
+    for the oracle; ``fields`` names both) -> ``input_ids``, ``attention_mask``, ``token_weights`` (truncated to
     ``max_length`` if given). ``method``: a registered weighting name (``overrides``: its config
     keys, e.g. ``method.taalm.checkpoint=PHI``) or a :class:`~taalm.ckl.weighting.WeightingMethod`.
     Methods whose weights depend on θ during training (``rho1``) are refused."""
@@ -72,7 +72,7 @@ def token_weights_fn(tokenizer, method="taalm", *, text_field: str = "text", ans
     weighting.keep_loaded(dev)  # e.g. φ: loaded once for every batch the map sees
 
     def add_token_weights(batch: dict) -> dict:
-        docs = _documents(batch, text_field, answer_field, weighting.needs_answer)
+        docs = _documents(batch, fields[0], fields[1], weighting.needs_answer)
         enc, weights = _weights(weighting, tokenizer, docs, model, dev, batch_size)
         cut = slice(None, max_length)
         return {"input_ids": [e.input_ids[cut] for e in enc],
@@ -87,7 +87,7 @@ def _documents(batch: dict, text_field: str, answer_field: str, needs_answer: bo
 
     if text_field not in batch:
         raise TaalmError(f"the dataset has no '{text_field}' column (columns: {', '.join(batch)}); "
-                         "pass text_field=...")
+                         "pass fields=(TEXT_COLUMN, ANSWER_COLUMN)")
     answers = batch.get(answer_field) or [None] * len(batch[text_field])
     if needs_answer and any(a is None for a in answers):
         raise TaalmError(f"this weighting method needs each row's answer in the '{answer_field}' column")
