@@ -27,7 +27,7 @@ import torch
 
 from ..core.strategy import Strategy, strategy_for
 from ..core.checkpoint import Checkpointer
-from ..core.config import LearnConfig, LoraConfig, check_config, save_config, to_dict
+from ..core.config import LearnConfig, check_config, save_config, to_dict
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
@@ -430,15 +430,9 @@ def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     name = str(getattr(base, "taalm_spec", "") or getattr(getattr(base, "config", None), "_name_or_path", "") or "")
     cfg.model.name = name or f"({type(base).__name__} passed from Python)"
-    peft_cfg = getattr(model, "peft_config", None)
-    if peft_cfg and cfg.theta.mode == "lora" and cfg.theta.lora == LoraConfig():  # unset: what the model carries
-        have = peft_cfg[getattr(model, "active_adapter", "default")]
-        targets = have.target_modules
-        cfg.theta.lora.r = int(have.r)
-        # peft's lora_alpha may be fractional: kept as a float (the schema's int annotation drives YAML parsing)
-        cfg.theta.lora.alpha = float(have.lora_alpha)  # type: ignore[assignment]  # peft's float lora_alpha
-        cfg.theta.lora.dropout = float(have.lora_dropout)
-        cfg.theta.lora.target_modules = sorted(targets) if isinstance(targets, (set, list)) else [str(targets)]
+    from .theta import THETA_FORMS
+
+    THETA_FORMS.get(cfg.theta.mode).record_passed(cfg.theta, model)  # e.g. a peft model's own adapter settings
     return cfg
 
 

@@ -41,6 +41,11 @@ class ThetaForm:
         self.cfg = cfg
         self.seed = seed
 
+    @classmethod
+    def record_passed(cls, theta_cfg: ThetaConfig, model) -> None:
+        """Write into ``theta_cfg`` what a model passed from Python already carries of this form
+        (so config.yaml says what θ is); nothing by default."""
+
     def check_config(self, cfg) -> None:
         """Refuse settings this θ form cannot train with (a ConfigError before anything runs)."""
         if cfg.train.fsdp and not self.shardable:

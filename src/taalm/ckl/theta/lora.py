@@ -15,6 +15,24 @@ from .base import THETA_FORMS, ThetaForm, quiet_peft
 class Lora(ThetaForm):
     """LoRA adapters (peft) on a frozen base: only the adapters train; saved in peft format."""
 
+    @classmethod
+    def record_passed(cls, theta_cfg, model) -> None:
+        """A peft LoRA model's own adapter settings replace ``theta.lora`` left at its defaults (it
+        is used as it is, never wrapped again; settings the user gave that contradict it are
+        refused by :meth:`prepare`)."""
+        from ...core.config import LoraConfig as LoraSettings
+
+        peft_cfg = getattr(model, "peft_config", None)
+        if not peft_cfg or theta_cfg.lora != LoraSettings():  # not a peft model, or settings the user gave
+            return
+        have = peft_cfg[getattr(model, "active_adapter", "default")]
+        targets = have.target_modules
+        theta_cfg.lora.r = int(have.r)
+        # peft's lora_alpha may be fractional: kept as a float (the schema's int annotation drives YAML parsing)
+        theta_cfg.lora.alpha = float(have.lora_alpha)
+        theta_cfg.lora.dropout = float(have.lora_dropout)
+        theta_cfg.lora.target_modules = sorted(targets) if isinstance(targets, (set, list)) else [str(targets)]
+
     def prepare(self, model):
         import_peft()
         from peft import LoraConfig, PeftModel, get_peft_model
