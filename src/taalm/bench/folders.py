@@ -102,4 +102,11 @@ def fmt_time(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d} min"
 
 
-__all__ = ["read_json_object", "check_out_dir", "check_method_options", "peak_memory", "fmt_time"]
+def sha256_file(path: Path) -> str:
+    """The sha256 of an input file, recorded so a rerun on other data is refused."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+__all__ = ["sha256_file", "read_json_object", "check_out_dir", "check_method_options", "peak_memory", "fmt_time"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import ConfigError, InputError
+from ..folders import sha256_file
 from .config import PROBE_FORMATS, LamaCklConfig, probe_format_of
 
 def lama_ckl_files(data_dir: str | Path, probe_format: str = "descriptive") -> tuple[Path, Path]:
@@ -62,9 +62,9 @@ def load_lama_ckl(to_learn: str | Path, not_to_forget: str | Path, cfg: LamaCklC
             notes.append(f"note: {name} file has {have} units (< {want} asked): using all of them")
     docs, probes, nf = [docs[i] for i in ti], [probes[i] for i in ti], [nf[i] for i in ni]
     info = {
-        "to_learn": {"path": str(to_learn.resolve()), "sha256": _sha256(to_learn), "n": len(docs),
+        "to_learn": {"path": str(to_learn.resolve()), "sha256": sha256_file(to_learn), "n": len(docs),
                      "ids": [d.id for d in docs]},
-        "not_to_forget": {"path": str(not_to_forget.resolve()), "sha256": _sha256(not_to_forget),
+        "not_to_forget": {"path": str(not_to_forget.resolve()), "sha256": sha256_file(not_to_forget),
                           "n": len(nf), "ids": [p.id for p in nf]},
         "probe_field": field_,
         "subset": b.subset,
@@ -90,10 +90,6 @@ def _subset(n_total: int, n: int, how: str, seed: int, stream: str) -> list[int]
     if how == "first":
         return list(range(n))
     return sorted(random.Random(f"{seed}:{stream}").sample(range(n_total), n))  # file order kept
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 __all__ = ["lama_ckl_files", "LamaCklData", "LAMA_UNIT_FIELDS", "load_lama_ckl", "check_lama_units"]
