@@ -43,6 +43,7 @@ from taalm.demo import demo_files  # noqa: E402
 from taalm.core.devices import resolve_device, resolve_dtype, supports_4bit  # noqa: E402
 from taalm.evaluation.probes import evaluate_probes  # noqa: E402
 from taalm.ckl.learner import learn  # noqa: E402
+from taalm.core.run import QUIET
 
 
 def smollm2_shape(vocab: int, small: bool):
@@ -141,7 +142,7 @@ def main() -> int:
                                               "train.lr=1e-3", "eval.every_epoch=true"])
         model = copy.deepcopy(base)
         t0 = time.perf_counter()
-        res = learn(docs, probes, cfg, model=model, tokenizer=tok, progress=False, log=lambda m: None)
+        res = learn(docs, probes, cfg, model=model, tokenizer=tok, options=QUIET)
         p = next(p for p in res.model.parameters() if p.requires_grad)
         runs[f"{method}/{mode}"] = {"history": res.history, "seconds": round(time.perf_counter() - t0, 3),
                                     "param_device": str(p.device), "param_dtype": str(p.dtype),

@@ -27,6 +27,7 @@ import copy
 import time
 
 import torch
+from taalm.core.run import QUIET
 
 SHAPES = {
     "smollm2-135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -75,7 +76,7 @@ def build_phi(shape: str, device, dtype):
     from conftest import build_tokenizer
 
     from taalm.core.config import PhiConfig
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     return TrainAttention(build(shape, device, dtype, attn="sdpa", seed=1), build_tokenizer(), PhiConfig()).train()
 
@@ -113,7 +114,7 @@ def _peak_mib(device):
 def meta_variant(theta_model, phi, device, *, pairs: int, micro: int, engine: str, state_dtype, reps: int,
                  doc: int, task: int) -> dict:
     """pairs/s of one variant: ``pairs`` pairs per update in micro-batches of ``micro``."""
-    from taalm.meta.gradient import MetaTheta
+    from taalm.meta.theta import MetaTheta
 
     theta = MetaTheta(theta_model, state_dtype=state_dtype)
     vocab = theta_model.config.vocab_size
@@ -131,7 +132,7 @@ def meta_variant(theta_model, phi, device, *, pairs: int, micro: int, engine: st
 
 def _unwrap(model) -> None:
     """Undo MetaTheta's LoRA wrappers so the next variant wraps a clean base."""
-    from taalm.meta.gradient import _LoRALinear
+    from taalm.meta.theta import _LoRALinear
 
     for name, mod in list(model.named_modules()):
         for cname, child in list(mod.named_children()):
@@ -214,8 +215,8 @@ def ckl_section(shape: str, device, *, batch: int, seq: int, steps: int, log) ->
                 "train.stride=0", "train.lr=1e-5", "train.shuffle=false", f"train.gradient_checkpointing={ckpt}"])
             _peak_reset(device)
             try:
-                res = learn(docs, None, cfg, model=copy.deepcopy(base), tokenizer=tok, progress=False,
-                            log=lambda m: None)
+                res = learn(docs, None, cfg, model=copy.deepcopy(base), tokenizer=tok,
+                            options=QUIET)
             except torch.OutOfMemoryError:
                 rows.append({"mode": mode, "gradient_checkpointing": ckpt, "out_of_memory": True})
                 continue

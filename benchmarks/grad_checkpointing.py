@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from taalm.core.run import QUIET
 
 
 def _status_mib(key: str) -> float:
@@ -55,7 +56,7 @@ def child(args) -> dict:
     _reset_peak()
     rss_loaded = _status_mib("VmRSS")
     reset_peak_memory(device)
-    res = learn(docs, None, cfg, model=model, tokenizer=tok, progress=False, log=lambda m: None)
+    res = learn(docs, None, cfg, model=model, tokenizer=tok, options=QUIET)
     return {"mode": args.mode, "gradient_checkpointing": args.ckpt == "true", "steps": res.steps,
             "windows": len(docs), "seconds_per_step": round(res.train_seconds / max(res.steps, 1), 3),
             "peak_rss_mib": round(_status_mib("VmHWM"), 1), "rss_after_load_mib": round(rss_loaded, 1),

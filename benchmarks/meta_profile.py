@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from taalm.meta import gradient
     from taalm.meta.training import encode_pairs, make_batch, pair_stream, phi_weights
     from taalm.models.loading import load_model
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     timer = Timer()
     for fn in ("meta_step", "_warm_up", "_doc_loss", "_grads", "_reference_losses", "_task_terms", "_dloss_dhidden", "_jvp_hidden"):

@@ -60,11 +60,12 @@ from taalm.core.config import LoraConfig, PhiConfig, ThetaConfig  # noqa: E402
 from taalm.data import encode, make_probe  # noqa: E402
 from taalm.ckl.loss import weighted_lm_loss  # noqa: E402
 from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig  # noqa: E402
-from taalm.meta.gradient import MetaTheta, PairBatch, meta_step  # noqa: E402
+from taalm.meta.gradient import PairBatch, meta_step  # noqa: E402
+from taalm.meta.theta import MetaTheta  # noqa: E402
 from taalm.models.loading import load_model, load_tokenizer  # noqa: E402
 from taalm.core.files import atomic_write_json, environment_info  # noqa: E402
 from taalm.ckl.theta import wrap_theta  # noqa: E402
-from taalm.models.train_attention import TrainAttention  # noqa: E402
+from taalm.models.phi import TrainAttention  # noqa: E402
 
 DATA = Path("/work/shared/data/lama_ckl/variant.jsonl")
 MODEL = "smollm2-135m"
@@ -242,7 +243,7 @@ class Bench:
             if mode == "lora":
                 m = wrap_theta(m, ThetaConfig(mode="lora", lora=LoraConfig(r=R, alpha=ALPHA)), seed=0)
             else:
-                from taalm.meta.gradient import _decoder_layers
+                from taalm.meta.theta import _decoder_layers
 
                 for p in m.parameters():
                     p.requires_grad_(False)

@@ -40,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     from taalm.core.config import PhiConfig
     from taalm.data import read_pairs
     from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
-    from taalm.meta.gradient import MetaTheta, meta_step
+    from taalm.meta.gradient import meta_step
+    from taalm.meta.theta import MetaTheta
     from taalm.meta.training import encode_pairs, make_batch, phi_weights
     from taalm.models.loading import load_model
     from taalm.core.files import atomic_write_json, environment_info
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     pairs = read_pairs(a.pool, "task_descriptive", a.pairs)
     model, tok = load_model("smollm2-135m", attn="eager")

@@ -101,7 +101,7 @@ def row_from_validation(weights: str, val_file: Path, recipe: Path | None, overr
     from taalm.meta.training import validate
     from taalm.models.loading import load_model
     from taalm.core.files import environment_info
-    from taalm.models.train_attention import TrainAttention, default_phi_checkpoint
+    from taalm.models.phi import TrainAttention, default_phi_checkpoint
     from taalm.ckl.weighting import get_method, weights_for_documents
 
     cfg = load_config(MetaTrainConfig, recipe, overrides)

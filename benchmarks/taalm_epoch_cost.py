@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from taalm.core.run import QUIET
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
     from taalm.ckl.learner import learn
     from taalm.models.loading import load_model
     from taalm.core.files import atomic_write_json, environment_info
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     docs = read_documents(args.docs, args.limit)
     model, tok = load_model("smollm2-135m", device="cpu")
@@ -57,8 +58,8 @@ def main() -> None:
                 over.append(f"method.taalm.checkpoint={phi_dir}")
             cfg = load_config(LearnConfig, None, over)
             t0 = time.perf_counter()
-            res = learn(docs, None, cfg, None, model=copy.deepcopy(model), tokenizer=tok, progress=False,
-                        log=lambda m: None)
+            res = learn(docs, None, cfg, None, model=copy.deepcopy(model), tokenizer=tok,
+                        options=QUIET)
             # epoch_seconds: training only (prepare() — φ's one-off scoring — is timed apart)
             epoch_times = res.epoch_seconds
             prep = {"s": res.prepare_seconds}

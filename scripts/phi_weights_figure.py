@@ -16,7 +16,7 @@ from taalm.core.config import PhiConfig
 from taalm.data import encode_document, read_documents
 from taalm.demo import demo_files
 from taalm.models.loading import load_model
-from taalm.models.train_attention import TrainAttention, default_phi_checkpoint
+from taalm.models.phi import TrainAttention, default_phi_checkpoint
 from taalm.reporting.plots import plot_weights_before_after
 
 

@@ -3,6 +3,7 @@ answer-positions-only evaluation it relies on after every epoch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -14,6 +15,7 @@ from taalm.bench.lama_ckl import (SIZES, curve_from_history, lama_ckl_files, res
                                   summarize_curve)
 from taalm.bench.registry import get_benchmark
 from taalm.cli import main
+from taalm.core.run import RunOptions
 from taalm.core.errors import ConfigError, InputError, TaalmError
 
 FACTS = [  # (subject, relation, object, evidence)
@@ -53,6 +55,7 @@ def tailored(tmp_path):
 
 
 QUIET = dict(progress=False, log=lambda m: None)
+RUN_QUIET = RunOptions(progress=False, log=lambda m: None)
 TINY = ["theta.lora.r=4", "train.lr=5e-3"]
 
 
@@ -183,7 +186,8 @@ def test_interrupted_method_resumes_exactly(tmp_path, tailored, tokenizer, monke
             def stop(event):
                 if event["epoch"] == 2:
                     raise KeyboardInterrupt
-            kwargs = {**kwargs, "callbacks": list(kwargs["callbacks"]) + [stop]}
+            o = kwargs["options"]
+            kwargs = {**kwargs, "options": dataclasses.replace(o, callbacks=[*o.callbacks, stop])}
         return kwargs
 
     calls = count_learn_calls(monkeypatch, interrupt_once)
@@ -204,7 +208,7 @@ def test_interrupted_method_resumes_exactly(tmp_path, tailored, tokenizer, monke
 
 
 def test_bad_method_or_missing_phi_fails_before_writing(tmp_path, tailored, tokenizer, monkeypatch):
-    import taalm.models.train_attention as ta
+    import taalm.models.phi as ta
 
     monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     to_learn, nf = lama_ckl_files(tailored)
@@ -232,7 +236,7 @@ def cli(capsys, *argv):
 
 def test_cli_end_to_end_with_taalm(tmp_path, capsys, tailored, model_dir):
     from taalm.core.config import PhiConfig
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     tok = build_tokenizer()
     phi = TrainAttention(make_llama(len(tok)), tok, PhiConfig(base=str(model_dir))).save_pretrained(tmp_path / "phi")
@@ -269,7 +273,7 @@ def test_cli_end_to_end_with_taalm(tmp_path, capsys, tailored, model_dir):
     (["--methods", "taalm"], "method.taalm.checkpoint"),
 ])
 def test_cli_bad_inputs_one_line_exit_2(tmp_path, capsys, tailored, argv, expected, monkeypatch):
-    import taalm.models.train_attention as ta
+    import taalm.models.phi as ta
 
     monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     argv = [str(tmp_path / "nope") if a == "NOPE" else a for a in argv]
@@ -300,11 +304,11 @@ def test_learner_rows_unchanged_without_extra_probes(tokenizer, tailored):
     f = tailored / "to_learn.jsonl"
     cfg = load_config(LearnConfig, None, ["train.epochs=1", "theta.lora.r=4"])
     res = taalm.ckl.learner.learn(read_documents(f), read_probes(f), cfg, model=make_llama(len(tokenizer)),
-                                  tokenizer=tokenizer, **QUIET)
+                                  tokenizer=tokenizer, options=RUN_QUIET)
     assert [set(r) for r in res.history] == [{"epoch", "accuracy", "nll", "n", "seconds"}] * 2
     with pytest.raises(TaalmError, match="extra probe set 'accuracy'"):
         taalm.ckl.learner.learn(read_documents(f), None, cfg, model=make_llama(len(tokenizer)), tokenizer=tokenizer,
-                            extra_probes={"accuracy": read_probes(f)}, **QUIET)
+                            extra_probes={"accuracy": read_probes(f)}, options=RUN_QUIET)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

@@ -93,15 +93,35 @@ def test_every_section_checks_its_ranges(schema, override):
         load_config(LearnConfig if schema == "learn" else MetaTrainConfig, None, [override])
 
 
-def test_every_config_field_has_a_description():
+def test_every_config_field_has_a_description(monkeypatch):
+    """Every key of every command's schema has help, read from the fields' metadata: it works
+    with no source files at all (an installed wheel without .py sources, a frozen app)."""
     import dataclasses
+    import inspect
 
+    from taalm.bench.lama_ckl.config import BenchOptions, LamaCklConfig
+    from taalm.bench.pool import PoolConfig
+    from taalm.bench.stream.base import StreamConfig, StreamOptions
+    from taalm.bench.tailor import TailorConfig
     from taalm.core import config as C
 
+    def no_source(obj):
+        raise OSError("no source")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
     classes = [v for v in vars(C).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
-    assert len(classes) > 10
+    classes += [BenchOptions, LamaCklConfig, PoolConfig, StreamConfig, StreamOptions, TailorConfig]
+    assert len(classes) > 15
     missing = [f"{cls.__name__}.{name}" for cls in classes for name, text in C.field_help(cls).items() if not text]
     assert not missing, missing
+    assert C.field_help(C.TrainConfig)["lr"].startswith("θ's learning rate")
+
+
+def test_option_needs_its_help():
+    from taalm.core.config import option
+
+    with pytest.raises(ValueError, match="needs its help"):
+        option(1)
 
 
 @pytest.mark.parametrize("cls_name", ["LearnConfig", "MetaTrainConfig"])
@@ -125,3 +145,31 @@ def test_meta_training_refuses_fsdp_with_the_reasons():
         load_config(MetaTrainConfig, None, ["fsdp=true"])
     assert "#172543" in str(e.value) and "#182641" in str(e.value) and e.value.key == "fsdp"
     assert load_config(MetaTrainConfig, None, ["fsdp=false"]).fsdp is False
+
+
+def test_every_command_reaches_its_typed_config_through_one_load_config():
+    """eval, data tailor and data pool: flags are shortcuts for config keys, ``key=value``
+    overrides and ``--config`` apply on top, unknown keys are errors naming the key, and
+    ``taalm config --for NAME`` prints every command's schema."""
+    from taalm.bench.pool import PoolConfig
+    from taalm.bench.tailor import TailorConfig
+    from taalm.cli import (CONFIG_SCHEMAS, EVAL_SHORTCUTS, POOL_SHORTCUTS, TAILOR_SHORTCUTS, _config_from_flags,
+                           build_parser, main)
+    from taalm.core.config import ProbeEvalConfig
+
+    parse = build_parser().parse_args
+    cfg = _config_from_flags(ProbeEvalConfig, parse(["eval", "--probes", "p.jsonl", "--batch-size", "4",
+                                                     "--allow-pickle", "model.dtype=fp32", "data.limit=3"]),
+                             EVAL_SHORTCUTS)
+    assert (cfg.eval.batch_size, cfg.model.allow_pickle, cfg.model.dtype, cfg.data.limit) == (4, True, "fp32", 3)
+    assert cfg.model.name == "smollm2-135m" and cfg.eval.padding_side == "right"  # the schema's defaults
+    with pytest.raises(ConfigError, match="eval.batchsize"):
+        _config_from_flags(ProbeEvalConfig, parse(["eval", "--probes", "p", "eval.batchsize=2"]), EVAL_SHORTCUTS)
+    args = parse(["data", "tailor", "--data", "d", "--out", "o", "--to-learn-rule", "descriptive", "chunk_size=7"])
+    t = _config_from_flags(TailorConfig, args, TAILOR_SHORTCUTS)
+    assert (t.to_learn_rule, t.chunk_size, t.batch_size) == ("descriptive", 7, 32)
+    args = parse(["data", "pool", "trex/", "--out", "o", "--exclude", "a", "--exclude", "b", "--cap", "5"])
+    p = _config_from_flags(PoolConfig, args, POOL_SHORTCUTS, ["invent=0.25"])
+    assert (p.exclude, p.per_relation_cap, p.invent, p.n_val) == (["a", "b"], 5, 0.25, 256)
+    for name in CONFIG_SCHEMAS:
+        assert main(["config", "--for", name]) == 0

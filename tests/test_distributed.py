@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from taalm.cli import main
 from taalm.core import distributed
+from taalm.ckl.learner import LearnOptions
 
 
 def _common(model_dir, docs_file, probes_file):
@@ -48,8 +49,8 @@ def _resumed_on_two_ranks(tmp_path, docs_file, probes_file, common, method, extr
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        learn(read_documents(docs_file), read_probes(probes_file), cfg, tmp_path / "b", progress=False,
-              log=lambda m: None, callbacks=[kill_after_first])
+        learn(read_documents(docs_file), read_probes(probes_file), cfg, tmp_path / "b",
+              options=LearnOptions(progress=False, log=lambda m: None, callbacks=[kill_after_first]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "taalm",
            "learn", *common, *extra, "--out", str(tmp_path / "b"), "--resume"]
     proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)

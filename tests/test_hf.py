@@ -9,6 +9,7 @@ datasets = pytest.importorskip("datasets", reason="the datasets extra is not ins
 
 from conftest import make_gpt2, make_llama  # noqa: E402
 from taalm import hf  # noqa: E402
+from taalm.ckl.learner import LearnOptions
 
 ROWS = [
     {"text": "The Varnholt Observatory stands above the town of Kestrelford .", "answer": "Kestrelford"},
@@ -92,8 +93,8 @@ def test_a_weighted_step_equals_taalms_learner_step(tmp_path, tokenizer):
     cfg = load_config(LearnConfig, None, ["method.name=oracle", "theta.mode=full", "train.epochs=1", "train.lr=1e-2",
                                           "train.batch_size=3", "train.shuffle=false", "train.max_grad_norm=1.0"])
     theta = copy.deepcopy(start)
-    res = learn(docs, None, cfg, model=theta, tokenizer=tokenizer, progress=False, log=lambda m: None,
-                optimizer=torch.optim.SGD(theta.parameters(), lr=1e-2))
+    res = learn(docs, None, cfg, model=theta, tokenizer=tokenizer,
+                options=LearnOptions(progress=False, log=lambda m: None, optimizer=torch.optim.SGD(theta.parameters(), lr=1e-2)))
     assert res.steps == 1
     theirs = {n: p.detach() for n, p in res.model.named_parameters()}
     assert _close(ours, theirs, atol=1e-15) and not _close(ours, dict(start.named_parameters()), atol=1e-6)
@@ -132,7 +133,7 @@ def test_phi_scores_each_document_once_in_the_map(tmp_path, tokenizer, monkeypat
     """token_weights_fn loads φ once for all map batches, and the weights are φ's own."""
     from taalm.core.config import PhiConfig
     from taalm.data import Document
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     phi = TrainAttention(make_llama(len(tokenizer)), tokenizer, PhiConfig(base="tiny", head_std=0.5))
     with torch.no_grad():

@@ -12,6 +12,7 @@ from taalm.ckl.theta import KAdapterModel, load_kadapter, trainable_parameters
 from taalm.core.config import KAdapterConfig, LearnConfig, load_config
 from taalm.core.errors import ConfigError
 from taalm.data import read_documents
+from taalm.core.run import QUIET
 
 
 def cfg_for(*over):
@@ -25,7 +26,7 @@ def test_training_moves_only_the_adapter(tokenizer, docs_file, tmp_path, make):
     base = make(len(tokenizer))
     before = {n: p.detach().clone() for n, p in base.named_parameters()}
     res = learn(read_documents(docs_file), None, cfg_for(), tmp_path / "run", model=base, tokenizer=tokenizer,
-                progress=False, log=lambda m: None)
+                options=QUIET)
     assert isinstance(res.model, KAdapterModel) and res.model.layers == [1]  # 2 layers: 1, middle 1, last 1
     assert all(torch.equal(p, before[n]) for n, p in base.named_parameters())  # the base, bit for bit
     params = trainable_parameters(res.model)
@@ -59,19 +60,19 @@ def test_adapter_does_not_look_ahead(tokenizer):
 
 
 def test_save_and_load_round_trip(tokenizer, docs_file, tmp_path):
-    res = learn(read_documents(docs_file), None, cfg_for("train.epochs=1"), tmp_path / "run",
-                model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    res = learn(read_documents(docs_file), None, cfg_for("train.epochs=1"), tmp_path / "run", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+                options=QUIET)
     again = load_kadapter(make_llama(len(tokenizer)), tmp_path / "run")
     ids = torch.tensor([[5, 17, 33, 41, 9]])
     torch.testing.assert_close(again(ids).logits, res.model(ids).logits, rtol=0, atol=0)
 
 
 def test_composes_with_a_weighting_and_checks_its_settings(tokenizer, docs_file, tmp_path):
-    res = learn(read_documents(docs_file), None, cfg_for("method.name=oracle+kadapter", "theta.mode=lora"),
-                model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    res = learn(read_documents(docs_file), None, cfg_for("method.name=oracle+kadapter", "theta.mode=lora"), model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+                options=QUIET)
     assert isinstance(res.model, KAdapterModel)
     with pytest.raises(ConfigError, match="theta.kadapter.width"):
         cfg_for("theta.kadapter.width=15")
     with pytest.raises(ConfigError, match="theta.kadapter.layers"):
-        learn(read_documents(docs_file), None, cfg_for("theta.kadapter.layers=[7]"), model=make_llama(len(tokenizer)),
-              tokenizer=tokenizer, progress=False, log=lambda m: None)
+        learn(read_documents(docs_file), None, cfg_for("theta.kadapter.layers=[7]"), model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              options=QUIET)

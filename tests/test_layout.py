@@ -105,3 +105,31 @@ def test_every_public_name_resolves():
         if name != "__version__":
             module = importlib.import_module(taalm._LAZY[name])
             assert getattr(module, name) is value, name
+
+
+def test_no_import_runs_in_a_circle():
+    """No chain of taalm imports (module-level or inside functions) leads back to where it
+    started: e.g. the learner -> method -> weighting -> rho1 -> learner circle is gone (RHO-1's
+    fine-tuned reference comes from ``PrepareContext.fine_tune``, supplied by the learner)."""
+    names = {".".join(x for x in dotted(p) if x != "__init__"): p for p in modules()}
+    edges: dict[str, set[str]] = {m: set() for m in names}
+    for m, p in names.items():
+        for target, imported, _ in imports(p):
+            base = ".".join(x for x in target if x != "__init__")
+            for cand in [base, *(f"{base}.{n}" for n in imported)]:
+                if cand in names and cand != m and not m.startswith(cand + "."):  # a package's own parent
+                    edges[m].add(cand)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(edges[m]):
+            assert state.get(n) != 1, "import circle: " + " -> ".join(path[path.index(n):] + [n])
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(names):
+        if m not in state:
+            visit(m, [m])
+    assert len(edges["taalm.ckl.learner"]) > 5  # the graph was built

@@ -10,6 +10,8 @@ from taalm.core.errors import InputError, TaalmError
 from taalm.ckl.learner import learn
 from taalm.ckl.streams import length_grouped_order, micro_batches
 from taalm.ckl.weighting import Finetune
+from taalm.core.run import QUIET, RunOptions
+from taalm.ckl.learner import LearnOptions
 
 
 def cfg_for(*overrides):
@@ -25,8 +27,8 @@ def snapshot(model):
 def test_lora_trains_adapters_only(arch, tokenizer, docs_file, probes_file):
     model = (make_llama if arch == "llama" else make_gpt2)(len(tokenizer))
     base = snapshot(model)
-    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for(), model=model,
-                tokenizer=tokenizer, progress=False, log=lambda m: None)
+    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for(), model=model, tokenizer=tokenizer,
+                options=QUIET)
     changed, frozen = 0, 0
     for name, p in res.model.named_parameters():
         if "lora_" in name:
@@ -64,8 +66,8 @@ def test_lora_on_either_layout_warns_nothing_and_matches_peft_default(arch, toke
 def test_full_finetune_changes_every_parameter(tokenizer, docs_file):
     model = make_llama(len(tokenizer))
     base = snapshot(model)
-    res = learn(read_documents(docs_file), None, cfg_for("theta.mode=full", "train.epochs=1"), model=model,
-                tokenizer=tokenizer, progress=False, log=lambda m: None)
+    res = learn(read_documents(docs_file), None, cfg_for("theta.mode=full", "train.epochs=1"), model=model, tokenizer=tokenizer,
+                options=QUIET)
     moved = [n for n, p in res.model.named_parameters() if not torch.equal(p, base[n])]
     assert len(moved) == len(base)
 
@@ -73,8 +75,8 @@ def test_full_finetune_changes_every_parameter(tokenizer, docs_file):
 def test_loss_decreases_and_oracle_learns(tokenizer, docs_file, probes_file):
     docs, probes = read_documents(docs_file), read_probes(probes_file)
     res = learn(docs, probes, cfg_for("train.epochs=10", "method.name=oracle", "train.lr=1e-2",
-                                      "theta.mode=full", "eval.every_epoch=false"),
-                model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+                                      "theta.mode=full", "eval.every_epoch=false"), model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+                options=QUIET)
     assert [r["epoch"] for r in res.history] == [0, 10]
     assert res.history[-1]["nll"] < res.history[0]["nll"] - 1.0
 
@@ -88,8 +90,8 @@ def test_static_weights_computed_once_per_document(tokenizer, docs_file, monkeyp
         return orig(self, i, enc)
 
     monkeypatch.setattr(Finetune, "document_weights", counting)
-    learn(read_documents(docs_file), None, cfg_for("train.epochs=3", "train.max_length=8", "train.stride=2"),
-          model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    learn(read_documents(docs_file), None, cfg_for("train.epochs=3", "train.max_length=8", "train.stride=2"), model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+          options=QUIET)
     assert sorted(calls) == [0, 1, 2]  # 3 documents (many windows), 3 epochs: 3 calls
 
 
@@ -101,8 +103,8 @@ def test_grad_accumulation_matches_one_big_batch(tokenizer, docs_file):
         model = make_gpt2(len(tokenizer)).double()
         res = learn(docs, None, cfg_for("theta.mode=full", "train.epochs=1", f"train.batch_size={bs}",
                                         f"train.grad_accum={acc}", "train.shuffle=false",
-                                        "train.max_grad_norm=0"),
-                    model=model, tokenizer=tokenizer, progress=False, log=lambda m: None)
+                                        "train.max_grad_norm=0"), model=model, tokenizer=tokenizer,
+                    options=QUIET)
         out.append(snapshot(res.model))
     for n in out[0]:
         assert torch.allclose(out[0][n], out[1][n], atol=1e-10), n
@@ -119,9 +121,8 @@ def test_sequences_without_weight_do_not_dilute_the_step(tokenizer, docs_file, t
     ones = [torch.ones(len(encode_document(tokenizer, d).input_ids)) for d in docs]
     runs = {}
     for name, ds, ws in (("pair", docs, [ones[0], torch.zeros_like(ones[1])]), ("alone", docs[:1], ones[:1])):
-        res = learn(ds, None, cfg_for("theta.mode=full", "train.epochs=1", "train.batch_size=2", "train.shuffle=false"),
-                    tmp_path / name, model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
-                    method=PrecomputedWeights(ws), progress=False, log=lambda m: None)
+        res = learn(ds, None, cfg_for("theta.mode=full", "train.epochs=1", "train.batch_size=2", "train.shuffle=false"), tmp_path / name, model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+                    options=LearnOptions(method=PrecomputedWeights(ws), progress=False, log=lambda m: None))
         rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         runs[name] = ([r["loss"] for r in rows if r.get("type") == "step"], snapshot(res.model))
     assert runs["pair"][0] == pytest.approx(runs["alone"][0], rel=1e-12)
@@ -160,8 +161,8 @@ def test_group_by_length_trains_every_token_once_per_epoch(tmp_path, tokenizer, 
 
     def tokens_per_step(group):
         out = tmp_path / f"g{group}"
-        learn(docs, probes, cfg_for("train.epochs=1", "train.batch_size=2", f"train.group_by_length={group}"),
-              out, model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+        learn(docs, probes, cfg_for("train.epochs=1", "train.batch_size=2", f"train.group_by_length={group}"), out, model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              options=QUIET)
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         return [r["tokens"] for r in rows if r["type"] == "step"]
 
@@ -173,7 +174,7 @@ def test_run_folder_and_resume_is_exact(tmp_path, tokenizer, docs_file, probes_f
     docs, probes = read_documents(docs_file), read_probes(probes_file)
     cfg = cfg_for("train.epochs=3", "theta.lora.dropout=0.1")
     straight = learn(docs, probes, cfg, tmp_path / "a", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
-                     progress=False, log=lambda m: None)
+                     options=QUIET)
 
     def kill_after_first(event):
         if event["epoch"] == 1:
@@ -181,14 +182,14 @@ def test_run_folder_and_resume_is_exact(tmp_path, tokenizer, docs_file, probes_f
 
     with pytest.raises(KeyboardInterrupt):
         learn(docs, probes, cfg, tmp_path / "b", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
-              progress=False, log=lambda m: None, callbacks=[kill_after_first])
+              options=LearnOptions(progress=False, log=lambda m: None, callbacks=[kill_after_first]))
     run_b = json.loads((tmp_path / "b" / "run.json").read_text())
     assert run_b["status"] == "interrupted" and run_b["last_checkpoint_epoch"] == 1
     with pytest.raises(TaalmError, match="not empty"):
         learn(docs, probes, cfg, tmp_path / "b", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
-              progress=False, log=lambda m: None)
-    resumed = learn(docs, probes, cfg, tmp_path / "b", resume=True, model=make_llama(len(tokenizer)),
-                    tokenizer=tokenizer, progress=False, log=lambda m: None)
+              options=QUIET)
+    resumed = learn(docs, probes, cfg, tmp_path / "b", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+                    options=RunOptions(resume=True, progress=False, log=lambda m: None))
     a, b = snapshot(straight.model), snapshot(resumed.model)
     for n in a:
         assert torch.equal(a[n], b[n]), n
@@ -215,15 +216,15 @@ def test_bad_input_writes_nothing(tmp_path, tokenizer):
     p = tmp_path / "d.jsonl"
     p.write_text('{"text": "no answer here"}\n')
     with pytest.raises(InputError, match="d.jsonl, line 1, field 'answer': method 'oracle' needs"):
-        learn(read_documents(p), None, cfg_for("method.name=oracle"), tmp_path / "out",
-              model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+        learn(read_documents(p), None, cfg_for("method.name=oracle"), tmp_path / "out", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              options=QUIET)
     assert not (tmp_path / "out").exists()
 
 
 def test_rho1_trains(tokenizer, docs_file, probes_file, tmp_path):
     """RHO-1 trains on ~ratio of the tokens of each step (the rest weigh 0) and moves θ."""
-    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for("method.name=rho1"), tmp_path / "r",
-                model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for("method.name=rho1"), tmp_path / "r", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+                options=QUIET)
     assert len(res.history) == 3 and res.steps == 4
     steps = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in steps if r["type"] == "step"]
@@ -236,7 +237,7 @@ def test_gradient_checkpointing_recomputes_to_the_same_update(tokenizer, docs_fi
     """``train.gradient_checkpointing`` changes memory, not the result: the adapters equal a run
     without it (float64); a θ form that cannot recompute is refused before training."""
     docs = read_documents(docs_file)
-    quiet = dict(tokenizer=tokenizer, progress=False, log=lambda m: None)
+    quiet = dict(tokenizer=tokenizer, options=QUIET)
     plain = learn(docs, None, cfg_for("model.dtype=fp64"), model=make_llama(len(tokenizer)).double(), **quiet)
     ckpt = learn(docs, None, cfg_for("model.dtype=fp64", "train.gradient_checkpointing=true"),
                  model=make_llama(len(tokenizer)).double(), **quiet)
@@ -256,8 +257,8 @@ def test_a_bf16_base_trains_float32_parameters_and_optimizer_state(mode, tokeniz
     """Mixed precision: on a bf16 base what trains and the AdamW moments are float32; the frozen
     base stays bf16 (LoRA, K-Adapter); full θ keeps float32 master weights under bf16 autocast."""
     model = make_llama(len(tokenizer)).to(torch.bfloat16)
-    res = learn(read_documents(docs_file), None, cfg_for(f"theta.mode={mode}", "model.dtype=bf16"), model=model,
-                tokenizer=tokenizer, progress=False, log=lambda m: None)
+    res = learn(read_documents(docs_file), None, cfg_for(f"theta.mode={mode}", "model.dtype=bf16"), model=model, tokenizer=tokenizer,
+                options=QUIET)
     trainable = [p for p in res.model.parameters() if p.requires_grad]
     frozen = [p for p in res.model.parameters() if not p.requires_grad]
     assert trainable and {p.dtype for p in trainable} == {torch.float32}
@@ -284,7 +285,7 @@ def test_a_users_peft_model_is_theta_as_it_is_and_recorded(tmp_path, tokenizer, 
     tok = copy.deepcopy(tokenizer)
     cfg = load_config(LearnConfig, None, ["train.epochs=2", "train.lr=5e-3", "train.batch_size=2"])  # theta.lora unset
     res = learn(read_documents(docs_file), None, cfg, tmp_path / "run", model=model, tokenizer=tok,
-                progress=False, log=lambda m: None)
+                options=QUIET)
     assert res.model is model and not isinstance(model.base_model.model, PeftModel)  # not wrapped twice
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert moved and all("lora_B" in n or "lora_A" in n for n in moved)
@@ -302,12 +303,12 @@ def test_a_tokenizer_without_pad_token_pads_with_eos(tokenizer, docs_file, probe
     tok.pad_token = None
     assert tok.pad_token_id is None and tok.eos_token is not None
     said = []
-    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for(), model=make_llama(len(tokenizer)),
-                tokenizer=tok, progress=False, log=said.append)
+    res = learn(read_documents(docs_file), read_probes(probes_file), cfg_for(), model=make_llama(len(tokenizer)), tokenizer=tok,
+                options=RunOptions(progress=False, log=said.append))
     assert tok.pad_token == tok.eos_token and any("no pad token" in m for m in said)
     assert res.history[-1]["nll"] < res.history[0]["nll"]
     tok2 = copy.deepcopy(tokenizer)
     tok2.pad_token = tok2.eos_token = tok2.unk_token = None
     with pytest.raises(TaalmError, match="no pad, EOS or UNK token"):
         learn(read_documents(docs_file), None, cfg_for(), model=make_llama(len(tokenizer)), tokenizer=tok2,
-              progress=False, log=lambda m: None)
+              options=QUIET)

@@ -13,8 +13,9 @@ import torch
 from conftest import make_gpt2, make_llama
 from taalm.core.errors import ConfigError
 from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
-from taalm.meta.gradient import (MetaTheta, PairBatch,
-                                 init_state, meta_step, optim_step, update_derivative)
+from taalm.meta.gradient import PairBatch, meta_step
+from taalm.meta.inner_optim import init_state, optim_step, update_derivative
+from taalm.meta.theta import MetaTheta
 
 P, T, TQ = 2, 12, 8
 

@@ -12,8 +12,9 @@ from taalm.core.config import MetaTrainConfig, load_config
 from taalm.data import Document, Pair, make_probe, read_pairs
 from taalm.core.errors import ConfigError, InputError
 from taalm.meta.training import encode_pairs, make_batch, pair_stream, train_attention
-from taalm.models.train_attention import TrainAttention
+from taalm.models.phi import TrainAttention
 from taalm.core.config import PhiConfig
+from taalm.core.run import QUIET, RunOptions
 
 FACTS = [
     ("The Varnholt Observatory stands above the town of Kestrelford .", "Varnholt Observatory", "location", "Kestrelford"),
@@ -74,8 +75,8 @@ def test_meta_training_end_to_end(tokenizer, tmp_path):
     base_before = {n: p.clone() for n, p in theta.named_parameters()}
     phi_before = {n: p.detach().clone() for n, p in phi.trainable_parameters().items()}
     frozen_before = {n: p.detach().clone() for n, p in phi.named_parameters() if not p.requires_grad}
-    res = train_attention(make_pairs(), None, cfg(), tmp_path / "run", model=theta, tokenizer=tokenizer,
-                          phi=phi, progress=False, log=lambda m: None)
+    res = train_attention(make_pairs(), None, cfg(), tmp_path / "run", model=theta, tokenizer=tokenizer, phi=phi,
+                          options=QUIET)
     out = tmp_path / "run"
     for f in ("config.yaml", "run.json", "log.jsonl", "val.jsonl", "summary.json", "validation.png",
               "weights.html", "weights.png", "phi/phi_config.json", "best/phi.safetensors"):
@@ -99,14 +100,14 @@ def test_resume_equals_uninterrupted(tokenizer, tmp_path, unrelated):
     unrelated-task penalty (whose draws must not depend on an RNG state lost at the stop)."""
     kw = {"unrelated_weight": unrelated, "val.n_pairs": 1}  # 5 training pairs: offsets 1..4
     theta, phi = build(tokenizer)
-    full = train_attention(make_pairs(), None, cfg(**kw), tmp_path / "a", model=theta, tokenizer=tokenizer,
-                           phi=phi, progress=False, log=lambda m: None)
+    full = train_attention(make_pairs(), None, cfg(**kw), tmp_path / "a", model=theta, tokenizer=tokenizer, phi=phi,
+                           options=QUIET)
     theta2, phi2 = build(tokenizer)
-    train_attention(make_pairs(), None, cfg(updates=2, **kw), tmp_path / "b", model=theta2, tokenizer=tokenizer,
-                    phi=phi2, progress=False, log=lambda m: None)
+    train_attention(make_pairs(), None, cfg(updates=2, **kw), tmp_path / "b", model=theta2, tokenizer=tokenizer, phi=phi2,
+                    options=QUIET)
     theta3, phi3 = build(tokenizer)
-    res = train_attention(make_pairs(), None, cfg(**kw), tmp_path / "b", resume=True, model=theta3,
-                          tokenizer=tokenizer, phi=phi3, progress=False, log=lambda m: None)
+    res = train_attention(make_pairs(), None, cfg(**kw), tmp_path / "b", model=theta3, tokenizer=tokenizer, phi=phi3,
+                          options=RunOptions(resume=True, progress=False, log=lambda m: None))
     for n, p in full.phi.trainable_parameters().items():
         assert torch.allclose(p, res.phi.trainable_parameters()[n], rtol=0, atol=1e-6), n
     assert [r["update"] for r in res.log] == [1, 2, 3, 4]
@@ -129,15 +130,15 @@ def test_small_documents_validate(tokenizer, tmp_path, max_doc_tokens):
 
     assert val_stride(max_doc_tokens) < val_window(max_doc_tokens)
     theta, phi = build(tokenizer)
-    res = train_attention(make_pairs(), None, cfg(updates=1, max_doc_tokens=max_doc_tokens, **{"val.every": 1}),
-                          None, model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    res = train_attention(make_pairs(), None, cfg(updates=1, max_doc_tokens=max_doc_tokens, **{"val.every": 1}), None, model=theta, tokenizer=tokenizer, phi=phi,
+                          options=QUIET)
     assert [r["update"] for r in res.val] == [0, 1]
 
 
 def test_validation_at_start_can_be_skipped(tokenizer):
     theta, phi = build(tokenizer)
-    res = train_attention(make_pairs(), None, cfg(updates=2, **{"val.at_start": False, "val.references": False}),
-                          None, model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    res = train_attention(make_pairs(), None, cfg(updates=2, **{"val.at_start": False, "val.references": False}), None, model=theta, tokenizer=tokenizer, phi=phi,
+                          options=QUIET)
     assert [r["update"] for r in res.val] == [2] and res.best["update"] == 2
 
 
@@ -159,9 +160,8 @@ def test_engines_give_the_same_update(tokenizer, tmp_path):
     results = {}
     for engine in ("double_backward", "directional"):
         theta, phi = build(tokenizer)
-        results[engine] = train_attention(make_pairs(), None, cfg(engine=engine, updates=1, **{"val.every": 0}),
-                                          None, model=theta, tokenizer=tokenizer, phi=phi,
-                                          progress=False, log=lambda m: None)
+        results[engine] = train_attention(make_pairs(), None, cfg(engine=engine, updates=1, **{"val.every": 0}), None, model=theta, tokenizer=tokenizer, phi=phi,
+                                          options=QUIET)
     a, b = (results[e].log[0] for e in ("double_backward", "directional"))
     assert a["outer"] == pytest.approx(b["outer"], rel=1e-5)
     assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)  # φ's gradient (float32)
@@ -201,7 +201,7 @@ def test_cli_train_attention(model_dir, tmp_path, capsys):
     docs = [pp.document for pp in read_pairs(p)]
     c = load_config(LearnConfig, None, [f"model.name={model_dir}", "method.name=taalm",
                                         f"method.taalm.checkpoint={out / 'phi'}", "train.epochs=1"])
-    res = learn(docs, None, c, tmp_path / "learned", progress=False, log=lambda m: None)
+    res = learn(docs, None, c, tmp_path / "learned", options=QUIET)
     steps = [json.loads(x) for x in (tmp_path / "learned" / "metrics.jsonl").read_text().splitlines()]
     weights = [r["mean_weight"] for r in steps if r["type"] == "step"]
     assert res.steps == len(weights) > 0 and all(0.0 < w < 0.999 for w in weights)  # φ's weights, not 1
@@ -227,14 +227,14 @@ def test_schedule_reaches_the_optimizer(tokenizer):
     ends = []
     for kw in ({"updates": 1}, {"updates": 2, "lr_schedule": "linear", "lr_final": 0.0}):
         theta, phi = build(tokenizer)
-        res = train_attention(make_pairs(), None, cfg(**kw, **{"val.every": 0}), None, model=theta,
-                              tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+        res = train_attention(make_pairs(), None, cfg(**kw, **{"val.every": 0}), None, model=theta, tokenizer=tokenizer, phi=phi,
+                              options=QUIET)
         ends.append({n: p.detach().clone() for n, p in res.phi.trainable_parameters().items()})
     assert res.log[1]["lr"] == 0.0
     assert all(torch.equal(ends[0][n], ends[1][n]) for n in ends[0])
     theta, phi = build(tokenizer)
-    moved = train_attention(make_pairs(), None, cfg(updates=2, **{"val.every": 0}), None, model=theta,
-                            tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    moved = train_attention(make_pairs(), None, cfg(updates=2, **{"val.every": 0}), None, model=theta, tokenizer=tokenizer, phi=phi,
+                            options=QUIET)
     assert any(not torch.equal(ends[0][n], p) for n, p in moved.phi.trainable_parameters().items())
 
 
@@ -261,11 +261,11 @@ def test_stream_offset_continues_the_pair_stream(tokenizer):
     """stream_offset=batch_pairs: update 1 trains on the pairs of update 2 of a run from 0 (the
     outer loss at θ0 depends on the pairs only, not on φ)."""
     theta, phi = build(tokenizer)
-    full = train_attention(make_pairs(), None, cfg(updates=2, batch_pairs=2, **{"val.every": 0}), None, model=theta,
-                           tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    full = train_attention(make_pairs(), None, cfg(updates=2, batch_pairs=2, **{"val.every": 0}), None, model=theta, tokenizer=tokenizer, phi=phi,
+                           options=QUIET)
     theta, phi = build(tokenizer)
-    off = train_attention(make_pairs(), None, cfg(updates=1, batch_pairs=2, stream_offset=2, **{"val.every": 0}), None,
-                          model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    off = train_attention(make_pairs(), None, cfg(updates=1, batch_pairs=2, stream_offset=2, **{"val.every": 0}), None, model=theta, tokenizer=tokenizer, phi=phi,
+                          options=QUIET)
     assert off.log[0]["outer0"] == pytest.approx(full.log[1]["outer0"], rel=1e-6)
     assert full.log[0]["outer0"] != pytest.approx(full.log[1]["outer0"], rel=1e-6)
 
@@ -285,8 +285,8 @@ def test_any_failure_marks_the_run_interrupted(tokenizer, tmp_path, monkeypatch)
     monkeypatch.setattr(mt, "_meta_update", failing)
     theta, phi = build(tokenizer)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        train_attention(make_pairs(), None, cfg(**{"val.every": 0}), tmp_path / "run", model=theta, tokenizer=tokenizer,
-                        phi=phi, progress=False, log=lambda m: None)
+        train_attention(make_pairs(), None, cfg(**{"val.every": 0}), tmp_path / "run", model=theta, tokenizer=tokenizer, phi=phi,
+                        options=QUIET)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "interrupted"
     assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["update"] == 2
@@ -298,7 +298,8 @@ def test_phi_learns_to_weight_the_answer(tokenizer):
     tiny float64 θ: the answer tokens' mean weight rises above the other tokens', and the outer
     loss (the task's answer NLL after θ's weighted step) falls."""
     from taalm.core.config import InnerConfig, MetaThetaConfig
-    from taalm.meta.gradient import MetaTheta, meta_step
+    from taalm.meta.gradient import meta_step
+    from taalm.meta.theta import MetaTheta
 
     from conftest import make_gpt2
 

@@ -14,6 +14,8 @@ from taalm.ckl.theta import trainable_parameters
 from taalm.core.config import LearnConfig, load_config
 from taalm.core.errors import ConfigError
 from taalm.data import read_documents
+from taalm.core.run import QUIET
+from taalm.ckl.learner import LearnOptions
 
 
 def cfg_for(*overrides):
@@ -87,8 +89,8 @@ def test_a_new_part_is_one_registered_class(tokenizer, docs_file):
 
     STREAMS.register("test_reversed")(ReversedOrder)
     try:
-        res = learn(read_documents(docs_file), None, cfg_for("method.name=finetune+test_reversed"),
-                    model=make_gpt2(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+        res = learn(read_documents(docs_file), None, cfg_for("method.name=finetune+test_reversed"), model=make_gpt2(len(tokenizer)), tokenizer=tokenizer,
+                    options=QUIET)
         assert seen == [[2, 1, 0]] and res.steps == 3
     finally:
         STREAMS._parts.pop("test_reversed")
@@ -97,13 +99,13 @@ def test_a_new_part_is_one_registered_class(tokenizer, docs_file):
 def _two_calls_vs_one(tokenizer, docs_file, mode):
     docs = read_documents(docs_file)
     over = ["train.shuffle=false", f"theta.mode={mode}", "train.seed=3"]
-    one = learn(docs, None, cfg_for("train.epochs=2", *over), model=make_gpt2(len(tokenizer)).double(),
-                tokenizer=tokenizer, progress=False, log=lambda m: None)
+    one = learn(docs, None, cfg_for("train.epochs=2", *over), model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+                options=QUIET)
     first = learn(docs, None, cfg_for(*over), model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
-                  progress=False, log=lambda m: None)
+                  options=QUIET)
     names = sorted(trainable_parameters(first.model))
-    second = learn(docs, None, cfg_for(*over), model=first.model, tokenizer=tokenizer, optimizer=first.optimizer,
-                   progress=False, log=lambda m: None)
+    second = learn(docs, None, cfg_for(*over), model=first.model, tokenizer=tokenizer,
+                   options=LearnOptions(optimizer=first.optimizer, progress=False, log=lambda m: None))
     return one, second, names
 
 
@@ -121,11 +123,11 @@ def test_two_learn_calls_equal_one(tokenizer, docs_file, mode):
 
 def test_second_learn_with_other_lora_shape_is_refused(tokenizer, docs_file):
     docs = read_documents(docs_file)
-    first = learn(docs, None, cfg_for(), model=make_gpt2(len(tokenizer)), tokenizer=tokenizer, progress=False,
-                  log=lambda m: None)
+    first = learn(docs, None, cfg_for(), model=make_gpt2(len(tokenizer)), tokenizer=tokenizer,
+                  options=QUIET)
     with pytest.raises(ConfigError, match="already carries a LoRA adapter with r=4"):
-        learn(docs, None, cfg_for("theta.lora.r=8"), model=first.model, tokenizer=tokenizer, progress=False,
-              log=lambda m: None)
+        learn(docs, None, cfg_for("theta.lora.r=8"), model=first.model, tokenizer=tokenizer,
+              options=QUIET)
 
 
 def test_a_part_can_refuse_a_combination():

@@ -15,6 +15,7 @@ from taalm.ckl.streams import MixReview, Plain
 from taalm.core.config import LearnConfig, load_config
 from taalm.core.errors import ConfigError, InputError
 from taalm.data import Window, read_documents
+from taalm.core.run import QUIET
 
 POOL = ["The river Alder runs through the valley of Skarn and meets the sea at Velden .",
         "Tomas Brink wrote four novels about the lighthouse keepers of Orrin Point .",
@@ -65,14 +66,14 @@ def test_learn_with_mixreview_is_seeded_and_trains_on_the_replay(tokenizer, docs
     docs = read_documents(docs_file)
     runs = []
     for name in ("a", "b"):
-        res = learn(docs, None, cfg_for(pool_file), tmp_path / name, model=make_gpt2(len(tokenizer)).double(),
-                    tokenizer=tokenizer, progress=False, log=lambda m: None)
+        res = learn(docs, None, cfg_for(pool_file), tmp_path / name, model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+                    options=QUIET)
         rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         runs.append(([r["loss"] for r in rows if r["type"] == "step"], [r["tokens"] for r in rows if r["type"] == "step"],
                      {n: p.detach().clone() for n, p in res.model.named_parameters() if p.requires_grad}))
     assert runs[0][0] == runs[1][0] and all(torch.equal(runs[0][2][n], runs[1][2][n]) for n in runs[0][2])
-    plain = learn(docs, None, cfg_for(pool_file, "train.stream=plain"), tmp_path / "p",
-                  model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    plain = learn(docs, None, cfg_for(pool_file, "train.stream=plain"), tmp_path / "p", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+                  options=QUIET)
     rows = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
     plain_tokens = [r["tokens"] for r in rows if r["type"] == "step"]
     assert len(plain_tokens) == len(runs[0][1]) and sum(runs[0][1]) > sum(plain_tokens)  # replay tokens trained
@@ -95,9 +96,8 @@ def test_bad_pools_and_combinations_are_refused(tmp_path, pool_file):
 def test_replay_can_take_the_runs_weighting(tokenizer, docs_file, pool_file, tmp_path):
     docs = read_documents(docs_file)
     for weights in ("uniform", "method"):
-        learn(docs, None, cfg_for(pool_file, "method.name=salient", f"train.mixreview.replay_weights={weights}"),
-              tmp_path / weights, model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer, progress=False,
-              log=lambda m: None)
+        learn(docs, None, cfg_for(pool_file, "method.name=salient", f"train.mixreview.replay_weights={weights}"), tmp_path / weights, model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+              options=QUIET)
     mean = {w: [json.loads(x)["mean_weight"] for x in (tmp_path / w / "metrics.jsonl").read_text().splitlines()
                 if json.loads(x)["type"] == "step"] for w in ("uniform", "method")}
     assert all(m < u for m, u in zip(mean["method"], mean["uniform"]))  # salient gives 0.1 to most replay tokens

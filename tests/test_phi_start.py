@@ -12,6 +12,7 @@ from taalm.bench.invent import NAME_SHAPES, NameGenerator, invent_unit, invent_u
 from taalm.meta.supervised import answer_labels, auto_pos_weight, span_bce, supervised_start
 from taalm.meta.training import encode_pairs, merge_splits, train_attention
 from test_meta_train import build, cfg, make_pairs
+from taalm.core.run import QUIET
 
 UNIT = {
     "relation_code": "P19", "uuid": "u1", "subject": "Allan Peiper", "object": "Alexandra",
@@ -83,8 +84,8 @@ def test_supervised_start_moves_weight_onto_answers_and_loads_as_init(tokenizer,
     c = cfg(**{"supervised.steps": 30, "supervised.batch_size": 4, "supervised.lr": 3e-2,
                "val.references": "false"})
     before = phi.token_weights([p.document.text for p in pairs], [e.doc for e in encode_pairs(tokenizer, pairs, 64)])
-    res = supervised_start(pairs[:4], {"a": pairs[4:5], "b": pairs[5:]}, c, tmp_path / "sup", model=theta,
-                           tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    res = supervised_start(pairs[:4], {"a": pairs[4:5], "b": pairs[5:]}, c, tmp_path / "sup", model=theta, tokenizer=tokenizer, phi=phi,
+                           options=QUIET)
     rows = res.log
     assert len(rows) == 30 and rows[-1]["loss"] < rows[0]["loss"]
     last = rows[-5:]  # one step's batch is noisy (it moves with the thread count): the last five
@@ -99,7 +100,7 @@ def test_supervised_start_moves_weight_onto_answers_and_loads_as_init(tokenizer,
     assert set(val[0]["splits"]) == {"a", "b"}
     assert val[0]["accuracy"] == pytest.approx((val[0]["splits"]["a"]["accuracy"] + val[0]["splits"]["b"]["accuracy"]) / 2)
     # the saved φ is what meta-training's init= loads: the same weights
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
     loaded = TrainAttention.from_pretrained(tmp_path / "sup" / "phi", model=make_llama(len(tokenizer), seed=1),
                                             tokenizer=tokenizer)
     again = loaded.token_weights([p.document.text for p in pairs], [e.doc for e in enc])
@@ -109,9 +110,8 @@ def test_supervised_start_moves_weight_onto_answers_and_loads_as_init(tokenizer,
 def test_several_validation_splits_select_by_their_mean(tokenizer, tmp_path):
     theta, phi = build(tokenizer)
     pairs = make_pairs()
-    res = train_attention(pairs[:4], {"real": pairs[4:5], "invented": pairs[5:]},
-                          cfg(updates=2, **{"val.every": 2, "val.references": "false"}), tmp_path / "run",
-                          model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+    res = train_attention(pairs[:4], {"real": pairs[4:5], "invented": pairs[5:]}, cfg(updates=2, **{"val.every": 2, "val.references": "false"}), tmp_path / "run", model=theta, tokenizer=tokenizer, phi=phi,
+                          options=QUIET)
     row = res.val[-1]
     assert set(row["splits"]) == {"real", "invented"} and row["n"] == 2
     assert row["accuracy"] == pytest.approx(sum(r["accuracy"] for r in row["splits"].values()) / 2)
@@ -126,7 +126,7 @@ def test_phi_reading_the_first_layers_equals_the_truncated_model(arch, tokenizer
     (same weights), it trains only their adapters, and it saves and loads as such."""
     from conftest import make_gpt2
     from taalm.core.config import PhiConfig
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     make = make_llama if arch == "llama" else make_gpt2
     phi = TrainAttention(make(len(tokenizer), seed=1), tokenizer, PhiConfig(base="tiny", layers=1, head_std=0.05))
@@ -184,7 +184,7 @@ def test_document_token_losses_equal_one_forward_and_windows(tokenizer):
 
 def test_loss_aware_phi_starts_as_the_text_phi_then_reads_the_loss(tokenizer):
     from taalm.core.config import PhiConfig
-    from taalm.models.train_attention import TrainAttention, loss_feature
+    from taalm.models.phi import TrainAttention, loss_feature
 
     theta = make_llama(len(tokenizer), seed=0).eval()
     texts = [p.document.text for p in make_pairs()[:3]]
@@ -209,8 +209,8 @@ def test_loss_aware_phi_starts_as_the_text_phi_then_reads_the_loss(tokenizer):
 
 def test_loss_aware_phi_refuses_another_tokenizer(tokenizer):
     from taalm.core.config import PhiConfig
-    from taalm.models.train_attention import TrainAttention
-    from test_train_attention import build_small_tokenizer
+    from taalm.models.phi import TrainAttention
+    from test_phi import build_small_tokenizer
 
     other = build_small_tokenizer()
     theta = make_llama(len(other), seed=0).eval()
@@ -223,16 +223,15 @@ def test_loss_aware_phi_refuses_another_tokenizer(tokenizer):
 
 def test_meta_training_a_loss_aware_phi_moves_its_loss_head(tokenizer, tmp_path):
     from taalm.core.config import PhiConfig
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     theta = make_llama(len(tokenizer), seed=0)
     phi = TrainAttention(make_llama(len(tokenizer), seed=1), tokenizer,
                          PhiConfig(base="tiny", head_std=0.05, features="loss"))
     before = {n: p.detach().clone() for n, p in phi.trainable_parameters().items()}
     pairs = make_pairs()
-    res = train_attention(pairs[:4], pairs[4:], cfg(updates=2, **{"val.every": 2, "val.references": "false"}),
-                          tmp_path / "run", model=theta, tokenizer=tokenizer, phi=phi, progress=False,
-                          log=lambda m: None)
+    res = train_attention(pairs[:4], pairs[4:], cfg(updates=2, **{"val.every": 2, "val.references": "false"}), tmp_path / "run", model=theta, tokenizer=tokenizer, phi=phi,
+                          options=QUIET)
     after = res.phi.trainable_parameters()
     assert not torch.equal(before["loss_head.weight"], after["loss_head.weight"])
     assert [r["update"] for r in res.val] == [0, 2] and (tmp_path / "run" / "weights.html").is_file()

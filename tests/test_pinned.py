@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import build_tokenizer, make_gpt2  # noqa: E402
+from taalm.core.run import QUIET
 
 PINNED = Path(__file__).with_name("pinned_trajectories.json")
 LEARN_METHODS = ["finetune", "oracle", "random", "rho1", "salient", "taalm"]
@@ -55,7 +56,7 @@ def checksum(tensors: dict) -> list[float]:
 def _phi_folder(tmp: Path, tokenizer) -> Path:
     """A tiny float32 φ saved as a folder whose base is a saved tiny GPT-2."""
     from taalm.core.config import PhiConfig
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     base = tmp / "phi-base"
     if not base.exists():
@@ -83,7 +84,7 @@ def learn_trajectory(method: str, tmp: Path) -> dict:
     cfg = load_config(LearnConfig, None, over)
     out = tmp / f"learn-{method}"
     res = learn(docs, probes, cfg, out, model=make_gpt2(len(tok)).double(), tokenizer=tok,
-                progress=False, log=lambda m: None)
+                options=QUIET)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     return {"losses": [r["loss"] for r in rows if r.get("type") == "step"],
             "nll": [r["nll"] for r in res.history],
@@ -94,7 +95,7 @@ def meta_trajectory(engine: str, tmp: Path) -> dict:
     from taalm.core.config import MetaTrainConfig, PhiConfig, load_config
     from taalm.data import Document, Pair, make_probe
     from taalm.meta.training import train_attention
-    from taalm.models.train_attention import TrainAttention
+    from taalm.models.phi import TrainAttention
 
     tok = build_tokenizer()
     pairs = []
@@ -106,8 +107,8 @@ def meta_trajectory(engine: str, tmp: Path) -> dict:
         "theta.r=4", "theta.alpha=8", "val.every=0", "val.n_pairs=2", "model.device=cpu", "seed=3"])
     theta = make_gpt2(len(tok), seed=0).double()
     phi = TrainAttention(make_gpt2(len(tok), seed=1).double(), tok, PhiConfig(base="tiny", head_std=0.05))
-    res = train_attention(pairs, None, cfg, None, model=theta, tokenizer=tok, phi=phi, progress=False,
-                          log=lambda m: None)
+    res = train_attention(pairs, None, cfg, None, model=theta, tokenizer=tok, phi=phi,
+                          options=QUIET)
     return {"outer": [r["outer"] for r in res.log], "grad_norm": [r["grad_norm"] for r in res.log],
             "checksum": checksum(res.phi.trainable_parameters())}
 

@@ -8,6 +8,7 @@ import importlib.util
 
 import pytest
 import torch
+from taalm.core.run import QUIET
 
 pytestmark = [
     pytest.mark.realmodel,
@@ -45,7 +46,7 @@ def test_demo_facts_are_unknown_then_learned(smol):
     docs_path, probes_path = demo_files()
     docs, probes = read_documents(docs_path, limit=4), read_probes(probes_path, limit=4)
     cfg = load_config(LearnConfig, None, ["method.name=oracle", "train.epochs=3", "train.lr=2e-3"])
-    res = learn(docs, probes, cfg, model=copy.deepcopy(model), tokenizer=tok, progress=False, log=lambda m: None)
+    res = learn(docs, probes, cfg, model=copy.deepcopy(model), tokenizer=tok, options=QUIET)
     before, after = res.history[0], res.history[-1]
     assert before["accuracy"] < 0.5
     assert after["nll"] < before["nll"] - 2.0
@@ -71,7 +72,7 @@ def test_shipped_phi_weights_entities_over_function_words(smol):
     import copy
 
     from taalm.data import Document
-    from taalm.models.train_attention import TrainAttention, default_phi_checkpoint
+    from taalm.models.phi import TrainAttention, default_phi_checkpoint
 
     model, tok = smol
     phi = TrainAttention.from_pretrained(default_phi_checkpoint(), model=copy.deepcopy(model), tokenizer=tok)

@@ -14,6 +14,7 @@ from taalm.ckl.learner import learn
 from taalm.ckl.optim import RecAdamOptimizer
 from taalm.core.config import LearnConfig, load_config
 from taalm.data import read_documents
+from taalm.core.run import QUIET, RunOptions
 
 
 def _grads(n_steps: int, shape=(3, 4), seed=0):
@@ -85,14 +86,14 @@ def cfg_for(*over):
 
 def test_every_trainable_parameter_is_anchored_and_resume_is_exact(tokenizer, docs_file, tmp_path):
     docs = read_documents(docs_file)
-    straight = learn(docs, None, cfg_for("train.epochs=2"), tmp_path / "a", model=make_gpt2(len(tokenizer)).double(),
-                     tokenizer=tokenizer, progress=False, log=lambda m: None)
+    straight = learn(docs, None, cfg_for("train.epochs=2"), tmp_path / "a", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+                     options=QUIET)
     params = [p for p in straight.model.parameters() if p.requires_grad]
     assert params and all("anchor" in straight.optimizer.state[p] for p in params)  # LoRA included
-    learn(docs, None, cfg_for("train.epochs=1"), tmp_path / "b", model=make_gpt2(len(tokenizer)).double(),
-          tokenizer=tokenizer, progress=False, log=lambda m: None)
-    resumed = learn(docs, None, cfg_for("train.epochs=2"), tmp_path / "b", resume=True,
-                    model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer, progress=False, log=lambda m: None)
+    learn(docs, None, cfg_for("train.epochs=1"), tmp_path / "b", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+          options=QUIET)
+    resumed = learn(docs, None, cfg_for("train.epochs=2"), tmp_path / "b", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+                    options=RunOptions(resume=True, progress=False, log=lambda m: None))
     a = {n: p for n, p in straight.model.named_parameters() if p.requires_grad}
     b = {n: p for n, p in resumed.model.named_parameters() if p.requires_grad}
     for n in a:
@@ -110,9 +111,8 @@ def test_rho1_plus_recadam_selects_tokens_and_pulls_toward_the_start(tokenizer, 
     """A weighting composed with the optimizer (``rho1+recadam``): RHO-1 keeps its share of the
     tokens at every step while RecAdam anchors every adapter at its start (LoRA's B at zero)."""
     docs = read_documents(docs_file)
-    res = learn(docs, None, cfg_for("method.name=rho1+recadam", "method.rho1.ratio=0.4", "train.epochs=2"),
-                tmp_path / "r", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer, progress=False,
-                log=lambda m: None)
+    res = learn(docs, None, cfg_for("method.name=rho1+recadam", "method.rho1.ratio=0.4", "train.epochs=2"), tmp_path / "r", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+                options=QUIET)
     assert type(res.optimizer).__name__ == "RecAdamOptimizer"
     steps = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
              if json.loads(x)["type"] == "step"]

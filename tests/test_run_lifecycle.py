@@ -16,6 +16,7 @@ from taalm.core.run import Run
 from taalm.core.runfolder import RunLock, read_run_info
 
 from test_tailor import StubScorer, write_lama
+from taalm.core.run import QUIET, RunOptions
 
 
 def tree_digest(folder):
@@ -309,8 +310,8 @@ def test_the_python_api_validates_its_inputs(tiny_llama, tokenizer):
     from taalm.evaluation.probes import evaluate_probes
 
     with pytest.raises(InputError, match="has no text"):
-        learn([Document("")], None, LearnConfig(), model=tiny_llama, tokenizer=tokenizer, progress=False,
-              log=lambda m: None)
+        learn([Document("")], None, LearnConfig(), model=tiny_llama, tokenizer=tokenizer,
+              options=QUIET)
     with pytest.raises(TaalmError, match="no probes to evaluate"):
         evaluate_probes(tiny_llama, tokenizer, [])
 
@@ -327,6 +328,6 @@ def test_defaults_evaluate_every_epoch_and_a_tiny_run_says_it_has_few_steps(tiny
     logs = []
     docs = read_documents(docs_file)
     probes = read_probes(probes_file)
-    res = learn(docs, probes, cfg, model=tiny_llama, tokenizer=tokenizer, progress=False, log=logs.append)
+    res = learn(docs, probes, cfg, model=tiny_llama, tokenizer=tokenizer, options=RunOptions(progress=False, log=logs.append))
     assert any(m.startswith("note: about 8 optimizer step(s) in all (3 windows, batch 8") for m in logs), logs
     assert [r["epoch"] for r in res.history] == list(range(9))  # before, then after each of 8 epochs

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from taalm.cli import main
+from taalm.core.run import QUIET
 
 
 def run(capsys, *argv):
@@ -264,8 +265,8 @@ def test_meta_training_nan_guard(tokenizer, tmp_path):
 
     theta, phi = build(tokenizer)
     with pytest.raises(TrainingDiverged, match="update 1"):
-        train_attention(make_pairs(), None, cfg(**{"inner.lr": 1e30, "val.every": 0}), tmp_path / "m",
-                        model=theta, tokenizer=tokenizer, phi=phi, progress=False, log=lambda m: None)
+        train_attention(make_pairs(), None, cfg(**{"inner.lr": 1e30, "val.every": 0}), tmp_path / "m", model=theta, tokenizer=tokenizer, phi=phi,
+                        options=QUIET)
     assert json.loads((tmp_path / "m" / "run.json").read_text())["status"] == "failed"
 
 

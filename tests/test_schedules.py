@@ -16,6 +16,8 @@ from taalm.core.errors import ConfigError
 from taalm.core.schedules import lr_factor
 from taalm.data import read_documents, read_probes
 from taalm.meta.training import phi_lr
+from taalm.core.run import QUIET, RunOptions
+from taalm.ckl.learner import LearnOptions
 
 
 def test_factors_follow_the_formulas():
@@ -59,8 +61,9 @@ def _steps(folder):
 
 def test_each_step_takes_the_scheduled_lr_and_resume_continues_it(tmp_path, tokenizer, docs_file, probes_file):
     docs, probes = read_documents(docs_file), read_probes(probes_file)
-    quiet = dict(tokenizer=tokenizer, progress=False, log=lambda m: None)
-    straight = learn(docs, probes, _cfg(), tmp_path / "a", model=make_llama(len(tokenizer)), **quiet)
+    quiet = dict(tokenizer=tokenizer)
+    straight = learn(docs, probes, _cfg(), tmp_path / "a", model=make_llama(len(tokenizer)), **quiet,
+                     options=QUIET)
     rows = _steps(tmp_path / "a")
     total = len(rows)
     assert total >= 6
@@ -73,9 +76,10 @@ def test_each_step_takes_the_scheduled_lr_and_resume_continues_it(tmp_path, toke
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        learn(docs, probes, _cfg(), tmp_path / "b", model=make_llama(len(tokenizer)), callbacks=[kill_after_first],
-              **quiet)
-    resumed = learn(docs, probes, _cfg(), tmp_path / "b", resume=True, model=make_llama(len(tokenizer)), **quiet)
+        learn(docs, probes, _cfg(), tmp_path / "b", model=make_llama(len(tokenizer)), **quiet,
+              options=LearnOptions(callbacks=[kill_after_first], progress=False, log=lambda m: None))
+    resumed = learn(docs, probes, _cfg(), tmp_path / "b", model=make_llama(len(tokenizer)), **quiet,
+                    options=RunOptions(resume=True, progress=False, log=lambda m: None))
     assert [r["lr"] for r in _steps(tmp_path / "b")] == [r["lr"] for r in rows]
     for (n, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
         assert torch.equal(p, q), n

@@ -9,6 +9,7 @@ from taalm.core.errors import ConfigError
 from taalm.ckl.loss import token_losses
 from taalm.ckl.weighting import (PrepareContext, available_methods, get_method, select_top_fraction,
                              weights_for_documents)
+from taalm.core.run import QUIET
 
 
 def test_registry_and_unknown_method():
@@ -179,7 +180,7 @@ def test_rho1_finetuned_reference_gives_real_excess_losses_at_the_first_step(tok
 
     rho1_mod.select_top_fraction = spy
     try:
-        res = learn(docs, None, cfg, tmp_path / "r", model=model, tokenizer=tokenizer, progress=False, log=lambda m: None)
+        res = learn(docs, None, cfg, tmp_path / "r", model=model, tokenizer=tokenizer, options=QUIET)
     finally:
         rho1_mod.select_top_fraction = real
     assert seen["first"].abs().max() > 1e-3  # θ0 vs its fine-tuned copy: real excess losses at step 1

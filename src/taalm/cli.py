@@ -136,19 +136,19 @@ def _add_learn(sub) -> None:
 def _add_eval(sub) -> None:
     """``taalm eval``."""
     p = sub.add_parser("eval", help="probe accuracy and answer NLL of a model (+ adapter)")
-    p.add_argument("--allow-pickle", action="store_true",
+    p.add_argument("--allow-pickle", action="store_true", default=None,
                    help="read a model folder whose weights are pickle files (.bin): only folders you trust")
-    p.add_argument("--model", default="smollm2-135m", metavar="MODEL")
+    p.add_argument("--model", metavar="MODEL", help="model.name (default smollm2-135m)")
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder (or a run folder)")
     p.add_argument("--probes", required=True, metavar="P")
-    p.add_argument("--probe-field", default="task_descriptive",
-                   help="for LAMA-ckl units: task_descriptive or task_schematic")
-    p.add_argument("--limit", type=_int_at_least(0), default=0, help="first N probes only")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=16)
-    p.add_argument("--padding-side", default="right", choices=["right", "left"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--json", metavar="FILE", help="also write per-probe results here")
+    p.add_argument("--probe-field", help="data.probe_field: for LAMA-ckl units, task_descriptive or task_schematic")
+    p.add_argument("--limit", type=_int_at_least(0), help="data.limit: first N probes only")
+    p.add_argument("--batch-size", type=_int_at_least(1), help="eval.batch_size (default 16)")
+    p.add_argument("--padding-side", choices=["right", "left"], help="eval.padding_side")
+    p.add_argument("--device", help="model.device")
+    p.add_argument("--dtype", help="model.dtype")
+    _add_config_args(p, "eval.batch_size=32 model.dtype=bf16")
+    p.add_argument("--json", metavar="FILE", help="also write per-probe results (and the resolved config) here")
     p.add_argument("--log-samples", metavar="FILE.jsonl",
                    help="per-probe logs: prompt, answer, the predicted tokens at the answer, accuracy, NLL")
     p.add_argument("--quiet", action="store_true")
@@ -191,18 +191,19 @@ def _add_data(sub) -> None:
                     "in both probe formats with the base model and write to_learn.jsonl, "
                     "not_to_forget_{descriptive,schematic}.jsonl, phi_pool.jsonl, summary.json and "
                     "scores.png to OUT. Scores are cached in OUT/scores/: a rerun resumes.")
-    p.add_argument("--model", default="smollm2-135m", metavar="MODEL")
+    p.add_argument("--model", metavar="MODEL", help="model (default smollm2-135m)")
     p.add_argument("--data", required=True, metavar="DIR", help="folder with the LAMA-ckl files")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (keep it outside the repository)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--batch-size", type=_int_at_least(1), help="batch_size (default 32)")
     p.add_argument("--overwrite", action="store_true",
                    help="empty OUT first (only a folder this command made; the default reruns in place, "
                         "reusing the score cache)")
-    p.add_argument("--to-learn-rule", default="both", choices=["both", "descriptive", "schematic"],
-                   help="To-Learn = variant units scoring 0 in both probe formats (default) or in one")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--to-learn-rule", choices=["both", "descriptive", "schematic"],
+                   help="to_learn_rule: To-Learn = variant units scoring 0 in both probe formats (default) or in one")
+    p.add_argument("--device", help="device (default auto)")
+    p.add_argument("--dtype", help="dtype (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_args(p, "chunk_size=128 to_learn_rule=descriptive")
     p = data_sub.add_parser(
         "pool", help="build a φ-training pool from LAMA T-REx facts, scored by the base model",
         description="Turn LAMA T-REx facts (TREX: a folder of P<id>.jsonl files, or files) into LAMA-ckl "
@@ -213,26 +214,29 @@ def _add_data(sub) -> None:
                     "probe formats, splits a validation set disjoint by uuid and by subject. Writes "
                     "train.jsonl, val.jsonl, summary.json, scores.png to OUT; scores are cached in "
                     "OUT/scores/ (a rerun resumes). Data licence: CC BY-NC 4.0.")
-    p.add_argument("trex", nargs="+", metavar="TREX", help="folder of LAMA T-REx P<id>.jsonl files, or files")
+    p.add_argument("trex", nargs="+", metavar="TREX",
+                   help="folder of LAMA T-REx P<id>.jsonl files, or files; then optional key=value "
+                        "overrides of the pool's config (all keys: taalm config --for data-pool)")
+    p.add_argument("--config", metavar="YAML", help="recipe file overriding the defaults")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (keep it outside the repository)")
     p.add_argument("--exclude", action="append", default=[], metavar="PATH",
                    help="LAMA-ckl file or folder whose uuids never enter the pool (repeatable)")
     p.add_argument("--relations", metavar="FILE",
                    help="LAMA relations JSONL (relation, template, label); default: built-in LAMA table")
-    p.add_argument("--model", default="smollm2-135m", metavar="MODEL")
-    p.add_argument("--val", type=_int_at_least(0), default=256, metavar="N", help="validation facts, whole subjects (≥ N)")
-    p.add_argument("--cap", type=_int_at_least(0), default=0, metavar="N", help="at most N facts per relation (0: no cap)")
-    p.add_argument("--invent", type=_fraction, default=0.0, metavar="FRACTION",
+    p.add_argument("--model", metavar="MODEL", help="model (default smollm2-135m)")
+    p.add_argument("--val", type=_int_at_least(0), metavar="N", help="n_val: validation facts, whole subjects (≥ N; default 256)")
+    p.add_argument("--cap", type=_int_at_least(0), metavar="N", help="per_relation_cap: at most N facts per relation (0: no cap)")
+    p.add_argument("--invent", type=_fraction, metavar="FRACTION",
                    help="also add invented-entity copies (subject and object replaced by invented names, "
                         "kept when the base model scores 0) of this fraction of the training facts to "
                         "train.jsonl, and of every validation fact to val_invented.jsonl (default 0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="seed (default 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="empty OUT first (only a folder this command made; the default reruns in place, "
                         "reusing the score cache)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--batch-size", type=_int_at_least(1), help="batch_size (default 32)")
+    p.add_argument("--device", help="device (default auto)")
+    p.add_argument("--dtype", help="dtype (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -298,7 +302,7 @@ def _add_methods_and_config(sub) -> None:
     """``taalm methods`` and ``taalm config``."""
     sub.add_parser("methods", help="list the registered method parts (weightings, θ forms, optimizers, streams)")
     p = sub.add_parser("config", help="print the resolved configuration as YAML, each key with its description")
-    p.add_argument("--for", dest="schema", default="learn", choices=["learn", "train-attention"],
+    p.add_argument("--for", dest="schema", default="learn", choices=list(CONFIG_SCHEMAS),
                    help="which command's configuration (default: learn)")
     _add_config_args(p)
     p = sub.add_parser("report", help="tables and plots (± SE) re-rendered from saved learn runs and benches",
@@ -313,6 +317,25 @@ def _add_methods_and_config(sub) -> None:
     p.add_argument("action", nargs="?", choices=["ls", "cp"], default="ls")
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("dest", nargs="?", metavar="DEST", help="a folder or a new file name (default: .)")
+
+
+def _config_from_flags(cls, args, shortcuts: dict[str, str], extra: list[str] | None = None):
+    """Every command's one road to its typed config (:func:`taalm.core.config.load_config`):
+    the schema's defaults, then ``--config YAML``, then each flag the user set (``shortcuts``:
+    flag dest -> its config key; unset flags are None and change nothing), then ``key=value``
+    overrides. Unknown keys and bad values are errors naming the key."""
+    import json
+
+    from .core.config import load_config
+
+    flags = []
+    for dest, key in shortcuts.items():
+        value = getattr(args, dest, None)
+        if value is None or value is False or value == []:
+            continue
+        text = json.dumps(value) if isinstance(value, (list, bool)) else str(value)
+        flags.append(f"{key}={text}")
+    return load_config(cls, getattr(args, "config", None), flags + list(extra or []) + list(getattr(args, "overrides", []) or []))
 
 
 def _overrides(args) -> list[str]:
@@ -343,17 +366,25 @@ def cmd_learn(args) -> int:
     check_documents(docs, parts.weighting)
 
     from .ckl.learner import learn
+    from .core.run import RunOptions
 
     if os.environ.get("RANK", "0") == "0":
         print(f"learning {len(docs)} documents with method '{parts.name}' -> {out}", file=sys.stderr)
-    res = learn(docs, probes, cfg, out, resume=args.resume, overwrite=args.overwrite,
-                progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    res = learn(docs, probes, cfg, out,
+                options=RunOptions(resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                                   log=lambda m: print(m, file=sys.stderr)))
     if res.history:
         print(format_history(res.history, f"probe accuracy ({cfg.method.name})"))
         if len(res.history) >= 2:
             print(format_before_after(res.history[0], res.history[-1]))
     print(f"run folder: {out}")
     return 0
+
+
+#: ``taalm eval``'s flags: shortcuts for keys of :class:`~taalm.core.config.ProbeEvalConfig`
+EVAL_SHORTCUTS = {"model": "model.name", "device": "model.device", "dtype": "model.dtype",
+                  "allow_pickle": "model.allow_pickle", "adapter": "adapter", "probe_field": "data.probe_field",
+                  "limit": "data.limit", "batch_size": "eval.batch_size", "padding_side": "eval.padding_side"}
 
 
 def cmd_eval(args) -> int:
@@ -370,26 +401,31 @@ def cmd_eval(args) -> int:
 
     from .core.runfolder import check_outputs
 
+    from .core.config import ProbeEvalConfig, to_dict
+
+    cfg = _config_from_flags(ProbeEvalConfig, args, EVAL_SHORTCUTS)
+    mc = cfg.model
     check_output_file(args.json, "--json")
     check_output_file(args.log_samples, "--log-samples")
     check_outputs({"--json": args.json, "--log-samples": args.log_samples},
-                  [args.probes, args.adapter, args.model if Path(args.model).exists() else None])
-    probes = read_probes(args.probes, args.probe_field, args.limit)
-    adapter = adapter_folder(args.adapter) if args.adapter else None  # checked before the model loads
-    model, tok = load_model(args.model, args.device, args.dtype, allow_pickle=args.allow_pickle)
+                  [args.probes, cfg.adapter or None, mc.name if Path(mc.name).exists() else None])
+    probes = read_probes(args.probes, cfg.data.probe_field, cfg.data.limit)
+    adapter = adapter_folder(cfg.adapter) if cfg.adapter else None  # checked before the model loads
+    model, tok = load_model(mc.name, mc.device, mc.dtype, mc.attn, trust_remote_code=mc.trust_remote_code,
+                            allow_pickle=mc.allow_pickle)
     if adapter is not None:
         model = load_adapter(model, adapter)
     encoded = encode_probes(tok, probes)
-    r = evaluate_probes(model, tok, probes, args.batch_size, args.padding_side, encoded,
+    r = evaluate_probes(model, tok, probes, cfg.eval.batch_size, cfg.eval.padding_side, encoded,
                         progress=None if args.quiet else "eval")
     if not math.isfinite(r.summary()["nll"]):
         raise TaalmError(f"the answers score a non-finite NLL ({r.summary()['nll']}): the model"
-                         f"{' or the adapter ' + str(args.adapter) if args.adapter else ''} gives NaN/Inf "
+                         f"{' or the adapter ' + str(cfg.adapter) if cfg.adapter else ''} gives NaN/Inf "
                          f"logits (damaged weights?); no accuracy is reported")
     print(json.dumps(r.summary()))
     if args.json:
-        atomic_write_json(args.json, {"model": args.model, "adapter": args.adapter,
-                                      "probes": str(args.probes), **r.to_dict()})
+        atomic_write_json(args.json, {"model": mc.name, "adapter": cfg.adapter or None,
+                                      "probes": str(args.probes), "config": to_dict(cfg), **r.to_dict()})
     if args.log_samples:
         write_jsonl(args.log_samples, sample_rows(probes, encoded, r.per_probe, tok))
     return 0
@@ -470,6 +506,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
+#: ``taalm data pool`` / ``data tailor`` flags: shortcuts for their configs' keys
+POOL_SHORTCUTS = {"model": "model", "device": "device", "dtype": "dtype", "exclude": "exclude",
+                  "relations": "relations", "val": "n_val", "cap": "per_relation_cap", "seed": "seed",
+                  "batch_size": "batch_size", "invent": "invent"}
+TAILOR_SHORTCUTS = {"model": "model", "device": "device", "dtype": "dtype", "batch_size": "batch_size",
+                    "to_learn_rule": "to_learn_rule"}
+
+
 def cmd_data(args) -> int:
     if getattr(args, "data_command", None) not in ("tailor", "pool"):
         build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
@@ -477,10 +521,11 @@ def cmd_data(args) -> int:
     if args.data_command == "pool":
         from .bench.pool import PoolConfig, build_pool
 
-        trex = args.trex[0] if len(args.trex) == 1 else args.trex
-        cfg = PoolConfig(model=args.model, device=args.device, dtype=args.dtype, exclude=list(args.exclude or []),
-                         relations=args.relations or "", n_val=args.val, per_relation_cap=args.cap, seed=args.seed,
-                         batch_size=args.batch_size, invent=args.invent)  # checked by build_pool
+        paths = [t for t in args.trex if "=" not in t]  # key=value items are overrides
+        if not paths:
+            raise TaalmError("data pool: name the T-REx folder or files before any key=value override")
+        trex = paths[0] if len(paths) == 1 else paths
+        cfg = _config_from_flags(PoolConfig, args, POOL_SHORTCUTS, [t for t in args.trex if "=" in t])
         res = build_pool(trex, args.out, cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
                          overwrite=args.overwrite)
         c = res.counts
@@ -497,8 +542,7 @@ def cmd_data(args) -> int:
         return 0
     from .bench.tailor import TailorConfig, format_counts, tailor
 
-    cfg = TailorConfig(model=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                       to_learn_rule=args.to_learn_rule)  # checked by tailor (a ConfigError naming the key)
+    cfg = _config_from_flags(TailorConfig, args, TAILOR_SHORTCUTS)
     res = tailor(args.data, args.out, cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
                  overwrite=args.overwrite)
     print(format_counts(res))
@@ -522,6 +566,7 @@ def _read_val_splits(paths: list[str], task_field: str, limit: int):
 
 def cmd_train_attention(args) -> int:
     from .core.config import MetaTrainConfig, load_config
+    from .core.run import RunOptions
     from .data import read_pairs
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("phi-%Y%m%d-%H%M%S")
@@ -546,8 +591,9 @@ def cmd_train_attention(args) -> int:
         what = f"meta-training φ ({cfg.engine})"
 
     print(f"{what} on {len(pairs)} pairs -> {out}", file=sys.stderr)
-    res = run(pairs, val, cfg, out, resume=args.resume, overwrite=args.overwrite,
-              progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    res = run(pairs, val, cfg, out, options=RunOptions(resume=args.resume, overwrite=args.overwrite,
+                                                       progress=not args.quiet,
+                                                       log=lambda m: print(m, file=sys.stderr)))
     if res.val:
         print(f"{'update':>6}  {'val accuracy':>12}  {'val NLL':>8}")
         for r in res.val:
@@ -643,10 +689,20 @@ def cmd_recipes(args) -> int:
     return 0
 
 
-def cmd_config(args) -> int:
-    from .core.config import LearnConfig, MetaTrainConfig, config_with_help, load_config
+#: ``taalm config --for NAME``: every command's typed configuration (module:class, imported lazily)
+CONFIG_SCHEMAS = {"learn": "taalm.core.config:LearnConfig", "train-attention": "taalm.core.config:MetaTrainConfig",
+                  "eval": "taalm.core.config:ProbeEvalConfig", "bench": "taalm.bench.lama_ckl.config:LamaCklConfig",
+                  "bench-stream": "taalm.bench.stream.base:StreamConfig",
+                  "data-tailor": "taalm.bench.tailor:TailorConfig", "data-pool": "taalm.bench.pool:PoolConfig"}
 
-    cls = MetaTrainConfig if getattr(args, "schema", "learn") == "train-attention" else LearnConfig
+
+def cmd_config(args) -> int:
+    import importlib
+
+    from .core.config import config_with_help, load_config
+
+    module, _, name = CONFIG_SCHEMAS[getattr(args, "schema", "learn")].partition(":")
+    cls = getattr(importlib.import_module(module), name)
     print(config_with_help(load_config(cls, args.config, _overrides(args))))
     return 0
 

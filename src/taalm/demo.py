@@ -71,7 +71,7 @@ def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_ME
 def _run_demo(run, cfgs: dict) -> dict:
     """:func:`run_demo` inside its run life cycle (checked, locked)."""
     from .data import read_documents, read_probes
-    from .ckl.learner import learn
+    from .ckl.learner import LearnOptions, learn
     from .models.loading import load_model
     from .reporting.tables import format_history
     from .reporting.plots import plot_history
@@ -102,8 +102,8 @@ def _run_demo(run, cfgs: dict) -> dict:
             items.append((doc.text, enc.offsets, w.tolist(), f"{name}: {doc.id}"))
         # static weights (φ's included) were just computed: train with them instead of scoring again
         ready = None if method.dynamic else PrecomputedWeights([w for _, w in weighted], label=name)
-        res = learn(docs, probes, cfg, out / name, overwrite=True, model=theta0, tokenizer=tok,
-                    progress=progress, log=log, method=ready)
+        res = learn(docs, probes, cfg, out / name, model=theta0, tokenizer=tok,
+                    options=LearnOptions(overwrite=True, progress=progress, log=log, method=ready))
         curves[name] = res.history
         best = max(res.history, key=lambda r: r["accuracy"])
         results[name] = {"before": res.history[0], "after": res.history[-1], "best": best,

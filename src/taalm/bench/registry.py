@@ -14,17 +14,13 @@ def register_benchmark(name: str) -> Callable[[Callable], Callable]:
     return BENCHMARKS.register(name)
 
 
-def _register_shipped() -> None:
-    from . import lama_ckl  # noqa: F401  (registers lama-ckl)
-
-
 def available_benchmarks() -> list[str]:
-    _register_shipped()
+    """The registered benchmarks (the shipped ones register when ``taalm.bench`` is imported,
+    which importing this module does first)."""
     return BENCHMARKS.names()
 
 
 def get_benchmark(name: str) -> Callable:
-    _register_shipped()
     return BENCHMARKS.get(name)
 
 

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 
@@ -32,7 +32,7 @@ from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
 from ..core.schedules import lr_factor
-from ..core.run import Run
+from ..core.run import Run, RunOptions
 from ..core.runfolder import RUN_SCHEMA, RunFolder, fingerprint
 from ..data import Document, Probe, Window, collate, prepare_windows
 from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes, sample_rows
@@ -341,13 +341,20 @@ def _evaluate(model, tokenizer, probes, encoded, cfg: LearnConfig, strategy: Str
     return EvalResult(sum(x.accuracy for x in scores) / n, sum(x.nll for x in scores) / n, n, scores)
 
 
+@dataclass
+class LearnOptions(RunOptions):
+    """:class:`~taalm.core.run.RunOptions` plus what only :func:`learn` takes: objects to use
+    instead of building them from the config, and callbacks."""
+
+    method: WeightingMethod | None = None  # a ready weighting (e.g. PrecomputedWeights) instead of config.method's
+    optimizer: torch.optim.Optimizer | None = None  # continue this optimizer's state (result.optimizer)
+    callbacks: Sequence[Callable[[dict], None]] = ()  # called with an event dict after every epoch
+
+
 def learn(documents: list[Document], probes: list[Probe] | None = None,
           config: LearnConfig | None = None, out_dir: str | Path | None = None, *,
-          resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
-          progress: bool = True, callbacks: Iterable[Callable[[dict], None]] = (),
-          log: Callable[[str], None] = print, method: WeightingMethod | None = None,
-          extra_probes: Mapping[str, list[Probe]] | None = None,
-          optimizer: torch.optim.Optimizer | None = None) -> LearnResult:
+          model=None, tokenizer=None, extra_probes: Mapping[str, list[Probe]] | None = None,
+          options: RunOptions | None = None) -> LearnResult:
     """Train θ on ``documents`` with the configured CKL method (weighting × θ form × optimizer ×
     data stream, :mod:`taalm.ckl.method`); evaluate ``probes``.
 
@@ -355,11 +362,12 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     passed model is trained in place (LoRA layers are injected into it); pass
     ``copy.deepcopy(model)`` to keep the original for another run. A model an earlier ``learn``
     prepared (``result.model``) is continued as it is, with no second adapter; pass
-    ``optimizer=result.optimizer`` to continue its optimizer state too (sequential periods).
-    Writes config, metrics, checkpoints and the learned θ into ``out_dir`` (if given).
-    ``callbacks`` are called with an event dict after every epoch (``{"event": "epoch", ...}``).
-    ``method`` (optional) is a ready weighting-method instance used instead of ``config.method``'s
-    weighting (e.g. :class:`~taalm.ckl.weighting.PrecomputedWeights`).
+    ``options=LearnOptions(optimizer=result.optimizer)`` to continue its optimizer state too
+    (sequential periods). Writes config, metrics, checkpoints and the learned θ into ``out_dir``
+    (if given). ``options`` (:class:`RunOptions` or :class:`LearnOptions`): resume / overwrite,
+    progress and log; a LearnOptions may also carry ``callbacks`` (called with an event dict after
+    every epoch, ``{"event": "epoch", ...}``) and ``method``, a ready weighting-method instance used
+    instead of ``config.method``'s weighting (e.g. :class:`~taalm.ckl.weighting.PrecomputedWeights`).
     ``extra_probes`` (optional) are further named probe sets evaluated at the same points as
     ``probes`` (e.g. ``{"nf": not_to_forget}``): each history row gets ``row[name] = {accuracy,
     nll, n, seconds}``, kept in the checkpoints, so a resumed run keeps every set's curve.
@@ -370,6 +378,8 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     A non-finite loss or gradient stops the run (:class:`TrainingDiverged`, status "failed"),
     keeping the last good checkpoint.
     """
+    opts = options or LearnOptions()
+    method, optimizer = getattr(opts, "method", None), getattr(opts, "optimizer", None)
     cfg = split_method_name(config or LearnConfig())  # "taalm+full" -> its config keys
     check_config(cfg)  # every range rule of the schema, for configs built in code too
     if model is not None:  # config.yaml records the θ0 that was passed, not the default model's name
@@ -382,11 +392,11 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
             raise TaalmError(f"extra probe set {name!r}: needs a non-empty list of probes and an "
                              f"identifier name other than {', '.join(sorted(_ROW_KEYS))}")
     inputs = input_fingerprints(documents, probes, extra)
-    run = Run(out_dir, resume=resume, overwrite=overwrite, inputs=inputs,
+    run = Run(out_dir, resume=opts.resume, overwrite=opts.overwrite, inputs=inputs,
               input_paths=input_paths(documents, probes, *extra.values()), config=to_dict(cfg),
-              defaults=to_dict(LearnConfig()), device=cfg.model.device, log=log, progress=progress)
+              defaults=to_dict(LearnConfig()), device=cfg.model.device, log=opts.log, progress=opts.progress)
     with run:
-        given = _Given(documents, probes, extra, model, tokenizer, optimizer, list(callbacks))
+        given = _Given(documents, probes, extra, model, tokenizer, optimizer, list(getattr(opts, "callbacks", ())))
         return _learn(run, cfg, parts, given)
 
 
@@ -434,6 +444,24 @@ def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
 
     THETA_FORMS.get(cfg.theta.mode).record_passed(cfg.theta, model)  # e.g. a peft model's own adapter settings
     return cfg
+
+
+def _fine_tuner(cfg: LearnConfig, documents: list[Document], model, tokenizer) -> Callable[[int], torch.nn.Module]:
+    """``PrepareContext.fine_tune``: a copy of ``model`` fine-tuned with uniform weights on the
+    run's documents for ``epochs`` epochs with the run's train settings (plain stream, no
+    known-token masking), quietly and in memory; ``model`` is untouched (RHO-1's reference)."""
+    def fine_tune(epochs: int) -> torch.nn.Module:
+        import copy
+
+        from ..core.config import MethodConfig
+        from ..core.run import QUIET
+
+        c = copy.deepcopy(cfg)
+        c.method = MethodConfig(name="finetune")
+        c.train.epochs, c.train.known_masking, c.train.stream = epochs, False, "plain"
+        return learn(documents, None, c, model=copy.deepcopy(model), tokenizer=tokenizer, options=QUIET).model
+
+    return fine_tune
 
 
 def _static_weights(method: CklMethod, ctx: PrepareContext):
@@ -521,7 +549,8 @@ def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run
         folder.start(first_files)
     t0 = time.time()
     static = _static_weights(method, PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size,
-                                                    documents=documents, config=cfg, log=log))
+                                                    documents=documents, log=log,
+                                                    fine_tune=_fine_tuner(cfg, documents, model, tokenizer)))
     method.stream.bind(len(windows))
     replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
     if replay_windows:  # the stream's replay documents follow the run's own windows

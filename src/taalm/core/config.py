@@ -91,6 +91,18 @@ def check_config(cfg, prefix: str = "") -> None:
             check_config(value, f"{prefix}{f.name}.")
 
 
+def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
+    """A schema field with its one-line help in the field's metadata (``taalm config`` and the
+    docs print it): ``lr: float = option(1e-3, "θ's learning rate")``; a mutable default takes
+    ``factory=``. Help lives in the schema itself, not in source comments, so it survives
+    packaging without sources and cannot disagree with a second copy."""
+    if not help:
+        raise ValueError("option() needs its help text")
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 # --------------------------------------------------------------------------------------------
 # Schema
 # --------------------------------------------------------------------------------------------
@@ -98,13 +110,12 @@ def check_config(cfg, prefix: str = "") -> None:
 class ModelConfig:
     """Which base model θ starts from and where it runs."""
 
-    name: str = "smollm2-135m"  # registry alias, Hugging Face name, local folder, or .gguf file
-    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps
-    dtype: str = "auto"  # auto (bf16 where supported on an accelerator, else fp32) | fp32 | bf16 | fp16
-    attn: str = "auto"  # auto | eager | sdpa (eager is needed for second-order gradients)
-    # run a model folder's own Python code (its config's auto_map)? Only for folders you trust.
-    trust_remote_code: bool = False  # run a hub model's own Python code (off: only architectures transformers ships)
-    allow_pickle: bool = False  # read a model folder whose weights are pickle files (.bin/.pt): only folders you trust
+    name: str = option("smollm2-135m", "registry alias, Hugging Face name, local folder, or .gguf file")
+    device: str = option("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps")
+    dtype: str = option("auto", "auto (bf16 where supported on an accelerator, else fp32) | fp32 | bf16 | fp16")
+    attn: str = option("auto", "auto | eager | sdpa (eager is needed for second-order gradients)")
+    trust_remote_code: bool = option(False, "run a model's own Python code (its config's auto_map; off: only architectures transformers ships): only for models you trust")
+    allow_pickle: bool = option(False, "read a model folder whose weights are pickle files (.bin/.pt): only folders you trust")
 
     def _rules(self, r: _Rules) -> None:
         r.need(str(self.device).strip().lower().split(":")[0] in DEVICE_KINDS, "device",
@@ -117,11 +128,11 @@ class ModelConfig:
 class LoraConfig:
     """LoRA adapters: rank, scale, dropout and the modules they wrap."""
 
-    r: int = 16  # LoRA rank
-    alpha: int = 32  # LoRA scale numerator (the update is alpha/r · B A)
-    dropout: float = 0.0  # dropout on the LoRA input
+    r: int = option(16, "LoRA rank")
+    alpha: int = option(32, "LoRA scale numerator (the update is alpha/r · B A)")
+    dropout: float = option(0.0, "dropout on the LoRA input")
     # "all-linear" = every linear layer of the backbone except the LM head (peft's shorthand)
-    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # modules that get adapters: [all-linear] or names such as [q_proj, v_proj]
+    target_modules: list[str] = option(factory=lambda: ["all-linear"], help="modules that get adapters: [all-linear] or names such as [q_proj, v_proj]")
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("r", 1)
@@ -134,11 +145,11 @@ class LoraConfig:
 class KAdapterConfig:
     """The ``kadapter`` θ form: a frozen base plus a small stack of adapter blocks (K-Adapter)."""
 
-    layers: list[int] = field(default_factory=list)  # base layers the blocks read; [] = [1, middle, last]
-    width: int = 128  # the blocks' hidden size
-    heads: int = 4  # attention heads per block
-    dropout: float = 0.0  # dropout inside the blocks
-    scale: float = 1.0  # logits = head(h_base + scale · LayerNorm(adapter output))
+    layers: list[int] = option(factory=list, help="base layers the blocks read; [] = [1, middle, last]")
+    width: int = option(128, "the blocks' hidden size")
+    heads: int = option(4, "attention heads per block")
+    dropout: float = option(0.0, "dropout inside the blocks")
+    scale: float = option(1.0, "logits = head(h_base + scale · LayerNorm(adapter output))")
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("width", 1)
@@ -152,7 +163,7 @@ class KAdapterConfig:
 class ThetaConfig:
     """How θ is parameterised while it learns."""
 
-    mode: str = "lora"  # a registered θ form (taalm.ckl.theta): lora | full | kadapter | qlora (CUDA + bitsandbytes)
+    mode: str = option("lora", "a registered θ form (taalm.ckl.theta): lora | full | kadapter | qlora (CUDA + bitsandbytes)")
     lora: LoraConfig = field(default_factory=LoraConfig)
     kadapter: KAdapterConfig = field(default_factory=KAdapterConfig)
 
@@ -161,9 +172,9 @@ class ThetaConfig:
 class RecAdamConfig:
     """The ``recadam`` optimizer: Adam with an annealed quadratic pull toward θ's starting values."""
 
-    coef: float = 100.0  # strength of the pull (lr · coef ≤ 1 keeps the pull from overshooting)
-    k: float = 0.5  # steepness of λ(t) = sigmoid(k · (t − t0))
-    t0: int = 100  # the step at which λ = 1/2: the pull fades as t passes t0
+    coef: float = option(100.0, "strength of the pull (lr · coef ≤ 1 keeps the pull from overshooting)")
+    k: float = option(0.5, "steepness of λ(t) = sigmoid(k · (t − t0))")
+    t0: int = option(100, "the step at which λ = 1/2: the pull fades as t passes t0")
 
     def _rules(self, r: _Rules) -> None:
         r.finite("coef", 0.0)
@@ -175,10 +186,10 @@ class RecAdamConfig:
 class MixReviewConfig:
     """The ``mixreview`` data stream: replay documents from a general pool mixed into every step."""
 
-    pool: str = ""  # replay documents (.txt blocks or JSONL text / LAMA-ckl units); never the evaluation set
-    ratio: float = 1.0  # replay windows per training window in epoch 1 (the CKL paper: 4; the TAALM release: 1)
-    decay: float = 1.0  # the ratio is multiplied by this every epoch (the CKL paper: 0.7)
-    replay_weights: str = "uniform"  # uniform (weight 1) | method (the run's static weighting method)
+    pool: str = option("", "replay documents (.txt blocks or JSONL text / LAMA-ckl units); never the evaluation set")
+    ratio: float = option(1.0, "replay windows per training window in epoch 1 (the CKL paper: 4; the TAALM release: 1)")
+    decay: float = option(1.0, "the ratio is multiplied by this every epoch (the CKL paper: 0.7)")
+    replay_weights: str = option("uniform", "uniform (weight 1) | method (the run's static weighting method)")
 
     def _rules(self, r: _Rules) -> None:
         r.finite("ratio", 0.0)
@@ -190,30 +201,30 @@ class MixReviewConfig:
 class TrainConfig:
     """How θ learns: epochs, optimizer settings, batching, windows, seeds, checkpoints, parts."""
 
-    epochs: int = 8  # passes over the documents (8: a small set gets enough optimizer steps to learn)
-    lr: float = 1e-3  # θ's learning rate (1e-3 suits LoRA on a small model; the paper's 1e-4 is for Llama-2-7B)
-    lr_schedule: str = "constant"  # θ's lr over the run's steps: constant (the paper) | linear | cosine
-    warmup_steps: int = 0  # the lr rises linearly over these first steps (then the schedule)
-    lr_final: float = 0.1  # the decayed schedules' last lr, as a fraction of lr
-    weight_decay: float = 0.0  # AdamW weight decay
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
-    batch_size: int = 8  # sequences (document windows) per micro-batch
-    batch_tokens: int = 0  # >0: also cap padded tokens per micro-batch (long documents)
-    grad_accum: int = 1  # micro-batches per optimizer step
-    max_length: int = 512  # tokens per window; longer documents are split, never truncated
-    stride: int = 64  # context tokens shared by consecutive windows of one long document
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    shuffle: bool = True  # shuffle the windows every epoch (seeded by seed and epoch)
-    group_by_length: int = 0  # >0: sort each run of this many shuffled batches' windows by length (less padding)
-    seed: int = 0  # seed of shuffling, dropout, LoRA initialisation and random weights
-    checkpoint_every: int = 1  # epochs between checkpoints (a killed run resumes from the last)
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1.3× the time
-    fsdp: bool = False  # under torchrun, theta.mode=full: shard θ's weights, gradients and optimizer state (FSDP2)
-    known_masking: bool = False  # the paper's known-token masking: weight 0 where θ's argmax already predicts the token
-    optimizer: str = "adamw"  # θ's optimizer, a registered part (taalm.ckl.optim)
+    epochs: int = option(8, "passes over the documents (8: a small set gets enough optimizer steps to learn)")
+    lr: float = option(1e-3, "θ's learning rate (1e-3 suits LoRA on a small model; the paper's 1e-4 is for Llama-2-7B)")
+    lr_schedule: str = option("constant", "θ's lr over the run's steps: constant (the paper) | linear | cosine")
+    warmup_steps: int = option(0, "the lr rises linearly over these first steps (then the schedule)")
+    lr_final: float = option(0.1, "the decayed schedules' last lr, as a fraction of lr")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas")
+    batch_size: int = option(8, "sequences (document windows) per micro-batch")
+    batch_tokens: int = option(0, ">0: also cap padded tokens per micro-batch (long documents)")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    max_length: int = option(512, "tokens per window; longer documents are split, never truncated")
+    stride: int = option(64, "context tokens shared by consecutive windows of one long document")
+    max_grad_norm: float = option(1.0, "0 disables clipping")
+    shuffle: bool = option(True, "shuffle the windows every epoch (seeded by seed and epoch)")
+    group_by_length: int = option(0, ">0: sort each run of this many shuffled batches' windows by length (less padding)")
+    seed: int = option(0, "seed of shuffling, dropout, LoRA initialisation and random weights")
+    checkpoint_every: int = option(1, "epochs between checkpoints (a killed run resumes from the last)")
+    gradient_checkpointing: bool = option(False, "recompute activations in backward: less memory, ~1.3× the time")
+    fsdp: bool = option(False, "under torchrun, theta.mode=full: shard θ's weights, gradients and optimizer state (FSDP2)")
+    known_masking: bool = option(False, "the paper's known-token masking: weight 0 where θ's argmax already predicts the token")
+    optimizer: str = option("adamw", "θ's optimizer, a registered part (taalm.ckl.optim)")
     recadam: RecAdamConfig = field(default_factory=RecAdamConfig)
     mixreview: MixReviewConfig = field(default_factory=MixReviewConfig)
-    stream: str = "plain"  # how windows become batches each epoch, a registered part (taalm.ckl.streams)
+    stream: str = option("plain", "how windows become batches each epoch, a registered part (taalm.ckl.streams)")
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("epochs", 0)
@@ -239,7 +250,7 @@ class TrainConfig:
 class RandomConfig:
     """The `random` weighting method (a control)."""
 
-    mean: float = 0.5  # weights ~ Beta(2*mean, 2*(1-mean)): mean `mean`, uniform at 0.5
+    mean: float = option(0.5, "weights ~ Beta(2*mean, 2*(1-mean)): mean `mean`, uniform at 0.5")
 
     def _rules(self, r: _Rules) -> None:
         r.finite("mean", 0.0, 1.0, low_open=True, high_open=True)
@@ -249,9 +260,9 @@ class RandomConfig:
 class Rho1Config:
     """The `rho1` weighting method (RHO-1 selective language modelling)."""
 
-    ratio: float = 0.4  # fraction of tokens kept (top by excess loss); the release keeps 40%
-    reference: str | None = None  # None = θ0; "finetuned" = θ0 fine-tuned on the documents first; or a model spec
-    reference_epochs: int = 2  # reference=finetuned: epochs of plain fine-tuning (the run's train settings)
+    ratio: float = option(0.4, "fraction of tokens kept (top by excess loss); the release keeps 40%")
+    reference: str | None = option(None, 'None = θ0; "finetuned" = θ0 fine-tuned on the documents first; or a model spec')
+    reference_epochs: int = option(2, "reference=finetuned: epochs of plain fine-tuning (the run's train settings)")
 
     def _rules(self, r: _Rules) -> None:
         r.finite("ratio", 0.0, 1.0, low_open=True)
@@ -262,9 +273,9 @@ class Rho1Config:
 class TaalmMethodConfig:
     """The `taalm` weighting method: weights from a trained Train-Attention model φ."""
 
-    checkpoint: str | None = None  # folder written by TrainAttention.save_pretrained
-    base: str = ""  # φ's base model; default: the one in φ's phi_config.json (set it to a local copy elsewhere)
-    batch_size: int = 8  # φ windows per forward pass (weights are computed once per document)
+    checkpoint: str | None = option(None, "folder written by TrainAttention.save_pretrained")
+    base: str = option("", "φ's base model; default: the one in φ's phi_config.json (set it to a local copy elsewhere)")
+    batch_size: int = option(8, "φ windows per forward pass (weights are computed once per document)")
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("batch_size", 1)
@@ -274,8 +285,8 @@ class TaalmMethodConfig:
 class SalientConfig:
     """The `salient` control: a fixed rule, no answers, no meta-training."""
 
-    high: float = 1.0  # weight of tokens inside capitalised words and numbers
-    low: float = 0.1  # weight of every other token
+    high: float = option(1.0, "weight of tokens inside capitalised words and numbers")
+    low: float = option(0.1, "weight of every other token")
 
     def _rules(self, r: _Rules) -> None:
         r.finite("high", 0.0, 1.0)
@@ -286,7 +297,7 @@ class SalientConfig:
 class MethodConfig:
     """The token-weighting method and each method's options."""
 
-    name: str = "finetune"  # see `taalm.ckl.weighting.available_methods()`
+    name: str = option("finetune", "see `taalm.ckl.weighting.available_methods()`")
     random: RandomConfig = field(default_factory=RandomConfig)
     rho1: Rho1Config = field(default_factory=Rho1Config)
     taalm: TaalmMethodConfig = field(default_factory=TaalmMethodConfig)
@@ -297,21 +308,21 @@ class MethodConfig:
 class PhiConfig:
     """The Train-Attention model φ (SPEC 2.2)."""
 
-    base: str = "smollm2-135m"  # model spec for taalm.models.loading.load_model: alias, HF name, folder, .gguf
-    mode: str = "lora"  # lora (adapters on a frozen backbone + head) | full (whole backbone + head)
+    base: str = option("smollm2-135m", "model spec for taalm.models.loading.load_model: alias, HF name, folder, .gguf")
+    mode: str = option("lora", "lora (adapters on a frozen backbone + head) | full (whole backbone + head)")
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16))
-    head_bias: float = 4.0  # sigmoid(4.0) = 0.982: every weight starts near uniform
+    head_bias: float = option(4.0, "sigmoid(4.0) = 0.982: every weight starts near uniform")
     # std of the head's initial weight. SmolLM2-135M's last hidden states have norm ≈ 47 (measured
     # on LAMA-ckl evidence), so the initial logits are 4.0 ± 0.002·47 ≈ 4.0 ± 0.09 and the
     # weights 0.982 ± 0.0016 (min ≈ 0.976): near uniform, yet the head is not exactly zero, so
     # the LoRA adapters get a gradient from the first step.
-    head_std: float = 0.002  # std of the head's initial weight (see above)
-    reduction: str = "mean"  # φ-token weights -> θ tokens when the tokenizers differ: mean | max
-    max_length: int = 1024  # φ tokens per window; longer documents are read in overlapping windows
-    stride: int = 128  # left context (φ tokens) that a window shares with the previous one
-    seed: int = 0  # head and LoRA initialisation
-    layers: int = 0  # 0 = every decoder layer; N = φ reads only the first N (cheaper per token)
-    features: str = "text"  # text: φ reads the document | loss: its head also reads log ℓ_t(θ0), θ0's token loss
+    head_std: float = option(0.002, "std of the head's initial weight (see above)")
+    reduction: str = option("mean", "φ-token weights -> θ tokens when the tokenizers differ: mean | max")
+    max_length: int = option(1024, "φ tokens per window; longer documents are read in overlapping windows")
+    stride: int = option(128, "left context (φ tokens) that a window shares with the previous one")
+    seed: int = option(0, "head and LoRA initialisation")
+    layers: int = option(0, "0 = every decoder layer; N = φ reads only the first N (cheaper per token)")
+    features: str = option("text", "text: φ reads the document | loss: its head also reads log ℓ_t(θ0), θ0's token loss")
 
     def _rules(self, r: _Rules) -> None:
         r.choice("mode", PHI_MODES)
@@ -329,9 +340,9 @@ class PhiConfig:
 class DataConfig:
     """How documents and probes are read."""
 
-    probe_field: str = "task_descriptive"  # LAMA units: task_descriptive | task_schematic
-    limit: int = 0  # >0: use only the first N documents / probes (smoke runs)
-    text_field: str = "text"  # the documents' text field in JSONL / JSON / Parquet / datasets records
+    probe_field: str = option("task_descriptive", "LAMA units: task_descriptive | task_schematic")
+    limit: int = option(0, ">0: use only the first N documents / probes (smoke runs)")
+    text_field: str = option("text", "the documents' text field in JSONL / JSON / Parquet / datasets records")
 
     def _rules(self, r: _Rules) -> None:
         r.choice("probe_field", PROBE_FIELDS)
@@ -343,9 +354,9 @@ class DataConfig:
 class EvalConfig:
     """How probes are evaluated."""
 
-    batch_size: int = 16  # probes per forward pass
-    padding_side: str = "right"  # right | left (both give the same scores; tested)
-    every_epoch: bool = True  # evaluate the probes after every epoch too (false: before and after only, for large probe sets)
+    batch_size: int = option(16, "probes per forward pass")
+    padding_side: str = option("right", "right | left (both give the same scores; tested)")
+    every_epoch: bool = option(True, "evaluate the probes after every epoch too (false: before and after only, for large probe sets)")
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("batch_size", 1)
@@ -377,21 +388,32 @@ class LearnConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: str = "jsonl"  # metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated
+    logger: str = option("jsonl", "metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated")
 
     def _rules(self, r: _Rules) -> None:
         _logger_rule(r, self.logger)
 
 
 @dataclass
+class ProbeEvalConfig:
+    """Everything `taalm eval` needs: the model (plus an adapter), how probes are read and scored.
+    Its flags (--model, --batch-size, ...) are shortcuts for these keys."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: str = option("", "a LoRA adapter folder (or a run folder) applied to the model; empty: none")
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
 class MetaThetaConfig:
     """What θ trains in the inner step of meta-training (per pair, reset to θ0 every time)."""
 
-    mode: str = "lora"  # lora (per-pair adapters; pairs are batched) | layers (whole decoder layers)
-    r: int = 16  # rank of the per-pair LoRA
-    alpha: float = 32.0  # LoRA scale numerator
-    layers: list[int] = field(default_factory=lambda: [-2, -1])  # mode=layers; negative = from the end
-    lora_layers: int = 0  # mode=lora: 0 = adapters on every decoder layer; K = on the last K only (cheaper)
+    mode: str = option("lora", "lora (per-pair adapters; pairs are batched) | layers (whole decoder layers)")
+    r: int = option(16, "rank of the per-pair LoRA")
+    alpha: float = option(32.0, "LoRA scale numerator")
+    layers: list[int] = option(factory=lambda: [-2, -1], help="mode=layers; negative = from the end")
+    lora_layers: int = option(0, "mode=lora: 0 = adapters on every decoder layer; K = on the last K only (cheaper)")
 
     def _rules(self, r: _Rules) -> None:
         r.choice("mode", META_THETA_MODES)
@@ -404,12 +426,12 @@ class MetaThetaConfig:
 class InnerConfig:
     """The inner loop: ``k_warm`` steps with w fixed, then one differentiable step (SPEC 2.3)."""
 
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 2e-4  # the release's inner lr
-    k_warm: int = 1  # warm-up steps not differentiated into φ (Adam needs a state first)
-    weight_decay: float = 0.0  # the inner optimizer's weight decay
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # the inner AdamW's betas
-    eps: float = 1e-8  # AdamW's ε
+    optimizer: str = option("adamw", "adamw | sgd")
+    lr: float = option(2e-4, "the release's inner lr")
+    k_warm: int = option(1, "warm-up steps not differentiated into φ (Adam needs a state first)")
+    weight_decay: float = option(0.0, "the inner optimizer's weight decay")
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="the inner AdamW's betas")
+    eps: float = option(1e-8, "AdamW's ε")
 
     def _rules(self, r: _Rules) -> None:
         r.choice("optimizer", INNER_OPTIMIZERS)
@@ -424,14 +446,14 @@ class InnerConfig:
 class ValidationConfig:
     """Held-out check: θ0 learns the held-out documents with φ's weights; answer accuracy."""
 
-    every: int = 10  # φ updates between validations (and once before the first update, see at_start)
-    at_start: bool = True  # validate φ before its first update (≈ the uniform reference: φ starts near 0.98)
-    n_pairs: int = 32  # held out from the training pairs when no --val file is given
-    epochs: int = 3  # CKL epochs on the held-out documents
-    lr: float = 1e-3  # CKL lr (LoRA θ)
-    batch_size: int = 8  # batch size of the validation learner
-    references: bool = True  # also validate uniform (finetune) and oracle weights once, for scale
-    known_masking: bool = False  # the validation learner masks tokens θ already predicts (train.known_masking)
+    every: int = option(10, "φ updates between validations (and once before the first update, see at_start)")
+    at_start: bool = option(True, "validate φ before its first update (≈ the uniform reference: φ starts near 0.98)")
+    n_pairs: int = option(32, "held out from the training pairs when no --val file is given")
+    epochs: int = option(3, "CKL epochs on the held-out documents")
+    lr: float = option(1e-3, "CKL lr (LoRA θ)")
+    batch_size: int = option(8, "batch size of the validation learner")
+    references: bool = option(True, "also validate uniform (finetune) and oracle weights once, for scale")
+    known_masking: bool = option(False, "the validation learner masks tokens θ already predicts (train.known_masking)")
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("every", 0)
@@ -448,10 +470,10 @@ class SupervisedConfig:
     positive-class weight): one forward and one backward of φ per document, minutes on a CPU. A
     start for meta-training (``init=``), not a replacement for it."""
 
-    steps: int = 200  # φ optimizer steps
-    batch_size: int = 8  # documents per step
-    lr: float = 1e-3  # φ's AdamW lr
-    pos_weight: float = 0.0  # weight of the answer tokens' term; 0 = auto: non-answer / answer tokens of the pool
+    steps: int = option(200, "φ optimizer steps")
+    batch_size: int = option(8, "documents per step")
+    lr: float = option(1e-3, "φ's AdamW lr")
+    pos_weight: float = option(0.0, "weight of the answer tokens' term; 0 = auto: non-answer / answer tokens of the pool")
 
     def _rules(self, r: _Rules) -> None:
         r.at_least("steps", 1)
@@ -464,36 +486,35 @@ class SupervisedConfig:
 class MetaTrainConfig:
     """Everything `taalm train-attention` (and :func:`taalm.meta.training.train_attention`) needs."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)  # θ (its attention is forced to eager)
+    model: ModelConfig = option(factory=ModelConfig, help="θ (its attention is forced to eager)")
     phi: PhiConfig = field(default_factory=PhiConfig)
     theta: MetaThetaConfig = field(default_factory=MetaThetaConfig)
     inner: InnerConfig = field(default_factory=InnerConfig)
-    engine: str = "directional"  # directional | double_backward (both exact; see meta_gradient)
-    directional: str = "forward"  # forward (JVP through the backbone) | fd (finite differences)
-    fd_step: float = 1e-2  # directional=fd: length of the parameter-space step ‖h·v‖ (float32: 1e-2)
-    objective: str = "answer_nll"  # answer_nll | change3 | change2
-    unrelated_weight: float = 0.0  # >0: penalise θ' moving on an unrelated task (another pair's)
-    updates: int = 100  # φ updates
-    batch_pairs: int = 16  # pairs per φ update (the release uses 16)
-    micro_pairs: int = 4  # pairs per forward pass (each keeps its own θ')
-    lr: float = 2e-4  # φ's AdamW lr
-    # φ's lr over the updates: constant | cosine | linear (both decay from lr to lr·lr_final)
-    lr_schedule: str = "constant"  # φ's lr schedule: constant | cosine | linear (towards lr_final · lr)
-    lr_final: float = 0.1  # the decayed schedules' last lr, as a fraction of lr
-    warmup_updates: int = 0  # φ's lr rises linearly over these first updates (then the schedule)
-    init: str = ""  # warm start: a saved φ folder (TrainAttention.save_pretrained); its phi config replaces `phi`
-    stream_offset: int = 0  # pairs of the seeded pair stream to skip (e.g. those a warm-start parent saw)
-    weight_decay: float = 0.0  # φ's AdamW weight decay
-    max_grad_norm: float = 1.0  # 0 disables clipping of φ's gradient
-    max_doc_tokens: int = 256  # longer documents are truncated for meta-training
-    log_outer0: bool = True  # also compute θ0's task loss for the log ("outer0", "gain"); false saves a task forward
-    task_field: str = "task_schematic"  # LAMA units: the probe used as the task
-    checkpoint_every: int = 10  # φ updates between resumable checkpoints
-    seed: int = 0  # seed of the pair stream, θ's per-pair LoRA and validation
-    fsdp: bool = False  # not supported (refused): meta-training shards its pairs over the ranks, never θ or φ
-    logger: str = "jsonl"  # metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated
+    engine: str = option("directional", "directional | double_backward (both exact; see meta_gradient)")
+    directional: str = option("forward", "forward (JVP through the backbone) | fd (finite differences)")
+    fd_step: float = option(1e-2, "directional=fd: length of the parameter-space step ‖h·v‖ (float32: 1e-2)")
+    objective: str = option("answer_nll", "answer_nll | change3 | change2")
+    unrelated_weight: float = option(0.0, ">0: penalise θ' moving on an unrelated task (another pair's)")
+    updates: int = option(100, "φ updates")
+    batch_pairs: int = option(16, "pairs per φ update (the release uses 16)")
+    micro_pairs: int = option(4, "pairs per forward pass (each keeps its own θ')")
+    lr: float = option(2e-4, "φ's AdamW lr")
+    lr_schedule: str = option("constant", "φ's lr schedule: constant | cosine | linear (towards lr_final · lr)")
+    lr_final: float = option(0.1, "the decayed schedules' last lr, as a fraction of lr")
+    warmup_updates: int = option(0, "φ's lr rises linearly over these first updates (then the schedule)")
+    init: str = option("", "warm start: a saved φ folder (TrainAttention.save_pretrained); its phi config replaces `phi`")
+    stream_offset: int = option(0, "pairs of the seeded pair stream to skip (e.g. those a warm-start parent saw)")
+    weight_decay: float = option(0.0, "φ's AdamW weight decay")
+    max_grad_norm: float = option(1.0, "0 disables clipping of φ's gradient")
+    max_doc_tokens: int = option(256, "longer documents are truncated for meta-training")
+    log_outer0: bool = option(True, "also compute θ0's task loss for the log (\"outer0\", \"gain\"); false saves a task forward")
+    task_field: str = option("task_schematic", "LAMA units: the probe used as the task")
+    checkpoint_every: int = option(10, "φ updates between resumable checkpoints")
+    seed: int = option(0, "seed of the pair stream, θ's per-pair LoRA and validation")
+    fsdp: bool = option(False, "not supported (refused): meta-training shards its pairs over the ranks, never θ or φ")
+    logger: str = option("jsonl", "metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated")
     val: ValidationConfig = field(default_factory=ValidationConfig)
-    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)  # only with --supervised
+    supervised: SupervisedConfig = option(factory=SupervisedConfig, help="only with --supervised")
 
     def _rules(self, r: _Rules) -> None:
         r.choice("engine", ENGINES)
@@ -775,29 +796,17 @@ def save_config(cfg, path: str | Path) -> None:
 
 
 def field_help(cls) -> dict[str, str]:
-    """field name -> its one-line description: the comment that ends the field's line in the
-    schema's source, or the first docstring line of a section's dataclass."""
-    import ast
-    import inspect
-    import textwrap
-
-    src = textwrap.dedent(inspect.getsource(cls))
-    lines = src.splitlines()
+    """field name -> its one-line description: the field's ``help`` metadata (:func:`option`),
+    or for a section the first docstring line of its dataclass."""
     hints = typing.get_type_hints(cls)
     out = {}
-    node = ast.parse(src).body[0]
-    assert isinstance(node, ast.ClassDef)  # the source of a class
-    for st in node.body:
-        if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
-            name = st.target.id
-            assert st.end_lineno is not None  # ast.parse sets every node's position
-            line = lines[st.end_lineno - 1]
-            comment = line.split("  # ", 1)[1].strip() if "  # " in line else ""
-            sub = hints.get(name)
-            if not comment and isinstance(sub, type) and dataclasses.is_dataclass(sub) and "__doc__" in sub.__dict__ \
-                    and not (sub.__doc__ or "").startswith(sub.__name__ + "("):  # not the generated signature
-                comment = ((sub.__doc__ or "").strip().splitlines() or [""])[0]
-            out[name] = comment
+    for f in dataclasses.fields(cls):
+        text = f.metadata.get("help", "")
+        sub = hints.get(f.name)
+        if not text and isinstance(sub, type) and dataclasses.is_dataclass(sub) and "__doc__" in sub.__dict__ \
+                and not (sub.__doc__ or "").startswith(sub.__name__ + "("):  # not the generated signature
+            text = ((sub.__doc__ or "").strip().splitlines() or [""])[0]
+        out[f.name] = text
     return out
 
 

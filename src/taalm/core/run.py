@@ -73,6 +73,24 @@ def _real_out(out: Path) -> Path:
     return out
 
 
+@dataclass
+class RunOptions:
+    """How a long-running call treats its output folder and talks to its caller: not what it
+    computes (that is the config). Every public loop takes one as ``options=``; the default is
+    a new folder, progress bars, and messages printed::
+
+        learn(docs, probes, cfg, "runs/x", options=RunOptions(resume=True, progress=False))
+    """
+
+    resume: bool = False  # continue the folder from its last checkpoint (its own inputs and config)
+    overwrite: bool = False  # replace a folder taalm made (never one holding the inputs)
+    progress: bool = True  # progress bars on stderr
+    log: Callable[[str], None] = print  # where one-line messages go
+
+
+QUIET = RunOptions(progress=False, log=lambda message: None)  # no bars, no messages (tests, notebooks)
+
+
 def _silent(message: str) -> None:
     """The log of a rank other than 0."""
 

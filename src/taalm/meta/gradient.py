@@ -44,7 +44,7 @@ Two engines compute ∂O/∂w:
 
 Both return ∂O/∂w; the caller then runs one ordinary backward through φ with that vector.
 At v̂ = 0 (an entry whose gradient has always been 0, e.g. LoRA A while B = 0) the derivative
-of √v̂ is taken as 0 in both engines (``_safe_sqrt``), so no NaN appears; such entries carry no
+of √v̂ is taken as 0 in both engines (:func:`taalm.meta.inner_optim._safe_sqrt`), so no NaN appears; such entries carry no
 gradient to w anyway.
 
 Second order on CPU: PyTorch's fused SDPA kernels have neither a double-backward nor a
@@ -59,290 +59,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 import torch.autograd.forward_ad as fwAD
-from torch.func import functional_call
 
 from ..ckl.loss import per_sequence_weighted_loss, token_losses
-from ..core.config import ENGINES, OBJECTIVES, InnerConfig, MetaThetaConfig, MetaTrainConfig
+from ..core.config import ENGINES, OBJECTIVES, MetaTrainConfig
 from ..core.errors import ConfigError
+from .inner_optim import init_state, optim_step, step_and_derivative
+from .objectives import outer_objective
+from .theta import MetaTheta
 
 
-# --------------------------------------------------------------------------------------------
-# θ for meta-training: a frozen model + trainable tensors passed functionally
-# --------------------------------------------------------------------------------------------
-class _LoRALinear(torch.nn.Module):
-    """``base(x) + scale · B A x``. A, B are ``[r, in]``/``[out, r]`` or, per pair,
-    ``[P, r, in]``/``[P, out, r]`` with x ``[P, T, in]`` (each pair its own adapter)."""
-
-    def __init__(self, base: torch.nn.Module, r: int, alpha: float):
-        super().__init__()
-        self.base = base
-        self.scale = alpha / r
-        shape = _linear_shape(base)
-        assert shape is not None  # MetaTheta wraps only the layers _linear_shape knows
-        n_in, n_out = shape
-        dt, dev = inner_dtype(base.weight.dtype), base.weight.device
-        # placeholders; the real (per-pair) tensors are passed with functional_call
-        self.lora_A = torch.nn.Parameter(torch.zeros(r, n_in, dtype=dt, device=dev), requires_grad=False)
-        self.lora_B = torch.nn.Parameter(torch.zeros(n_out, r, dtype=dt, device=dev), requires_grad=False)
-
-    def forward(self, x):
-        y = self.base(x)
-        A, B = self.lora_A, self.lora_B
-        xa = x.to(A.dtype)  # the adapter path runs in the adapters' dtype (float32 on a bf16 base)
-        if A.dim() == 2:
-            return y + (self.scale * F.linear(F.linear(xa, A), B)).to(y.dtype)
-        # [P, T, in] @ [P, in, r] -> [P, T, r] @ [P, r, out] -> [P, T, out]
-        return y + (self.scale * torch.matmul(torch.matmul(xa, A.transpose(1, 2)), B.transpose(1, 2))).to(y.dtype)
-
-
-def inner_dtype(base_dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the inner-step state (per-pair LoRA, Adam moments, w): float32 on a float16 /
-    bfloat16 base, as CKL keeps its adapters (an inner AdamW in bf16 loses the small updates);
-    float64 stays float64 (gradient checks)."""
-    return torch.float32 if base_dtype in (torch.float16, torch.bfloat16) else base_dtype
-
-
-def _linear_shape(mod: torch.nn.Module) -> tuple[int, int] | None:
-    """(in, out) of a linear layer: ``nn.Linear`` or HF's ``Conv1D`` (GPT-2: weight [in, out])."""
-    if isinstance(mod, torch.nn.Linear):
-        return mod.in_features, mod.out_features
-    if type(mod).__name__ == "Conv1D" and hasattr(mod, "nf"):
-        return mod.weight.shape[0], mod.nf
-    return None
-
-
-class MetaTheta:
-    """The base model θ as used by meta-training.
-
-    ``init`` holds θ0 (unbatched tensors). ``pairs(P)`` gives P fresh copies for P pairs: a
-    leading pair dimension in LoRA mode (one forward pass serves all pairs), plain tensors in
-    layers mode (P must be 1: whole layers are not batched per pair). ``hidden`` runs the
-    backbone, ``logits`` adds the frozen LM head.
-    """
-
-    def __init__(self, model: torch.nn.Module, spec: MetaThetaConfig | None = None, seed: int = 0,
-                 state_dtype: torch.dtype | None = None):
-        """``state_dtype``: the per-pair LoRA's dtype (and so the inner step's); default
-        :func:`inner_dtype` (float32 on a half-precision base). Set only to reproduce the public
-        release's bf16 inner state for comparison (benchmarks/gpu_check.py): an inner AdamW in
-        bf16 rounds away most of its small update."""
-        spec = spec or MetaThetaConfig()
-        self.spec = spec
-        self.model = model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        attn = getattr(model.config, "_attn_implementation", None)
-        if attn not in (None, "eager"):
-            # fused SDPA on CPU has no double-backward and no forward-mode (JVP) rule
-            raise ConfigError(f"meta-training needs eager attention in θ (got '{attn}'); "
-                              "load it with attn='eager'")
-        for key in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale"):
-            if getattr(model.config, key, None) not in (None, 0, 1, 1.0):
-                raise ConfigError(f"meta-training needs logits = lm_head(h); this model's config sets "
-                                  f"{key}={getattr(model.config, key)!r}, which it does not support")
-        self.backbone = model.base_model
-        self.head = model.get_output_embeddings()
-        if self.head is None:
-            raise ConfigError("meta-training needs a model with an output (LM head) layer")
-        check_logit_transform(model, self.backbone, self.head)
-        self.batched = spec.mode == "lora"
-        base_dt = next(model.parameters()).dtype
-        dt = state_dtype or inner_dtype(base_dt)
-        if spec.mode == "layers" and dt != base_dt:
-            raise ConfigError(f"θ mode 'layers' trains whole decoder layers in the base dtype ({base_dt}); "
-                              "its inner AdamW would run in low precision: load θ in float32 or use mode=lora")
-        dev = next(model.parameters()).device
-        gen = torch.Generator().manual_seed(seed)
-        self.init: dict[str, torch.Tensor] = {}
-        if spec.mode == "lora":
-            targets = [(n, m) for n, m in self.backbone.named_modules() if _linear_shape(m)]
-            if spec.lora_layers:  # only the last K decoder layers: the inner backward and the JVP stop there
-                layers = _decoder_layers(self.backbone)
-                if spec.lora_layers > len(layers):
-                    raise ConfigError(f"theta.lora_layers={spec.lora_layers}: the model has {len(layers)} "
-                                      "decoder layers", "theta.lora_layers")
-                keep = tuple(f"{name}." for name, _ in layers[-spec.lora_layers:])
-                targets = [(n, m) for n, m in targets if n.startswith(keep)]
-            if not targets:
-                raise ConfigError("no linear layers found in the backbone for LoRA")
-            for name, lin in targets:
-                parent_name, _, child = name.rpartition(".")
-                parent = self.backbone.get_submodule(parent_name) if parent_name else self.backbone
-                setattr(parent, child, _LoRALinear(lin, spec.r, spec.alpha))
-                shape = _linear_shape(lin)
-                assert shape is not None  # targets are the layers _linear_shape knows
-                n_in, n_out = shape
-                bound = 1.0 / math.sqrt(n_in)  # peft's default: kaiming-uniform A, B = 0
-                A = (torch.rand(spec.r, n_in, generator=gen, dtype=torch.float64) * 2 - 1) * bound
-                self.init[f"{name}.lora_A"] = A.to(dt).to(dev)
-                self.init[f"{name}.lora_B"] = torch.zeros(n_out, spec.r, dtype=dt, device=dev)
-        elif spec.mode == "layers":
-            layers = _decoder_layers(self.backbone)
-            n = len(layers)
-            idx = sorted({i % n for i in spec.layers})
-            for i in idx:
-                for pname, p in layers[i][1].named_parameters():
-                    self.init[f"{layers[i][0]}.{pname}"] = p.detach().clone()
-        else:
-            raise ConfigError(f"unknown meta theta mode '{spec.mode}' (lora | layers)")
-
-    @property
-    def n_trainable(self) -> int:
-        return sum(t.numel() for t in self.init.values())
-
-    def pairs(self, P: int) -> dict[str, torch.Tensor]:
-        """θ0 for P pairs (fresh tensors)."""
-        if self.batched:
-            return {n: t.unsqueeze(0).repeat(P, *([1] * t.dim())) for n, t in self.init.items()}
-        if P != 1:
-            raise ConfigError("θ mode 'layers' trains one pair per forward pass")
-        return {n: t.clone() for n, t in self.init.items()}
-
-    def hidden(self, params: dict, input_ids, attention_mask) -> torch.Tensor:
-        """Last hidden states ``[P, T, H]`` of the backbone with θ = ``params``."""
-        out = functional_call(self.backbone, params, (input_ids,),
-                              {"attention_mask": attention_mask, "use_cache": False})
-        return out[0] if isinstance(out, tuple) else out.last_hidden_state
-
-    def logits(self, params: dict, input_ids, attention_mask) -> torch.Tensor:
-        return self.head(self.hidden(params, input_ids, attention_mask))
-
-
-@torch.no_grad()
-def check_logit_transform(model: torch.nn.Module, backbone: torch.nn.Module, head: torch.nn.Module) -> None:
-    """Refuse a model whose logits are not ``head(backbone(x))``: the meta-gradient's LM-head
-    contraction (``_dloss_dhidden``) and every θ forward here assume exactly that. Models that
-    scale, cap or post-process logits (Granite's ``logits_scaling``, Gemma-2's soft-capping)
-    would silently get a wrong meta-gradient. Checked on a short input at construction."""
-    vocab = head.weight.shape[0]
-    ids = (torch.arange(1, 9, device=head.weight.device) * 7919 % max(2, vocab - 1)).view(1, -1)
-    mask = torch.ones_like(ids)
-    ref = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    out = backbone(input_ids=ids, attention_mask=mask, use_cache=False)
-    h = out[0] if isinstance(out, tuple) else out.last_hidden_state
-    mine = head(h)
-    if mine.shape != ref.shape:
-        raise ConfigError(f"meta-training needs logits = lm_head(backbone(x)); shapes differ "
-                          f"({tuple(mine.shape)} vs {tuple(ref.shape)})")
-    ref, mine = ref.double(), mine.double()
-    tol = 1e-4 if head.weight.dtype in (torch.float32, torch.float64) else 2e-2
-    err = (ref - mine).abs().max().item()
-    scale = ref.abs().max().item()
-    if not err <= tol * max(1.0, scale):
-        ratio = (ref.norm() / mine.norm().clamp_min(1e-30)).item()
-        raise ConfigError(f"meta-training needs logits = lm_head(backbone(x)), but this model transforms "
-                          f"them (max difference {err:.3g}; norm ratio model/head {ratio:.4g}, e.g. a "
-                          "logits scaling or soft-capping); such models are not supported")
-
-
-def _decoder_layers(backbone) -> list[tuple[str, torch.nn.Module]]:
-    """The repeated decoder blocks (the largest ModuleList) as (name prefix, module) pairs."""
-    best = None
-    for name, mod in backbone.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and (best is None or len(mod) > len(best[1])):
-            best = (name, mod)
-    if best is None:
-        raise ConfigError("could not find the decoder layers of the backbone")
-    return [(f"{best[0]}.{i}", m) for i, m in enumerate(best[1])]
-
-
-# --------------------------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------------------------
-def outer_objective(name: str, task_losses: torch.Tensor, answer_mask: torch.Tensor,
-                    task_losses0: torch.Tensor | None = None) -> torch.Tensor:
-    """Outer loss per pair ``[P]`` from the task's per-token losses at θ' (and at θ0).
-
-    answer_nll: mean answer-token NLL (the release's ``phi_loss`` with the label mask);
-    change3: Σ (ℓ' − ℓ⁰)³ / |answer|; change2: Σ sign(Δ) Δ² / |answer|.
-    """
-    a = answer_mask.to(task_losses.dtype)
-    n = a.sum(1).clamp_min(1)
-    if name == "answer_nll":
-        return (a * task_losses).sum(1) / n
-    if task_losses0 is None:
-        raise ValueError(f"objective {name} needs the task losses at θ0")
-    d = task_losses - task_losses0
-    if name == "change3":
-        return (a * d ** 3).sum(1) / n
-    if name == "change2":
-        return (a * torch.sign(d) * d ** 2).sum(1) / n
-    raise ConfigError(f"unknown meta objective '{name}' (use {', '.join(OBJECTIVES)})")
-
-
-# --------------------------------------------------------------------------------------------
-# Functional optimizers (out of place, differentiable)
-# --------------------------------------------------------------------------------------------
-def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
-    """√x with derivative 0 (instead of ∞·0 = NaN) where x = 0."""
-    pos = x > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, x, torch.ones_like(x))), torch.zeros_like(x))
-
-
-def init_state(params: dict, moments: bool = True) -> dict:
-    """Optimizer state: step count and (AdamW) zero moments; SGD needs no moments."""
-    if not moments:
-        return {"t": 0, "m": {}, "v": {}}
-    return {"t": 0, "m": {n: torch.zeros_like(p) for n, p in params.items()},
-            "v": {n: torch.zeros_like(p) for n, p in params.items()}}
-
-
-def optim_step(opt: InnerConfig, params: dict, grads: dict, state: dict) -> tuple[dict, dict]:
-    """One step of ``opt`` out of place: returns (new params, new state).
-
-    Same arithmetic as ``torch.optim.AdamW`` / ``torch.optim.SGD`` (decoupled weight decay for
-    AdamW, L2-free SGD with the same decoupled decay); differentiable when the inputs carry a
-    graph. Tested against torch.optim in float64.
-    """
-    lr, wd = opt.lr, opt.weight_decay
-    new, t = {}, state["t"] + 1
-    ms, vs = {}, {}
-    b1, b2 = tuple(opt.betas)
-    for n, p in params.items():
-        g = grads[n]
-        q = p * (1 - lr * wd) if wd else p
-        if opt.optimizer == "sgd":
-            new[n] = q - lr * g
-            continue
-        m = b1 * state["m"][n] + (1 - b1) * g
-        v = b2 * state["v"][n] + (1 - b2) * g * g
-        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
-        new[n] = q - (lr / bc1) * m / (_safe_sqrt(v / bc2) + opt.eps)
-        ms[n], vs[n] = m, v
-    return new, ({"t": t, "m": ms, "v": vs} if opt.optimizer == "adamw" else {**state, "t": t})
-
-
-def update_derivative(opt: InnerConfig, grads: dict, state: dict) -> dict:
-    """U'(g): elementwise derivative of the step U with respect to g, the state before the step
-    held fixed (see the module docstring)."""
-    if opt.optimizer == "sgd":
-        return {n: torch.full_like(g, opt.lr) for n, g in grads.items()}
-    b1, b2 = tuple(opt.betas)
-    t = state["t"] + 1
-    bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
-    out = {}
-    for n, g in grads.items():
-        m = b1 * state["m"][n] + (1 - b1) * g
-        v = b2 * state["v"][n] + (1 - b2) * g * g
-        s = _safe_sqrt(v / bc2)
-        D = s + opt.eps
-        ds = torch.where(s > 0, (1 - b2) * g / (bc2 * torch.where(s > 0, s, torch.ones_like(s))),
-                         torch.zeros_like(s))
-        out[n] = (opt.lr / bc1) * ((1 - b1) / D - m * ds / (D * D))
-    return out
-
-
-def _step_and_derivative(opt: InnerConfig, p: torch.Tensor, g: torch.Tensor, state: dict, name: str):
-    """θ' and U'(g) for one tensor, without keeping the new optimizer state (the directional
-    engine needs nothing else; same arithmetic as :func:`optim_step` / :func:`update_derivative`)."""
-    one = {"t": state["t"], "m": {name: state["m"].get(name)}, "v": {name: state["v"].get(name)}}
-    new, _ = optim_step(opt, {name: p}, {name: g}, one)
-    return new[name], update_derivative(opt, {name: g}, one)[name]
-
-
-# --------------------------------------------------------------------------------------------
-# One meta-step
-# --------------------------------------------------------------------------------------------
 @dataclass
 class PairBatch:
     """P pairs, right-padded. Document: ``doc_ids``/``doc_mask`` ``[P, T]``; task:
@@ -488,7 +213,7 @@ def _directional(theta, batch, w, p, state, s: MetaTrainConfig, ref):
             gn = g.pop(n)
             if s.directional == "fd":
                 structural_zero[n] = gn == 0
-            p_new[n], Up[n] = _step_and_derivative(s.inner, p0[n], gn, state, n)
+            p_new[n], Up[n] = step_and_derivative(s.inner, p0[n], gn, state, n)
         del state
     p_new = {n: t.requires_grad_(True) for n, t in p_new.items()}
     outer = _task_terms(theta, p_new, batch, s, ref)

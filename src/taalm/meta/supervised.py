@@ -26,13 +26,13 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..core.config import MetaTrainConfig, check_config, save_config, to_dict
 from ..core.errors import TaalmError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info
+from ..core.run import RunOptions
 from ..data import Pair
 from .training import EncodedPair, MetaTrainResult, hold_out_splits, all_pairs, encode_pairs, pair_stream, \
     phi_weights, split_text, theta0_losses, validate_splits
@@ -68,22 +68,22 @@ def auto_pos_weight(enc: list[EncodedPair]) -> float:
 
 
 def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig | None = None,
-                     out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-                     model=None, tokenizer=None, phi=None, progress: bool = True,
-                     log: Callable[[str], None] = print) -> MetaTrainResult:
+                     out_dir: str | Path | None = None, *, model=None, tokenizer=None, phi=None,
+                     options: RunOptions | None = None) -> MetaTrainResult:
     """Train φ (``config.phi``, or ``init``) to predict the answer span of ``pairs``' documents
     for ``supervised.steps`` steps, then validate it alone on ``val_pairs`` (a list or named
     splits) with the meta-training protocol. Writes the run folder of the module docstring."""
     from ..ckl.learner import input_paths
     from ..core.run import Run
 
+    opts = options or RunOptions()
     cfg = config or MetaTrainConfig()
     check_config(cfg)
-    if resume:
+    if opts.resume:
         raise TaalmError("a supervised start is not resumable (minutes): rerun it with --overwrite")
     pairs, splits = hold_out_splits(pairs, val_pairs, cfg)
-    run = Run(out_dir, overwrite=overwrite, input_paths=input_paths([p.document for p in pairs + all_pairs(splits)]),
-              device=cfg.model.device, log=log, progress=progress)
+    run = Run(out_dir, overwrite=opts.overwrite, input_paths=input_paths([p.document for p in pairs + all_pairs(splits)]),
+              device=cfg.model.device, log=opts.log, progress=opts.progress)
     with run:
         return _supervised(run, pairs, splits, cfg, model, tokenizer, phi)
 

@@ -36,9 +36,11 @@ from ..core.config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig,
                      check_config, save_config, to_dict)
 from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
-from .gradient import MetaTheta, PairBatch, meta_step
+from .gradient import PairBatch, meta_step
+from .theta import MetaTheta
 from ..core import distributed
 from ..core.checkpoint import Checkpointer
+from ..core.run import RunOptions
 from ..core.schedules import lr_factor
 from ..core.metrics import NullLogger, RowLogger, open_logger, tracking_loggers
 from ..core.files import atomic_write_json, environment_info
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from ..core.runfolder import RunFolder
-    from ..models.train_attention import TrainAttention
+    from ..models.phi import TrainAttention
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
     """θ0 (a fresh LoRA on ``base_model``) learns the held-out documents with φ's weights (or the
     given ``weights``) for ``val.epochs`` epochs; returns the tasks' answer accuracy and NLL."""
     from ..data import encode_document
-    from ..ckl.learner import learn
+    from ..ckl.learner import LearnOptions, learn
     from ..ckl.weighting import PrecomputedWeights
 
     docs = [p.document for p in val_pairs]
@@ -189,7 +191,7 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
                                        known_masking=cfg.val.known_masking),
                      eval=EvalConfig(batch_size=16))
     res = learn(docs, probes, lc, None, model=copy.deepcopy(base_model), tokenizer=tokenizer,
-                progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label))
+                options=LearnOptions(progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label)))
     before, after = res.history[0], res.history[-1]
     del res
     gc.collect()  # the validation copy of θ (peft wraps it in reference cycles) goes now, not later
@@ -322,12 +324,12 @@ def _pair_fingerprints(pairs: list[Pair], splits: dict[str, list[Pair]]) -> dict
 
 def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pair]] | None = None,
                     config: MetaTrainConfig | None = None, out_dir: str | Path | None = None, *,
-                    resume: bool = False, overwrite: bool = False, model=None, tokenizer=None,
-                    phi=None, progress: bool = True, log: Callable[[str], None] = print) -> MetaTrainResult:
+                    model=None, tokenizer=None, phi=None, options: RunOptions | None = None) -> MetaTrainResult:
     """Meta-train φ on ``pairs`` (SPEC 2.3); validate on ``val_pairs`` (default: ``val.n_pairs``
     held out from ``pairs``; a dict gives named splits, e.g. real-world and invented-entity facts,
     and the best φ is the one with the highest mean of the splits' accuracies). ``model``/``tokenizer`` (θ's base) and ``phi`` may be passed
-    already built (tests); else ``config.model`` / ``config.phi`` are loaded.
+    already built (tests); else ``config.model`` / ``config.phi`` are loaded. ``options``
+    (:class:`~taalm.core.run.RunOptions`): resume / overwrite, progress and log.
 
     As :func:`taalm.ckl.learner.learn`: everything is checked before anything is written, the folder
     is locked while the run lives, ``resume`` must be given the run's own pairs and configuration
@@ -336,21 +338,22 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pa
     from ..ckl.learner import input_paths
     from ..core.run import Run
 
+    opts = options or RunOptions()
     cfg = config or MetaTrainConfig()
     check_config(cfg)
     pairs, val_pairs = hold_out_splits(pairs, val_pairs, cfg)
     inputs = _pair_fingerprints(pairs, val_pairs)
     docs = [p.document for p in pairs + all_pairs(val_pairs)]
-    run = Run(out_dir, resume=resume, overwrite=overwrite, inputs=inputs, input_paths=input_paths(docs),
+    run = Run(out_dir, resume=opts.resume, overwrite=opts.overwrite, inputs=inputs, input_paths=input_paths(docs),
               config=to_dict(cfg), defaults=to_dict(MetaTrainConfig()), device=cfg.model.device,
-              log=log, progress=progress)
+              log=opts.log, progress=opts.progress)
     with run:
         return _train_attention(run, pairs, val_pairs, cfg, model, tokenizer, phi)
 
 
 def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
     """(θ's pristine base, MetaTheta, φ, tokenizer): loaded here unless passed in."""
-    from ..models.train_attention import TrainAttention
+    from ..models.phi import TrainAttention
 
     if model is None:
         from ..models.loading import load_model

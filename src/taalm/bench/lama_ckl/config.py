@@ -7,7 +7,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Iterable
 
-from ...core.config import LearnConfig, load_config
+from ...core.config import LearnConfig, load_config, option
 from ...core.errors import ConfigError
 
 SUBSETS = ("first", "random")
@@ -20,10 +20,10 @@ PROBE_FORMATS = ("descriptive", "schematic")
 class BenchOptions:
     """Which units a LAMA-ckl run uses (``bench.*`` keys)."""
 
-    n_to_learn: int = 0  # To-Learn units (0 = all of the file)
-    n_nf: int = 0  # Not-To-Forget units (0 = all of the file)
-    subset: str = "first"  # first: the first N lines of each file | random: N drawn with `seed`, file order kept
-    seed: int = 0  # subset=random only
+    n_to_learn: int = option(0, "To-Learn units (0 = all of the file)")
+    n_nf: int = option(0, "Not-To-Forget units (0 = all of the file)")
+    subset: str = option("first", "first: the first N lines of each file | random: N drawn with `seed`, file order kept")
+    seed: int = option(0, "subset=random only")
 
 
 @dataclass
@@ -51,7 +51,7 @@ class LamaCklSize:
     lr: float
     max_length: int
     eval_batch_size: int
-    group_by_length: int = 0  # train.group_by_length (less padding; same documents per epoch)
+    group_by_length: int = option(0, "train.group_by_length (less padding; same documents per epoch)")
 
     def overrides(self) -> list[str]:
         return [f"bench.n_to_learn={self.n_to_learn}", f"bench.n_nf={self.n_nf}",

@@ -145,7 +145,7 @@ def _run_methods(b: LamaCkl, methods: list[str], record: dict) -> dict:
 
 def _run_method(b: LamaCkl, name: str) -> dict:
     """One method: the learner on the To-Learn documents from θ0, resumable; ``result.json`` last."""
-    from ...ckl.learner import learn
+    from ...ckl.learner import LearnOptions, learn
     from ...ckl.method import split_method_name
     from ...core import distributed
     from ...core.files import atomic_write_json, environment_info, write_jsonl
@@ -162,9 +162,10 @@ def _run_method(b: LamaCkl, name: str) -> dict:
         b.log(f"[{name}] resuming {run_dir}")
     t0 = time.perf_counter()
     model = _theta0_copy(b, lc)
-    res = learn(b.data.documents, b.data.probes, lc, run_dir, resume=resume, overwrite=not resume,
-                model=model, tokenizer=b.tokenizer, progress=b.progress, log=b.log,
-                callbacks=[_epoch_writer(mdir, prior_s, sessions, t0)], extra_probes={"nf": b.data.nf_probes})
+    options = LearnOptions(resume=resume, overwrite=not resume, progress=b.progress, log=b.log,
+                           callbacks=[_epoch_writer(mdir, prior_s, sessions, t0)])
+    res = learn(b.data.documents, b.data.probes, lc, run_dir, model=model, tokenizer=b.tokenizer,
+                extra_probes={"nf": b.data.nf_probes}, options=options)
     wall = prior_s + time.perf_counter() - t0
     device = next(res.model.parameters()).device
     curve = curve_from_history(res.history)

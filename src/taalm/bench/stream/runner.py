@@ -243,14 +243,15 @@ def _theta_after(s: _Stream, lc, period: int) -> tuple:
 def _learn_period(s: _Stream, lc, pdir: Path, period, theta: tuple) -> tuple[tuple, float]:
     """Learn one period (resuming its run if it was interrupted); save θ's trained tensors."""
     from ...ckl.learner import learn
+    from ...core.run import RunOptions
     from ...core.files import save_tensors
 
     run_dir = pdir / "run"
     resume = (run_dir / "checkpoints" / "latest.json").is_file()
     pdir.mkdir(parents=True, exist_ok=True)
-    res = learn(period.documents, period.probes[s.data.primary], lc, run_dir, resume=resume,
-                overwrite=not resume, model=theta[0], tokenizer=theta[1], progress=s.progress,
-                log=s.log, extra_probes=s.data.nf or None)
+    res = learn(period.documents, period.probes[s.data.primary], lc, run_dir, model=theta[0], tokenizer=theta[1],
+                extra_probes=s.data.nf or None,
+                options=RunOptions(resume=resume, overwrite=not resume, progress=s.progress, log=s.log))
     trained = {n: p.detach().to("cpu").contiguous() for n, p in res.model.named_parameters() if p.requires_grad}
     save_tensors(pdir / "theta.safetensors", trained, {"period": period.name})
     return (res.model, res.tokenizer), res.train_seconds

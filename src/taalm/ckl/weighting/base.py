@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
-from ...core.config import LearnConfig, MethodConfig
+from ...core.config import MethodConfig
 from ...core.registry import Registry
 from ...data import Encoded, Window, collate
 
@@ -69,7 +69,9 @@ class PrepareContext:
     device: torch.device
     batch_size: int = 8
     documents: list | None = None  # the Documents (texts) behind ``encoded``; needed by ``taalm``
-    config: LearnConfig | None = None  # the run's LearnConfig (RHO-1's fine-tuned reference trains with it)
+    # fine_tune(epochs): a copy of ``model`` fine-tuned (uniform weights) on the run's documents with
+    # the run's train settings; supplied by the learner, so a method never imports the learner
+    fine_tune: Callable[[int], torch.nn.Module] | None = None
     log: Callable[[str], None] | None = None  # where a method says what takes a while (loading φ, ...)
 
 

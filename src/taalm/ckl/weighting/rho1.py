@@ -90,22 +90,12 @@ class Rho1(WeightingMethod):
 
     def _finetuned_reference(self, ctx: PrepareContext):
         """A copy of θ0 (as the run's θ form prepared it) fine-tuned on the run's documents with
-        the run's train settings for ``reference_epochs`` epochs; θ0 itself is untouched."""
-        import copy
-
-        from ...core.config import MethodConfig
-        from ..learner import learn
-
-        if ctx.documents is None or ctx.config is None:
-            raise ConfigError("method.rho1.reference=finetuned needs the documents and the run's config (PrepareContext)")
-        cfg = copy.deepcopy(ctx.config)
-        cfg.method = MethodConfig(name="finetune")
-        cfg.train.epochs = self.cfg.rho1.reference_epochs
-        cfg.train.known_masking = False
-        cfg.train.stream = "plain"
-        res = learn(ctx.documents, None, cfg, model=copy.deepcopy(ctx.model), tokenizer=ctx.tokenizer,
-                    progress=False, log=lambda m: None)
-        return res.model
+        the run's train settings for ``reference_epochs`` epochs; θ0 itself is untouched. The
+        learner supplies the fine-tuning (``ctx.fine_tune``)."""
+        if ctx.fine_tune is None:
+            raise ConfigError("method.rho1.reference=finetuned needs the learner's fine_tune (PrepareContext); "
+                              "outside learn(), give a model spec as the reference")
+        return ctx.fine_tune(self.cfg.rho1.reference_epochs)
 
     def step_weights(self, token_losses, valid, windows):
         ref = torch.zeros_like(token_losses, dtype=torch.float32)

@@ -15,7 +15,7 @@ def _check_phi_base(checkpoint, override: str) -> str:
     hand before any run starts: a missing one is named (φ's, not θ's) with the fix."""
     from ...core.errors import ModelLoadError
     from ...models.loading import resolve_source
-    from ...models.train_attention import phi_base
+    from ...models.phi import phi_base
 
     base, origin = phi_base(checkpoint)
     base = override or base
@@ -39,7 +39,7 @@ class TaalmWeights(WeightingMethod):
 
     def __init__(self, cfg, seed=0):
         super().__init__(cfg, seed)
-        from ...models.train_attention import resolve_phi_checkpoint
+        from ...models.phi import resolve_phi_checkpoint
 
         if cfg.taalm.batch_size < 1:
             raise ConfigError("method.taalm.batch_size must be >= 1", "method.taalm.batch_size")
@@ -50,7 +50,7 @@ class TaalmWeights(WeightingMethod):
 
     def keep_loaded(self, device) -> None:
         """φ loaded once; :meth:`prepare` then reuses it."""
-        from ...models.train_attention import TrainAttention
+        from ...models.phi import TrainAttention
 
         self.phi = TrainAttention.from_pretrained(self.checkpoint, device=str(device), base=self.base)
 
@@ -58,7 +58,7 @@ class TaalmWeights(WeightingMethod):
         """Which φ runs (the shipped default or a folder) and the sha256 of its tensors."""
         import hashlib
 
-        from ...models.train_attention import PHI_TENSORS_FILE, default_phi_checkpoint
+        from ...models.phi import PHI_TENSORS_FILE, default_phi_checkpoint
 
         folder, default = self.checkpoint, default_phi_checkpoint()
         digest = hashlib.sha256((Path(folder) / PHI_TENSORS_FILE).read_bytes()).hexdigest()
@@ -66,7 +66,7 @@ class TaalmWeights(WeightingMethod):
                 else str(folder), "phi_sha256": digest}
 
     def prepare(self, ctx: PrepareContext) -> None:
-        from ...models.train_attention import TrainAttention
+        from ...models.phi import TrainAttention
 
         if ctx.documents is None or len(ctx.documents) != len(ctx.encoded):
             raise ConfigError("method 'taalm' needs the documents' texts (PrepareContext.documents)")

