@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from conftest import build_tokenizer  # noqa: E402  (the tests' tiny byte-level BPE)
 
-from taalm.core.config import LearnConfig, load_config  # noqa: E402
+from taalm.core.config import load_config
+from taalm.ckl.config import LearnConfig
 from taalm.data import read_documents, read_probes  # noqa: E402
 from taalm.demo import demo_files  # noqa: E402
 from taalm.core.devices import resolve_device, resolve_dtype, supports_4bit  # noqa: E402

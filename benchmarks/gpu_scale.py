@@ -196,7 +196,8 @@ def meta_section(shape: str, device, *, pairs: int, reps: int, doc: int, task: i
 def ckl_section(shape: str, device, *, batch: int, seq: int, steps: int, log) -> dict:
     """``taalm.learn`` tokens/s: LoRA and full θ, gradient checkpointing off and on."""
     from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.core.devices import resolve_dtype
     from taalm.data import Document
 

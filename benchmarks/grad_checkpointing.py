@@ -40,7 +40,8 @@ def _reset_peak() -> None:
 def child(args) -> dict:
     """One configuration in this process: ``args.steps`` learner steps; memory and time."""
     from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.core.devices import peak_memory_mib, reset_peak_memory
     from taalm.data import Document
     from taalm.models.loading import load_model

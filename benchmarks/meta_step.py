@@ -56,7 +56,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from taalm.core.config import LoraConfig, PhiConfig, ThetaConfig  # noqa: E402
+from taalm.core.config import LoraConfig, PhiConfig
+from taalm.ckl.config import ThetaConfig
 from taalm.data import encode, make_probe  # noqa: E402
 from taalm.ckl.loss import weighted_lm_loss  # noqa: E402
 from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig  # noqa: E402

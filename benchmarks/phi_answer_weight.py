@@ -26,8 +26,10 @@ from pathlib import Path
 def phi_and_answer_weights(model, tok, path: Path, limit: int, phi: str | None):
     """``(documents, [(φ's weights [n_tokens], answer mask [n_tokens] bool)])`` for the first
     ``limit`` units of ``path``: φ's weight on every θ token and the oracle's answer tokens."""
-    from taalm.ckl.weighting import get_method, weights_for_documents
-    from taalm.core.config import MethodConfig, TaalmMethodConfig
+    from taalm.ckl.weighting import weights_for_documents
+    from taalm.ckl.method import get_method
+    from taalm.ckl.config import MethodConfig
+    from taalm.ckl.weighting.taalm import TaalmMethodConfig
     from taalm.data import read_documents
 
     docs = read_documents(path, limit=limit)

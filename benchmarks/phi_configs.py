@@ -96,13 +96,15 @@ def row_from_run(run: Path, name: str, note: str) -> dict:
 def row_from_validation(weights: str, val_file: Path, recipe: Path | None, overrides: list[str],
                         name: str, note: str) -> dict:
     """Validate fixed weights (a φ folder, the shipped φ, or a rule) with a recipe's settings."""
-    from taalm.core.config import MetaTrainConfig, MethodConfig, load_config, to_dict
+    from taalm.core.config import MetaTrainConfig, load_config, to_dict
+    from taalm.ckl.config import MethodConfig
     from taalm.data import read_pairs
     from taalm.meta.training import validate
     from taalm.models.loading import load_model
     from taalm.core.files import environment_info
     from taalm.models.phi import TrainAttention, default_phi_checkpoint
-    from taalm.ckl.weighting import get_method, weights_for_documents
+    from taalm.ckl.weighting import weights_for_documents
+    from taalm.ckl.method import get_method
 
     cfg = load_config(MetaTrainConfig, recipe, overrides)
     pairs = read_pairs(val_file, cfg.task_field)

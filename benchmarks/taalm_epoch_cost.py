@@ -34,7 +34,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.data import read_documents
     from taalm.ckl.learner import learn
     from taalm.models.loading import load_model

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub from the tests
+
+# tests/ mirrors the package (tests/core, tests/ckl, tests/meta, tests/bench, ...); a test module
+# may reuse another's helpers by module name (e.g. `from test_meta_train import make_pairs`), so
+# every folder of tests is importable, whichever test pytest collects first
+for _folder in sorted(Path(__file__).resolve().parent.iterdir()):
+    if _folder.is_dir() and not _folder.name.startswith(("_", ".")) and str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 CORPUS = [

@@ -97,7 +97,8 @@ def test_help_texts_are_clean_for_a_pip_user(capsys):
     import re
 
     from taalm.cli import build_parser
-    from taalm.core.config import LearnConfig, MetaTrainConfig, load_config
+    from taalm.core.config import MetaTrainConfig, load_config
+    from taalm.ckl.config import LearnConfig
 
     parser = build_parser()
     top = parser.format_help()

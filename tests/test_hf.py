@@ -81,7 +81,8 @@ def test_a_weighted_step_equals_taalms_learner_step(tmp_path, tokenizer):
     A plain SGD step on both sides, so the comparison is of the gradients themselves (Adam's
     first step, g / (|g| + ε), magnifies rounding in near-zero gradients)."""
     from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.data import Document, find_answer
 
     rows = ROWS[:3]

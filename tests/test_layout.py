@@ -108,13 +108,19 @@ def test_every_public_name_resolves():
 
 
 def test_no_import_runs_in_a_circle():
-    """No chain of taalm imports (module-level or inside functions) leads back to where it
-    started: e.g. the learner -> method -> weighting -> rho1 -> learner circle is gone (RHO-1's
+    """No chain of taalm imports that run (module-level or inside functions; not the type
+    checker's ``if TYPE_CHECKING`` ones) leads back to where it started: e.g. the learner -> method -> weighting -> rho1 -> learner circle is gone (RHO-1's
     fine-tuned reference comes from ``PrepareContext.fine_tune``, supplied by the learner)."""
     names = {".".join(x for x in dotted(p) if x != "__init__"): p for p in modules()}
     edges: dict[str, set[str]] = {m: set() for m in names}
     for m, p in names.items():
-        for target, imported, _ in imports(p):
+        type_only = set()  # lines under `if TYPE_CHECKING:` (never run: annotations only)
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+                type_only.update(range(node.lineno, node.end_lineno + 1))
+        for target, imported, line in imports(p):
+            if line in type_only:
+                continue
             base = ".".join(x for x in target if x != "__init__")
             for cand in [base, *(f"{base}.{n}" for n in imported)]:
                 if cand in names and cand != m and not m.startswith(cand + "."):  # a package's own parent

@@ -68,7 +68,8 @@ def _phi_folder(tmp: Path, tokenizer) -> Path:
 
 
 def learn_trajectory(method: str, tmp: Path) -> dict:
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.data import Document, make_probe
     from taalm.ckl.learner import learn
     from taalm.ckl.theta import trainable_parameters

@@ -37,7 +37,8 @@ def test_demo_facts_are_unknown_then_learned(smol):
     """Oracle weighting for 3 epochs on 4 demo facts: the answers' NLL falls sharply."""
     import copy
 
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.data import read_documents, read_probes
     from taalm.demo import demo_files
     from taalm.ckl.learner import learn

@@ -348,7 +348,8 @@ def _overrides(args) -> list[str]:
 
 
 def cmd_learn(args) -> int:
-    from .core.config import LearnConfig, load_config
+    from .core.config import load_config
+    from .ckl.config import LearnConfig
     from .data import read_documents, read_probes
     from .ckl.learner import check_documents
     from .ckl.method import resolve_method, split_method_name
@@ -432,10 +433,11 @@ def cmd_eval(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from .core.config import LearnConfig, load_config
+    from .core.config import load_config
+    from .ckl.config import LearnConfig
     from .data import read_documents
     from .ckl.learner import check_documents
-    from .ckl.weighting import get_method
+    from .ckl.method import get_method
 
     if not (args.html or args.plain or args.jsonl or args.npz):
         raise TaalmError("say where the weights go: --html OUT.html, --jsonl OUT.jsonl, --npz OUT.npz and/or --plain")
@@ -499,10 +501,11 @@ def cmd_cache(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from .core.run import RunOptions
     from .demo import run_demo
 
-    run_demo(args.out, recipe=args.config, overrides=args.overrides, progress=not args.quiet,
-             overwrite=args.overwrite)
+    run_demo(args.out, recipe=args.config, overrides=args.overrides,
+             options=RunOptions(progress=not args.quiet, overwrite=args.overwrite))
     return 0
 
 
@@ -515,6 +518,8 @@ TAILOR_SHORTCUTS = {"model": "model", "device": "device", "dtype": "dtype", "bat
 
 
 def cmd_data(args) -> int:
+    from .core.run import RunOptions
+
     if getattr(args, "data_command", None) not in ("tailor", "pool"):
         build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
         return 0
@@ -526,8 +531,9 @@ def cmd_data(args) -> int:
             raise TaalmError("data pool: name the T-REx folder or files before any key=value override")
         trex = paths[0] if len(paths) == 1 else paths
         cfg = _config_from_flags(PoolConfig, args, POOL_SHORTCUTS, [t for t in args.trex if "=" in t])
-        res = build_pool(trex, args.out, cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                         overwrite=args.overwrite)
+        res = build_pool(trex, args.out, cfg,
+                         options=RunOptions(progress=not args.quiet, overwrite=args.overwrite,
+                                            log=lambda m: print(m, file=sys.stderr)))
         c = res.counts
         print(f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
               f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
@@ -543,8 +549,9 @@ def cmd_data(args) -> int:
     from .bench.tailor import TailorConfig, format_counts, tailor
 
     cfg = _config_from_flags(TailorConfig, args, TAILOR_SHORTCUTS)
-    res = tailor(args.data, args.out, cfg, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                 overwrite=args.overwrite)
+    res = tailor(args.data, args.out, cfg,
+                 options=RunOptions(progress=not args.quiet, overwrite=args.overwrite,
+                                   log=lambda m: print(m, file=sys.stderr)))
     print(format_counts(res))
     print(f"output folder: {args.out}")
     return 0
@@ -606,6 +613,7 @@ def cmd_train_attention(args) -> int:
 def cmd_bench(args) -> int:
     from .bench.lama_ckl import lama_ckl_files
     from .bench.registry import get_benchmark
+    from .core.run import RunOptions
 
     if args.benchmark == "stream":
         return _bench_stream(args)
@@ -624,7 +632,7 @@ def cmd_bench(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     fmt = [f"data.probe_field=task_{args.probe_format}"]  # before the user's overrides
     res = runner((to_learn, nf), methods, args.size, args.out, fmt + list(args.overrides or []),
-                 progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+                 options=RunOptions(progress=not args.quiet, log=lambda m: print(m, file=sys.stderr)))
     print(res["table"])
     print(f"benchmark folder: {args.out}")
     return 0
@@ -633,6 +641,7 @@ def cmd_bench(args) -> int:
 def _bench_stream(args) -> int:
     """``taalm bench stream NAME``: the first positional after ``stream`` names the stream."""
     from .bench.stream import STREAMS, run_stream
+    from .core.run import RunOptions
 
     rest = list(args.overrides or [])
     if not rest or "=" in rest[0]:
@@ -645,8 +654,8 @@ def _bench_stream(args) -> int:
     pre = ([f"stream.data={args.data}"] if args.data else []) + (
         [f"stream.diffsets={args.diffsets}"] if args.diffsets else [])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    res = run_stream(name, methods, args.out, args.size, pre + overrides, progress=not args.quiet,
-                     log=lambda m: print(m, file=sys.stderr))
+    res = run_stream(name, methods, args.out, args.size, pre + overrides,
+                     options=RunOptions(progress=not args.quiet, log=lambda m: print(m, file=sys.stderr)))
     print(res["table"])
     print(f"benchmark folder: {args.out}")
     return 0
@@ -690,7 +699,7 @@ def cmd_recipes(args) -> int:
 
 
 #: ``taalm config --for NAME``: every command's typed configuration (module:class, imported lazily)
-CONFIG_SCHEMAS = {"learn": "taalm.core.config:LearnConfig", "train-attention": "taalm.core.config:MetaTrainConfig",
+CONFIG_SCHEMAS = {"learn": "taalm.ckl.config:LearnConfig", "train-attention": "taalm.core.config:MetaTrainConfig",
                   "eval": "taalm.core.config:ProbeEvalConfig", "bench": "taalm.bench.lama_ckl.config:LamaCklConfig",
                   "bench-stream": "taalm.bench.stream.base:StreamConfig",
                   "data-tailor": "taalm.bench.tailor:TailorConfig", "data-pool": "taalm.bench.pool:PoolConfig"}

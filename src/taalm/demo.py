@@ -22,7 +22,10 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from .core.run import RunOptions
 
 #: the methods the demo compares; the first is plain fine-tuning (the baseline). ``taalm`` uses the
 #: shipped Train-Attention φ (meta-trained on LAMA-ckl; the demo's invented facts are new to it).
@@ -49,21 +52,23 @@ def is_demo_folder(folder: Path) -> bool:
 
 
 def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_METHODS,
-             recipe: str | Path | None = None, overrides: Iterable[str] = (), progress: bool = True,
-             log=None, overwrite: bool = False) -> dict:
+             recipe: str | Path | None = None, overrides: Iterable[str] = (),
+             options: RunOptions | None = None) -> dict:
     """Run the demo; returns the summary dict (also written to ``out_dir/summary.json``).
-    ``out_dir``: a fresh folder, or a demo folder taalm made (rerun in place; ``overwrite``:
-    emptied first)."""
-    from .core.config import LearnConfig, load_config, to_dict
-    from .core.run import Run
+    ``out_dir``: a fresh folder, or a demo folder taalm made (rerun in place;
+    ``options=RunOptions(overwrite=True)``: emptied first)."""
+    from .core.config import load_config, to_dict
+    from .ckl.config import LearnConfig
+    from .core.run import Run, RunOptions, options_for
 
-    log = log or (lambda m: print(m, file=sys.stderr))
+    opts = options_for(options or RunOptions(log=lambda m: print(m, file=sys.stderr)), "the demo",
+                       allow=("overwrite",))
     methods = list(methods)
     cfgs = {m: load_config(LearnConfig, recipe, [*DEMO_OVERRIDES, f"method.name={m}", *overrides])
             for m in methods}  # every configuration is checked before anything is written
     owned = (*cfgs, *(f".{m}.taalm-lock" for m in cfgs), "accuracy.png", "weights.html", "summary.json")
-    with Run(out_dir, overwrite=overwrite, config={m: to_dict(c) for m, c in cfgs.items()},
-             device=next(iter(cfgs.values())).model.device, log=log, progress=progress, folder_rule="tool",
+    with Run(out_dir, overwrite=opts.overwrite, config={m: to_dict(c) for m, c in cfgs.items()},
+             device=next(iter(cfgs.values())).model.device, log=opts.log, progress=opts.progress, folder_rule="tool",
              kind="demo", owned=owned, legacy=is_demo_folder) as run:
         return _run_demo(run, cfgs)
 
@@ -77,7 +82,8 @@ def _run_demo(run, cfgs: dict) -> dict:
     from .reporting.plots import plot_history
     from .reporting.heatmaps import write_heatmap
     from .core.files import atomic_write_json, environment_info
-    from .ckl.weighting import PrecomputedWeights, get_method, weights_for_documents
+    from .ckl.weighting import PrecomputedWeights, weights_for_documents
+    from .ckl.method import get_method
 
     log, progress, out = run.log, run.progress, run.out
     t0 = time.time()

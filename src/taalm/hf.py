@@ -56,8 +56,10 @@ def token_weights_fn(tokenizer, method="taalm", *, fields: tuple[str, str] = ("t
     ``max_length`` if given). ``method``: a registered weighting name (``overrides``: its config
     keys, e.g. ``method.taalm.checkpoint=PHI``) or a :class:`~taalm.ckl.weighting.WeightingMethod`.
     Methods whose weights depend on θ during training (``rho1``) are refused."""
-    from .ckl.weighting import WeightingMethod, get_method
-    from .core.config import LearnConfig, load_config
+    from .ckl.weighting import WeightingMethod
+    from .ckl.method import get_method
+    from .core.config import load_config
+    from .ckl.config import LearnConfig
     from .core.devices import resolve_device
 
     if isinstance(method, WeightingMethod):

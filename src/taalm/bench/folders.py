@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..core.config import LearnConfig, to_dict
+from ..core.config import to_dict
+from ..ckl.config import LearnConfig
 from ..core.errors import TaalmError
 
 def read_json_object(path: Path, needs: tuple[str, ...] = ()) -> dict:

@@ -42,10 +42,10 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..data import jsonl_rows, string_field
 from ..core.errors import InputError, TaalmError
+from ..core.run import RunOptions
 from ..core.files import atomic_write_json, atomic_write_text, environment_info
 
 # LAMA's T-REx relations: code -> (template, label), as LAMA-ckl units spell them.
@@ -361,8 +361,7 @@ class PoolConfig:
 
 
 def build_pool(trex: str | Path | list, out_dir: str | Path, config: PoolConfig | None = None, *,
-               theta0: tuple | None = None, progress: bool = True, log: Callable[[str], None] = print,
-               overwrite: bool = False) -> PoolResult:
+               theta0: tuple | None = None, options: RunOptions | None = None) -> PoolResult:
     """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule and
     :class:`PoolConfig` for the settings. ``theta0``: ``(model, tokenizer)`` already loaded
     (``config.model`` then only labels them). Resumable through the score cache: rerun into the
@@ -370,9 +369,10 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, config: PoolConfig 
     first); never one holding an input.
     """
     from ..core.config import check_config, to_dict
-    from ..core.run import Run
+    from ..core.run import Run, options_for
     from .tailor import has_score_cache
 
+    opts = options_for(options, "data pool", allow=("overwrite",))
     cfg = config or PoolConfig()
     check_config(cfg)  # a ConfigError naming the key
     relations = cfg.relations or None
@@ -384,8 +384,8 @@ def build_pool(trex: str | Path | list, out_dir: str | Path, config: PoolConfig 
         raise TaalmError("no fact passes the evidence rule: nothing to score")
     settings = {k: v for k, v in to_dict(cfg).items() if k not in ("device", "batch_size", "chunk_size",
                                                                     "exclude", "relations")}
-    with Run(out_dir, overwrite=overwrite, input_paths=[*paths, *cfg.exclude, relations], config=settings,
-             device=cfg.device, log=log, progress=progress, folder_rule="tool", kind="data pool", owned=POOL_FILES,
+    with Run(out_dir, overwrite=opts.overwrite, input_paths=[*paths, *cfg.exclude, relations], config=settings,
+             device=cfg.device, log=opts.log, progress=opts.progress, folder_rule="tool", kind="data pool", owned=POOL_FILES,
              legacy=has_score_cache) as run:
         return _build_pool(run, cfg, theta0, dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel,
                                                   by_rel=by_rel))

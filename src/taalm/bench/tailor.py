@@ -48,6 +48,7 @@ from typing import Callable
 
 from ..data import jsonl_rows, read_lines, string_field, encode_probe, make_probe
 from ..core.errors import InputError, TaalmError
+from ..core.run import RunOptions
 from ..evaluation.probes import evaluate_probes
 from ..core.files import atomic_write_json, atomic_write_text, environment_info, read_jsonl, write_jsonl
 
@@ -410,8 +411,7 @@ class TailorConfig:
 
 
 def tailor(data_dir: str | Path, out_dir: str | Path, config: TailorConfig | None = None, *,
-           theta0: tuple | None = None, progress: bool = True, log: Callable[[str], None] = print,
-           overwrite: bool = False) -> TailorResult:
+           theta0: tuple | None = None, options: RunOptions | None = None) -> TailorResult:
     """Tailor the LAMA-ckl files of ``data_dir`` to a base model; write the sets to ``out_dir``.
 
     ``theta0``: ``(model, tokenizer)`` already loaded (``config.model`` then only labels them);
@@ -421,15 +421,16 @@ def tailor(data_dir: str | Path, out_dir: str | Path, config: TailorConfig | Non
     module docstring for the rules.
     """
     from ..core.config import check_config, to_dict
-    from ..core.run import Run
+    from ..core.run import Run, options_for
 
+    opts = options_for(options, "data tailor", allow=("overwrite",))
     cfg = config or TailorConfig()
     check_config(cfg)  # a ConfigError naming the key
     units = read_lama_dir(data_dir)  # validate before loading anything or writing anything
     settings = {"data": str(data_dir), **to_dict(cfg)}
     settings.pop("device")
-    with Run(out_dir, overwrite=overwrite, input_paths=[data_dir], config=settings, device=cfg.device, log=log,
-             progress=progress, folder_rule="tool", kind="data tailor", owned=TAILOR_FILES,
+    with Run(out_dir, overwrite=opts.overwrite, input_paths=[data_dir], config=settings, device=cfg.device,
+             log=opts.log, progress=opts.progress, folder_rule="tool", kind="data tailor", owned=TAILOR_FILES,
              legacy=has_score_cache) as run:
         return _tailor(run, Path(data_dir), units, cfg, theta0)
 

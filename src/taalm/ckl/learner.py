@@ -27,7 +27,8 @@ import torch
 
 from ..core.strategy import Strategy, strategy_for
 from ..core.checkpoint import Checkpointer
-from ..core.config import LearnConfig, check_config, save_config, to_dict
+from ..core.config import check_config, save_config, to_dict
+from .config import LearnConfig
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
@@ -453,7 +454,7 @@ def _fine_tuner(cfg: LearnConfig, documents: list[Document], model, tokenizer) -
     def fine_tune(epochs: int) -> torch.nn.Module:
         import copy
 
-        from ..core.config import MethodConfig
+        from .config import MethodConfig
         from ..core.run import QUIET
 
         c = copy.deepcopy(cfg)
@@ -490,9 +491,9 @@ def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_doc
     encoded, windows = prepare_windows(tokenizer, docs, tc.max_length, tc.stride)
     for x in windows:
         x.doc_index += n_docs  # replay documents follow the run's own
-    if tc.mixreview.replay_weights == "uniform":
+    if method.stream.replay_weighting() == "uniform":
         return windows, [torch.ones(len(x.input_ids)) for x in windows]
-    from .weighting import get_method
+    from .method import get_method
 
     w = get_method(cfg.method, seed=tc.seed)  # a second instance: prepared on the replay documents
     w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size, documents=docs))

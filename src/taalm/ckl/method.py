@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.config import LearnConfig
+from .config import LearnConfig, MethodConfig
 from ..core.errors import ConfigError
 from ..core.registry import Registry
 from .optim import OPTIMIZERS, OptimizerPart
@@ -92,8 +92,6 @@ def split_method_name(cfg: LearnConfig) -> LearnConfig:
 def resolve_method(cfg: LearnConfig, weighting: WeightingMethod | None = None) -> CklMethod:
     """The run's four parts from a config whose ``method.name`` was split (:func:`split_method_name`);
     ``weighting`` replaces the configured weighting (e.g. precomputed weights)."""
-    from .weighting import get_method
-
     method = CklMethod(
         weighting=weighting if weighting is not None else get_method(cfg.method, seed=cfg.train.seed),
         theta=THETA_FORMS.get(cfg.theta.mode)(cfg.theta, seed=cfg.train.seed),
@@ -107,6 +105,14 @@ def resolve_method(cfg: LearnConfig, weighting: WeightingMethod | None = None) -
         if check_config is not None:
             check_config(cfg)  # ... or settings of the run it cannot train with (e.g. train.fsdp)
     return method
+
+
+def get_method(cfg: MethodConfig | str, seed: int = 0) -> WeightingMethod:
+    """The weighting method of a ``method`` config section, or of a bare name with its default
+    options (``get_method("rho1")``)."""
+    from .weighting import build_weighting
+
+    return build_weighting(MethodConfig(name=cfg) if isinstance(cfg, str) else cfg, seed)
 
 
 def available_parts() -> dict[str, list[str]]:

@@ -37,7 +37,7 @@ DIRECTIONAL = ("forward", "fd")
 OBJECTIVES = ("answer_nll", "change3", "change2")
 
 
-class _Rules:
+class Rules:
     """Collects range violations of one config section; each names its dotted key and value."""
 
     def __init__(self, cfg, prefix: str):
@@ -79,7 +79,7 @@ class _Rules:
 def check_config(cfg, prefix: str = "") -> None:
     """Check every range rule of ``cfg`` and its sections (the schema's ``_rules`` methods);
     raise :class:`ConfigError` naming the first offending key and its value."""
-    rules = _Rules(cfg, prefix)
+    rules = Rules(cfg, prefix)
     if hasattr(cfg, "_rules"):
         cfg._rules(rules)
     if rules.errors:
@@ -117,7 +117,7 @@ class ModelConfig:
     trust_remote_code: bool = option(False, "run a model's own Python code (its config's auto_map; off: only architectures transformers ships): only for models you trust")
     allow_pickle: bool = option(False, "read a model folder whose weights are pickle files (.bin/.pt): only folders you trust")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.need(str(self.device).strip().lower().split(":")[0] in DEVICE_KINDS, "device",
                "use auto, cpu, cuda, cuda:N or mps")
         r.choice("dtype", DTYPE_NAMES)
@@ -134,174 +134,11 @@ class LoraConfig:
     # "all-linear" = every linear layer of the backbone except the LM head (peft's shorthand)
     target_modules: list[str] = option(factory=lambda: ["all-linear"], help="modules that get adapters: [all-linear] or names such as [q_proj, v_proj]")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.at_least("r", 1)
         r.need(self.alpha > 0, "alpha", "must be > 0")
         r.finite("dropout", 0.0, 1.0, high_open=True)
         r.need(len(self.target_modules) > 0, "target_modules", "name at least one module (or all-linear)")
-
-
-@dataclass
-class KAdapterConfig:
-    """The ``kadapter`` θ form: a frozen base plus a small stack of adapter blocks (K-Adapter)."""
-
-    layers: list[int] = option(factory=list, help="base layers the blocks read; [] = [1, middle, last]")
-    width: int = option(128, "the blocks' hidden size")
-    heads: int = option(4, "attention heads per block")
-    dropout: float = option(0.0, "dropout inside the blocks")
-    scale: float = option(1.0, "logits = head(h_base + scale · LayerNorm(adapter output))")
-
-    def _rules(self, r: _Rules) -> None:
-        r.at_least("width", 1)
-        r.at_least("heads", 1)
-        r.need(self.width % max(self.heads, 1) == 0, "width", f"must be a multiple of theta.kadapter.heads={self.heads}")
-        r.finite("dropout", 0.0, 1.0, high_open=True)
-        r.finite("scale")
-
-
-@dataclass
-class ThetaConfig:
-    """How θ is parameterised while it learns."""
-
-    mode: str = option("lora", "a registered θ form (taalm.ckl.theta): lora | full | kadapter | qlora (CUDA + bitsandbytes)")
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    kadapter: KAdapterConfig = field(default_factory=KAdapterConfig)
-
-
-@dataclass
-class RecAdamConfig:
-    """The ``recadam`` optimizer: Adam with an annealed quadratic pull toward θ's starting values."""
-
-    coef: float = option(100.0, "strength of the pull (lr · coef ≤ 1 keeps the pull from overshooting)")
-    k: float = option(0.5, "steepness of λ(t) = sigmoid(k · (t − t0))")
-    t0: int = option(100, "the step at which λ = 1/2: the pull fades as t passes t0")
-
-    def _rules(self, r: _Rules) -> None:
-        r.finite("coef", 0.0)
-        r.finite("k", 0.0, low_open=True)
-        r.at_least("t0", 0)
-
-
-@dataclass
-class MixReviewConfig:
-    """The ``mixreview`` data stream: replay documents from a general pool mixed into every step."""
-
-    pool: str = option("", "replay documents (.txt blocks or JSONL text / LAMA-ckl units); never the evaluation set")
-    ratio: float = option(1.0, "replay windows per training window in epoch 1 (the CKL paper: 4; the TAALM release: 1)")
-    decay: float = option(1.0, "the ratio is multiplied by this every epoch (the CKL paper: 0.7)")
-    replay_weights: str = option("uniform", "uniform (weight 1) | method (the run's static weighting method)")
-
-    def _rules(self, r: _Rules) -> None:
-        r.finite("ratio", 0.0)
-        r.finite("decay", 0.0, low_open=True)
-        r.choice("replay_weights", ("uniform", "method"))
-
-
-@dataclass
-class TrainConfig:
-    """How θ learns: epochs, optimizer settings, batching, windows, seeds, checkpoints, parts."""
-
-    epochs: int = option(8, "passes over the documents (8: a small set gets enough optimizer steps to learn)")
-    lr: float = option(1e-3, "θ's learning rate (1e-3 suits LoRA on a small model; the paper's 1e-4 is for Llama-2-7B)")
-    lr_schedule: str = option("constant", "θ's lr over the run's steps: constant (the paper) | linear | cosine")
-    warmup_steps: int = option(0, "the lr rises linearly over these first steps (then the schedule)")
-    lr_final: float = option(0.1, "the decayed schedules' last lr, as a fraction of lr")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas")
-    batch_size: int = option(8, "sequences (document windows) per micro-batch")
-    batch_tokens: int = option(0, ">0: also cap padded tokens per micro-batch (long documents)")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
-    max_length: int = option(512, "tokens per window; longer documents are split, never truncated")
-    stride: int = option(64, "context tokens shared by consecutive windows of one long document")
-    max_grad_norm: float = option(1.0, "0 disables clipping")
-    shuffle: bool = option(True, "shuffle the windows every epoch (seeded by seed and epoch)")
-    group_by_length: int = option(0, ">0: sort each run of this many shuffled batches' windows by length (less padding)")
-    seed: int = option(0, "seed of shuffling, dropout, LoRA initialisation and random weights")
-    checkpoint_every: int = option(1, "epochs between checkpoints (a killed run resumes from the last)")
-    gradient_checkpointing: bool = option(False, "recompute activations in backward: less memory, ~1.3× the time")
-    fsdp: bool = option(False, "under torchrun, theta.mode=full: shard θ's weights, gradients and optimizer state (FSDP2)")
-    known_masking: bool = option(False, "the paper's known-token masking: weight 0 where θ's argmax already predicts the token")
-    optimizer: str = option("adamw", "θ's optimizer, a registered part (taalm.ckl.optim)")
-    recadam: RecAdamConfig = field(default_factory=RecAdamConfig)
-    mixreview: MixReviewConfig = field(default_factory=MixReviewConfig)
-    stream: str = option("plain", "how windows become batches each epoch, a registered part (taalm.ckl.streams)")
-
-    def _rules(self, r: _Rules) -> None:
-        r.at_least("epochs", 0)
-        r.finite("lr", 0.0, low_open=True)
-        r.choice("lr_schedule", LR_SCHEDULES)
-        r.at_least("warmup_steps", 0)
-        r.finite("lr_final", 0.0, 1.0)
-        r.finite("weight_decay", 0.0)
-        r.betas("betas")
-        r.at_least("batch_size", 1)
-        r.at_least("batch_tokens", 0)
-        r.at_least("grad_accum", 1)
-        r.at_least("max_length", 2)
-        r.at_least("stride", 0)
-        r.need(self.stride < self.max_length, "stride",
-               f"must be below train.max_length={self.max_length} (windows must advance)")
-        r.finite("max_grad_norm", 0.0)
-        r.at_least("group_by_length", 0)
-        r.at_least("checkpoint_every", 1)
-
-
-@dataclass
-class RandomConfig:
-    """The `random` weighting method (a control)."""
-
-    mean: float = option(0.5, "weights ~ Beta(2*mean, 2*(1-mean)): mean `mean`, uniform at 0.5")
-
-    def _rules(self, r: _Rules) -> None:
-        r.finite("mean", 0.0, 1.0, low_open=True, high_open=True)
-
-
-@dataclass
-class Rho1Config:
-    """The `rho1` weighting method (RHO-1 selective language modelling)."""
-
-    ratio: float = option(0.4, "fraction of tokens kept (top by excess loss); the release keeps 40%")
-    reference: str | None = option(None, 'None = θ0; "finetuned" = θ0 fine-tuned on the documents first; or a model spec')
-    reference_epochs: int = option(2, "reference=finetuned: epochs of plain fine-tuning (the run's train settings)")
-
-    def _rules(self, r: _Rules) -> None:
-        r.finite("ratio", 0.0, 1.0, low_open=True)
-        r.at_least("reference_epochs", 1)
-
-
-@dataclass
-class TaalmMethodConfig:
-    """The `taalm` weighting method: weights from a trained Train-Attention model φ."""
-
-    checkpoint: str | None = option(None, "folder written by TrainAttention.save_pretrained")
-    base: str = option("", "φ's base model; default: the one in φ's phi_config.json (set it to a local copy elsewhere)")
-    batch_size: int = option(8, "φ windows per forward pass (weights are computed once per document)")
-
-    def _rules(self, r: _Rules) -> None:
-        r.at_least("batch_size", 1)
-
-
-@dataclass
-class SalientConfig:
-    """The `salient` control: a fixed rule, no answers, no meta-training."""
-
-    high: float = option(1.0, "weight of tokens inside capitalised words and numbers")
-    low: float = option(0.1, "weight of every other token")
-
-    def _rules(self, r: _Rules) -> None:
-        r.finite("high", 0.0, 1.0)
-        r.finite("low", 0.0, 1.0)
-
-
-@dataclass
-class MethodConfig:
-    """The token-weighting method and each method's options."""
-
-    name: str = option("finetune", "see `taalm.ckl.weighting.available_methods()`")
-    random: RandomConfig = field(default_factory=RandomConfig)
-    rho1: Rho1Config = field(default_factory=Rho1Config)
-    taalm: TaalmMethodConfig = field(default_factory=TaalmMethodConfig)
-    salient: SalientConfig = field(default_factory=SalientConfig)
 
 
 @dataclass
@@ -324,7 +161,7 @@ class PhiConfig:
     layers: int = option(0, "0 = every decoder layer; N = φ reads only the first N (cheaper per token)")
     features: str = option("text", "text: φ reads the document | loss: its head also reads log ℓ_t(θ0), θ0's token loss")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.choice("mode", PHI_MODES)
         r.choice("features", PHI_FEATURES)
         r.at_least("layers", 0)
@@ -344,7 +181,7 @@ class DataConfig:
     limit: int = option(0, ">0: use only the first N documents / probes (smoke runs)")
     text_field: str = option("text", "the documents' text field in JSONL / JSON / Parquet / datasets records")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.choice("probe_field", PROBE_FIELDS)
         r.at_least("limit", 0)
         r.need(bool(self.text_field.strip()), "text_field", "must name a field")
@@ -358,12 +195,12 @@ class EvalConfig:
     padding_side: str = option("right", "right | left (both give the same scores; tested)")
     every_epoch: bool = option(True, "evaluate the probes after every epoch too (false: before and after only, for large probe sets)")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.at_least("batch_size", 1)
         r.choice("padding_side", PADDING_SIDES)
 
 
-def _logger_rule(r: _Rules, spec: str) -> None:
+def logger_rule(r: Rules, spec: str) -> None:
     """``logger``: known backends, and their packages installed (checked before a run starts)."""
     import importlib.util
 
@@ -376,22 +213,6 @@ def _logger_rule(r: _Rules, spec: str) -> None:
         if name in ("tensorboard", "wandb"):
             r.need(importlib.util.find_spec(name) is not None, "logger",
                    f"{name} needs its package: pip install 'taalm[{name}]'")
-
-
-@dataclass
-class LearnConfig:
-    """Everything `taalm learn` (and :func:`taalm.ckl.learner.learn`) needs."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    theta: ThetaConfig = field(default_factory=ThetaConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: str = option("jsonl", "metric logs: jsonl (always) plus tensorboard and/or wandb, comma-separated")
-
-    def _rules(self, r: _Rules) -> None:
-        _logger_rule(r, self.logger)
 
 
 @dataclass
@@ -415,7 +236,7 @@ class MetaThetaConfig:
     layers: list[int] = option(factory=lambda: [-2, -1], help="mode=layers; negative = from the end")
     lora_layers: int = option(0, "mode=lora: 0 = adapters on every decoder layer; K = on the last K only (cheaper)")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.choice("mode", META_THETA_MODES)
         r.at_least("lora_layers", 0)
         r.at_least("r", 1)
@@ -433,7 +254,7 @@ class InnerConfig:
     betas: list[float] = option(factory=lambda: [0.9, 0.999], help="the inner AdamW's betas")
     eps: float = option(1e-8, "AdamW's ε")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.choice("optimizer", INNER_OPTIMIZERS)
         r.finite("eps", 0.0, low_open=True)
         r.finite("lr", 0.0, low_open=True)
@@ -455,7 +276,7 @@ class ValidationConfig:
     references: bool = option(True, "also validate uniform (finetune) and oracle weights once, for scale")
     known_masking: bool = option(False, "the validation learner masks tokens θ already predicts (train.known_masking)")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.at_least("every", 0)
         r.at_least("n_pairs", 0)
         r.at_least("epochs", 1)
@@ -475,7 +296,7 @@ class SupervisedConfig:
     lr: float = option(1e-3, "φ's AdamW lr")
     pos_weight: float = option(0.0, "weight of the answer tokens' term; 0 = auto: non-answer / answer tokens of the pool")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.at_least("steps", 1)
         r.at_least("batch_size", 1)
         r.finite("lr", 0.0, low_open=True)
@@ -516,7 +337,7 @@ class MetaTrainConfig:
     val: ValidationConfig = field(default_factory=ValidationConfig)
     supervised: SupervisedConfig = option(factory=SupervisedConfig, help="only with --supervised")
 
-    def _rules(self, r: _Rules) -> None:
+    def _rules(self, r: Rules) -> None:
         r.choice("engine", ENGINES)
         r.choice("directional", DIRECTIONAL)
         r.finite("fd_step", 0.0, low_open=True)
@@ -535,7 +356,7 @@ class MetaTrainConfig:
         r.choice("task_field", PROBE_FIELDS)
         r.at_least("checkpoint_every", 1)
         r.at_least("stream_offset", 0)
-        _logger_rule(r, self.logger)
+        logger_rule(r, self.logger)
         r.need(not self.fsdp, "fsdp",
                "meta-training cannot shard θ or φ with FSDP: it differentiates through θ's inner update "
                "(second order), and FSDP2's double backward needs set_reshard_after_backward(False) "
@@ -665,7 +486,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def load_config(cls=LearnConfig, recipe: str | Path | None = None, overrides: typing.Iterable[str] = ()):
+def load_config(cls, recipe: str | Path | None = None, overrides: typing.Iterable[str] = ()):
     """Defaults, then the YAML ``recipe`` (if any), then ``key.sub=value`` overrides; then every
     range rule of the schema (:func:`check_config`). Errors name the key, its value and where it
     came from (the recipe's file and line, or the command line)."""

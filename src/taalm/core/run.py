@@ -91,6 +91,19 @@ class RunOptions:
 QUIET = RunOptions(progress=False, log=lambda message: None)  # no bars, no messages (tests, notebooks)
 
 
+def options_for(options: RunOptions | None, command: str, allow: tuple[str, ...] = ("resume", "overwrite")
+                ) -> RunOptions:
+    """``options`` (default :class:`RunOptions`) for ``command``, refusing a folder policy it does
+    not have: the benchmarks and the data tools continue their own folders in place by themselves
+    (no ``resume``), and a benchmark folder is never emptied (no ``overwrite``)."""
+    opts = options or RunOptions()
+    for name in ("resume", "overwrite"):
+        if getattr(opts, name) and name not in allow:
+            raise TaalmError(f"{command} takes no {name}: it continues a folder it made in place by itself "
+                             f"(rerun it into the same folder)")
+    return opts
+
+
 def _silent(message: str) -> None:
     """The log of a rank other than 0."""
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from ..core.config import (EvalConfig, LearnConfig, LoraConfig, MetaTrainConfig, ThetaConfig, TrainConfig,
-                     check_config, save_config, to_dict)
+from ..core.config import EvalConfig, LoraConfig, MetaTrainConfig, check_config, save_config, to_dict
+from ..ckl.config import LearnConfig, ThetaConfig, TrainConfig
 from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
 from .gradient import PairBatch, meta_step
@@ -183,8 +183,9 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
             losses = document_token_losses(base_model, tokenizer, enc, next(base_model.parameters()).device,
                                            cfg.val.batch_size)
         weights = phi.token_weights([d.text for d in docs], enc, batch_size=cfg.val.batch_size, losses=losses)
-    lc = LearnConfig(model=copy.deepcopy(cfg.model),
-                     theta=ThetaConfig(mode="lora", lora=LoraConfig(r=cfg.theta.r, alpha=int(cfg.theta.alpha))),
+    theta = ThetaConfig(mode="lora")
+    theta.lora = LoraConfig(r=cfg.theta.r, alpha=int(cfg.theta.alpha))
+    lc = LearnConfig(model=copy.deepcopy(cfg.model), theta=theta,
                      train=TrainConfig(epochs=cfg.val.epochs, lr=cfg.val.lr, batch_size=cfg.val.batch_size,
                                        max_length=val_window(cfg.max_doc_tokens),
                                        stride=val_stride(cfg.max_doc_tokens), seed=cfg.seed,
@@ -202,8 +203,8 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
 def reference_weights(tokenizer, pairs: list[Pair], name: str) -> list[torch.Tensor]:
     """A static weighting method's weights of the pairs' documents, e.g. ``finetune`` (uniform) or
     ``oracle`` (1 on the answer's tokens): the references validation compares φ with."""
-    from ..ckl.weighting import get_method
-    from ..core.config import MethodConfig
+    from ..ckl.method import get_method
+    from ..ckl.config import MethodConfig
     from ..data import encode_document
 
     weighting = get_method(MethodConfig(name=name))

@@ -1,4 +1,4 @@
-"""LAMA-ckl's configuration: every :class:`~taalm.core.config.LearnConfig` key plus ``bench.*``,
+"""LAMA-ckl's configuration: every :class:`~taalm.ckl.config.LearnConfig` key plus ``bench.*``,
 and the size presets applied before the user's overrides."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Iterable
 
-from ...core.config import LearnConfig, load_config, option
+from ...core.config import load_config, option
+from ...ckl.config import LearnConfig
 from ...core.errors import ConfigError
 
 SUBSETS = ("first", "random")

@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 
 from ...core.config import to_dict
 from ...core.errors import TaalmError
+from ...core.run import RunOptions, options_for
 from ..folders import check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object
 from ..methods import check_methods, method_info, set_replay_pool, with_method_name
 from ..registry import register_benchmark
@@ -41,8 +42,8 @@ from .metrics import curve_from_history, summarize_curve
 
 @register_benchmark("lama-ckl")
 def run_lama_ckl(files: tuple[str | Path, str | Path], methods: Iterable[str], size: str, out_dir: str | Path,
-                 overrides: Iterable[str] = (), *, theta0: tuple | None = None, progress: bool = True,
-                 log: Callable[[str], None] = print) -> dict:
+                 overrides: Iterable[str] = (), *, theta0: tuple | None = None,
+                 options: RunOptions | None = None) -> dict:
     """Run the LAMA-ckl protocol (module docstring) for each method; return ``summary.json``'s dict.
 
     ``files``: the (To-Learn, Not-To-Forget) unit files; ``size``: a key of
@@ -52,6 +53,7 @@ def run_lama_ckl(files: tuple[str | Path, str | Path], methods: Iterable[str], s
     ``model.name`` is loaded for each method that runs. Everything is validated (files, methods,
     φ checkpoint, keys) before a model is loaded or a file written.
     """
+    opts = options_for(options, "the LAMA-ckl benchmark", allow=())
     to_learn, not_to_forget = files
     model, tokenizer = theta0 if theta0 is not None else (None, None)
     if (model is None) != (tokenizer is None):
@@ -71,13 +73,13 @@ def run_lama_ckl(files: tuple[str | Path, str | Path], methods: Iterable[str], s
     for name in methods:
         check_method_options(out, name, cfg)
     for note in data.notes:
-        log(note)
+        opts.log(note)
     label = cfg.model.name if model is None else (
         getattr(getattr(model, "config", None), "name_or_path", "") or f"{type(model).__name__} (passed in)")
     from ...core.run import Run
 
     # the folder keeps the benchmark's own rules (check_out_dir: methods' runs continued in place)
-    with Run(out, device=cfg.model.device, log=log, progress=progress, folder_rule="none") as run:
+    with Run(out, device=cfg.model.device, log=opts.log, progress=opts.progress, folder_rule="none") as run:
         b = LamaCkl(size, cfg, data, out, model, tokenizer, label, run.progress, run.log)
         return _run_methods(b, methods, record)
 

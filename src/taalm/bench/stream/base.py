@@ -14,7 +14,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ...core.config import LearnConfig
+from ...ckl.config import LearnConfig
 from ...core.errors import ConfigError
 from ...core.registry import Registry
 from ..folders import sha256_file  # noqa: F401  (the streams' input fingerprints)

@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 
 from ...core.config import load_config, to_dict
 from ...core.errors import ConfigError, TaalmError
+from ...core.run import RunOptions, options_for
 from ..folders import check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object
 from ..methods import check_methods, method_info, with_method_name
 from .base import STREAMS, StreamBenchmark, StreamConfig, StreamData
@@ -42,13 +43,14 @@ from .metrics import perplexity, stream_metrics
 
 
 def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str = "smoke",
-               overrides: Iterable[str] = (), *, theta0: tuple | None = None, progress: bool = True,
-               log: Callable[[str], None] = print) -> dict:
+               overrides: Iterable[str] = (), *, theta0: tuple | None = None,
+               options: RunOptions | None = None) -> dict:
     """Run the stream ``name`` (a registered :class:`StreamBenchmark`) for each method; return
     ``summary.json``'s dict. ``overrides``: ``key=value`` on top of the size preset (the
-    :class:`~taalm.core.config.LearnConfig` keys and ``stream.*``; ``stream.data`` = the data
+    :class:`~taalm.ckl.config.LearnConfig` keys and ``stream.*``; ``stream.data`` = the data
     folder). ``theta0``: ``(model, tokenizer)`` already loaded (each method trains a deep copy);
     otherwise ``model.name`` is loaded. Everything is validated before a file is written."""
+    opts = options_for(options, "a stream benchmark", allow=())
     bench, cfg = resolve_stream_config(name, size, overrides)
     data = bench.load(cfg)
     methods = [m.strip() for m in methods if m and m.strip()]
@@ -66,7 +68,7 @@ def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str
     for m in methods:
         check_method_options(out, m, cfg)
     for note in data.notes:
-        log(note)
+        opts.log(note)
     from ...core import distributed
 
     if distributed.current().enabled:
@@ -75,7 +77,7 @@ def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str
         getattr(getattr(model, "config", None), "name_or_path", "") or f"{type(model).__name__} (passed in)")
     from ...core.run import Run
 
-    with Run(out, device=cfg.model.device, log=log, progress=progress, folder_rule="none") as run:
+    with Run(out, device=cfg.model.device, log=opts.log, progress=opts.progress, folder_rule="none") as run:
         s = _Stream(name, size, cfg, data, out, model, tokenizer, label, run.progress, run.log)
         return _run_methods(s, methods, record)
 

@@ -13,12 +13,16 @@ Add one with a file in ``taalm/ckl/optim/`` (imported by its ``__init__``)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from typing import ClassVar
 
 import torch
 
-from ...core.config import TrainConfig
 from ...core.registry import Registry
+
+if TYPE_CHECKING:  # the schema imports every part: parts never import it at run time
+    from ..config import TrainConfig
 
 OPTIMIZERS: Registry["OptimizerPart"] = Registry("optimizer", "train.optimizer")
 

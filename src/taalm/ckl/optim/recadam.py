@@ -17,6 +17,9 @@ so they go into every checkpoint and a resumed run continues exactly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...core.config import Rules, option
 import math
 
 import torch
@@ -70,7 +73,21 @@ class RecAdamOptimizer(torch.optim.Optimizer):
         return loss
 
 
-@OPTIMIZERS.register("recadam")
+@dataclass
+class RecAdamConfig:
+    """The ``recadam`` optimizer: Adam with an annealed quadratic pull toward θ's starting values."""
+
+    coef: float = option(100.0, "strength of the pull (lr · coef ≤ 1 keeps the pull from overshooting)")
+    k: float = option(0.5, "steepness of λ(t) = sigmoid(k · (t − t0))")
+    t0: int = option(100, "the step at which λ = 1/2: the pull fades as t passes t0")
+
+    def _rules(self, r: Rules) -> None:
+        r.finite("coef", 0.0)
+        r.finite("k", 0.0, low_open=True)
+        r.at_least("t0", 0)
+
+
+@OPTIMIZERS.register("recadam", config=RecAdamConfig)
 class RecAdam(OptimizerPart):
     """Adam with an annealed pull toward θ0 on every trainable parameter (train.recadam.coef, k, t0)."""
 

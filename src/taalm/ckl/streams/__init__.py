@@ -5,3 +5,7 @@ from .mixreview import MixReview
 from .plain import Plain
 
 __all__ = ["STREAMS", "DataStream", "length_grouped_order", "micro_batches", "MixReview", "Plain"]
+
+from ...core.registry import import_submodules  # noqa: E402
+
+import_submodules(__name__, __path__)  # any other file in this folder registers its part too

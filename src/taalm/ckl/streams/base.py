@@ -13,13 +13,17 @@ Add one with a file in ``taalm/ckl/streams/`` (imported by its ``__init__``)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from typing import ClassVar
 
 import torch
 
-from ...core.config import TrainConfig
 from ...core.registry import Registry
 from ...data import Window
+
+if TYPE_CHECKING:  # the schema imports every part: parts never import it at run time
+    from ..config import TrainConfig
 
 STREAMS: Registry["DataStream"] = Registry("data stream", "train.stream")
 
@@ -31,6 +35,11 @@ class DataStream:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.n_train: int | None = None  # windows[:n_train] are the run's own; the rest are replay
+
+    def replay_weighting(self) -> str:
+        """How the replay documents are weighted: ``uniform`` (1 everywhere) or ``method`` (the
+        run's static weighting method applied to them)."""
+        return "uniform"
 
     def replay_documents(self) -> list:
         """Documents this stream mixes into training besides the run's own (none by default).

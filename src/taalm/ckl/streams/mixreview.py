@@ -14,6 +14,9 @@ benchmark builds one from units in neither To-Learn nor NF.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...core.config import Rules, option
 import torch
 
 from ...core.errors import ConfigError
@@ -21,7 +24,22 @@ from .base import STREAMS, micro_batches
 from .plain import Plain
 
 
-@STREAMS.register("mixreview")
+@dataclass
+class MixReviewConfig:
+    """The ``mixreview`` data stream: replay documents from a general pool mixed into every step."""
+
+    pool: str = option("", "replay documents (.txt blocks or JSONL text / LAMA-ckl units); never the evaluation set")
+    ratio: float = option(1.0, "replay windows per training window in epoch 1 (the CKL paper: 4; the TAALM release: 1)")
+    decay: float = option(1.0, "the ratio is multiplied by this every epoch (the CKL paper: 0.7)")
+    replay_weights: str = option("uniform", "uniform (weight 1) | method (the run's static weighting method)")
+
+    def _rules(self, r: Rules) -> None:
+        r.finite("ratio", 0.0)
+        r.finite("decay", 0.0, low_open=True)
+        r.choice("replay_weights", ("uniform", "method"))
+
+
+@STREAMS.register("mixreview", config=MixReviewConfig)
 class MixReview(Plain):
     """Mix replay documents from train.mixreview.pool into every step (ratio, decay per epoch)."""
 
@@ -39,6 +57,9 @@ class MixReview(Plain):
 
     def replay_documents(self) -> list:
         return self.documents
+
+    def replay_weighting(self) -> str:
+        return self.cfg.mixreview.replay_weights
 
     def check_method(self, method) -> None:
         if method.weighting.dynamic:

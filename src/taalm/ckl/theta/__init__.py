@@ -16,3 +16,7 @@ def wrap_theta(model, cfg, seed: int = 0):
 __all__ = ["THETA_FORMS", "ThetaForm", "adapter_folder", "count_parameters", "get_theta_form", "load_adapter",
            "trainable_parameters", "wrap_theta", "Full", "KAdapter", "KAdapterModel", "Lora", "QLora",
            "load_kadapter", "quantize_nf4"]
+
+from ...core.registry import import_submodules  # noqa: E402
+
+import_submodules(__name__, __path__)  # any other file in this folder registers its part too

@@ -16,6 +16,8 @@ Add a form with one file in ``taalm/ckl/theta/`` (imported by its ``__init__``):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import contextlib
 import warnings
 from pathlib import Path
@@ -23,10 +25,12 @@ from typing import ClassVar
 
 import torch
 
-from ...core.config import ThetaConfig
 from ...core.errors import ConfigError, ModelLoadError
 from ...core.registry import Registry
 from ...models.loading import import_peft
+
+if TYPE_CHECKING:  # the schema imports every part: parts never import it at run time
+    from ..config import ThetaConfig
 
 THETA_FORMS: Registry["ThetaForm"] = Registry("θ form", "theta.mode")
 

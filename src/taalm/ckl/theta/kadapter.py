@@ -18,6 +18,9 @@ everything. Saved as ``kadapter/adapter.safetensors`` + ``kadapter/kadapter_conf
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...core.config import Rules, option
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...core.config import KAdapterConfig
 from ...core.errors import ConfigError, ModelLoadError
 from .base import THETA_FORMS, ThetaForm
 
@@ -95,7 +97,25 @@ class KAdapterModel(nn.Module):
         return {n: p for n, p in self.named_parameters() if not n.startswith("base.")}
 
 
-@THETA_FORMS.register("kadapter")
+@dataclass
+class KAdapterConfig:
+    """The ``kadapter`` θ form: a frozen base plus a small stack of adapter blocks (K-Adapter)."""
+
+    layers: list[int] = option(factory=list, help="base layers the blocks read; [] = [1, middle, last]")
+    width: int = option(128, "the blocks' hidden size")
+    heads: int = option(4, "attention heads per block")
+    dropout: float = option(0.0, "dropout inside the blocks")
+    scale: float = option(1.0, "logits = head(h_base + scale · LayerNorm(adapter output))")
+
+    def _rules(self, r: Rules) -> None:
+        r.at_least("width", 1)
+        r.at_least("heads", 1)
+        r.need(self.width % max(self.heads, 1) == 0, "width", f"must be a multiple of theta.kadapter.heads={self.heads}")
+        r.finite("dropout", 0.0, 1.0, high_open=True)
+        r.finite("scale")
+
+
+@THETA_FORMS.register("kadapter", config=KAdapterConfig)
 class KAdapter(ThetaForm):
     """K-Adapter: a frozen base + adapter blocks reading its hidden states (theta.kadapter.*)."""
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import torch
 
+from ...core.config import LoraConfig
 from ...core.errors import ConfigError
 from ...models.loading import import_peft
 from .base import THETA_FORMS, ThetaForm, quiet_peft
 
 
-@THETA_FORMS.register("lora")
+@THETA_FORMS.register("lora", config=LoraConfig)
 class Lora(ThetaForm):
     """LoRA adapters (peft) on a frozen base: only the adapters train; saved in peft format."""
 
@@ -20,10 +21,9 @@ class Lora(ThetaForm):
         """A peft LoRA model's own adapter settings replace ``theta.lora`` left at its defaults (it
         is used as it is, never wrapped again; settings the user gave that contradict it are
         refused by :meth:`prepare`)."""
-        from ...core.config import LoraConfig as LoraSettings
 
         peft_cfg = getattr(model, "peft_config", None)
-        if not peft_cfg or theta_cfg.lora != LoraSettings():  # not a peft model, or settings the user gave
+        if not peft_cfg or theta_cfg.lora != LoraConfig():  # not a peft model, or settings the user gave
             return
         have = peft_cfg[getattr(model, "active_adapter", "default")]
         targets = have.target_modules

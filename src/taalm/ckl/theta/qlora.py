@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import torch
 
+from ...core.config import LoraConfig
 from ...core.errors import ConfigError
 from ...models.loading import import_peft
 from .base import THETA_FORMS
@@ -57,7 +58,7 @@ def quantize_nf4(model, compute_dtype=torch.bfloat16, skip: tuple[str, ...] = ("
     return done
 
 
-@THETA_FORMS.register("qlora")
+@THETA_FORMS.register("qlora", config=LoraConfig, section="lora")  # the LoRA on top reads theta.lora
 class QLora(Lora):
     """LoRA (float32) on a frozen 4-bit NF4 base with bf16 compute; CUDA only."""
 

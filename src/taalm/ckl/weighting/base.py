@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
-from ...core.config import MethodConfig
 from ...core.registry import Registry
 from ...data import Encoded, Window, collate
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the schema imports every part: parts never import it at run time
+    from ..config import MethodConfig
     from transformers import PreTrainedTokenizerBase
 
 WEIGHTINGS: Registry["WeightingMethod"] = Registry("weighting method", "method.name")
@@ -49,11 +49,10 @@ def describe_methods() -> dict[str, str]:
     return WEIGHTINGS.describe()
 
 
-def get_method(cfg: MethodConfig | str, seed: int = 0) -> "WeightingMethod":
-    """Instantiate the weighting method named by ``cfg.name`` (or a bare name with default options).
-    A composed name (``taalm+recadam``) selects its weighting part (:mod:`taalm.ckl.method`)."""
-    if isinstance(cfg, str):
-        cfg = MethodConfig(name=cfg)
+def build_weighting(cfg: MethodConfig, seed: int = 0) -> "WeightingMethod":
+    """Instantiate the weighting method named by ``cfg.name`` (the ``method`` section). A
+    composed name (``taalm+recadam``) selects its weighting part (:mod:`taalm.ckl.method`).
+    :func:`taalm.ckl.method.get_method` also takes a bare name."""
     name = cfg.name.split("+")[0]
     return WEIGHTINGS.get(name)(cfg, seed)
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
-from ...core.config import MethodConfig
 from .base import WeightingMethod
+
 
 class PrecomputedWeights(WeightingMethod):
     """Weights given in advance, one tensor per document (e.g. from a φ in memory).
 
-    Not registered by name: pass an instance as ``learn(..., method=PrecomputedWeights(ws))``.
+    Not registered by name: pass an instance as
+    ``learn(..., options=LearnOptions(method=PrecomputedWeights(ws)))``.
     Meta-training uses it to validate φ without writing a checkpoint.
     """
 
     name = "precomputed"
 
     def __init__(self, weights: list[torch.Tensor], label: str = "precomputed"):
-        super().__init__(MethodConfig(name=label), 0)
+        super().__init__(SimpleNamespace(name=label), 0)  # type: ignore[arg-type]  # no options: only its name
         self.name = label  # the run is labelled as the method the weights came from
         self.weights = [w.detach().float().cpu() for w in weights]
 

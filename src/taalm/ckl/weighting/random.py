@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...core.config import Rules, option
 import torch
 
 from ...core.errors import ConfigError
 from .base import WEIGHTINGS, WeightingMethod
 
-@WEIGHTINGS.register("random")
+@dataclass
+class RandomConfig:
+    """The `random` weighting method (a control)."""
+
+    mean: float = option(0.5, "weights ~ Beta(2*mean, 2*(1-mean)): mean `mean`, uniform at 0.5")
+
+    def _rules(self, r: Rules) -> None:
+        r.finite("mean", 0.0, 1.0, low_open=True, high_open=True)
+
+
+@WEIGHTINGS.register("random", config=RandomConfig)
 class RandomWeights(WeightingMethod):
     """Random weights ~ Beta(2m, 2(1-m)) (mean m), seeded per (seed, document): a control."""
 

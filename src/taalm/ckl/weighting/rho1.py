@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...core.config import Rules, option
 import math
 
 import torch
@@ -33,7 +36,20 @@ def select_top_fraction(scores: torch.Tensor, valid: torch.Tensor, ratio: float,
     return out
 
 
-@WEIGHTINGS.register("rho1")
+@dataclass
+class Rho1Config:
+    """The `rho1` weighting method (RHO-1 selective language modelling)."""
+
+    ratio: float = option(0.4, "fraction of tokens kept (top by excess loss); the release keeps 40%")
+    reference: str | None = option(None, 'None = θ0; "finetuned" = θ0 fine-tuned on the documents first; or a model spec')
+    reference_epochs: int = option(2, "reference=finetuned: epochs of plain fine-tuning (the run's train settings)")
+
+    def _rules(self, r: Rules) -> None:
+        r.finite("ratio", 0.0, 1.0, low_open=True)
+        r.at_least("reference_epochs", 1)
+
+
+@WEIGHTINGS.register("rho1", config=Rho1Config)
 class Rho1(WeightingMethod):
     """RHO-1 selective language modelling: score each token by its excess loss
     ℓ_t(θ) − ℓ_t(θ_ref) and train only on the top ``ratio`` of tokens in the batch.

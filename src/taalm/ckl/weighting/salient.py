@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...core.config import Rules, option
 import re
 
 import torch
@@ -38,7 +41,19 @@ def span_token_mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]
     return out
 
 
-@WEIGHTINGS.register("salient")
+@dataclass
+class SalientConfig:
+    """The `salient` control: a fixed rule, no answers, no meta-training."""
+
+    high: float = option(1.0, "weight of tokens inside capitalised words and numbers")
+    low: float = option(0.1, "weight of every other token")
+
+    def _rules(self, r: Rules) -> None:
+        r.finite("high", 0.0, 1.0)
+        r.finite("low", 0.0, 1.0)
+
+
+@WEIGHTINGS.register("salient", config=SalientConfig)
 class SalientWeights(WeightingMethod):
     """A fixed rule: weight ``high`` on tokens of capitalised words and numbers, ``low`` elsewhere.
 

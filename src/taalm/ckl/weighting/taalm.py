@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...core.config import Rules, option
 from pathlib import Path
 
 import torch
@@ -28,7 +31,19 @@ def _check_phi_base(checkpoint, override: str) -> str:
     return base
 
 
-@WEIGHTINGS.register("taalm")
+@dataclass
+class TaalmMethodConfig:
+    """The `taalm` weighting method: weights from a trained Train-Attention model φ."""
+
+    checkpoint: str | None = option(None, "folder written by TrainAttention.save_pretrained")
+    base: str = option("", "φ's base model; default: the one in φ's phi_config.json (set it to a local copy elsewhere)")
+    batch_size: int = option(8, "φ windows per forward pass (weights are computed once per document)")
+
+    def _rules(self, r: Rules) -> None:
+        r.at_least("batch_size", 1)
+
+
+@WEIGHTINGS.register("taalm", config=TaalmMethodConfig)
 class TaalmWeights(WeightingMethod):
     """Train-Attention: a trained φ (method.taalm.checkpoint) weighs every token, once per document.
 

@@ -7,6 +7,7 @@ import pytest
 import taalm.bench.tailor as tailor_mod
 from taalm.cli import main
 from taalm.core.errors import InputError
+from taalm.core.run import QUIET
 from taalm.evaluation.probes import EvalResult, ProbeScore
 from taalm.bench.pool import Fact, PoolConfig, build_pool, choose_evidence, make_unit, read_relations, split_by_subject
 
@@ -108,8 +109,8 @@ def test_build_pool(tmp_path, monkeypatch, model_dir):
     lama = tmp_path / "lama.jsonl"
     lama.write_text(json.dumps({"uuid": "x", "evidence": "e"}) + "\n")
     out = tmp_path / "pool"
-    res = build_pool(trex, out, PoolConfig(exclude=[str(lama)], model=str(model_dir), n_val=2, seed=0), progress=False,
-                     log=lambda m: None)
+    res = build_pool(trex, out, PoolConfig(exclude=[str(lama)], model=str(model_dir), n_val=2, seed=0),
+                     options=QUIET)
     train = [json.loads(l) for l in (out / "train.jsonl").read_text().splitlines()]
     val = [json.loads(l) for l in (out / "val.jsonl").read_text().splitlines()]
     kept = {u["uuid"] for u in train + val}
@@ -127,7 +128,7 @@ def test_build_pool(tmp_path, monkeypatch, model_dir):
     # rerun: every score from the cache; a cap of 1 per relation keeps the first kept fact of each
     stub.probes = 0
     res = build_pool(trex, out, PoolConfig(exclude=[str(lama)], model=str(model_dir), n_val=0, per_relation_cap=1),
-                     progress=False, log=lambda m: None)
+                     options=QUIET)
     assert stub.probes == 0
     train = [json.loads(l)["uuid"] for l in (out / "train.jsonl").read_text().splitlines()]
     assert train == ["a", "e"] and res.counts["capped"] == 3
@@ -166,8 +167,8 @@ def test_build_pool_with_invented_copies(tmp_path, monkeypatch, model_dir):
     monkeypatch.setattr(tailor_mod, "evaluate_probes", stub)
     trex = write_trex(tmp_path / "trex")
     out = tmp_path / "pool"
-    res = build_pool(trex, out, PoolConfig(model=str(model_dir), n_val=2, seed=0, invent=1.0), progress=False,
-                     log=lambda m: None)
+    res = build_pool(trex, out, PoolConfig(model=str(model_dir), n_val=2, seed=0, invent=1.0),
+                     options=QUIET)
     rows = lambda name: [json.loads(l) for l in (out / f"{name}.jsonl").read_text().splitlines()]  # noqa: E731
     train, val, inv_val = rows("train"), rows("val"), rows("val_invented")
     real = [u for u in train if "invented" not in u]
@@ -185,4 +186,4 @@ def test_build_pool_with_invented_copies(tmp_path, monkeypatch, model_dir):
     assert c["passed_round_1"] == len(names) // 2 - 1 and c["passed_round_2"] == 1 and c["rejected_by_score"] == 0
     assert any(d.startswith("invented-r2") for d in stub.seen)  # a's copy failed and was drawn again
     with pytest.raises(Exception, match="invent"):
-        build_pool(trex, tmp_path / "p2", PoolConfig(model=str(model_dir), invent=1.5), progress=False, log=lambda m: None)
+        build_pool(trex, tmp_path / "p2", PoolConfig(model=str(model_dir), invent=1.5), options=QUIET)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from conftest import make_gpt2, make_llama
-from taalm.core.config import LearnConfig, load_config
+from taalm.core.config import load_config
+from taalm.ckl.config import LearnConfig
 from taalm.data import Window, read_documents, read_probes
 from taalm.core.errors import InputError, TaalmError
 from taalm.ckl.learner import learn
@@ -50,7 +51,7 @@ def test_lora_on_either_layout_warns_nothing_and_matches_peft_default(arch, toke
     import warnings
 
     from taalm.ckl.theta.lora import Lora
-    from taalm.core.config import ThetaConfig
+    from taalm.ckl.config import ThetaConfig
 
     model = (make_llama if arch == "llama" else make_gpt2)(len(tokenizer))
     with warnings.catch_warnings(record=True) as caught:

@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from taalm.core.config import LearnConfig, load_config, save_config
+from taalm.core.config import load_config, save_config
+from taalm.ckl.config import LearnConfig
 from taalm.core.errors import ConfigError
 
 
@@ -103,6 +104,9 @@ def test_every_config_field_has_a_description(monkeypatch):
     from taalm.bench.pool import PoolConfig
     from taalm.bench.stream.base import StreamConfig, StreamOptions
     from taalm.bench.tailor import TailorConfig
+    from taalm.ckl import config as K
+    from taalm.ckl.method import PART_KINDS
+    from taalm.ckl.weighting import WEIGHTINGS
     from taalm.core import config as C
 
     def no_source(obj):
@@ -110,11 +114,13 @@ def test_every_config_field_has_a_description(monkeypatch):
 
     monkeypatch.setattr(inspect, "getsource", no_source)
     classes = [v for v in vars(C).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
-    classes += [BenchOptions, LamaCklConfig, PoolConfig, StreamConfig, StreamOptions, TailorConfig]
-    assert len(classes) > 15
+    classes += [BenchOptions, LamaCklConfig, PoolConfig, StreamConfig, StreamOptions, TailorConfig,
+                K.LearnConfig, K.TrainConfig, K.ThetaConfig, K.MethodConfig]
+    classes += [c for reg in [WEIGHTINGS, *(r for r, _ in PART_KINDS.values())] for c in reg.configs().values()]
+    assert len(classes) > 20
     missing = [f"{cls.__name__}.{name}" for cls in classes for name, text in C.field_help(cls).items() if not text]
     assert not missing, missing
-    assert C.field_help(C.TrainConfig)["lr"].startswith("θ's learning rate")
+    assert C.field_help(K.TrainConfig)["lr"].startswith("θ's learning rate")
 
 
 def test_option_needs_its_help():
@@ -128,9 +134,10 @@ def test_option_needs_its_help():
 def test_config_with_help_is_the_config_as_yaml(cls_name):
     import yaml
 
+    from taalm.ckl import config as K
     from taalm.core import config as C
 
-    cfg = getattr(C, cls_name)()
+    cfg = getattr(K if cls_name == "LearnConfig" else C, cls_name)()
     text = C.config_with_help(cfg)
     assert yaml.safe_load(text) == C.to_dict(cfg)
     assert "  lr: 0.001  # θ's learning rate" in text or cls_name != "LearnConfig"

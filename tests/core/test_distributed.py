@@ -38,7 +38,8 @@ def _resumed_on_two_ranks(tmp_path, docs_file, probes_file, common, method, extr
     """Run ``common`` in one process to the end (``one``); run it again in-process and kill it
     after epoch 1 (``b``); resume ``b`` on 2 gloo ranks with ``extra`` overrides. Returns torchrun's result."""
     from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.data import read_documents, read_probes
 
     assert main(["learn", *common, "--out", str(tmp_path / "one")]) == 0

@@ -195,7 +195,7 @@ def test_cli_train_attention(model_dir, tmp_path, capsys):
     assert (out / "phi" / "phi.safetensors").exists() and (out / "validation.png").exists()
     assert "val accuracy" in capsys.readouterr().out
     # the result is a usable φ for method 'taalm'
-    from taalm.core.config import LearnConfig
+    from taalm.ckl.config import LearnConfig
     from taalm.ckl.learner import learn
 
     docs = [pp.document for pp in read_pairs(p)]

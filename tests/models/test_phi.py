@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import CORPUS, make_gpt2, make_llama
-from taalm.core.config import LearnConfig, MethodConfig, PhiConfig, load_config
+from taalm.core.config import PhiConfig, load_config
+from taalm.ckl.config import LearnConfig, MethodConfig
 from taalm.data import Document, Encoded, encode, read_documents, split_windows
 from taalm.core.errors import ConfigError, ModelLoadError
 from taalm.models.phi import (TrainAttention, default_phi_checkpoint, gather_weights,
@@ -358,7 +359,7 @@ def test_shipped_phi_is_the_default_and_small():
 def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer, docs_file, monkeypatch):
     import taalm.models.phi as ta
     from taalm.ckl.learner import learn
-    from taalm.ckl.weighting import get_method
+    from taalm.ckl.method import get_method
 
     monkeypatch.setattr(ta, "default_phi_checkpoint", lambda: None)  # an install without the shipped φ
     with pytest.raises(ConfigError, match=r"method\.taalm\.checkpoint=DIR"):
@@ -375,7 +376,8 @@ def test_missing_checkpoint_is_a_config_error_with_the_hint(tmp_path, tokenizer,
 
 def test_taalm_method_in_the_learner(tokenizer, model_dir, docs_file, tmp_path, monkeypatch):
     from taalm.ckl.learner import learn
-    from taalm.ckl.weighting import TaalmWeights, get_method, weights_for_documents
+    from taalm.ckl.weighting import TaalmWeights, weights_for_documents
+    from taalm.ckl.method import get_method
 
     phi = TrainAttention(make_llama(len(tokenizer)), tokenizer,  # the weights saved in model_dir
                          PhiConfig(base=str(model_dir), head_std=0.5))
@@ -455,7 +457,7 @@ def test_demo_scores_phi_once_per_method(model_dir, tokenizer, tmp_path, monkeyp
     monkeypatch.setattr(TrainAttention, "from_pretrained", classmethod(counting))
     summary = run_demo(tmp_path / "demo", ["finetune", "taalm"], overrides=[
         f"model.name={model_dir}", "model.device=cpu", "train.epochs=1", f"method.taalm.checkpoint={folder}"],
-        progress=False, log=lambda m: None)
+                       options=QUIET)
     assert len(loads) == 1
     assert set(summary["methods"]) == {"finetune", "taalm"}
     run = json.loads((tmp_path / "demo" / "taalm" / "run.json").read_text())

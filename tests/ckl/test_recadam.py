@@ -12,7 +12,8 @@ import torch
 from conftest import make_gpt2
 from taalm.ckl.learner import learn
 from taalm.ckl.optim import RecAdamOptimizer
-from taalm.core.config import LearnConfig, load_config
+from taalm.core.config import load_config
+from taalm.ckl.config import LearnConfig
 from taalm.data import read_documents
 from taalm.core.run import QUIET, RunOptions
 

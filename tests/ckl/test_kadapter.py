@@ -9,7 +9,9 @@ import torch
 from conftest import make_gpt2, make_llama
 from taalm.ckl.learner import learn
 from taalm.ckl.theta import KAdapterModel, load_kadapter, trainable_parameters
-from taalm.core.config import KAdapterConfig, LearnConfig, load_config
+from taalm.core.config import load_config
+from taalm.ckl.theta.kadapter import KAdapterConfig
+from taalm.ckl.config import LearnConfig
 from taalm.core.errors import ConfigError
 from taalm.data import read_documents
 from taalm.core.run import QUIET

@@ -12,7 +12,8 @@ from conftest import make_gpt2
 from taalm.ckl.learner import learn
 from taalm.ckl.method import resolve_method, split_method_name
 from taalm.ckl.streams import MixReview, Plain
-from taalm.core.config import LearnConfig, load_config
+from taalm.core.config import load_config
+from taalm.ckl.config import LearnConfig
 from taalm.core.errors import ConfigError, InputError
 from taalm.data import Window, read_documents
 from taalm.core.run import QUIET

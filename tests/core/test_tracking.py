@@ -5,7 +5,8 @@ import json
 import pytest
 
 from taalm.cli import main
-from taalm.core.config import LearnConfig, load_config
+from taalm.core.config import load_config
+from taalm.ckl.config import LearnConfig
 from taalm.core.errors import ConfigError
 
 

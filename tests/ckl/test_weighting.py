@@ -3,12 +3,13 @@ import json
 import pytest
 import torch
 
-from taalm.core.config import MethodConfig, Rho1Config
+from taalm.ckl.config import MethodConfig
+from taalm.ckl.weighting.rho1 import Rho1Config
 from taalm.data import collate, encode_document, prepare_windows, read_documents
 from taalm.core.errors import ConfigError
 from taalm.ckl.loss import token_losses
-from taalm.ckl.weighting import (PrepareContext, available_methods, get_method, select_top_fraction,
-                             weights_for_documents)
+from taalm.ckl.weighting import PrepareContext, available_methods, select_top_fraction, weights_for_documents
+from taalm.ckl.method import get_method
 from taalm.core.run import QUIET
 
 
@@ -162,7 +163,8 @@ def test_rho1_finetuned_reference_gives_real_excess_losses_at_the_first_step(tok
     losses are no longer all zero (with reference θ0 they are)."""
     from conftest import make_gpt2
     from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
 
     docs = read_documents(docs_file)
     model = make_gpt2(len(tokenizer))

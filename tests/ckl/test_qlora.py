@@ -16,7 +16,8 @@ import torch
 from conftest import make_llama
 from taalm.ckl.method import resolve_method, split_method_name
 from taalm.cli import main
-from taalm.core.config import LearnConfig, ThetaConfig, load_config
+from taalm.core.config import load_config
+from taalm.ckl.config import LearnConfig, ThetaConfig
 from taalm.core.errors import ConfigError
 
 HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None

@@ -7,6 +7,7 @@ import pytest
 import taalm.bench.tailor as tailor_mod
 from taalm.cli import main
 from taalm.core.errors import InputError
+from taalm.core.run import RunOptions
 from taalm.evaluation.probes import EvalResult, ProbeScore
 from taalm.bench.tailor import SET_NAMES, TailorConfig, read_units, tailor
 
@@ -90,7 +91,7 @@ def test_set_rules(tmp_path, monkeypatch, stub, model_dir):
     monkeypatch.setitem(PLAN, "v-bad", ("variant", 0.0, 0.0))
     out = tmp_path / "out"
     logs = []
-    res = tailor(data, out, TailorConfig(model=str(model_dir)), log=logs.append, progress=False)
+    res = tailor(data, out, TailorConfig(model=str(model_dir)), options=RunOptions(log=logs.append, progress=False))
     assert ids(out / "to_learn.jsonl") == ["v-both0"]
     assert ids(out / "not_to_forget_descriptive.jsonl") == ["d-known", "shared-known"]
     assert ids(out / "not_to_forget_schematic.jsonl") == ["shared-known", "s-known"]
@@ -117,8 +118,8 @@ def test_set_rules(tmp_path, monkeypatch, stub, model_dir):
     assert stub.probes == 2 * (4 + 5 + 4) + 1  # every scoreable probe once
 
     # another To-Learn rule: same cached scores, other set
-    res = tailor(data, out, TailorConfig(model=str(model_dir), to_learn_rule="descriptive"), log=logs.append,
-                 progress=False)
+    res = tailor(data, out, TailorConfig(model=str(model_dir), to_learn_rule="descriptive"),
+                 options=RunOptions(log=logs.append, progress=False))
     assert ids(out / "to_learn.jsonl") == ["v-both0", "v-desc0", "v-bad"]  # v-bad: descriptive 0
     assert "v-schem0" in res.sets["phi_pool"]
 
@@ -129,19 +130,19 @@ def test_resume_and_interruption(tmp_path, monkeypatch, model_dir):
     failing = StubScorer(fail_after=3)  # interrupted after 3 chunks of 2 probes
     monkeypatch.setattr(tailor_mod, "evaluate_probes", failing)
     with pytest.raises(KeyboardInterrupt):
-        tailor(data, out, TailorConfig(model=str(model_dir), chunk_size=2), log=lambda m: None, progress=False)
+        tailor(data, out, TailorConfig(model=str(model_dir), chunk_size=2), options=RunOptions(log=lambda m: None, progress=False))
     assert not (out / "summary.json").exists()
     cached = sum(len(f.read_text().splitlines()) for f in (out / "scores").glob("*.jsonl"))
     assert cached == 6
 
     stub = StubScorer()
     monkeypatch.setattr(tailor_mod, "evaluate_probes", stub)
-    res = tailor(data, out, TailorConfig(model=str(model_dir), chunk_size=2), log=lambda m: None, progress=False)
+    res = tailor(data, out, TailorConfig(model=str(model_dir), chunk_size=2), options=RunOptions(log=lambda m: None, progress=False))
     assert stub.probes == 26 - 6 and res.n_cached == 6 and res.n_scored == 20
     first = (out / "phi_pool.jsonl").read_text()
 
     stub.probes = stub.calls = 0
-    res = tailor(data, out, TailorConfig(model=str(model_dir)), log=lambda m: None, progress=False)
+    res = tailor(data, out, TailorConfig(model=str(model_dir)), options=RunOptions(log=lambda m: None, progress=False))
     assert stub.calls == 0 and res.n_scored == 0 and res.n_cached == 26
     assert (out / "phi_pool.jsonl").read_text() == first
 
@@ -149,7 +150,7 @@ def test_resume_and_interruption(tmp_path, monkeypatch, model_dir):
     rows = [json.loads(l) for l in (data / "variant.jsonl").read_text().splitlines()]
     rows[0]["task_descriptive"] = rows[0]["task_descriptive"].replace("The ", "Indeed the ")
     (data / "variant.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tailor(data, out, TailorConfig(model=str(model_dir)), log=lambda m: None, progress=False)
+    tailor(data, out, TailorConfig(model=str(model_dir)), options=RunOptions(log=lambda m: None, progress=False))
     assert stub.probes == 1
 
 
@@ -163,10 +164,10 @@ def test_model_change_invalidates_cache(tmp_path, stub, model_dir):
     data = write_lama(tmp_path / "lama")
     out = tmp_path / "out"
     logs = []
-    tailor(data, out, TailorConfig(model=str(model_dir)), log=logs.append, progress=False)
+    tailor(data, out, TailorConfig(model=str(model_dir)), options=RunOptions(log=logs.append, progress=False))
     assert stub.probes == 26
     meta = json.loads((out / "scores" / "meta.json").read_text())
-    tailor(data, out, TailorConfig(model=str(other)), log=logs.append, progress=False)
+    tailor(data, out, TailorConfig(model=str(other)), options=RunOptions(log=logs.append, progress=False))
     assert stub.probes == 52  # everything scored again
     new = json.loads((out / "scores" / "meta.json").read_text())
     assert new["fingerprint"] != meta["fingerprint"] and new["model_spec"] == str(other)
@@ -176,9 +177,9 @@ def test_model_change_invalidates_cache(tmp_path, stub, model_dir):
     from taalm.models.loading import load_model
 
     model, tk = load_model(str(other))
-    tailor(data, out, TailorConfig(model="my-model"), theta0=(model, tk), log=logs.append, progress=False)
+    tailor(data, out, TailorConfig(model="my-model"), theta0=(model, tk), options=RunOptions(log=logs.append, progress=False))
     assert stub.probes == 78
-    tailor(data, out, TailorConfig(model="my-model"), theta0=(model, tk), log=logs.append, progress=False)
+    tailor(data, out, TailorConfig(model="my-model"), theta0=(model, tk), options=RunOptions(log=logs.append, progress=False))
     assert stub.probes == 78
 
 
@@ -187,7 +188,7 @@ def test_bad_inputs(tmp_path, model_dir):
     with open(data / "invariant_schematic.jsonl", "a") as f:
         f.write('{"uuid": "x", "object": \n')
     with pytest.raises(InputError, match=r"invariant_schematic.jsonl, line 5: invalid JSON"):
-        tailor(data, tmp_path / "out", TailorConfig(model=str(model_dir)), log=lambda m: None)
+        tailor(data, tmp_path / "out", TailorConfig(model=str(model_dir)), options=RunOptions(log=lambda m: None))
     assert not (tmp_path / "out").exists()
 
     p = tmp_path / "dup.jsonl"

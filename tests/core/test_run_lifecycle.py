@@ -304,7 +304,7 @@ def test_odd_out_paths_get_one_line(tmp_path, capsys, model_dir, docs_file, case
 
 def test_the_python_api_validates_its_inputs(tiny_llama, tokenizer):
     from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig
+    from taalm.ckl.config import LearnConfig
     from taalm.core.errors import InputError
     from taalm.data import Document
     from taalm.evaluation.probes import evaluate_probes
@@ -319,7 +319,7 @@ def test_the_python_api_validates_its_inputs(tiny_llama, tokenizer):
 def test_defaults_evaluate_every_epoch_and_a_tiny_run_says_it_has_few_steps(tiny_llama, tokenizer, docs_file,
                                                                             probes_file):
     from taalm.ckl.learner import learn
-    from taalm.core.config import LearnConfig
+    from taalm.ckl.config import LearnConfig
     from taalm.data import read_documents, read_probes
 
     cfg = LearnConfig()

@@ -244,7 +244,7 @@ def _shipped_probes():
     import os
     from pathlib import Path
 
-    here = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[2]
     for cand in (os.environ.get("TAALM_TEMPORALWIKI"), here.parent / "shared" / "data" / "temporalwiki"):
         if cand and (Path(cand) / "probes" / "0901-1001_changed.jsonl").is_file():
             return Path(cand)

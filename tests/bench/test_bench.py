@@ -54,7 +54,7 @@ def tailored(tmp_path):
     return d
 
 
-QUIET = dict(progress=False, log=lambda m: None)
+QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
 RUN_QUIET = RunOptions(progress=False, log=lambda m: None)
 TINY = ["theta.lora.r=4", "train.lr=5e-3"]
 
@@ -298,7 +298,8 @@ def test_cli_bad_benchmark_and_bad_unit_file(tmp_path, capsys, tailored):
 # The learner's extra probe sets; evaluation at the answer positions only
 # --------------------------------------------------------------------------------------------
 def test_learner_rows_unchanged_without_extra_probes(tokenizer, tailored):
-    from taalm.core.config import LearnConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.ckl.config import LearnConfig
     from taalm.data import read_documents, read_probes
 
     f = tailored / "to_learn.jsonl"
@@ -314,7 +315,7 @@ def test_learner_rows_unchanged_without_extra_probes(tokenizer, tailored):
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_answer_positions_only_gives_identical_scores(arch, tokenizer, tailored, monkeypatch):
     import taalm.evaluation.probes as ev
-    from taalm.core.config import ThetaConfig
+    from taalm.ckl.config import ThetaConfig
     from taalm.data import read_probes
     from taalm.ckl.theta import wrap_theta
 

@@ -11,7 +11,8 @@ from taalm.ckl.learner import learn
 from taalm.ckl.method import available_parts, resolve_method, split_method_name
 from taalm.ckl.streams import STREAMS, DataStream, micro_batches
 from taalm.ckl.theta import trainable_parameters
-from taalm.core.config import LearnConfig, load_config
+from taalm.core.config import load_config
+from taalm.ckl.config import LearnConfig
 from taalm.core.errors import ConfigError
 from taalm.data import read_documents
 from taalm.core.run import QUIET
