@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from taalm.core.files import atomic_write_json, environment_info
     from taalm.data import read_pairs
     from taalm.meta import gradient
-    from taalm.meta.training import encode_pairs, make_batch, pair_stream, phi_weights
+    from taalm.meta.pairs import encode_pairs, make_batch, pair_stream, phi_weights
     from taalm.models.loading import load_model
     from taalm.models.phi import TrainAttention
 

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
     from taalm.meta.gradient import meta_step
     from taalm.meta.theta import MetaTheta
-    from taalm.meta.training import encode_pairs, make_batch, phi_weights
+    from taalm.meta.pairs import encode_pairs, make_batch, phi_weights
     from taalm.models.loading import load_model
     from taalm.core.files import atomic_write_json, environment_info
     from taalm.models.phi import TrainAttention

@@ -14,7 +14,7 @@ never the benchmark's To-Learn or Not-To-Forget units. Three ways to add a row t
     # rebuild the Markdown table from the JSONL
     python benchmarks/phi_configs.py table
 
-Validation (the CKL protocol, :func:`taalm.meta.training.validate`): θ0 (a fresh LoRA) learns the
+Validation (the CKL protocol, :func:`taalm.meta.validation.validate`): θ0 (a fresh LoRA) learns the
 held-out documents with the weights for ``val.epochs`` epochs, then the answer accuracy of their
 probes (``task_field``; descriptive = the benchmark's own metric) is measured.
 Data licence of the pool (LAMA T-REx): CC BY-NC 4.0.
@@ -99,7 +99,7 @@ def row_from_validation(weights: str, val_file: Path, recipe: Path | None, overr
     from taalm.core.config import MetaTrainConfig, load_config, to_dict
     from taalm.ckl.config import MethodConfig
     from taalm.data import read_pairs
-    from taalm.meta.training import validate
+    from taalm.meta.validation import validate
     from taalm.models.loading import load_model
     from taalm.core.files import environment_info
     from taalm.models.phi import TrainAttention, default_phi_checkpoint

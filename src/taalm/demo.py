@@ -27,28 +27,17 @@ from typing import TYPE_CHECKING, Iterable
 if TYPE_CHECKING:
     from .core.run import RunOptions
 
+
 #: the methods the demo compares; the first is plain fine-tuning (the baseline). ``taalm`` uses the
 #: shipped Train-Attention φ (meta-trained on LAMA-ckl; the demo's invented facts are new to it).
 #: ``oracle`` puts all the weight on the answer tokens: it needs the answers (our demo documents
 #: carry them), so it is an upper reference rather than a deployable method.
 DEMO_METHODS = ("finetune", "taalm", "oracle")
 
+
 #: the demo runs taalm's defaults (LoRA r=16 on all linear layers, 8 epochs, lr 1e-3, batch 8,
 #: evaluation after every epoch): what a user's own first run gets
 DEMO_OVERRIDES: list[str] = []
-
-
-def demo_files() -> tuple[Path, Path]:
-    base = resources.files("taalm") / "demo_data"
-    return Path(str(base / "documents.jsonl")), Path(str(base / "probes.jsonl"))
-
-
-def is_demo_folder(folder: Path) -> bool:
-    """A demo folder made before the demo wrote ``run.json``: its summary."""
-    try:
-        return "n_documents" in json.loads((Path(folder) / "summary.json").read_text())
-    except (OSError, ValueError, TypeError):
-        return False
 
 
 def run_demo(out_dir: str | Path = "runs/demo", methods: Iterable[str] = DEMO_METHODS,
@@ -134,3 +123,16 @@ def _run_demo(run, cfgs: dict) -> dict:
     print(f"wrote {out}/accuracy.png, {out}/weights.html, {out}/summary.json "
           f"({summary['wall_seconds']:.0f} s)")
     return summary
+
+
+def demo_files() -> tuple[Path, Path]:
+    base = resources.files("taalm") / "demo_data"
+    return Path(str(base / "documents.jsonl")), Path(str(base / "probes.jsonl"))
+
+
+def is_demo_folder(folder: Path) -> bool:
+    """A demo folder made before the demo wrote ``run.json``: its summary."""
+    try:
+        return "n_documents" in json.loads((Path(folder) / "summary.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False

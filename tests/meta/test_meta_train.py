@@ -11,7 +11,8 @@ from conftest import make_llama
 from taalm.core.config import MetaTrainConfig, load_config
 from taalm.data import Document, Pair, make_probe, read_pairs
 from taalm.core.errors import ConfigError, InputError
-from taalm.meta.training import encode_pairs, make_batch, pair_stream, train_attention
+from taalm.meta.training import train_attention
+from taalm.meta.pairs import encode_pairs, make_batch, pair_stream
 from taalm.models.phi import TrainAttention
 from taalm.core.config import PhiConfig
 from taalm.core.run import QUIET, RunOptions
@@ -115,7 +116,7 @@ def test_resume_equals_uninterrupted(tokenizer, tmp_path, unrelated):
 
 
 def test_unrelated_offsets_are_a_function_of_the_position():
-    from taalm.meta.training import unrelated_offset
+    from taalm.meta.pairs import unrelated_offset
 
     draws = [unrelated_offset(0, u, k, 7) for u in range(1, 30) for k in (0, 4)]
     assert all(1 <= d < 7 for d in draws) and len(set(draws)) > 3
@@ -126,7 +127,7 @@ def test_unrelated_offsets_are_a_function_of_the_position():
 @pytest.mark.parametrize("max_doc_tokens", [16, 64])
 def test_small_documents_validate(tokenizer, tmp_path, max_doc_tokens):
     """Validation windows of ≤ 64 tokens (stride 64 would never advance) run to the end."""
-    from taalm.meta.training import val_stride, val_window
+    from taalm.meta.validation import val_stride, val_window
 
     assert val_stride(max_doc_tokens) < val_window(max_doc_tokens)
     theta, phi = build(tokenizer)

@@ -10,7 +10,9 @@ import torch
 from conftest import make_llama
 from taalm.bench.invent import NAME_SHAPES, NameGenerator, invent_unit, invent_units
 from taalm.meta.supervised import answer_labels, auto_pos_weight, span_bce, supervised_start
-from taalm.meta.training import encode_pairs, merge_splits, train_attention
+from taalm.meta.training import train_attention
+from taalm.meta.pairs import encode_pairs
+from taalm.meta.validation import merge_splits
 from test_meta_train import build, cfg, make_pairs
 from taalm.core.run import QUIET
 

@@ -48,6 +48,7 @@ from ..core.errors import InputError, TaalmError
 from ..core.run import RunOptions
 from ..core.files import atomic_write_json, atomic_write_text, environment_info
 
+
 # LAMA's T-REx relations: code -> (template, label), as LAMA-ckl units spell them.
 LAMA_RELATIONS: dict[str, tuple[str, str]] = {
     "P1001": ("[X] is a legal term in [Y] .", "applies to jurisdiction"),
@@ -122,9 +123,236 @@ class Fact:
     source: str = ""  # "file:line"
 
 
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
+@dataclass
+class PoolResult:
+    out_dir: Path
+    counts: dict  # funnel: facts, excluded, no_evidence, scored, kept, capped, train, val
+    summary: dict
+    wall_s: float
+
+
+#: what ``data pool`` writes at the top of its folder (``--overwrite`` empties only such a folder)
+POOL_FILES = ("scores", "scores.png", "summary.json", "train.jsonl", "val.jsonl", "val_invented.jsonl")
+
+
+@dataclass
+class PoolConfig:
+    """``taalm data pool``'s settings (the command's flags set them)."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "the base model that scores the facts (a spec for load_model)"})
+    device: str = field(default="auto", metadata={"help": "where it scores: auto (cuda, then mps, then cpu) or a device"})
+    dtype: str = field(default="auto", metadata={"help": "the model's dtype while scoring"})
+    exclude: list[str] = field(default_factory=list, metadata={"help": "LAMA-ckl files or folders whose uuids never enter the pool"})
+    relations: str = field(default="", metadata={"help": "LAMA's relations file (default: the built-in table)"})
+    n_val: int = field(default=256, metadata={"help": "the validation split's minimum size (whole subjects)"})
+    per_relation_cap: int = field(default=0, metadata={"help": "at most this many kept facts per relation (0 = no cap)"})
+    min_evidence_chars: int = field(default=MIN_EVIDENCE_CHARS, metadata={"help": "an evidence sentence is longer than this"})
+    seed: int = field(default=0, metadata={"help": "seed of the split and of the invented copies"})
+    batch_size: int = field(default=32, metadata={"help": "probes per forward pass"})
+    chunk_size: int = field(default=512, metadata={"help": "probes scored between writes of the score cache"})
+    invent: float = field(default=0.0, metadata={"help": "invented-entity copies of this fraction of the training facts (0 = none)"})
+
+    def _rules(self, r) -> None:
+        r.at_least("n_val", 0)
+        r.at_least("per_relation_cap", 0)
+        r.at_least("min_evidence_chars", 0)
+        r.at_least("batch_size", 1)
+        r.at_least("chunk_size", 1)
+        r.finite("invent", 0.0, 1.0)
+
+
+INVENT_ROUNDS = 3
+
+
+def build_pool(trex: str | Path | list, out_dir: str | Path, config: PoolConfig | None = None, *,
+               theta0: tuple | None = None, options: RunOptions | None = None) -> PoolResult:
+    """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule and
+    :class:`PoolConfig` for the settings. ``theta0``: ``(model, tokenizer)`` already loaded
+    (``config.model`` then only labels them). Resumable through the score cache: rerun into the
+    same folder. ``out_dir``: a fresh folder or one this command made (``overwrite``: emptied
+    first); never one holding an input.
+    """
+    from ..core.config import check_config, to_dict
+    from ..core.run import Run, options_for
+    from .tailor import has_score_cache
+
+    opts = options_for(options, "data pool", allow=("overwrite",))
+    cfg = config or PoolConfig()
+    check_config(cfg)  # a ConfigError naming the key
+    relations = cfg.relations or None
+    rels = read_relations(relations)
+    paths = trex_files(trex)
+    excluded = lama_ckl_uuids(list(cfg.exclude))
+    by_rel, funnel = _candidates(paths, rels, excluded, cfg.min_evidence_chars)  # all input validated here
+    if not by_rel:
+        raise TaalmError("no fact passes the evidence rule: nothing to score")
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("device", "batch_size", "chunk_size",
+                                                                    "exclude", "relations")}
+    with Run(out_dir, overwrite=opts.overwrite, input_paths=[*paths, *cfg.exclude, relations], config=settings,
+             device=cfg.device, log=opts.log, progress=opts.progress, folder_rule="tool", kind="data pool", owned=POOL_FILES,
+             legacy=has_score_cache) as run:
+        return _build_pool(run, cfg, theta0, dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel,
+                                                  by_rel=by_rel))
+
+
+def _candidates(paths: list[Path], relations: dict[str, Relation], exclude: set[str],
+                min_chars: int) -> tuple[dict[str, list], Counter]:
+    """Per relation code: [(Unit for the scorer, n qualifying)] of facts that pass the evidence rule."""
+    from .tailor import Unit
+
+    funnel: Counter = Counter()
+    by_rel: dict[str, list] = defaultdict(list)
+    seen: set[str] = set()
+    facts_by_file = [(p, read_trex(p)) for p in paths]  # validate every file before any work
+    for p, facts in facts_by_file:
+        for f in facts:
+            if f.relation not in relations:
+                raise InputError(f"relation {f.relation!r} is not in the relations table "
+                                 f"(known: {', '.join(sorted(relations))})", p, int(f.source.rsplit(':', 1)[1]),
+                                 "predicate_id")
+    for p, facts in facts_by_file:
+        for f in facts:
+            funnel["facts"] += 1
+            if f.uuid in seen:
+                funnel["duplicate_uuid"] += 1
+                continue
+            seen.add(f.uuid)
+            if f.uuid in exclude:
+                funnel["excluded_lama_ckl"] += 1
+                continue
+            chosen = choose_evidence(f, min_chars)
+            if chosen is None:
+                funnel["no_qualifying_evidence"] += 1
+                continue
+            row = make_unit(f, relations[f.relation], chosen[0], chosen[1])
+            line = int(f.source.rsplit(":", 1)[1])
+            by_rel[f.relation].append((Unit(f.uuid, f.relation, line, row, ""), chosen[2]))
+            funnel["candidates"] += 1
+            funnel["several_qualifying"] += chosen[2] > 1
+    return by_rel, funnel
+
+
+def _build_pool(run, cfg: PoolConfig, theta0: tuple | None, a: dict) -> PoolResult:
+    """:func:`build_pool` inside its run life cycle (checked, locked): score, keep, split, invent,
+    write. ``a``: the validated inputs (paths, relations, excluded uuids, funnel, candidates)."""
+    t0, out_dir, log = time.perf_counter(), run.out, run.log
+    paths, rels, excluded, funnel, by_rel = a["paths"], a["rels"], a["excluded"], a["funnel"], a["by_rel"]
+    model_spec, seed, n_val = cfg.model, cfg.seed, cfg.n_val
+    if theta0 is None:
+        from ..models.loading import load_model
+
+        log(f"pool: loading model '{model_spec}'")
+        theta0 = load_model(model_spec, cfg.device, cfg.dtype)
+    model, tokenizer = theta0
+    run.start()
+    from .tailor import Scorer, check_score_cache, model_fingerprint
+
+    param = next(model.parameters())
+    meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
+            "dtype": str(param.dtype).removeprefix("torch."), "cache_version": 1}
+    check_score_cache(out_dir, meta, log)
+
+    scorer = Scorer(model, tokenizer, cfg.batch_size, cfg.chunk_size, run.progress, log)
+    kept, scores, per_rel, skipped = _score_and_keep(scorer, by_rel, out_dir, cfg.per_relation_cap)
+    train, val = split_by_subject(kept, n_val, seed)
+    invented = None
+    if cfg.invent > 0:
+        invented = add_invented(scorer, (train, val), cfg.invent, out_dir, seed,
+                                avoid={x for u in kept for x in (u["subject"], u["object"])})
+    files = {"train": train + (invented["train"] if invented else []), "val": val}
+    if invented:
+        files["val_invented"] = invented["val"]
+    for name, rows in files.items():
+        atomic_write_text(out_dir / f"{name}.jsonl", "".join(_dumps(r) + "\n" for r in rows))
+    wall = time.perf_counter() - t0
+    summary = _summary(dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel, per_rel=per_rel,
+                            kept=kept, train=train, val=val, scores=scores, skipped=skipped, meta=meta,
+                            model_spec=model_spec, min_chars=cfg.min_evidence_chars, cap=cfg.per_relation_cap,
+                            n_val=n_val, seed=seed, wall=wall, device=param.device))
+    if invented:
+        summary["invented"] = invented["summary"]
+    atomic_write_json(out_dir / "summary.json", summary)
+    from ..reporting.plots import plot_score_histograms
+
+    plot_score_histograms(scores, out_dir / "scores.png", f"T-REx pool candidates, model {model_spec}", THRESHOLD)
+    log(f"pool: {len(kept)} facts kept of {funnel['candidates']} candidates "
+        f"({len(train)} train, {len(val)} val) in {wall:.1f} s -> {out_dir}")
+    if invented:
+        c = invented["summary"]["counts"]
+        log(f"pool: invented copies: {c['train']} train, {c['val']} val ({c['rejected_by_score']} rejected "
+            f"by the base model's score, in {invented['summary']['wall_s']:.1f} s)")
+    return PoolResult(out_dir, summary["counts"], summary, wall)
+
+
+def _score_and_keep(scorer, by_rel: dict, out_dir: Path, cap: int) -> tuple[list[dict], dict, dict, list[dict]]:
+    """Score every candidate in both formats (cached) and keep those < THRESHOLD in both, at most
+    ``cap`` per relation. Returns (kept units, scores per format, counts per relation, skipped)."""
+    from .tailor import FORMATS as _F, score_cache_path, score_units
+
+    skipped: list[dict] = []
+    kept: list[dict] = []
+    scores: dict[str, list[float]] = {f: [] for f in _F}
+    per_rel: dict[str, Counter] = defaultdict(Counter)
+    for code in sorted(by_rel):
+        units = [u for u, _ in by_rel[code]]
+        got = {fmt: score_units(scorer, units, fmt, score_cache_path(out_dir, code, fmt), skipped)[0] for fmt in _F}
+        for u in units:
+            s = [got[fmt].get(u.uuid, {}).get("score") for fmt in _F]
+            per_rel[code]["candidates"] += 1
+            for fmt, v in zip(_F, s):
+                if v is not None:
+                    scores[fmt].append(v)
+            if None in s or max(s) >= THRESHOLD:
+                continue
+            if cap and per_rel[code]["kept"] >= cap:
+                per_rel[code]["capped"] += 1
+                continue
+            per_rel[code]["kept"] += 1
+            kept.append(u.row)
+    return kept, scores, per_rel, skipped
+
+
+def _dumps(row: dict) -> str:
+    import json
+
+    return json.dumps(row, ensure_ascii=False)
+
+
+def _summary(d: dict) -> dict:
+    """summary.json: the funnel, per-relation counts, variant/invariant, histograms, rules."""
+    from .tailor import score_histogram
+
+    kept, train, val = d["kept"], d["train"], d["val"]
+    lengths = sorted(len(u["evidence"]) for u in kept) or [0]
+    counts = {**dict(d["funnel"]), "skipped_probes": len(d["skipped"]), "kept": len(kept),
+              "capped": sum(c["capped"] for c in d["per_rel"].values()), "train": len(train), "val": len(val),
+              "variant_kept": sum(not u["invariant"] for u in kept),
+              "invariant_kept": sum(bool(u["invariant"]) for u in kept)}
+    return {
+        "model_spec": str(d["model_spec"]), "model_fingerprint": d["meta"]["fingerprint"],
+        "dtype": d["meta"]["dtype"], "trex_files": [str(p.resolve()) for p in d["paths"]],
+        "excluded_uuids": len(d["excluded"]), "counts": counts,
+        "by_relation": {c: {**dict(v), "variant": c in VARIANT, "label": d["rels"][c].label,
+                            "train": sum(u["relation_code"] == c for u in train),
+                            "val": sum(u["relation_code"] == c for u in val)}
+                        for c, v in sorted(d["per_rel"].items())},
+        "val_subjects_in_train": len({u["subject"] for u in val} & {u["subject"] for u in train}),
+        "evidence_chars": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
+                           "mean": sum(lengths) / len(lengths)},
+        "score_histograms": {f: score_histogram(v) for f, v in d["scores"].items()},
+        "rules": {"evidence": f"[MASK] -> obj_label; longer than {d['min_chars']} characters; contains "
+                              "sub_label and obj_label; the shortest qualifying sentence (ties: first)",
+                  "keep": f"probe score < {THRESHOLD} in both task_descriptive and task_schematic",
+                  "exclude": "every uuid of the LAMA-ckl files given",
+                  "cap": d["cap"] or None,
+                  "split": f"whole subjects, seeded shuffle (seed {d['seed']}), until val ≥ {d['n_val']} units"},
+        "skipped": d["skipped"][:50],
+        "licence": "LAMA data: CC BY-NC 4.0",
+        "wall_s": round(d["wall"], 2),
+        "environment": environment_info(d["device"]),
+    }
+
+
 def read_relations(path: str | Path | None = None) -> dict[str, Relation]:
     """Relations by code: LAMA's relations file (``relation``, ``template``, ``label`` per row)
     or, with no path, the built-in table :data:`LAMA_RELATIONS`."""
@@ -200,9 +428,6 @@ def lama_ckl_uuids(paths: list[str | Path]) -> set[str]:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# Facts -> units
-# --------------------------------------------------------------------------------------------
 def choose_evidence(fact: Fact, min_chars: int = MIN_EVIDENCE_CHARS) -> tuple[str, str, int] | None:
     """(evidence, masked sentence, number qualifying) for the rule of the module docstring, or None."""
     best = None
@@ -254,198 +479,6 @@ def split_by_subject(units: list[dict], n_val: int, seed: int) -> tuple[list[dic
     return train, val
 
 
-# --------------------------------------------------------------------------------------------
-# The public function
-# --------------------------------------------------------------------------------------------
-@dataclass
-class PoolResult:
-    out_dir: Path
-    counts: dict  # funnel: facts, excluded, no_evidence, scored, kept, capped, train, val
-    summary: dict
-    wall_s: float
-
-
-def _candidates(paths: list[Path], relations: dict[str, Relation], exclude: set[str],
-                min_chars: int) -> tuple[dict[str, list], Counter]:
-    """Per relation code: [(Unit for the scorer, n qualifying)] of facts that pass the evidence rule."""
-    from .tailor import Unit
-
-    funnel: Counter = Counter()
-    by_rel: dict[str, list] = defaultdict(list)
-    seen: set[str] = set()
-    facts_by_file = [(p, read_trex(p)) for p in paths]  # validate every file before any work
-    for p, facts in facts_by_file:
-        for f in facts:
-            if f.relation not in relations:
-                raise InputError(f"relation {f.relation!r} is not in the relations table "
-                                 f"(known: {', '.join(sorted(relations))})", p, int(f.source.rsplit(':', 1)[1]),
-                                 "predicate_id")
-    for p, facts in facts_by_file:
-        for f in facts:
-            funnel["facts"] += 1
-            if f.uuid in seen:
-                funnel["duplicate_uuid"] += 1
-                continue
-            seen.add(f.uuid)
-            if f.uuid in exclude:
-                funnel["excluded_lama_ckl"] += 1
-                continue
-            chosen = choose_evidence(f, min_chars)
-            if chosen is None:
-                funnel["no_qualifying_evidence"] += 1
-                continue
-            row = make_unit(f, relations[f.relation], chosen[0], chosen[1])
-            line = int(f.source.rsplit(":", 1)[1])
-            by_rel[f.relation].append((Unit(f.uuid, f.relation, line, row, ""), chosen[2]))
-            funnel["candidates"] += 1
-            funnel["several_qualifying"] += chosen[2] > 1
-    return by_rel, funnel
-
-
-def _score_and_keep(scorer, by_rel: dict, out_dir: Path, cap: int) -> tuple[list[dict], dict, dict, list[dict]]:
-    """Score every candidate in both formats (cached) and keep those < THRESHOLD in both, at most
-    ``cap`` per relation. Returns (kept units, scores per format, counts per relation, skipped)."""
-    from .tailor import FORMATS as _F, score_cache_path, score_units
-
-    skipped: list[dict] = []
-    kept: list[dict] = []
-    scores: dict[str, list[float]] = {f: [] for f in _F}
-    per_rel: dict[str, Counter] = defaultdict(Counter)
-    for code in sorted(by_rel):
-        units = [u for u, _ in by_rel[code]]
-        got = {fmt: score_units(scorer, units, fmt, score_cache_path(out_dir, code, fmt), skipped)[0] for fmt in _F}
-        for u in units:
-            s = [got[fmt].get(u.uuid, {}).get("score") for fmt in _F]
-            per_rel[code]["candidates"] += 1
-            for fmt, v in zip(_F, s):
-                if v is not None:
-                    scores[fmt].append(v)
-            if None in s or max(s) >= THRESHOLD:
-                continue
-            if cap and per_rel[code]["kept"] >= cap:
-                per_rel[code]["capped"] += 1
-                continue
-            per_rel[code]["kept"] += 1
-            kept.append(u.row)
-    return kept, scores, per_rel, skipped
-
-
-#: what ``data pool`` writes at the top of its folder (``--overwrite`` empties only such a folder)
-POOL_FILES = ("scores", "scores.png", "summary.json", "train.jsonl", "val.jsonl", "val_invented.jsonl")
-
-
-@dataclass
-class PoolConfig:
-    """``taalm data pool``'s settings (the command's flags set them)."""
-
-    model: str = field(default="smollm2-135m", metadata={"help": "the base model that scores the facts (a spec for load_model)"})
-    device: str = field(default="auto", metadata={"help": "where it scores: auto (cuda, then mps, then cpu) or a device"})
-    dtype: str = field(default="auto", metadata={"help": "the model's dtype while scoring"})
-    exclude: list[str] = field(default_factory=list, metadata={"help": "LAMA-ckl files or folders whose uuids never enter the pool"})
-    relations: str = field(default="", metadata={"help": "LAMA's relations file (default: the built-in table)"})
-    n_val: int = field(default=256, metadata={"help": "the validation split's minimum size (whole subjects)"})
-    per_relation_cap: int = field(default=0, metadata={"help": "at most this many kept facts per relation (0 = no cap)"})
-    min_evidence_chars: int = field(default=MIN_EVIDENCE_CHARS, metadata={"help": "an evidence sentence is longer than this"})
-    seed: int = field(default=0, metadata={"help": "seed of the split and of the invented copies"})
-    batch_size: int = field(default=32, metadata={"help": "probes per forward pass"})
-    chunk_size: int = field(default=512, metadata={"help": "probes scored between writes of the score cache"})
-    invent: float = field(default=0.0, metadata={"help": "invented-entity copies of this fraction of the training facts (0 = none)"})
-
-    def _rules(self, r) -> None:
-        r.at_least("n_val", 0)
-        r.at_least("per_relation_cap", 0)
-        r.at_least("min_evidence_chars", 0)
-        r.at_least("batch_size", 1)
-        r.at_least("chunk_size", 1)
-        r.finite("invent", 0.0, 1.0)
-
-
-def build_pool(trex: str | Path | list, out_dir: str | Path, config: PoolConfig | None = None, *,
-               theta0: tuple | None = None, options: RunOptions | None = None) -> PoolResult:
-    """Build a φ-training pool from LAMA T-REx files; see the module docstring for every rule and
-    :class:`PoolConfig` for the settings. ``theta0``: ``(model, tokenizer)`` already loaded
-    (``config.model`` then only labels them). Resumable through the score cache: rerun into the
-    same folder. ``out_dir``: a fresh folder or one this command made (``overwrite``: emptied
-    first); never one holding an input.
-    """
-    from ..core.config import check_config, to_dict
-    from ..core.run import Run, options_for
-    from .tailor import has_score_cache
-
-    opts = options_for(options, "data pool", allow=("overwrite",))
-    cfg = config or PoolConfig()
-    check_config(cfg)  # a ConfigError naming the key
-    relations = cfg.relations or None
-    rels = read_relations(relations)
-    paths = trex_files(trex)
-    excluded = lama_ckl_uuids(list(cfg.exclude))
-    by_rel, funnel = _candidates(paths, rels, excluded, cfg.min_evidence_chars)  # all input validated here
-    if not by_rel:
-        raise TaalmError("no fact passes the evidence rule: nothing to score")
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("device", "batch_size", "chunk_size",
-                                                                    "exclude", "relations")}
-    with Run(out_dir, overwrite=opts.overwrite, input_paths=[*paths, *cfg.exclude, relations], config=settings,
-             device=cfg.device, log=opts.log, progress=opts.progress, folder_rule="tool", kind="data pool", owned=POOL_FILES,
-             legacy=has_score_cache) as run:
-        return _build_pool(run, cfg, theta0, dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel,
-                                                  by_rel=by_rel))
-
-
-def _build_pool(run, cfg: PoolConfig, theta0: tuple | None, a: dict) -> PoolResult:
-    """:func:`build_pool` inside its run life cycle (checked, locked): score, keep, split, invent,
-    write. ``a``: the validated inputs (paths, relations, excluded uuids, funnel, candidates)."""
-    t0, out_dir, log = time.perf_counter(), run.out, run.log
-    paths, rels, excluded, funnel, by_rel = a["paths"], a["rels"], a["excluded"], a["funnel"], a["by_rel"]
-    model_spec, seed, n_val = cfg.model, cfg.seed, cfg.n_val
-    if theta0 is None:
-        from ..models.loading import load_model
-
-        log(f"pool: loading model '{model_spec}'")
-        theta0 = load_model(model_spec, cfg.device, cfg.dtype)
-    model, tokenizer = theta0
-    run.start()
-    from .tailor import Scorer, check_score_cache, model_fingerprint
-
-    param = next(model.parameters())
-    meta = {"model_spec": str(model_spec), "fingerprint": model_fingerprint(model, tokenizer),
-            "dtype": str(param.dtype).removeprefix("torch."), "cache_version": 1}
-    check_score_cache(out_dir, meta, log)
-
-    scorer = Scorer(model, tokenizer, cfg.batch_size, cfg.chunk_size, run.progress, log)
-    kept, scores, per_rel, skipped = _score_and_keep(scorer, by_rel, out_dir, cfg.per_relation_cap)
-    train, val = split_by_subject(kept, n_val, seed)
-    invented = None
-    if cfg.invent > 0:
-        invented = add_invented(scorer, (train, val), cfg.invent, out_dir, seed,
-                                avoid={x for u in kept for x in (u["subject"], u["object"])})
-    files = {"train": train + (invented["train"] if invented else []), "val": val}
-    if invented:
-        files["val_invented"] = invented["val"]
-    for name, rows in files.items():
-        atomic_write_text(out_dir / f"{name}.jsonl", "".join(_dumps(r) + "\n" for r in rows))
-    wall = time.perf_counter() - t0
-    summary = _summary(dict(paths=paths, rels=rels, excluded=excluded, funnel=funnel, per_rel=per_rel,
-                            kept=kept, train=train, val=val, scores=scores, skipped=skipped, meta=meta,
-                            model_spec=model_spec, min_chars=cfg.min_evidence_chars, cap=cfg.per_relation_cap,
-                            n_val=n_val, seed=seed, wall=wall, device=param.device))
-    if invented:
-        summary["invented"] = invented["summary"]
-    atomic_write_json(out_dir / "summary.json", summary)
-    from ..reporting.plots import plot_score_histograms
-
-    plot_score_histograms(scores, out_dir / "scores.png", f"T-REx pool candidates, model {model_spec}", THRESHOLD)
-    log(f"pool: {len(kept)} facts kept of {funnel['candidates']} candidates "
-        f"({len(train)} train, {len(val)} val) in {wall:.1f} s -> {out_dir}")
-    if invented:
-        c = invented["summary"]["counts"]
-        log(f"pool: invented copies: {c['train']} train, {c['val']} val ({c['rejected_by_score']} rejected "
-            f"by the base model's score, in {invented['summary']['wall_s']:.1f} s)")
-    return PoolResult(out_dir, summary["counts"], summary, wall)
-
-
-INVENT_ROUNDS = 3
-
-
 def add_invented(scorer, splits: tuple[list[dict], list[dict]], fraction: float, out_dir: Path, seed: int,
                  avoid: set[str] = frozenset()) -> dict:
     """Invented-entity copies (:mod:`taalm.bench.invent`) of a seeded ``fraction`` of the
@@ -493,46 +526,3 @@ def add_invented(scorer, splits: tuple[list[dict], list[dict]], fraction: float,
                        f"in val_invented.jsonl",
                "wall_s": round(time.perf_counter() - t0, 2)}
     return {"train": kept["train"], "val": kept["val"], "summary": summary}
-
-
-def _dumps(row: dict) -> str:
-    import json
-
-    return json.dumps(row, ensure_ascii=False)
-
-
-def _summary(d: dict) -> dict:
-    """summary.json: the funnel, per-relation counts, variant/invariant, histograms, rules."""
-    from .tailor import score_histogram
-
-    kept, train, val = d["kept"], d["train"], d["val"]
-    lengths = sorted(len(u["evidence"]) for u in kept) or [0]
-    counts = {**dict(d["funnel"]), "skipped_probes": len(d["skipped"]), "kept": len(kept),
-              "capped": sum(c["capped"] for c in d["per_rel"].values()), "train": len(train), "val": len(val),
-              "variant_kept": sum(not u["invariant"] for u in kept),
-              "invariant_kept": sum(bool(u["invariant"]) for u in kept)}
-    return {
-        "model_spec": str(d["model_spec"]), "model_fingerprint": d["meta"]["fingerprint"],
-        "dtype": d["meta"]["dtype"], "trex_files": [str(p.resolve()) for p in d["paths"]],
-        "excluded_uuids": len(d["excluded"]), "counts": counts,
-        "by_relation": {c: {**dict(v), "variant": c in VARIANT, "label": d["rels"][c].label,
-                            "train": sum(u["relation_code"] == c for u in train),
-                            "val": sum(u["relation_code"] == c for u in val)}
-                        for c, v in sorted(d["per_rel"].items())},
-        "val_subjects_in_train": len({u["subject"] for u in val} & {u["subject"] for u in train}),
-        "evidence_chars": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
-                           "mean": sum(lengths) / len(lengths)},
-        "score_histograms": {f: score_histogram(v) for f, v in d["scores"].items()},
-        "rules": {"evidence": f"[MASK] -> obj_label; longer than {d['min_chars']} characters; contains "
-                              "sub_label and obj_label; the shortest qualifying sentence (ties: first)",
-                  "keep": f"probe score < {THRESHOLD} in both task_descriptive and task_schematic",
-                  "exclude": "every uuid of the LAMA-ckl files given",
-                  "cap": d["cap"] or None,
-                  "split": f"whole subjects, seeded shuffle (seed {d['seed']}), until val ≥ {d['n_val']} units"},
-        "skipped": d["skipped"][:50],
-        "licence": "LAMA data: CC BY-NC 4.0",
-        "wall_s": round(d["wall"], 2),
-        "environment": environment_info(d["device"]),
-    }
-
-

@@ -74,70 +74,6 @@ class LearnResult:
 _ROW_KEYS = frozenset({"epoch", "accuracy", "nll", "n", "seconds", "type"})  # taken in a history row
 
 
-def check_documents(documents: list[Document], method: WeightingMethod) -> None:
-    if not documents:
-        raise InputError("no documents to learn")
-    for i, d in enumerate(documents):
-        if not isinstance(getattr(d, "text", None), str) or not d.text.strip():
-            path, _, line = str(getattr(d, "source", "") or "").rpartition(":")
-            raise InputError(f"document {i + 1} ({getattr(d, 'id', '?')}) has no text: nothing to learn",
-                             path or None, int(line) if line.isdigit() else None, "text")
-    if method.needs_answer:
-        for d in documents:
-            if d.answer is None:
-                path, _, line = d.source.rpartition(":")
-                raise InputError(f"method '{method.name}' needs the answer of every document",
-                                 path or None, int(line) if line.isdigit() else None, "answer")
-
-
-def input_paths(*collections) -> list[str]:
-    """The files the records (documents, probes) were read from (their ``source`` is
-    ``file:line``): a run must never delete them."""
-    paths = set()
-    for items in collections:
-        for it in items or []:
-            path, _, line = str(getattr(it, "source", "") or "").rpartition(":")
-            if path and line.isdigit():
-                paths.add(path)
-    return sorted(paths)
-
-
-def input_fingerprints(documents, probes, extra: Mapping[str, list] | None = None) -> dict:
-    """What ``--resume`` compares: every input set's size and content hash."""
-    fp = {"documents": fingerprint(documents, ("text", "answer", "id")),
-          "probes": fingerprint(probes, ("text", "answer", "answer_start", "id"))}
-    for name, ps in (extra or {}).items():
-        fp[f"probes.{name}"] = fingerprint(ps, ("text", "answer", "answer_start", "id"))
-    return fp
-
-
-def check_context_length(model, max_length: int, key: str = "train.max_length") -> None:
-    """Refuse windows longer than the model's context (position embeddings)."""
-    cfg = getattr(model, "config", None)
-    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
-    if isinstance(limit, int) and limit > 0 and max_length > limit:
-        raise ConfigError(f"{key}={max_length}: longer than the model's context length {limit}", key)
-
-
-def check_finite(value: float, what: str, where: str, hint: str) -> None:
-    """Stop training at the first non-finite loss or gradient (:class:`TrainingDiverged`)."""
-    if not math.isfinite(value):
-        raise TrainingDiverged(f"{what} is {value} at {where}; {hint}")
-
-
-def check_params_finite(params: dict, where: str) -> None:
-    """Refuse to save θ holding NaN/Inf (a step can overflow the weights without a non-finite
-    loss yet); the loss and gradient are checked at every step."""
-    if not bool(torch.stack([p.detach().isfinite().all() for p in params.values()]).all()):
-        raise TrainingDiverged(f"θ's parameters became NaN/Inf by {where}; lower train.lr")
-
-
-def _divergence_hint(tc) -> str:
-    return (f"lower train.lr (now {tc.lr:g})"
-            + (", keep train.max_grad_norm > 0" if tc.max_grad_norm <= 0 else "")
-            + " or use theta.mode=lora")
-
-
 @dataclass
 class _Run:
     """Everything one learn() call holds while it trains (built by :func:`_setup`)."""
@@ -170,6 +106,355 @@ class _Run:
     @property
     def out(self) -> Path | None:
         return self.folder.path if self.folder is not None else None
+
+
+@dataclass
+class LearnOptions(RunOptions):
+    """:class:`~taalm.core.run.RunOptions` plus what only :func:`learn` takes: objects to use
+    instead of building them from the config, and callbacks."""
+
+    method: WeightingMethod | None = None  # a ready weighting (e.g. PrecomputedWeights) instead of config.method's
+    optimizer: torch.optim.Optimizer | None = None  # continue this optimizer's state (result.optimizer)
+    callbacks: Sequence[Callable[[dict], None]] = ()  # called with an event dict after every epoch
+
+
+@dataclass
+class _Given:
+    """What :func:`learn` was given, handed down to its set-up."""
+
+    documents: list[Document]
+    probes: list[Probe] | None
+    extra: dict[str, list[Probe]]  # further named probe sets
+    model: object  # θ0 passed in, or None (config.model is loaded)
+    tokenizer: object
+    optimizer: torch.optim.Optimizer | None  # a previous run's, to continue its state
+    callbacks: list
+
+
+FEW_STEPS = 20  # fewer optimizer steps than this in a whole run: say so (a first run that learns nothing)
+
+
+__all__ = ["learn", "LearnResult", "check_documents", "check_context_length",
+           "input_fingerprints", "input_paths"]
+
+
+def learn(documents: list[Document], probes: list[Probe] | None = None,
+          config: LearnConfig | None = None, out_dir: str | Path | None = None, *,
+          model=None, tokenizer=None, extra_probes: Mapping[str, list[Probe]] | None = None,
+          options: RunOptions | None = None) -> LearnResult:
+    """Train θ on ``documents`` with the configured CKL method (weighting × θ form × optimizer ×
+    data stream, :mod:`taalm.ckl.method`); evaluate ``probes``.
+
+    ``model``/``tokenizer`` may be passed already loaded (else ``config.model`` is loaded). A
+    passed model is trained in place (LoRA layers are injected into it); pass
+    ``copy.deepcopy(model)`` to keep the original for another run. A model an earlier ``learn``
+    prepared (``result.model``) is continued as it is, with no second adapter; pass
+    ``options=LearnOptions(optimizer=result.optimizer)`` to continue its optimizer state too
+    (sequential periods). Writes config, metrics, checkpoints and the learned θ into ``out_dir``
+    (if given). ``options`` (:class:`RunOptions` or :class:`LearnOptions`): resume / overwrite,
+    progress and log; a LearnOptions may also carry ``callbacks`` (called with an event dict after
+    every epoch, ``{"event": "epoch", ...}``) and ``method``, a ready weighting-method instance used
+    instead of ``config.method``'s weighting (e.g. :class:`~taalm.ckl.weighting.PrecomputedWeights`).
+    ``extra_probes`` (optional) are further named probe sets evaluated at the same points as
+    ``probes`` (e.g. ``{"nf": not_to_forget}``): each history row gets ``row[name] = {accuracy,
+    nll, n, seconds}``, kept in the checkpoints, so a resumed run keeps every set's curve.
+
+    Everything is checked before anything is written (the configuration, the documents, the
+    output folder, on ``resume`` that the inputs and configuration are the run's own, then the
+    model and the checkpoint); the folder is locked while the run lives (:mod:`taalm.core.runfolder`).
+    A non-finite loss or gradient stops the run (:class:`TrainingDiverged`, status "failed"),
+    keeping the last good checkpoint.
+    """
+    opts = options or LearnOptions()
+    method, optimizer = getattr(opts, "method", None), getattr(opts, "optimizer", None)
+    cfg = split_method_name(config or LearnConfig())  # "taalm+full" -> its config keys
+    check_config(cfg)  # every range rule of the schema, for configs built in code too
+    if model is not None:  # config.yaml records the θ0 that was passed, not the default model's name
+        cfg = record_passed_model(cfg, model)
+    parts = resolve_method(cfg, weighting=method)  # unknown or incompatible parts: ConfigError
+    check_documents(documents, parts.weighting)
+    extra = dict(extra_probes or {})
+    for name, ps in extra.items():
+        if not isinstance(name, str) or not name.isidentifier() or name in _ROW_KEYS or not ps:
+            raise TaalmError(f"extra probe set {name!r}: needs a non-empty list of probes and an "
+                             f"identifier name other than {', '.join(sorted(_ROW_KEYS))}")
+    inputs = input_fingerprints(documents, probes, extra)
+    run = Run(out_dir, resume=opts.resume, overwrite=opts.overwrite, inputs=inputs,
+              input_paths=input_paths(documents, probes, *extra.values()), config=to_dict(cfg),
+              defaults=to_dict(LearnConfig()), device=cfg.model.device, log=opts.log, progress=opts.progress)
+    with run:
+        given = _Given(documents, probes, extra, model, tokenizer, optimizer, list(getattr(opts, "callbacks", ())))
+        return _learn(run, cfg, parts, given)
+
+
+def _learn(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> LearnResult:
+    """:func:`learn` inside its run life cycle (:class:`~taalm.core.run.Run`: checked, ranks
+    joined, folder locked): set up, train epoch by epoch, save θ and the summary."""
+    r = _setup(run, cfg, method, given)
+    def failure_fields() -> dict:
+        assert r.checkpointer is not None  # run.json is marked only in a folder, which has a checkpointer
+        return {"last_checkpoint_epoch": r.checkpointer.latest_index()}
+
+    run.failure_fields = failure_fields
+    r.model.train()
+    try:
+        for epoch in range(r.start_epoch + 1, cfg.train.epochs + 1):
+            t_epoch = time.time()
+            loss = _train_epoch(r, epoch, run.progress)
+            r.epoch_seconds.append(time.time() - t_epoch)
+            _end_of_epoch(r, epoch, given.extra, run.log, given.callbacks, loss)
+        r.model.eval()
+        return _finish(r)  # inside the life cycle: a failure while saving (a full disk) is marked too
+    finally:
+        r.logger.close()
+
+
+def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run:
+    """θ0 and the data (all validated before anything is written), θ's form and optimizer, the
+    checkpoint to resume from, then the run folder's start and the method's preparation."""
+    documents, probes, extra, model, tokenizer = given.documents, given.probes, given.extra, given.model, given.tokenizer
+    tc, folder, log, progress, resume_dir = cfg.train, run.folder, run.log, run.progress, run.resume_dir
+    strategy = strategy_for(tc.fsdp)  # after the ranks joined (Run); FSDP without torchrun: a ConfigError
+    model, tokenizer = _load_theta0(cfg, model, tokenizer, log)
+    check_context_length(model, tc.max_length)
+    device = next(model.parameters()).device
+    encoded, windows = prepare_windows(tokenizer, documents, tc.max_length, tc.stride)
+    extra_enc = {name: (ps, encode_probes(tokenizer, ps)) for name, ps in extra.items()}
+    model = method.theta.prepare(model)
+    if tc.gradient_checkpointing:
+        _enable_gradient_checkpointing(model, cfg.theta.mode)
+    autocast_dtype = _float32_trainables(model)
+    note = strategy.setup(model)  # after the float32 cast: shards (FSDP) are of the master weights
+    if note:
+        log(note)
+    params = trainable_parameters(model)
+    optimizer = given.optimizer if given.optimizer is not None else method.optimizer.build(params)
+    base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
+    ckpt = Checkpointer(folder.path / "checkpoints", "epoch", 4) if folder is not None else None
+    reader = ckpt if folder is not None and folder.resume else (
+        Checkpointer(resume_dir / "checkpoints", "epoch", 4) if resume_dir is not None else None)
+    state = reader.resume_state(params, optimizer, log, "the run had not finished an epoch") if reader else None
+    n_train, n_total = count_parameters(model)
+    info = {"method": method.name, "n_documents": len(documents), "n_windows": len(windows),
+            "n_probes": len(probes or []), **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),
+            "inputs": run.inputs, "trainable_parameters": n_train, "total_parameters": n_total}
+    if folder is not None:  # the run starts for real: the (staged) folder is swapped into place
+        def first_files(f: Path) -> None:
+            save_config(cfg, f / "config.yaml")
+            _write_run_info(f, cfg, device, "running", info)
+
+        folder.start(first_files)
+    t0 = time.time()
+    static = _static_weights(method, PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size,
+                                                    documents=documents, log=log,
+                                                    fine_tune=_fine_tuner(cfg, documents, model, tokenizer)))
+    method.stream.bind(len(windows))
+    replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
+    if replay_windows:  # the stream's replay documents follow the run's own windows
+        windows, static = windows + replay_windows, static + replay_weights
+    if state is None and tc.epochs > 0:
+        per_epoch = -(-len(windows) // (tc.batch_size * tc.grad_accum))  # about (streams may batch otherwise)
+        _note_few_steps(per_epoch * tc.epochs, len(windows), tc, log)
+    sets = ([(None, probes, encode_probes(tokenizer, probes))] if probes else []) + [
+        (name, ps, enc) for name, (ps, enc) in extra_enc.items()]
+    evaluate = _make_evaluator(model, tokenizer, cfg, sets, folder.path if folder is not None else None, progress,
+                               strategy)
+    r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
+             prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs, autocast_dtype=autocast_dtype,
+             total_steps=_total_steps(method, windows, tc), strategy=strategy)
+    _resume_or_start(r, state, log)
+    return r
+
+
+def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
+    if model is None:
+        from ..models.loading import load_model
+
+        log(f"loading {cfg.model.name} ...")
+        return load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
+                          trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
+    if tokenizer is None:
+        raise TaalmError("pass the tokenizer together with the model")
+    ensure_pad_token(tokenizer, log)
+    return model, tokenizer
+
+
+def _enable_gradient_checkpointing(model, mode: str) -> None:
+    """``train.gradient_checkpointing``: the model recomputes each layer's activations in the
+    backward pass instead of keeping them (non-reentrant checkpointing, which needs no input
+    gradients under LoRA). Models without transformers' switch are refused. transformers ≥ 5.x
+    names it ``activation_checkpointing_enable`` (the old name warns and will go in v6)."""
+    new = getattr(model, "activation_checkpointing_enable", None)
+    enable = getattr(model, "gradient_checkpointing_enable", None)
+    if (new is None and enable is None) or not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"train.gradient_checkpointing: θ form '{mode}' ({type(model).__name__}) cannot "
+                          "recompute activations (the kadapter form keeps none of the frozen base's anyway)",
+                          "train.gradient_checkpointing")
+    if new is not None:
+        new(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif enable is not None:  # older transformers
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _float32_trainables(model) -> torch.dtype | None:
+    """Mixed precision done right: whatever the base's dtype, what trains (and so the optimizer's
+    state) is float32. LoRA and adapter parameters on a bf16/fp16 frozen base are cast to float32
+    and the base keeps computing in half precision; when everything trains (``theta.mode=full``)
+    the weights become float32 master weights and the forward runs under autocast in the base's
+    dtype, which is returned (None when nothing changed)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    half = {p.dtype for p in trainable if p.dtype in (torch.float16, torch.bfloat16)}
+    if not half:
+        return None
+    frozen_half = any(p.dtype in half for p in model.parameters() if not p.requires_grad)
+    for p in trainable:
+        if p.dtype in half:
+            p.data = p.data.float()
+    return None if frozen_half else half.pop()
+
+
+def _write_run_info(folder: Path, cfg: LearnConfig, device, status: str, info: dict) -> dict:
+    full = {"schema": RUN_SCHEMA, **environment_info(device), "status": status, **info, "config": to_dict(cfg)}
+    atomic_write_json(folder / "run.json", full)
+    return full
+
+
+def _static_weights(method: CklMethod, ctx: PrepareContext):
+    """The method's preparation; then weights that do not depend on θ, once per document, cut per
+    window (None if dynamic). θ is θ0 here unless resumed: RHO-1's reference is θ0 itself only
+    when it is not given."""
+    w = method.weighting
+    w.prepare(ctx)
+    return None if w.dynamic else _window_weights(w, ctx.encoded, ctx.windows)
+
+
+def _window_weights(weighting, encoded, windows, first_doc: int = 0) -> list[torch.Tensor]:
+    """A static method's weights, once per document, cut per window (window ``doc_index`` counts
+    from ``first_doc``)."""
+    doc_weights = [weighting.document_weights(i, e) for i, e in enumerate(encoded)]
+    return [doc_weights[x.doc_index - first_doc][x.start:x.start + len(x.input_ids)] for x in windows]
+
+
+def _fine_tuner(cfg: LearnConfig, documents: list[Document], model, tokenizer) -> Callable[[int], torch.nn.Module]:
+    """``PrepareContext.fine_tune``: a copy of ``model`` fine-tuned with uniform weights on the
+    run's documents for ``epochs`` epochs with the run's train settings (plain stream, no
+    known-token masking), quietly and in memory; ``model`` is untouched (RHO-1's reference)."""
+    def fine_tune(epochs: int) -> torch.nn.Module:
+        import copy
+
+        from .config import MethodConfig
+        from ..core.run import QUIET
+
+        c = copy.deepcopy(cfg)
+        c.method = MethodConfig(name="finetune")
+        c.train.epochs, c.train.known_masking, c.train.stream = epochs, False, "plain"
+        return learn(documents, None, c, model=copy.deepcopy(model), tokenizer=tokenizer, options=QUIET).model
+
+    return fine_tune
+
+
+def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_docs: int):
+    """The data stream's replay documents (Mix-review), windowed after the run's own documents,
+    with their weights: 1 everywhere, or the run's static weighting method applied to them."""
+    docs = method.stream.replay_documents()
+    if not docs:
+        return [], []
+    tc = cfg.train
+    encoded, windows = prepare_windows(tokenizer, docs, tc.max_length, tc.stride)
+    for x in windows:
+        x.doc_index += n_docs  # replay documents follow the run's own
+    if method.stream.replay_weighting() == "uniform":
+        return windows, [torch.ones(len(x.input_ids)) for x in windows]
+    from .method import get_method
+
+    w = get_method(cfg.method, seed=tc.seed)  # a second instance: prepared on the replay documents
+    w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size, documents=docs))
+    return windows, _window_weights(w, encoded, windows, first_doc=n_docs)
+
+
+def _note_few_steps(steps: int, n_windows: int, tc, log) -> None:
+    """One line when the whole run takes very few optimizer steps (a small set at a large batch)."""
+    if steps < FEW_STEPS:
+        log(f"note: about {steps} optimizer step(s) in all ({n_windows} windows, batch {tc.batch_size} x "
+            f"{tc.grad_accum} accumulation, {tc.epochs} epochs): few to learn from; raise train.epochs "
+            f"or lower train.batch_size")
+
+
+def _make_evaluator(model, tokenizer, cfg: LearnConfig, sets: list[tuple], out: Path | None, progress: bool,
+                    strategy: Strategy) -> Callable[[int], dict | None]:
+    """``evaluate(epoch)``: the probe sets at one point, as a history row (per-probe files too).
+    ``sets``: ``(name, probes, encoded)``, the run's own probes first with name None."""
+    def evaluate(epoch: int) -> dict | None:
+        if not sets:
+            return None
+        row: dict = {"epoch": epoch}
+        for name, ps, enc in sets:
+            t0 = time.time()
+            r = _evaluate(model, tokenizer, ps, enc, cfg, strategy, f"eval {name + ' ' if name else ''}{epoch}" if progress else None)
+            summary = {**r.summary(), "seconds": round(time.time() - t0, 3)}
+            if name is None:
+                row.update(summary)
+            else:
+                row[name] = summary
+            if out is not None:  # per-probe logs: prompt, answer, predicted tokens, accuracy, NLL
+                write_jsonl(out / "eval" / f"epoch-{epoch:04d}{'.' + name if name else ''}.jsonl",
+                            sample_rows(ps, enc, r.per_probe, tokenizer))
+        return row
+    return evaluate
+
+
+def _evaluate(model, tokenizer, probes, encoded, cfg: LearnConfig, strategy: Strategy, desc: str | None) -> EvalResult:
+    """:func:`evaluate_probes` over the probes, each process scoring its share (the strategy's)."""
+    def score(idx: list[int]) -> list:
+        return evaluate_probes(model, tokenizer, [probes[i] for i in idx], cfg.eval.batch_size, cfg.eval.padding_side,
+                               [encoded[i] for i in idx], desc).per_probe
+
+    scores = strategy.map_items(score, len(probes))
+    n = len(scores)
+    return EvalResult(sum(x.accuracy for x in scores) / n, sum(x.nll for x in scores) / n, n, scores)
+
+
+def _total_steps(method: CklMethod, windows: list[Window], tc) -> int:
+    """Optimizer steps over all epochs (a decaying schedule's length; 0 needs no count)."""
+    if tc.lr_schedule == "constant":
+        return 0
+    return sum(len(method.stream.epoch_steps(windows, e)) for e in range(1, tc.epochs + 1))
+
+
+def _resume_or_start(r: _Run, state: dict | None, log) -> None:
+    """Counters and history from the checkpoint (metrics past it dropped), or the evaluation
+    before training; opens the metric log."""
+    if state is not None:
+        r.start_epoch, r.step, r.history = state["epoch"], state["step"], state["history"]
+        r.seconds_before = float(state.get("train_seconds", 0.0))
+        log(f"resuming {r.out} after epoch {r.start_epoch}")
+    keep = (lambda row: row.get("epoch", 0) <= r.start_epoch) if state is not None else None
+    tracking = tracking_loggers(r.out, r.cfg.logger, to_dict(r.cfg))  # TensorBoard, W&B (rank 0's folder only)
+    r.logger = open_logger(r.out / "metrics.jsonl" if r.out is not None else None, keep, tracking)
+    if state is None:
+        row = r.evaluate(0)
+        if row:
+            r.history.append(row)
+            r.logger.log_row({"type": "eval", **row})
+
+
+def _train_epoch(r: _Run, epoch: int, progress: bool) -> float:
+    """One epoch: the data stream's steps (seeded by epoch), each logged. Returns the mean loss."""
+    steps = r.method.stream.epoch_steps(r.windows, epoch)
+    torch.manual_seed(r.cfg.train.seed * 100_003 + epoch)  # dropout masks: resumable
+    bar = None
+    if progress:
+        from ..core.progress import progress as progress_bar
+
+        bar = progress_bar(steps, desc=f"epoch {epoch}/{r.cfg.train.epochs}", unit="step", leave=False)
+    total = 0.0
+    for group in bar if bar is not None else steps:
+        row = _train_step(r, group, epoch)
+        r.logger.log_row(row)
+        total += row["loss"]
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+    return total / max(len(steps), 1)
 
 
 def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
@@ -240,21 +525,10 @@ def _compute_precision(r: _Run):
     return torch.autocast(device_type=r.device.type, dtype=r.autocast_dtype)
 
 
-def _float32_trainables(model) -> torch.dtype | None:
-    """Mixed precision done right: whatever the base's dtype, what trains (and so the optimizer's
-    state) is float32. LoRA and adapter parameters on a bf16/fp16 frozen base are cast to float32
-    and the base keeps computing in half precision; when everything trains (``theta.mode=full``)
-    the weights become float32 master weights and the forward runs under autocast in the base's
-    dtype, which is returned (None when nothing changed)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    half = {p.dtype for p in trainable if p.dtype in (torch.float16, torch.bfloat16)}
-    if not half:
-        return None
-    frozen_half = any(p.dtype in half for p in model.parameters() if not p.requires_grad)
-    for p in trainable:
-        if p.dtype in half:
-            p.data = p.data.float()
-    return None if frozen_half else half.pop()
+def _divergence_hint(tc) -> str:
+    return (f"lower train.lr (now {tc.lr:g})"
+            + (", keep train.max_grad_norm > 0" if tc.max_grad_norm <= 0 else "")
+            + " or use theta.mode=lora")
 
 
 def _set_lr(r: _Run) -> float:
@@ -266,25 +540,6 @@ def _set_lr(r: _Run) -> float:
     for group, base in zip(r.optimizer.param_groups, r.base_lrs):
         group["lr"] = base * factor
     return r.optimizer.param_groups[0]["lr"]
-
-
-def _train_epoch(r: _Run, epoch: int, progress: bool) -> float:
-    """One epoch: the data stream's steps (seeded by epoch), each logged. Returns the mean loss."""
-    steps = r.method.stream.epoch_steps(r.windows, epoch)
-    torch.manual_seed(r.cfg.train.seed * 100_003 + epoch)  # dropout masks: resumable
-    bar = None
-    if progress:
-        from ..core.progress import progress as progress_bar
-
-        bar = progress_bar(steps, desc=f"epoch {epoch}/{r.cfg.train.epochs}", unit="step", leave=False)
-    total = 0.0
-    for group in bar if bar is not None else steps:
-        row = _train_step(r, group, epoch)
-        r.logger.log_row(row)
-        total += row["loss"]
-        if bar is not None:
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
-    return total / max(len(steps), 1)
 
 
 def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, loss: float) -> None:
@@ -308,110 +563,100 @@ def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, los
             "seconds": r.epoch_seconds[-1]})
 
 
-def _make_evaluator(model, tokenizer, cfg: LearnConfig, sets: list[tuple], out: Path | None, progress: bool,
-                    strategy: Strategy) -> Callable[[int], dict | None]:
-    """``evaluate(epoch)``: the probe sets at one point, as a history row (per-probe files too).
-    ``sets``: ``(name, probes, encoded)``, the run's own probes first with name None."""
-    def evaluate(epoch: int) -> dict | None:
-        if not sets:
-            return None
-        row: dict = {"epoch": epoch}
-        for name, ps, enc in sets:
-            t0 = time.time()
-            r = _evaluate(model, tokenizer, ps, enc, cfg, strategy, f"eval {name + ' ' if name else ''}{epoch}" if progress else None)
-            summary = {**r.summary(), "seconds": round(time.time() - t0, 3)}
-            if name is None:
-                row.update(summary)
-            else:
-                row[name] = summary
-            if out is not None:  # per-probe logs: prompt, answer, predicted tokens, accuracy, NLL
-                write_jsonl(out / "eval" / f"epoch-{epoch:04d}{'.' + name if name else ''}.jsonl",
-                            sample_rows(ps, enc, r.per_probe, tokenizer))
-        return row
-    return evaluate
+def _epoch_message(epoch: int, loss: float, row: dict | None, extra: Mapping) -> str:
+    msg = f"epoch {epoch}: train loss {loss:.4f}"
+    if row and "accuracy" in row:
+        msg += f", probe accuracy {row['accuracy']:.3f}, answer NLL {row['nll']:.3f}"
+    for name in extra:
+        if row and name in row:
+            msg += f", {name} accuracy {row[name]['accuracy']:.3f}"
+    return msg
 
 
-def _evaluate(model, tokenizer, probes, encoded, cfg: LearnConfig, strategy: Strategy, desc: str | None) -> EvalResult:
-    """:func:`evaluate_probes` over the probes, each process scoring its share (the strategy's)."""
-    def score(idx: list[int]) -> list:
-        return evaluate_probes(model, tokenizer, [probes[i] for i in idx], cfg.eval.batch_size, cfg.eval.padding_side,
-                               [encoded[i] for i in idx], desc).per_probe
+def _finish(r: _Run) -> LearnResult:
+    """The result; with a folder: θ, ``summary.json``, the accuracy plot and ``run.json``."""
+    train_seconds = r.seconds_before + sum(r.epoch_seconds)
+    result = LearnResult(r.model, r.tokenizer, r.history, r.out, train_seconds, r.step,
+                         prepare_seconds=r.prepare_seconds, epoch_seconds=r.epoch_seconds, optimizer=r.optimizer)
+    state = r.strategy.full_state(r.model)  # gathered by every process where θ is sharded, before rank 0 saves
+    if r.out is None:
+        return result
+    if state is not None:  # gathered θ: only FSDP gathers, and it trains theta.mode=full alone (ThetaForm.shardable)
+        assert isinstance(r.method.theta, Full)
+        saved = r.method.theta.save(r.model, r.tokenizer, r.out, state=state)
+    else:
+        saved = r.method.theta.save(r.model, r.tokenizer, r.out)
+    summary = {"method": r.method.name, "epochs": r.cfg.train.epochs, "steps": r.step,
+               "train_seconds": round(train_seconds, 2), "prepare_seconds": round(r.prepare_seconds, 2),
+               "epoch_seconds": [round(x, 2) for x in r.epoch_seconds], "history": r.history,
+               "saved": str(saved.relative_to(r.out))}
+    if r.history:
+        summary.update(before=r.history[0], after=r.history[-1])
+    atomic_write_json(r.out / "summary.json", summary)
+    if len(r.history) >= 2 and "accuracy" in r.history[0]:
+        from ..reporting.plots import plot_history
 
-    scores = strategy.map_items(score, len(probes))
-    n = len(scores)
-    return EvalResult(sum(x.accuracy for x in scores) / n, sum(x.nll for x in scores) / n, n, scores)
-
-
-@dataclass
-class LearnOptions(RunOptions):
-    """:class:`~taalm.core.run.RunOptions` plus what only :func:`learn` takes: objects to use
-    instead of building them from the config, and callbacks."""
-
-    method: WeightingMethod | None = None  # a ready weighting (e.g. PrecomputedWeights) instead of config.method's
-    optimizer: torch.optim.Optimizer | None = None  # continue this optimizer's state (result.optimizer)
-    callbacks: Sequence[Callable[[dict], None]] = ()  # called with an event dict after every epoch
-
-
-def learn(documents: list[Document], probes: list[Probe] | None = None,
-          config: LearnConfig | None = None, out_dir: str | Path | None = None, *,
-          model=None, tokenizer=None, extra_probes: Mapping[str, list[Probe]] | None = None,
-          options: RunOptions | None = None) -> LearnResult:
-    """Train θ on ``documents`` with the configured CKL method (weighting × θ form × optimizer ×
-    data stream, :mod:`taalm.ckl.method`); evaluate ``probes``.
-
-    ``model``/``tokenizer`` may be passed already loaded (else ``config.model`` is loaded). A
-    passed model is trained in place (LoRA layers are injected into it); pass
-    ``copy.deepcopy(model)`` to keep the original for another run. A model an earlier ``learn``
-    prepared (``result.model``) is continued as it is, with no second adapter; pass
-    ``options=LearnOptions(optimizer=result.optimizer)`` to continue its optimizer state too
-    (sequential periods). Writes config, metrics, checkpoints and the learned θ into ``out_dir``
-    (if given). ``options`` (:class:`RunOptions` or :class:`LearnOptions`): resume / overwrite,
-    progress and log; a LearnOptions may also carry ``callbacks`` (called with an event dict after
-    every epoch, ``{"event": "epoch", ...}``) and ``method``, a ready weighting-method instance used
-    instead of ``config.method``'s weighting (e.g. :class:`~taalm.ckl.weighting.PrecomputedWeights`).
-    ``extra_probes`` (optional) are further named probe sets evaluated at the same points as
-    ``probes`` (e.g. ``{"nf": not_to_forget}``): each history row gets ``row[name] = {accuracy,
-    nll, n, seconds}``, kept in the checkpoints, so a resumed run keeps every set's curve.
-
-    Everything is checked before anything is written (the configuration, the documents, the
-    output folder, on ``resume`` that the inputs and configuration are the run's own, then the
-    model and the checkpoint); the folder is locked while the run lives (:mod:`taalm.core.runfolder`).
-    A non-finite loss or gradient stops the run (:class:`TrainingDiverged`, status "failed"),
-    keeping the last good checkpoint.
-    """
-    opts = options or LearnOptions()
-    method, optimizer = getattr(opts, "method", None), getattr(opts, "optimizer", None)
-    cfg = split_method_name(config or LearnConfig())  # "taalm+full" -> its config keys
-    check_config(cfg)  # every range rule of the schema, for configs built in code too
-    if model is not None:  # config.yaml records the θ0 that was passed, not the default model's name
-        cfg = record_passed_model(cfg, model)
-    parts = resolve_method(cfg, weighting=method)  # unknown or incompatible parts: ConfigError
-    check_documents(documents, parts.weighting)
-    extra = dict(extra_probes or {})
-    for name, ps in extra.items():
-        if not isinstance(name, str) or not name.isidentifier() or name in _ROW_KEYS or not ps:
-            raise TaalmError(f"extra probe set {name!r}: needs a non-empty list of probes and an "
-                             f"identifier name other than {', '.join(sorted(_ROW_KEYS))}")
-    inputs = input_fingerprints(documents, probes, extra)
-    run = Run(out_dir, resume=opts.resume, overwrite=opts.overwrite, inputs=inputs,
-              input_paths=input_paths(documents, probes, *extra.values()), config=to_dict(cfg),
-              defaults=to_dict(LearnConfig()), device=cfg.model.device, log=opts.log, progress=opts.progress)
-    with run:
-        given = _Given(documents, probes, extra, model, tokenizer, optimizer, list(getattr(opts, "callbacks", ())))
-        return _learn(run, cfg, parts, given)
+        plot_history({r.method.name: r.history}, r.out / "accuracy.png")
+    result.info = _write_run_info(r.out, r.cfg, r.device, "complete", r.info)
+    return result
 
 
-def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
-    if model is None:
-        from ..models.loading import load_model
+def check_documents(documents: list[Document], method: WeightingMethod) -> None:
+    if not documents:
+        raise InputError("no documents to learn")
+    for i, d in enumerate(documents):
+        if not isinstance(getattr(d, "text", None), str) or not d.text.strip():
+            path, _, line = str(getattr(d, "source", "") or "").rpartition(":")
+            raise InputError(f"document {i + 1} ({getattr(d, 'id', '?')}) has no text: nothing to learn",
+                             path or None, int(line) if line.isdigit() else None, "text")
+    if method.needs_answer:
+        for d in documents:
+            if d.answer is None:
+                path, _, line = d.source.rpartition(":")
+                raise InputError(f"method '{method.name}' needs the answer of every document",
+                                 path or None, int(line) if line.isdigit() else None, "answer")
 
-        log(f"loading {cfg.model.name} ...")
-        return load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
-                          trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
-    if tokenizer is None:
-        raise TaalmError("pass the tokenizer together with the model")
-    ensure_pad_token(tokenizer, log)
-    return model, tokenizer
+
+def input_paths(*collections) -> list[str]:
+    """The files the records (documents, probes) were read from (their ``source`` is
+    ``file:line``): a run must never delete them."""
+    paths = set()
+    for items in collections:
+        for it in items or []:
+            path, _, line = str(getattr(it, "source", "") or "").rpartition(":")
+            if path and line.isdigit():
+                paths.add(path)
+    return sorted(paths)
+
+
+def input_fingerprints(documents, probes, extra: Mapping[str, list] | None = None) -> dict:
+    """What ``--resume`` compares: every input set's size and content hash."""
+    fp = {"documents": fingerprint(documents, ("text", "answer", "id")),
+          "probes": fingerprint(probes, ("text", "answer", "answer_start", "id"))}
+    for name, ps in (extra or {}).items():
+        fp[f"probes.{name}"] = fingerprint(ps, ("text", "answer", "answer_start", "id"))
+    return fp
+
+
+def check_context_length(model, max_length: int, key: str = "train.max_length") -> None:
+    """Refuse windows longer than the model's context (position embeddings)."""
+    cfg = getattr(model, "config", None)
+    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if isinstance(limit, int) and limit > 0 and max_length > limit:
+        raise ConfigError(f"{key}={max_length}: longer than the model's context length {limit}", key)
+
+
+def check_finite(value: float, what: str, where: str, hint: str) -> None:
+    """Stop training at the first non-finite loss or gradient (:class:`TrainingDiverged`)."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"{what} is {value} at {where}; {hint}")
+
+
+def check_params_finite(params: dict, where: str) -> None:
+    """Refuse to save θ holding NaN/Inf (a step can overflow the weights without a non-finite
+    loss yet); the loss and gradient are checked at every step."""
+    if not bool(torch.stack([p.detach().isfinite().all() for p in params.values()]).all()):
+        raise TrainingDiverged(f"θ's parameters became NaN/Inf by {where}; lower train.lr")
 
 
 def ensure_pad_token(tokenizer, log=print) -> None:
@@ -445,248 +690,3 @@ def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:
 
     THETA_FORMS.get(cfg.theta.mode).record_passed(cfg.theta, model)  # e.g. a peft model's own adapter settings
     return cfg
-
-
-def _fine_tuner(cfg: LearnConfig, documents: list[Document], model, tokenizer) -> Callable[[int], torch.nn.Module]:
-    """``PrepareContext.fine_tune``: a copy of ``model`` fine-tuned with uniform weights on the
-    run's documents for ``epochs`` epochs with the run's train settings (plain stream, no
-    known-token masking), quietly and in memory; ``model`` is untouched (RHO-1's reference)."""
-    def fine_tune(epochs: int) -> torch.nn.Module:
-        import copy
-
-        from .config import MethodConfig
-        from ..core.run import QUIET
-
-        c = copy.deepcopy(cfg)
-        c.method = MethodConfig(name="finetune")
-        c.train.epochs, c.train.known_masking, c.train.stream = epochs, False, "plain"
-        return learn(documents, None, c, model=copy.deepcopy(model), tokenizer=tokenizer, options=QUIET).model
-
-    return fine_tune
-
-
-def _static_weights(method: CklMethod, ctx: PrepareContext):
-    """The method's preparation; then weights that do not depend on θ, once per document, cut per
-    window (None if dynamic). θ is θ0 here unless resumed: RHO-1's reference is θ0 itself only
-    when it is not given."""
-    w = method.weighting
-    w.prepare(ctx)
-    return None if w.dynamic else _window_weights(w, ctx.encoded, ctx.windows)
-
-
-def _window_weights(weighting, encoded, windows, first_doc: int = 0) -> list[torch.Tensor]:
-    """A static method's weights, once per document, cut per window (window ``doc_index`` counts
-    from ``first_doc``)."""
-    doc_weights = [weighting.document_weights(i, e) for i, e in enumerate(encoded)]
-    return [doc_weights[x.doc_index - first_doc][x.start:x.start + len(x.input_ids)] for x in windows]
-
-
-def _replay(cfg: LearnConfig, method: CklMethod, model, tokenizer, device, n_docs: int):
-    """The data stream's replay documents (Mix-review), windowed after the run's own documents,
-    with their weights: 1 everywhere, or the run's static weighting method applied to them."""
-    docs = method.stream.replay_documents()
-    if not docs:
-        return [], []
-    tc = cfg.train
-    encoded, windows = prepare_windows(tokenizer, docs, tc.max_length, tc.stride)
-    for x in windows:
-        x.doc_index += n_docs  # replay documents follow the run's own
-    if method.stream.replay_weighting() == "uniform":
-        return windows, [torch.ones(len(x.input_ids)) for x in windows]
-    from .method import get_method
-
-    w = get_method(cfg.method, seed=tc.seed)  # a second instance: prepared on the replay documents
-    w.prepare(PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size, documents=docs))
-    return windows, _window_weights(w, encoded, windows, first_doc=n_docs)
-
-
-@dataclass
-class _Given:
-    """What :func:`learn` was given, handed down to its set-up."""
-
-    documents: list[Document]
-    probes: list[Probe] | None
-    extra: dict[str, list[Probe]]  # further named probe sets
-    model: object  # θ0 passed in, or None (config.model is loaded)
-    tokenizer: object
-    optimizer: torch.optim.Optimizer | None  # a previous run's, to continue its state
-    callbacks: list
-
-
-def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run:
-    """θ0 and the data (all validated before anything is written), θ's form and optimizer, the
-    checkpoint to resume from, then the run folder's start and the method's preparation."""
-    documents, probes, extra, model, tokenizer = given.documents, given.probes, given.extra, given.model, given.tokenizer
-    tc, folder, log, progress, resume_dir = cfg.train, run.folder, run.log, run.progress, run.resume_dir
-    strategy = strategy_for(tc.fsdp)  # after the ranks joined (Run); FSDP without torchrun: a ConfigError
-    model, tokenizer = _load_theta0(cfg, model, tokenizer, log)
-    check_context_length(model, tc.max_length)
-    device = next(model.parameters()).device
-    encoded, windows = prepare_windows(tokenizer, documents, tc.max_length, tc.stride)
-    extra_enc = {name: (ps, encode_probes(tokenizer, ps)) for name, ps in extra.items()}
-    model = method.theta.prepare(model)
-    if tc.gradient_checkpointing:
-        _enable_gradient_checkpointing(model, cfg.theta.mode)
-    autocast_dtype = _float32_trainables(model)
-    note = strategy.setup(model)  # after the float32 cast: shards (FSDP) are of the master weights
-    if note:
-        log(note)
-    params = trainable_parameters(model)
-    optimizer = given.optimizer if given.optimizer is not None else method.optimizer.build(params)
-    base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
-    ckpt = Checkpointer(folder.path / "checkpoints", "epoch", 4) if folder is not None else None
-    reader = ckpt if folder is not None and folder.resume else (
-        Checkpointer(resume_dir / "checkpoints", "epoch", 4) if resume_dir is not None else None)
-    state = reader.resume_state(params, optimizer, log, "the run had not finished an epoch") if reader else None
-    n_train, n_total = count_parameters(model)
-    info = {"method": method.name, "n_documents": len(documents), "n_windows": len(windows),
-            "n_probes": len(probes or []), **({"extra_probes": {k: len(v) for k, v in extra.items()}} if extra else {}),
-            "inputs": run.inputs, "trainable_parameters": n_train, "total_parameters": n_total}
-    if folder is not None:  # the run starts for real: the (staged) folder is swapped into place
-        def first_files(f: Path) -> None:
-            save_config(cfg, f / "config.yaml")
-            _write_run_info(f, cfg, device, "running", info)
-
-        folder.start(first_files)
-    t0 = time.time()
-    static = _static_weights(method, PrepareContext(model, tokenizer, encoded, windows, device, tc.batch_size,
-                                                    documents=documents, log=log,
-                                                    fine_tune=_fine_tuner(cfg, documents, model, tokenizer)))
-    method.stream.bind(len(windows))
-    replay_windows, replay_weights = _replay(cfg, method, model, tokenizer, device, len(documents))
-    if replay_windows:  # the stream's replay documents follow the run's own windows
-        windows, static = windows + replay_windows, static + replay_weights
-    if state is None and tc.epochs > 0:
-        per_epoch = -(-len(windows) // (tc.batch_size * tc.grad_accum))  # about (streams may batch otherwise)
-        _note_few_steps(per_epoch * tc.epochs, len(windows), tc, log)
-    sets = ([(None, probes, encode_probes(tokenizer, probes))] if probes else []) + [
-        (name, ps, enc) for name, (ps, enc) in extra_enc.items()]
-    evaluate = _make_evaluator(model, tokenizer, cfg, sets, folder.path if folder is not None else None, progress,
-                               strategy)
-    r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
-             prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs, autocast_dtype=autocast_dtype,
-             total_steps=_total_steps(method, windows, tc), strategy=strategy)
-    _resume_or_start(r, state, log)
-    return r
-
-
-FEW_STEPS = 20  # fewer optimizer steps than this in a whole run: say so (a first run that learns nothing)
-
-
-def _note_few_steps(steps: int, n_windows: int, tc, log) -> None:
-    """One line when the whole run takes very few optimizer steps (a small set at a large batch)."""
-    if steps < FEW_STEPS:
-        log(f"note: about {steps} optimizer step(s) in all ({n_windows} windows, batch {tc.batch_size} x "
-            f"{tc.grad_accum} accumulation, {tc.epochs} epochs): few to learn from; raise train.epochs "
-            f"or lower train.batch_size")
-
-
-def _enable_gradient_checkpointing(model, mode: str) -> None:
-    """``train.gradient_checkpointing``: the model recomputes each layer's activations in the
-    backward pass instead of keeping them (non-reentrant checkpointing, which needs no input
-    gradients under LoRA). Models without transformers' switch are refused. transformers ≥ 5.x
-    names it ``activation_checkpointing_enable`` (the old name warns and will go in v6)."""
-    new = getattr(model, "activation_checkpointing_enable", None)
-    enable = getattr(model, "gradient_checkpointing_enable", None)
-    if (new is None and enable is None) or not getattr(model, "supports_gradient_checkpointing", False):
-        raise ConfigError(f"train.gradient_checkpointing: θ form '{mode}' ({type(model).__name__}) cannot "
-                          "recompute activations (the kadapter form keeps none of the frozen base's anyway)",
-                          "train.gradient_checkpointing")
-    if new is not None:
-        new(activation_checkpointing_kwargs={"use_reentrant": False})
-    elif enable is not None:  # older transformers
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def _total_steps(method: CklMethod, windows: list[Window], tc) -> int:
-    """Optimizer steps over all epochs (a decaying schedule's length; 0 needs no count)."""
-    if tc.lr_schedule == "constant":
-        return 0
-    return sum(len(method.stream.epoch_steps(windows, e)) for e in range(1, tc.epochs + 1))
-
-
-def _resume_or_start(r: _Run, state: dict | None, log) -> None:
-    """Counters and history from the checkpoint (metrics past it dropped), or the evaluation
-    before training; opens the metric log."""
-    if state is not None:
-        r.start_epoch, r.step, r.history = state["epoch"], state["step"], state["history"]
-        r.seconds_before = float(state.get("train_seconds", 0.0))
-        log(f"resuming {r.out} after epoch {r.start_epoch}")
-    keep = (lambda row: row.get("epoch", 0) <= r.start_epoch) if state is not None else None
-    tracking = tracking_loggers(r.out, r.cfg.logger, to_dict(r.cfg))  # TensorBoard, W&B (rank 0's folder only)
-    r.logger = open_logger(r.out / "metrics.jsonl" if r.out is not None else None, keep, tracking)
-    if state is None:
-        row = r.evaluate(0)
-        if row:
-            r.history.append(row)
-            r.logger.log_row({"type": "eval", **row})
-
-
-def _learn(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> LearnResult:
-    """:func:`learn` inside its run life cycle (:class:`~taalm.core.run.Run`: checked, ranks
-    joined, folder locked): set up, train epoch by epoch, save θ and the summary."""
-    r = _setup(run, cfg, method, given)
-    def failure_fields() -> dict:
-        assert r.checkpointer is not None  # run.json is marked only in a folder, which has a checkpointer
-        return {"last_checkpoint_epoch": r.checkpointer.latest_index()}
-
-    run.failure_fields = failure_fields
-    r.model.train()
-    try:
-        for epoch in range(r.start_epoch + 1, cfg.train.epochs + 1):
-            t_epoch = time.time()
-            loss = _train_epoch(r, epoch, run.progress)
-            r.epoch_seconds.append(time.time() - t_epoch)
-            _end_of_epoch(r, epoch, given.extra, run.log, given.callbacks, loss)
-        r.model.eval()
-        return _finish(r)  # inside the life cycle: a failure while saving (a full disk) is marked too
-    finally:
-        r.logger.close()
-
-
-def _finish(r: _Run) -> LearnResult:
-    """The result; with a folder: θ, ``summary.json``, the accuracy plot and ``run.json``."""
-    train_seconds = r.seconds_before + sum(r.epoch_seconds)
-    result = LearnResult(r.model, r.tokenizer, r.history, r.out, train_seconds, r.step,
-                         prepare_seconds=r.prepare_seconds, epoch_seconds=r.epoch_seconds, optimizer=r.optimizer)
-    state = r.strategy.full_state(r.model)  # gathered by every process where θ is sharded, before rank 0 saves
-    if r.out is None:
-        return result
-    if state is not None:  # gathered θ: only FSDP gathers, and it trains theta.mode=full alone (ThetaForm.shardable)
-        assert isinstance(r.method.theta, Full)
-        saved = r.method.theta.save(r.model, r.tokenizer, r.out, state=state)
-    else:
-        saved = r.method.theta.save(r.model, r.tokenizer, r.out)
-    summary = {"method": r.method.name, "epochs": r.cfg.train.epochs, "steps": r.step,
-               "train_seconds": round(train_seconds, 2), "prepare_seconds": round(r.prepare_seconds, 2),
-               "epoch_seconds": [round(x, 2) for x in r.epoch_seconds], "history": r.history,
-               "saved": str(saved.relative_to(r.out))}
-    if r.history:
-        summary.update(before=r.history[0], after=r.history[-1])
-    atomic_write_json(r.out / "summary.json", summary)
-    if len(r.history) >= 2 and "accuracy" in r.history[0]:
-        from ..reporting.plots import plot_history
-
-        plot_history({r.method.name: r.history}, r.out / "accuracy.png")
-    result.info = _write_run_info(r.out, r.cfg, r.device, "complete", r.info)
-    return result
-
-
-def _write_run_info(folder: Path, cfg: LearnConfig, device, status: str, info: dict) -> dict:
-    full = {"schema": RUN_SCHEMA, **environment_info(device), "status": status, **info, "config": to_dict(cfg)}
-    atomic_write_json(folder / "run.json", full)
-    return full
-
-
-def _epoch_message(epoch: int, loss: float, row: dict | None, extra: Mapping) -> str:
-    msg = f"epoch {epoch}: train loss {loss:.4f}"
-    if row and "accuracy" in row:
-        msg += f", probe accuracy {row['accuracy']:.3f}, answer NLL {row['nll']:.3f}"
-    for name in extra:
-        if row and name in row:
-            msg += f", {name} accuracy {row[name]['accuracy']:.3f}"
-    return msg
-
-
-__all__ = ["learn", "LearnResult", "check_documents", "check_context_length",
-           "input_fingerprints", "input_paths"]

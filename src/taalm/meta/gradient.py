@@ -61,7 +61,7 @@ import torch.nn.functional as F
 import torch.autograd.forward_ad as fwAD
 
 from ..ckl.loss import per_sequence_weighted_loss, token_losses
-from ..core.config import ENGINES, OBJECTIVES, MetaTrainConfig
+from ..core.config import MetaTrainConfig, check_config
 from ..core.errors import ConfigError
 from .inner_optim import init_state, optim_step, step_and_derivative
 from .objectives import outer_objective
@@ -96,47 +96,6 @@ class MetaStepResult:
     inner_loss: torch.Tensor  # weighted document loss at θ_k [P]
 
 
-def _grads(loss, params: dict, **kw) -> dict:
-    names = list(params)
-    gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True, **kw)
-    return {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, gs)}
-
-
-def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaTrainConfig, ref: dict) -> torch.Tensor:
-    """The outer loss per pair ``[P]`` at θ = ``params`` (differentiable in params)."""
-    lt, _ = token_losses(theta.logits(params, batch.task_ids, batch.task_mask), batch.task_ids, batch.task_mask)
-    out = outer_objective(s.objective, lt, batch.answer, ref.get("task0"))
-    if s.unrelated_weight:
-        if batch.u_answer is None:
-            raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
-        lu, _ = token_losses(theta.logits(params, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
-        a = batch.u_answer.to(lu.dtype)
-        out = out + s.unrelated_weight * (a * (lu - ref["u0"]).abs()).sum(1) / a.sum(1).clamp_min(1)
-    return out
-
-
-@torch.no_grad()
-def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaTrainConfig) -> dict:
-    """Task (and unrelated-task) losses at θ0: constants of the change/penalty objectives."""
-    ref = {}
-    if s.objective != "answer_nll":
-        ref["task0"], _ = token_losses(theta.logits(params0, batch.task_ids, batch.task_mask),
-                                        batch.task_ids, batch.task_mask)
-    if s.unrelated_weight:
-        if batch.u_ids is None:
-            raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
-        ref["u0"], _ = token_losses(theta.logits(params0, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
-    return ref
-
-
-def _doc_loss(theta: MetaTheta, batch: PairBatch, p: dict, weights: torch.Tensor):
-    """(L [P], logits, ℓ [P, T], m [P, T]): the weighted document loss of each pair's θ."""
-    lg = theta.logits(p, batch.doc_ids, batch.doc_mask)
-    losses, m = token_losses(lg, batch.doc_ids, batch.doc_mask)
-    L, _ = per_sequence_weighted_loss(losses, m, weights)
-    return L, lg, losses, m
-
-
 @torch.enable_grad()  # works when called under no_grad (e.g. finite-difference checks)
 def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainConfig,
               params0: dict | None = None, warm_weights: torch.Tensor | None = None) -> MetaStepResult:
@@ -147,10 +106,7 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
     fixed, then the differentiable step. ``warm_weights`` (default: ``w``) are the weights of the
     warm-up steps; the result does not differentiate through them either way (SPEC 2.3).
     """
-    if s.engine not in ENGINES:
-        raise ConfigError(f"unknown meta engine '{s.engine}' (use {', '.join(ENGINES)})")
-    if s.objective not in OBJECTIVES:
-        raise ConfigError(f"unknown meta objective '{s.objective}' (use {', '.join(OBJECTIVES)})")
+    check_config(s)  # engine, objective and every other rule: MetaTrainConfig._rules, their one home
     P = batch.P
     w = w.detach().to(theta.init[next(iter(theta.init))].dtype)
     params = params0 if params0 is not None else theta.pairs(P)
@@ -172,6 +128,20 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
     return MetaStepResult(grad_w, outer, outer0, L)
 
 
+@torch.no_grad()
+def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaTrainConfig) -> dict:
+    """Task (and unrelated-task) losses at θ0: constants of the change/penalty objectives."""
+    ref = {}
+    if s.objective != "answer_nll":
+        ref["task0"], _ = token_losses(theta.logits(params0, batch.task_ids, batch.task_mask),
+                                        batch.task_ids, batch.task_mask)
+    if s.unrelated_weight:
+        if batch.u_ids is None:
+            raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
+        ref["u0"], _ = token_losses(theta.logits(params0, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
+    return ref
+
+
 def _warm_up(theta: MetaTheta, batch: PairBatch, params: dict, state: dict, ww: torch.Tensor,
              s: MetaTrainConfig) -> tuple[dict, dict]:
     """``k_warm`` inner steps with the weights fixed; nothing is tracked into φ."""
@@ -186,6 +156,20 @@ def _warm_up(theta: MetaTheta, batch: PairBatch, params: dict, state: dict, ww: 
     return params, state
 
 
+def _doc_loss(theta: MetaTheta, batch: PairBatch, p: dict, weights: torch.Tensor):
+    """(L [P], logits, ℓ [P, T], m [P, T]): the weighted document loss of each pair's θ."""
+    lg = theta.logits(p, batch.doc_ids, batch.doc_mask)
+    losses, m = token_losses(lg, batch.doc_ids, batch.doc_mask)
+    L, _ = per_sequence_weighted_loss(losses, m, weights)
+    return L, lg, losses, m
+
+
+def _grads(loss, params: dict, **kw) -> dict:
+    names = list(params)
+    gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True, **kw)
+    return {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, gs)}
+
+
 def _double_backward(theta, batch, w, p, state, s: MetaTrainConfig, ref):
     """Engine ``double_backward``: differentiate the unrolled step with autograd (create_graph)."""
     wl = w.clone().requires_grad_(True)
@@ -195,6 +179,19 @@ def _double_backward(theta, batch, w, p, state, s: MetaTrainConfig, ref):
     outer = _task_terms(theta, p_new, batch, s, ref)
     (grad_w,) = torch.autograd.grad(outer.mean(), wl)
     return grad_w.detach(), outer.detach(), L.detach()
+
+
+def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaTrainConfig, ref: dict) -> torch.Tensor:
+    """The outer loss per pair ``[P]`` at θ = ``params`` (differentiable in params)."""
+    lt, _ = token_losses(theta.logits(params, batch.task_ids, batch.task_mask), batch.task_ids, batch.task_mask)
+    out = outer_objective(s.objective, lt, batch.answer, ref.get("task0"))
+    if s.unrelated_weight:
+        if batch.u_answer is None:
+            raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
+        lu, _ = token_losses(theta.logits(params, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
+        a = batch.u_answer.to(lu.dtype)
+        out = out + s.unrelated_weight * (a * (lu - ref["u0"]).abs()).sum(1) / a.sum(1).clamp_min(1)
+    return out
 
 
 def _directional(theta, batch, w, p, state, s: MetaTrainConfig, ref):
@@ -241,15 +238,6 @@ def _directional(theta, batch, w, p, state, s: MetaTrainConfig, ref):
     return grad_w, outer.detach(), L
 
 
-def _jvp_hidden(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch) -> torch.Tensor:
-    """Tangent of the backbone's last hidden states at θ = ``p0`` in direction ``v``
-    (forward-mode AD with dual tensors; no graph is recorded)."""
-    with fwAD.dual_level():
-        dual = {n: fwAD.make_dual(p0[n], v[n]) for n in p0}
-        h = theta.hidden(dual, batch.doc_ids, batch.doc_mask)
-        return fwAD.unpack_dual(h).tangent
-
-
 def _dloss_dhidden(logits: torch.Tensor, input_ids: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
     """∂ℓ_{t+1}/∂h_t = W_headᵀ (softmax(z_t) − e_{x_{t+1}}), at position t; ``[P, T, H]``
     (the last position predicts nothing and is 0)."""
@@ -257,6 +245,15 @@ def _dloss_dhidden(logits: torch.Tensor, input_ids: torch.Tensor, head_weight: t
     p.scatter_add_(-1, input_ids[:, 1:, None], -torch.ones_like(p[..., :1]))
     out = p @ head_weight.to(p.dtype)  # [P, T-1, H]
     return F.pad(out, (0, 0, 0, 1))
+
+
+def _jvp_hidden(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch) -> torch.Tensor:
+    """Tangent of the backbone's last hidden states at θ = ``p0`` in direction ``v``
+    (forward-mode AD with dual tensors; no graph is recorded)."""
+    with fwAD.dual_level():
+        dual = {n: fwAD.make_dual(p0[n], v[n]) for n in p0}
+        h = theta.hidden(dual, batch.doc_ids, batch.doc_mask)
+        return fwAD.unpack_dual(h).tangent
 
 
 def _fd_directional(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch, step: float) -> torch.Tensor:

@@ -34,37 +34,9 @@ from ..core.errors import TaalmError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info
 from ..core.run import RunOptions
 from ..data import Pair
-from .training import EncodedPair, MetaTrainResult, hold_out_splits, all_pairs, encode_pairs, pair_stream, \
-    phi_weights, split_text, theta0_losses, validate_splits
-
-
-def answer_labels(items: list[EncodedPair], T: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(labels, mask) ``[P, T]``: 1 on the answer's tokens in each document; mask = real tokens
-    past position 0 (which has no loss, so no label)."""
-    y = torch.zeros(len(items), T)
-    m = torch.zeros(len(items), T)
-    for i, e in enumerate(items):
-        n = len(e.doc.input_ids)
-        m[i, 1:n] = 1.0
-        y[i, [t for t in e.doc.span if t < n]] = 1.0
-    return y, m
-
-
-def span_bce(w: torch.Tensor, y: torch.Tensor, m: torch.Tensor, pos_weight: float) -> torch.Tensor:
-    """Mean over documents of the masked, positive-weighted binary cross-entropy of the module
-    docstring (``w`` are probabilities; clamped away from 0 and 1 for the logs)."""
-    w = w.clamp(1e-6, 1 - 1e-6)
-    per_token = -(pos_weight * y * torch.log(w) + (1 - y) * torch.log1p(-w))
-    return ((per_token * m).sum(1) / m.sum(1).clamp_min(1)).mean()
-
-
-def auto_pos_weight(enc: list[EncodedPair]) -> float:
-    """Non-answer tokens / answer tokens over the documents (positions past 0)."""
-    pos = sum(len(e.doc.span) for e in enc)
-    total = sum(max(len(e.doc.input_ids) - 1, 0) for e in enc)
-    if pos == 0:
-        raise TaalmError("no training document contains its answer: nothing to supervise")
-    return (total - pos) / pos
+from .training import MetaTrainResult, hold_out_splits, all_pairs
+from .pairs import EncodedPair, encode_pairs, pair_stream, phi_weights, theta0_losses
+from .validation import split_text, validate_splits
 
 
 def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig | None = None,
@@ -181,3 +153,32 @@ def _fit(phi, enc: list[EncodedPair], cfg: MetaTrainConfig, pos_weight: float, t
     if bar is not None:
         bar.close()
     phi.eval()
+
+
+def answer_labels(items: list[EncodedPair], T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, mask) ``[P, T]``: 1 on the answer's tokens in each document; mask = real tokens
+    past position 0 (which has no loss, so no label)."""
+    y = torch.zeros(len(items), T)
+    m = torch.zeros(len(items), T)
+    for i, e in enumerate(items):
+        n = len(e.doc.input_ids)
+        m[i, 1:n] = 1.0
+        y[i, [t for t in e.doc.span if t < n]] = 1.0
+    return y, m
+
+
+def span_bce(w: torch.Tensor, y: torch.Tensor, m: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Mean over documents of the masked, positive-weighted binary cross-entropy of the module
+    docstring (``w`` are probabilities; clamped away from 0 and 1 for the logs)."""
+    w = w.clamp(1e-6, 1 - 1e-6)
+    per_token = -(pos_weight * y * torch.log(w) + (1 - y) * torch.log1p(-w))
+    return ((per_token * m).sum(1) / m.sum(1).clamp_min(1)).mean()
+
+
+def auto_pos_weight(enc: list[EncodedPair]) -> float:
+    """Non-answer tokens / answer tokens over the documents (positions past 0)."""
+    pos = sum(len(e.doc.span) for e in enc)
+    total = sum(max(len(e.doc.input_ids) - 1, 0) for e in enc)
+    if pos == 0:
+        raise TaalmError("no training document contains its answer: nothing to supervise")
+    return (total - pos) / pos

@@ -22,22 +22,23 @@ Output folder: ``config.yaml``, ``run.json``, ``log.jsonl`` (one row per update)
 from __future__ import annotations
 
 import copy
-import gc
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core.config import EvalConfig, LoraConfig, MetaTrainConfig, check_config, save_config, to_dict
-from ..ckl.config import LearnConfig, ThetaConfig, TrainConfig
-from ..data import Encoded, Pair, encode, encode_probe, pad_sequences
+from ..core.config import MetaTrainConfig, check_config, save_config, to_dict
+from ..data import Pair
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
-from .gradient import PairBatch, meta_step
+from .gradient import meta_step
 from .theta import MetaTheta
+from .pairs import (EncodedPair, encode_pairs, make_batch, pair_stream, phi_weights, theta0_losses,
+                    unrelated_offset)
+from .validation import split_text, validate_splits, validation_references
 from ..core import distributed
 from ..core.checkpoint import Checkpointer
 from ..core.run import RunOptions
@@ -52,229 +53,6 @@ if TYPE_CHECKING:
     from ..models.phi import TrainAttention
 
 
-# --------------------------------------------------------------------------------------------
-# Data: pairs -> tokens -> padded batches
-# --------------------------------------------------------------------------------------------
-@dataclass
-class EncodedPair:
-    text: str  # the document text θ and φ read (cut at the last kept token)
-    doc: Encoded  # θ's tokens of the document; ``span`` = the answer's tokens in it, if present
-    task_ids: list[int]
-    task_span: list[int]  # the answer's tokens in the task (what the outer loss scores)
-    id: str
-
-
-def encode_pairs(tokenizer, pairs: list[Pair], max_doc_tokens: int) -> list[EncodedPair]:
-    """θ's tokenisation of every pair; documents longer than ``max_doc_tokens`` are cut."""
-    out = []
-    for p in pairs:
-        d = p.document
-        enc = encode(tokenizer, d.text)
-        text = d.text
-        if len(enc.input_ids) > max_doc_tokens:
-            enc = Encoded(enc.input_ids[:max_doc_tokens], enc.offsets[:max_doc_tokens])
-            text = d.text[:max((e for _, e in enc.offsets), default=len(d.text))]
-        span = []
-        if d.answer is not None and d.answer_start is not None and d.answer_start + len(d.answer) <= len(text):
-            a0, a1 = d.answer_start, d.answer_start + len(d.answer)
-            span = [i for i, (s, e) in enumerate(enc.offsets) if e > s and s < a1 and e > a0]
-        t = encode_probe(tokenizer, p.task)
-        out.append(EncodedPair(text, Encoded(enc.input_ids, enc.offsets, span), t.input_ids, t.span, p.document.id))
-    return out
-
-
-def make_batch(items: list[EncodedPair], pad_id: int, device, unrelated: list[EncodedPair] | None = None) -> PairBatch:
-    """Right-padded :class:`PairBatch` of documents, tasks, answer masks (and unrelated tasks)."""
-    d_ids, d_mask = pad_sequences([e.doc.input_ids for e in items], pad_id)
-    t_ids, t_mask = pad_sequences([e.task_ids for e in items], pad_id)
-    ans = torch.zeros(t_ids.shape)
-    for i, e in enumerate(items):
-        ans[i, e.task_span] = 1.0
-    b = PairBatch(d_ids, d_mask, t_ids, t_mask, ans)
-    if unrelated is not None:
-        b.u_ids, b.u_mask = pad_sequences([e.task_ids for e in unrelated], pad_id)
-        b.u_answer = torch.zeros(b.u_ids.shape)
-        for i, e in enumerate(unrelated):
-            b.u_answer[i, e.task_span] = 1.0
-    for f in ("doc_ids", "doc_mask", "task_ids", "task_mask", "answer", "u_ids", "u_mask", "u_answer"):
-        v = getattr(b, f)
-        if v is not None:
-            setattr(b, f, v.to(device))
-    return b
-
-
-def theta0_losses(model, tokenizer, items: list[EncodedPair], device, cache: dict | None = None) -> list[torch.Tensor]:
-    """θ0's per-token losses of the items' documents (what a loss-aware φ reads), one θ forward
-    per document: kept in ``cache`` by document id, so every later pair of a document reuses them.
-    ``model`` is θ's base (θ0: the per-pair LoRA starts at B = 0, so θ0 computes what the base does)."""
-    from ..ckl.weighting import document_token_losses
-
-    cache = {} if cache is None else cache
-    todo = [e for e in items if e.id not in cache]
-    if todo:
-        for e, loss in zip(todo, document_token_losses(model, tokenizer, [e.doc for e in todo], device, len(todo))):
-            cache[e.id] = loss
-    return [cache[e.id] for e in items]
-
-
-def phi_weights(phi, items: list[EncodedPair], T: int, device, losses: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """φ's weights for θ's tokens of every document, ``[P, T]`` (differentiable; pads 0);
-    ``losses``: θ0's token losses of each document, for a loss-aware φ."""
-    ws = phi.weights_for_texts([e.text for e in items], [e.doc for e in items], batch_size=len(items),
-                               losses=losses)
-    out = torch.zeros(len(items), T, device=device)
-    rows = [torch.nn.functional.pad(w.to(device), (0, T - len(w))) for w in ws]
-    return torch.stack(rows) if rows else out
-
-
-def pair_stream(n: int, seed: int, start: int, count: int) -> list[int]:
-    """Indices ``start .. start+count-1`` of the endless stream of per-epoch permutations."""
-    out: list[int] = []
-    pos = start
-    while len(out) < count:
-        epoch, k = divmod(pos, n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
-        take = min(n - k, count - len(out))
-        out.extend(perm[k:k + take])
-        pos += take
-    return out
-
-
-def unrelated_offset(seed: int, update: int, micro: int, n: int) -> int:
-    """The unrelated task of a pair is the task of the pair this many places further in the pool:
-    a random non-zero offset drawn from a generator seeded by (seed, update, micro-batch), so
-    that a resumed run draws exactly what the uninterrupted run drew (no RNG state to save)."""
-    if n < 2:
-        return 0
-    g = torch.Generator().manual_seed(seed * 1_000_003 + update * 1_009 + micro)
-    return int(torch.randint(1, n, (1,), generator=g))
-
-
-# --------------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------------
-def val_window(max_doc_tokens: int) -> int:
-    """Window length (θ tokens) of the validation learner: the meta-training document length."""
-    return max(8, max_doc_tokens)
-
-
-def val_stride(max_doc_tokens: int) -> int:
-    """Context shared by consecutive validation windows: the learner's default 64, but always
-    less than the window (a 64-token window with stride 64 would never advance)."""
-    return min(TrainConfig.stride, val_window(max_doc_tokens) // 2)
-
-
-def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainConfig,
-             weights: list[torch.Tensor] | None = None, label: str = "phi") -> dict:
-    """θ0 (a fresh LoRA on ``base_model``) learns the held-out documents with φ's weights (or the
-    given ``weights``) for ``val.epochs`` epochs; returns the tasks' answer accuracy and NLL."""
-    from ..data import encode_document
-    from ..ckl.learner import LearnOptions, learn
-    from ..ckl.weighting import PrecomputedWeights
-
-    docs = [p.document for p in val_pairs]
-    probes = [p.task for p in val_pairs]
-    enc = [encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text) for d in docs]
-    if weights is None:
-        losses = None
-        if phi.loss_aware:
-            from ..ckl.weighting import document_token_losses
-
-            losses = document_token_losses(base_model, tokenizer, enc, next(base_model.parameters()).device,
-                                           cfg.val.batch_size)
-        weights = phi.token_weights([d.text for d in docs], enc, batch_size=cfg.val.batch_size, losses=losses)
-    theta = ThetaConfig(mode="lora")
-    theta.lora = LoraConfig(r=cfg.theta.r, alpha=int(cfg.theta.alpha))
-    lc = LearnConfig(model=copy.deepcopy(cfg.model), theta=theta,
-                     train=TrainConfig(epochs=cfg.val.epochs, lr=cfg.val.lr, batch_size=cfg.val.batch_size,
-                                       max_length=val_window(cfg.max_doc_tokens),
-                                       stride=val_stride(cfg.max_doc_tokens), seed=cfg.seed,
-                                       known_masking=cfg.val.known_masking),
-                     eval=EvalConfig(batch_size=16))
-    res = learn(docs, probes, lc, None, model=copy.deepcopy(base_model), tokenizer=tokenizer,
-                options=LearnOptions(progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label)))
-    before, after = res.history[0], res.history[-1]
-    del res
-    gc.collect()  # the validation copy of θ (peft wraps it in reference cycles) goes now, not later
-    return {"accuracy": after["accuracy"], "nll": after["nll"], "accuracy_before": before["accuracy"],
-            "nll_before": before["nll"], "n": len(val_pairs)}
-
-
-def reference_weights(tokenizer, pairs: list[Pair], name: str) -> list[torch.Tensor]:
-    """A static weighting method's weights of the pairs' documents, e.g. ``finetune`` (uniform) or
-    ``oracle`` (1 on the answer's tokens): the references validation compares φ with."""
-    from ..ckl.method import get_method
-    from ..ckl.config import MethodConfig
-    from ..data import encode_document
-
-    weighting = get_method(MethodConfig(name=name))
-    ws = []
-    for i, p in enumerate(pairs):
-        d = p.document
-        e = encode_document(tokenizer, d) if d.answer is not None else encode(tokenizer, d.text)
-        ws.append(weighting.document_weights(i, e))
-    return ws
-
-
-def merge_splits(results: dict[str, dict]) -> dict:
-    """One validation row from per-split results. One split: its result as it is. Several: the
-    selection rule stated before any run, **the mean of the splits' answer accuracies** (each
-    split counts the same whatever its size), the same mean for the NLLs, and every split's
-    result under ``splits``."""
-    if len(results) == 1:
-        return dict(next(iter(results.values())))
-    mean = lambda k: sum(r[k] for r in results.values()) / len(results)  # noqa: E731
-    return {"accuracy": mean("accuracy"), "nll": mean("nll"), "accuracy_before": mean("accuracy_before"),
-            "nll_before": mean("nll_before"), "n": sum(r["n"] for r in results.values()),
-            "select": "mean of the splits' accuracies", "splits": results}
-
-
-def validate_splits(phi, base_model, tokenizer, splits: dict[str, list[Pair]], cfg: MetaTrainConfig,
-                    reference: str | None = None) -> dict:
-    """:func:`validate` on every validation split (φ's weights, or a ``reference`` weighting:
-    ``finetune`` | ``oracle``), merged by :func:`merge_splits`."""
-    out = {}
-    for name, pairs in splits.items():
-        ws = reference_weights(tokenizer, pairs, reference) if reference else None
-        out[name] = validate(phi, base_model, tokenizer, pairs, cfg, weights=ws, label=reference or "phi")
-    return merge_splits(out)
-
-
-def validation_references(base_model, tokenizer, val_pairs, cfg: MetaTrainConfig,
-                          log: Callable[[str], None] = print) -> dict:
-    """The validation with uniform weights (= finetune) and with oracle weights (1 on the
-    answer's tokens in the document): where φ stands between the two. ``val_pairs``: a list, or
-    named splits."""
-    splits = val_pairs if isinstance(val_pairs, dict) else {"val": val_pairs}
-    references = {}
-    for name in ("finetune", "oracle"):
-        t0 = time.time()
-        references[name] = {**validate_splits(None, base_model, tokenizer, splits, cfg, reference=name),
-                            "seconds": round(time.time() - t0, 1)}
-        log(f"validation reference '{name}': answer accuracy {references[name]['accuracy']:.3f}"
-            + split_text(references[name]))
-    return references
-
-
-def split_text(row: dict) -> str:
-    """`` (a 0.300, b 0.200)`` for a row of several splits, else ``""``."""
-    if "splits" not in row:
-        return ""
-    return " (" + ", ".join(f"{n} {r['accuracy']:.3f}" for n, r in row["splits"].items()) + ")"
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-def phi_checkpointer(out: Path, phi) -> Checkpointer:
-    """``checkpoints/update-N/``: φ as a loadable folder (``phi/``) and φ's optimizer."""
-    return Checkpointer(out / "checkpoints", "update", 6, tensor_file="phi/phi.safetensors",
-                        write_tensors=lambda folder: phi.save_pretrained(folder / "phi"))
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------
 @dataclass
 class MetaTrainResult:
     out_dir: Path | None
@@ -285,42 +63,55 @@ class MetaTrainResult:
     seconds: float
 
 
-def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
-    """φ's learning rate at ``update`` (1-based): ``lr`` times :func:`taalm.core.schedules.lr_factor`
-    (warm-up over ``warmup_updates``, then constant, linear or cosine down to ``lr · lr_final`` at
-    update ``updates``). A pure function of the update, so a resumed run continues it exactly."""
-    return cfg.lr * lr_factor(update, cfg.updates, cfg.lr_schedule, cfg.warmup_updates, cfg.lr_final)
+@dataclass
+class _MetaRun:
+    """Everything one meta-training run holds while it trains (built by :func:`_meta_setup`)."""
 
+    cfg: MetaTrainConfig
+    base_model: torch.nn.Module  # θ0, untouched: validation's CKL runs start from a copy
+    theta: MetaTheta
+    phi: TrainAttention
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    enc: list  # the encoded training pairs
+    val_pairs: dict  # split name -> validation pairs
+    params: dict
+    opt: torch.optim.Optimizer
+    folder: RunFolder | None
+    checkpointer: Checkpointer | None
+    info: dict
+    t_start: float
+    best: dict | None = None
+    loss_cache: dict = field(default_factory=dict)  # document id -> θ0's token losses (a loss-aware φ)
+    start: int = 0
+    elapsed_before: float = 0.0
+    update_log: RowLogger = field(default_factory=NullLogger)
+    val_log: RowLogger = field(default_factory=NullLogger)
 
-def hold_out_splits(pairs: list[Pair], val_pairs, cfg: MetaTrainConfig) -> tuple[list, dict[str, list[Pair]]]:
-    """(training pairs, validation splits): ``val_pairs`` (a list: one split named ``val``; a
-    dict: named splits), else ``val.n_pairs`` held out of ``pairs`` (seeded) as split ``val``."""
-    if isinstance(val_pairs, dict):
-        return pairs, {k: list(v) for k, v in val_pairs.items() if v}
-    if val_pairs is None and cfg.val.n_pairs > 0:
-        if len(pairs) <= cfg.val.n_pairs:
-            raise ConfigError(f"{len(pairs)} pairs cannot hold out val.n_pairs={cfg.val.n_pairs}", "val.n_pairs")
-        perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-        val_pairs = [pairs[i] for i in perm[:cfg.val.n_pairs]]
-        pairs = [pairs[i] for i in perm[cfg.val.n_pairs:]]
-    return pairs, ({"val": val_pairs} if val_pairs else {})
+    @property
+    def out(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
 
+    @property
+    def log_rows(self) -> list[dict]:
+        """One row per φ update (the update log's rows, kept rows of a resumed run included)."""
+        return self.update_log.rows
 
-def all_pairs(splits: dict[str, list[Pair]]) -> list[Pair]:
-    """Every validation pair, split after split."""
-    return [p for v in splits.values() for p in v]
+    @property
+    def val_rows(self) -> list[dict]:
+        return self.val_log.rows
 
+    def seconds(self) -> float:
+        return round(self.elapsed_before + time.time() - self.t_start, 1)
 
-def _pair_fingerprints(pairs: list[Pair], splits: dict[str, list[Pair]]) -> dict:
-    from ..ckl.learner import input_fingerprints
+    def write_info(self, status: str, folder: Path | None = None, **more) -> None:
+        from ..core.runfolder import RUN_SCHEMA
 
-    fp = input_fingerprints([p.document for p in pairs], [p.task for p in pairs])
-    val = all_pairs(splits)
-    out = {"pairs.documents": fp["documents"], "pairs.tasks": fp["probes"],
-           "val": input_fingerprints([p.document for p in val], [p.task for p in val])["documents"]}
-    if len(splits) > 1:
-        out["val.splits"] = {k: len(v) for k, v in splits.items()}
-    return out
+        where = folder or self.out
+        assert where is not None  # called with the staged folder, or for a run with a folder
+        atomic_write_json(where / "run.json", {
+            "schema": RUN_SCHEMA, **environment_info(self.device), "status": status, **self.info,
+            "config": to_dict(self.cfg), "seconds": self.seconds(), **more})
 
 
 def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pair]] | None = None,
@@ -352,27 +143,158 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pa
         return _train_attention(run, pairs, val_pairs, cfg, model, tokenizer, phi)
 
 
-def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
-    """(θ's pristine base, MetaTheta, φ, tokenizer): loaded here unless passed in."""
-    from ..models.phi import TrainAttention
+def _pair_fingerprints(pairs: list[Pair], splits: dict[str, list[Pair]]) -> dict:
+    from ..ckl.learner import input_fingerprints
 
-    if model is None:
-        from ..models.loading import load_model
+    fp = input_fingerprints([p.document for p in pairs], [p.task for p in pairs])
+    val = all_pairs(splits)
+    out = {"pairs.documents": fp["documents"], "pairs.tasks": fp["probes"],
+           "val": input_fingerprints([p.document for p in val], [p.task for p in val])["documents"]}
+    if len(splits) > 1:
+        out["val.splits"] = {k: len(v) for k, v in splits.items()}
+    return out
 
-        log(f"loading θ base {cfg.model.name} ...")
-        model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, attn="eager",
-                                      trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
-    elif tokenizer is None:
-        raise TaalmError("pass the tokenizer together with the model")
-    device = next(model.parameters()).device
-    theta = MetaTheta(copy.deepcopy(model).to(device), cfg.theta, seed=cfg.seed)
-    if phi is None and cfg.init:
-        log(f"loading φ from {cfg.init} (warm start) ...")
-        phi = TrainAttention.from_pretrained(Path(cfg.init).expanduser(), device=str(device), dtype=cfg.model.dtype)
-    elif phi is None:
-        log(f"loading φ base {cfg.phi.base} ...")
-        phi = TrainAttention.from_config(cfg.phi, device=str(device), dtype=cfg.model.dtype)
-    return model, theta, phi, tokenizer
+
+def _train_attention(run, pairs, val_pairs, cfg: MetaTrainConfig, model, tokenizer, phi) -> MetaTrainResult:
+    """:func:`train_attention` inside its run life cycle (:class:`~taalm.core.run.Run`: checked,
+    ranks joined, folder locked): set up, then update φ, validating and checkpointing on schedule,
+    then write the outputs. Under data parallelism rank 0 alone validates (each validation a CKL
+    run of its own)."""
+    main, log = run.is_main, run.log
+    r = _meta_setup(run, pairs, val_pairs, cfg, (model, tokenizer, phi))
+    run.failure_fields = lambda: {"seconds": r.seconds()}
+    bar = None
+    try:
+        heat_enc = _heatmap_documents(r, pairs) if main else []
+        references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log) if main else {}
+        if not main:
+            r.val_pairs = {}  # _validate does nothing on the other ranks
+        if r.start == 0 and not r.val_rows and cfg.val.at_start:
+            _validate(r, 0, log)
+        if run.progress:
+            from ..core.progress import progress as progress_bar
+
+            bar = progress_bar(total=cfg.updates, initial=r.start, desc="meta-train φ", unit="upd")
+        for update in range(r.start + 1, cfg.updates + 1):
+            row = _phi_update(r, update)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(outer=f"{row['outer']:.3f}", w_ans=row["w_answer"])
+            if cfg.val.every > 0 and (update % cfg.val.every == 0 or update == cfg.updates):
+                _validate(r, update, log)
+            if r.checkpointer is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
+                r.checkpointer.save(update, r.params, r.opt, {"update": update, "best": r.best, "seconds": r.seconds()})
+        if r.out is not None:  # inside the life cycle: a failure here (a full disk) is marked too
+            _write_outputs(r, heat_enc, references)
+    finally:
+        r.update_log.close()
+        r.val_log.close()
+        if bar is not None:
+            bar.close()
+    if r.out is not None:
+        r.write_info("complete")
+    return MetaTrainResult(r.out, r.log_rows, r.val_rows, r.best, r.phi, r.seconds())
+
+
+def _meta_setup(run, pairs, val_pairs, cfg: MetaTrainConfig, given: tuple) -> _MetaRun:
+    """Models (``given``: θ's base, its tokenizer and φ, each None to build from the config),
+    pairs, φ's optimizer, the checkpoint to resume from; then the folder's start (``run``: the
+    :class:`~taalm.core.run.Run`) and the append-only logs (rows past the checkpoint are dropped:
+    they are redone)."""
+    folder, inputs, log, resume_dir = run.folder, run.inputs, run.log, run.resume_dir
+    model, tokenizer, phi = given
+    t_start = time.time()
+    base_model, theta, phi, tokenizer = build_meta_models(cfg, model, tokenizer, phi, log)
+    phi.train()
+    enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
+    if not enc:
+        raise TaalmError("no training pairs")
+    params = phi.trainable_parameters()
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ckpt = phi_checkpointer(folder.path, phi) if folder is not None else None
+    reader = ckpt if folder is not None and folder.resume else (
+        phi_checkpointer(resume_dir, phi) if resume_dir is not None else None)  # another rank: read only
+    state = reader.resume_state(params, opt, log, "no φ update was checkpointed") if reader else None
+    info = {"n_pairs": len(pairs), "n_val_pairs": len(all_pairs(val_pairs)), "inputs": inputs,
+            "phi_trainable": sum(p.numel() for p in params.values()), "theta_trainable_per_pair": theta.n_trainable}
+    r = _MetaRun(cfg, base_model, theta, phi, tokenizer, next(base_model.parameters()).device, enc, val_pairs,
+                 params, opt, folder, ckpt, info, t_start)
+    if state is not None:
+        r.start, r.best, r.elapsed_before = state["update"], state.get("best"), float(state.get("seconds", 0.0))
+        log(f"resuming {r.out} after update {r.start}")
+    if folder is not None:  # starts for real: staged folder swapped into place (or resumed in place)
+        def first_files(f: Path) -> None:
+            save_config(cfg, f / "config.yaml")
+            r.write_info("running", f)
+
+        folder.start(first_files)
+    keep = (lambda row: row["update"] <= r.start) if state is not None else None
+    tracking = tracking_loggers(r.out, cfg.logger, to_dict(cfg))  # one TensorBoard / W&B run for both files
+    r.update_log = open_logger(r.out / "log.jsonl" if r.out is not None else None, keep, tracking)
+    r.val_log = open_logger(r.out / "val.jsonl" if r.out is not None else None, keep, tracking, owns=False)
+    return r
+
+
+def _heatmap_documents(r: _MetaRun, pairs) -> list:
+    """The documents of the before/after heatmap (first validation pairs); φ's weights on them
+    before training are saved once."""
+    heat = [p for v in r.val_pairs.values() for p in v[:max(1, 4 // len(r.val_pairs))]][:4]  # from every split
+    heat_enc = encode_pairs(r.tokenizer, heat or pairs[:4], r.cfg.max_doc_tokens)
+    if r.out is not None and not (r.out / "weights_before.json").exists():
+        wb = r.phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc],
+                                 losses=heat_losses(r.phi, r.base_model, r.tokenizer, heat_enc))
+        atomic_write_json(r.out / "weights_before.json", [w.tolist() for w in wb])
+    return heat_enc
+
+
+def _references(out, val_pairs, base_model, tokenizer, cfg: MetaTrainConfig, log) -> dict:
+    """The uniform/oracle validation references: from the run folder if there, else computed once."""
+    if out is not None and (out / "val_references.json").is_file():
+        return json.loads((out / "val_references.json").read_text())
+    if not (val_pairs and cfg.val.references):
+        return {}
+    with distributed.local_only():  # CKL runs of their own (rank 0 alone under data parallelism)
+        references = validation_references(base_model, tokenizer, val_pairs, cfg, log)
+    if out is not None:
+        atomic_write_json(out / "val_references.json", references)
+    return references
+
+
+def _validate(r: _MetaRun, update: int, log) -> None:
+    """Validate φ (the CKL protocol, :func:`validate`); keep the best φ in ``best/``."""
+    if not r.val_pairs:
+        return
+    t0 = time.time()
+    r.phi.eval()
+    with distributed.local_only():  # under data parallelism: rank 0 validates alone
+        result = validate_splits(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg)
+    row = {"update": update, **result, "seconds": round(time.time() - t0, 1)}
+    r.phi.train()
+    r.val_log.log_row(row)
+    log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})" + split_text(row))
+    if r.best is None or row["accuracy"] > r.best["accuracy"]:
+        r.best = row
+        if r.out is not None:
+            r.phi.save_pretrained(r.out / "best")
+            atomic_write_json(r.out / "best" / "validation.json", row)
+
+
+def _phi_update(r: _MetaRun, update: int) -> dict:
+    """One φ update: the pairs' meta-gradients (:func:`_meta_update`), clipping, the scheduled lr,
+    AdamW's step. Returns the logged row."""
+    cfg, t0 = r.cfg, time.time()
+    r.opt.zero_grad(set_to_none=True)
+    stats = _meta_update(r.phi, r.theta, r.enc, cfg, update, r.tokenizer, r.loss_cache)
+    gnorm = float(torch.nn.utils.clip_grad_norm_(list(r.params.values()),
+                                                 cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
+    if not math.isfinite(gnorm):
+        raise TrainingDiverged(f"φ's gradient norm is {gnorm} at update {update}; lower lr (now {cfg.lr:g})")
+    for group in r.opt.param_groups:
+        group["lr"] = phi_lr(cfg, update)
+    r.opt.step()
+    row = _log_row(update, phi_lr(cfg, update), stats, gnorm, time.time() - t0)
+    r.update_log.log_row(row)
+    return row
 
 
 def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, update: int, tokenizer,
@@ -444,206 +366,6 @@ def _log_row(update: int, lr: float, stats: dict, gnorm: float, seconds: float) 
             "grad_norm": round(gnorm, 6), "seconds": round(seconds, 2)}
 
 
-@dataclass
-class _MetaRun:
-    """Everything one meta-training run holds while it trains (built by :func:`_meta_setup`)."""
-
-    cfg: MetaTrainConfig
-    base_model: torch.nn.Module  # θ0, untouched: validation's CKL runs start from a copy
-    theta: MetaTheta
-    phi: TrainAttention
-    tokenizer: PreTrainedTokenizerBase
-    device: torch.device
-    enc: list  # the encoded training pairs
-    val_pairs: dict  # split name -> validation pairs
-    params: dict
-    opt: torch.optim.Optimizer
-    folder: RunFolder | None
-    checkpointer: Checkpointer | None
-    info: dict
-    t_start: float
-    best: dict | None = None
-    loss_cache: dict = field(default_factory=dict)  # document id -> θ0's token losses (a loss-aware φ)
-    start: int = 0
-    elapsed_before: float = 0.0
-    update_log: RowLogger = field(default_factory=NullLogger)
-    val_log: RowLogger = field(default_factory=NullLogger)
-
-    @property
-    def out(self) -> Path | None:
-        return self.folder.path if self.folder is not None else None
-
-    @property
-    def log_rows(self) -> list[dict]:
-        """One row per φ update (the update log's rows, kept rows of a resumed run included)."""
-        return self.update_log.rows
-
-    @property
-    def val_rows(self) -> list[dict]:
-        return self.val_log.rows
-
-    def seconds(self) -> float:
-        return round(self.elapsed_before + time.time() - self.t_start, 1)
-
-    def write_info(self, status: str, folder: Path | None = None, **more) -> None:
-        from ..core.runfolder import RUN_SCHEMA
-
-        where = folder or self.out
-        assert where is not None  # called with the staged folder, or for a run with a folder
-        atomic_write_json(where / "run.json", {
-            "schema": RUN_SCHEMA, **environment_info(self.device), "status": status, **self.info,
-            "config": to_dict(self.cfg), "seconds": self.seconds(), **more})
-
-
-def _meta_setup(run, pairs, val_pairs, cfg: MetaTrainConfig, given: tuple) -> _MetaRun:
-    """Models (``given``: θ's base, its tokenizer and φ, each None to build from the config),
-    pairs, φ's optimizer, the checkpoint to resume from; then the folder's start (``run``: the
-    :class:`~taalm.core.run.Run`) and the append-only logs (rows past the checkpoint are dropped:
-    they are redone)."""
-    folder, inputs, log, resume_dir = run.folder, run.inputs, run.log, run.resume_dir
-    model, tokenizer, phi = given
-    t_start = time.time()
-    base_model, theta, phi, tokenizer = build_meta_models(cfg, model, tokenizer, phi, log)
-    phi.train()
-    enc = encode_pairs(tokenizer, pairs, cfg.max_doc_tokens)
-    if not enc:
-        raise TaalmError("no training pairs")
-    params = phi.trainable_parameters()
-    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt = phi_checkpointer(folder.path, phi) if folder is not None else None
-    reader = ckpt if folder is not None and folder.resume else (
-        phi_checkpointer(resume_dir, phi) if resume_dir is not None else None)  # another rank: read only
-    state = reader.resume_state(params, opt, log, "no φ update was checkpointed") if reader else None
-    info = {"n_pairs": len(pairs), "n_val_pairs": len(all_pairs(val_pairs)), "inputs": inputs,
-            "phi_trainable": sum(p.numel() for p in params.values()), "theta_trainable_per_pair": theta.n_trainable}
-    r = _MetaRun(cfg, base_model, theta, phi, tokenizer, next(base_model.parameters()).device, enc, val_pairs,
-                 params, opt, folder, ckpt, info, t_start)
-    if state is not None:
-        r.start, r.best, r.elapsed_before = state["update"], state.get("best"), float(state.get("seconds", 0.0))
-        log(f"resuming {r.out} after update {r.start}")
-    if folder is not None:  # starts for real: staged folder swapped into place (or resumed in place)
-        def first_files(f: Path) -> None:
-            save_config(cfg, f / "config.yaml")
-            r.write_info("running", f)
-
-        folder.start(first_files)
-    keep = (lambda row: row["update"] <= r.start) if state is not None else None
-    tracking = tracking_loggers(r.out, cfg.logger, to_dict(cfg))  # one TensorBoard / W&B run for both files
-    r.update_log = open_logger(r.out / "log.jsonl" if r.out is not None else None, keep, tracking)
-    r.val_log = open_logger(r.out / "val.jsonl" if r.out is not None else None, keep, tracking, owns=False)
-    return r
-
-
-def _validate(r: _MetaRun, update: int, log) -> None:
-    """Validate φ (the CKL protocol, :func:`validate`); keep the best φ in ``best/``."""
-    if not r.val_pairs:
-        return
-    t0 = time.time()
-    r.phi.eval()
-    with distributed.local_only():  # under data parallelism: rank 0 validates alone
-        result = validate_splits(r.phi, r.base_model, r.tokenizer, r.val_pairs, r.cfg)
-    row = {"update": update, **result, "seconds": round(time.time() - t0, 1)}
-    r.phi.train()
-    r.val_log.log_row(row)
-    log(f"validation @ {update}: answer accuracy {row['accuracy']:.3f} (NLL {row['nll']:.3f})" + split_text(row))
-    if r.best is None or row["accuracy"] > r.best["accuracy"]:
-        r.best = row
-        if r.out is not None:
-            r.phi.save_pretrained(r.out / "best")
-            atomic_write_json(r.out / "best" / "validation.json", row)
-
-
-def _phi_update(r: _MetaRun, update: int) -> dict:
-    """One φ update: the pairs' meta-gradients (:func:`_meta_update`), clipping, the scheduled lr,
-    AdamW's step. Returns the logged row."""
-    cfg, t0 = r.cfg, time.time()
-    r.opt.zero_grad(set_to_none=True)
-    stats = _meta_update(r.phi, r.theta, r.enc, cfg, update, r.tokenizer, r.loss_cache)
-    gnorm = float(torch.nn.utils.clip_grad_norm_(list(r.params.values()),
-                                                 cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
-    if not math.isfinite(gnorm):
-        raise TrainingDiverged(f"φ's gradient norm is {gnorm} at update {update}; lower lr (now {cfg.lr:g})")
-    for group in r.opt.param_groups:
-        group["lr"] = phi_lr(cfg, update)
-    r.opt.step()
-    row = _log_row(update, phi_lr(cfg, update), stats, gnorm, time.time() - t0)
-    r.update_log.log_row(row)
-    return row
-
-
-def _train_attention(run, pairs, val_pairs, cfg: MetaTrainConfig, model, tokenizer, phi) -> MetaTrainResult:
-    """:func:`train_attention` inside its run life cycle (:class:`~taalm.core.run.Run`: checked,
-    ranks joined, folder locked): set up, then update φ, validating and checkpointing on schedule,
-    then write the outputs. Under data parallelism rank 0 alone validates (each validation a CKL
-    run of its own)."""
-    main, log = run.is_main, run.log
-    r = _meta_setup(run, pairs, val_pairs, cfg, (model, tokenizer, phi))
-    run.failure_fields = lambda: {"seconds": r.seconds()}
-    bar = None
-    try:
-        heat_enc = _heatmap_documents(r, pairs) if main else []
-        references = _references(r.out, val_pairs, r.base_model, r.tokenizer, cfg, log) if main else {}
-        if not main:
-            r.val_pairs = {}  # _validate does nothing on the other ranks
-        if r.start == 0 and not r.val_rows and cfg.val.at_start:
-            _validate(r, 0, log)
-        if run.progress:
-            from ..core.progress import progress as progress_bar
-
-            bar = progress_bar(total=cfg.updates, initial=r.start, desc="meta-train φ", unit="upd")
-        for update in range(r.start + 1, cfg.updates + 1):
-            row = _phi_update(r, update)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(outer=f"{row['outer']:.3f}", w_ans=row["w_answer"])
-            if cfg.val.every > 0 and (update % cfg.val.every == 0 or update == cfg.updates):
-                _validate(r, update, log)
-            if r.checkpointer is not None and (update % cfg.checkpoint_every == 0 or update == cfg.updates):
-                r.checkpointer.save(update, r.params, r.opt, {"update": update, "best": r.best, "seconds": r.seconds()})
-        if r.out is not None:  # inside the life cycle: a failure here (a full disk) is marked too
-            _write_outputs(r, heat_enc, references)
-    finally:
-        r.update_log.close()
-        r.val_log.close()
-        if bar is not None:
-            bar.close()
-    if r.out is not None:
-        r.write_info("complete")
-    return MetaTrainResult(r.out, r.log_rows, r.val_rows, r.best, r.phi, r.seconds())
-
-
-def _heatmap_documents(r: _MetaRun, pairs) -> list:
-    """The documents of the before/after heatmap (first validation pairs); φ's weights on them
-    before training are saved once."""
-    heat = [p for v in r.val_pairs.values() for p in v[:max(1, 4 // len(r.val_pairs))]][:4]  # from every split
-    heat_enc = encode_pairs(r.tokenizer, heat or pairs[:4], r.cfg.max_doc_tokens)
-    if r.out is not None and not (r.out / "weights_before.json").exists():
-        wb = r.phi.token_weights([e.text for e in heat_enc], [e.doc for e in heat_enc],
-                                 losses=heat_losses(r.phi, r.base_model, r.tokenizer, heat_enc))
-        atomic_write_json(r.out / "weights_before.json", [w.tolist() for w in wb])
-    return heat_enc
-
-
-def _references(out, val_pairs, base_model, tokenizer, cfg: MetaTrainConfig, log) -> dict:
-    """The uniform/oracle validation references: from the run folder if there, else computed once."""
-    if out is not None and (out / "val_references.json").is_file():
-        return json.loads((out / "val_references.json").read_text())
-    if not (val_pairs and cfg.val.references):
-        return {}
-    with distributed.local_only():  # CKL runs of their own (rank 0 alone under data parallelism)
-        references = validation_references(base_model, tokenizer, val_pairs, cfg, log)
-    if out is not None:
-        atomic_write_json(out / "val_references.json", references)
-    return references
-
-
-def heat_losses(phi, base_model, tokenizer, items: list[EncodedPair]) -> list[torch.Tensor] | None:
-    """θ0's token losses of the heatmap documents for a loss-aware φ (else None)."""
-    if not phi.loss_aware:
-        return None
-    return theta0_losses(base_model, tokenizer, items, next(base_model.parameters()).device)
-
-
 def _write_outputs(r: _MetaRun, heat_enc: list, references: dict) -> None:
     """φ, the weight heatmap before/after, the validation plot and ``summary.json`` of a finished run."""
     out, phi, tokenizer, cfg, log_rows = r.out, r.phi, r.tokenizer, r.cfg, r.log_rows
@@ -664,9 +386,68 @@ def _write_outputs(r: _MetaRun, heat_enc: list, references: dict) -> None:
         "last": log_rows[-1] if log_rows else None})
 
 
-# --------------------------------------------------------------------------------------------
-# Reports
-# --------------------------------------------------------------------------------------------
+def phi_checkpointer(out: Path, phi) -> Checkpointer:
+    """``checkpoints/update-N/``: φ as a loadable folder (``phi/``) and φ's optimizer."""
+    return Checkpointer(out / "checkpoints", "update", 6, tensor_file="phi/phi.safetensors",
+                        write_tensors=lambda folder: phi.save_pretrained(folder / "phi"))
+
+
+def phi_lr(cfg: MetaTrainConfig, update: int) -> float:
+    """φ's learning rate at ``update`` (1-based): ``lr`` times :func:`taalm.core.schedules.lr_factor`
+    (warm-up over ``warmup_updates``, then constant, linear or cosine down to ``lr · lr_final`` at
+    update ``updates``). A pure function of the update, so a resumed run continues it exactly."""
+    return cfg.lr * lr_factor(update, cfg.updates, cfg.lr_schedule, cfg.warmup_updates, cfg.lr_final)
+
+
+def hold_out_splits(pairs: list[Pair], val_pairs, cfg: MetaTrainConfig) -> tuple[list, dict[str, list[Pair]]]:
+    """(training pairs, validation splits): ``val_pairs`` (a list: one split named ``val``; a
+    dict: named splits), else ``val.n_pairs`` held out of ``pairs`` (seeded) as split ``val``."""
+    if isinstance(val_pairs, dict):
+        return pairs, {k: list(v) for k, v in val_pairs.items() if v}
+    if val_pairs is None and cfg.val.n_pairs > 0:
+        if len(pairs) <= cfg.val.n_pairs:
+            raise ConfigError(f"{len(pairs)} pairs cannot hold out val.n_pairs={cfg.val.n_pairs}", "val.n_pairs")
+        perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+        val_pairs = [pairs[i] for i in perm[:cfg.val.n_pairs]]
+        pairs = [pairs[i] for i in perm[cfg.val.n_pairs:]]
+    return pairs, ({"val": val_pairs} if val_pairs else {})
+
+
+def all_pairs(splits: dict[str, list[Pair]]) -> list[Pair]:
+    """Every validation pair, split after split."""
+    return [p for v in splits.values() for p in v]
+
+
+def build_meta_models(cfg: MetaTrainConfig, model, tokenizer, phi, log):
+    """(θ's pristine base, MetaTheta, φ, tokenizer): loaded here unless passed in."""
+    from ..models.phi import TrainAttention
+
+    if model is None:
+        from ..models.loading import load_model
+
+        log(f"loading θ base {cfg.model.name} ...")
+        model, tokenizer = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, attn="eager",
+                                      trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
+    elif tokenizer is None:
+        raise TaalmError("pass the tokenizer together with the model")
+    device = next(model.parameters()).device
+    theta = MetaTheta(copy.deepcopy(model).to(device), cfg.theta, seed=cfg.seed)
+    if phi is None and cfg.init:
+        log(f"loading φ from {cfg.init} (warm start) ...")
+        phi = TrainAttention.from_pretrained(Path(cfg.init).expanduser(), device=str(device), dtype=cfg.model.dtype)
+    elif phi is None:
+        log(f"loading φ base {cfg.phi.base} ...")
+        phi = TrainAttention.from_config(cfg.phi, device=str(device), dtype=cfg.model.dtype)
+    return model, theta, phi, tokenizer
+
+
+def heat_losses(phi, base_model, tokenizer, items: list[EncodedPair]) -> list[torch.Tensor] | None:
+    """θ0's token losses of the heatmap documents for a loss-aware φ (else None)."""
+    if not phi.loss_aware:
+        return None
+    return theta0_losses(base_model, tokenizer, items, next(base_model.parameters()).device)
+
+
 def write_weight_report(out: Path, tokenizer, items: list[EncodedPair], before, after) -> None:
     """``weights.html`` (heatmap, before/after per document) and ``weights.png``."""
     from ..reporting.heatmaps import write_heatmap

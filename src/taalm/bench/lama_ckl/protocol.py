@@ -40,6 +40,24 @@ from .data import LamaCklData, load_lama_ckl
 from .metrics import curve_from_history, summarize_curve
 
 
+@dataclass
+class LamaCkl:
+    """One LAMA-ckl run once everything is checked: what every method's run needs."""
+
+    size: str
+    cfg: LamaCklConfig
+    data: LamaCklData
+    out: Path
+    model: object
+    tokenizer: object
+    label: str  # the model's name in the results
+    progress: bool
+    log: Callable[[str], None]
+
+
+__all__ = ["run_lama_ckl", "LamaCkl"]
+
+
 @register_benchmark("lama-ckl")
 def run_lama_ckl(files: tuple[str | Path, str | Path], methods: Iterable[str], size: str, out_dir: str | Path,
                  overrides: Iterable[str] = (), *, theta0: tuple | None = None,
@@ -82,21 +100,6 @@ def run_lama_ckl(files: tuple[str | Path, str | Path], methods: Iterable[str], s
     with Run(out, device=cfg.model.device, log=opts.log, progress=opts.progress, folder_rule="none") as run:
         b = LamaCkl(size, cfg, data, out, model, tokenizer, label, run.progress, run.log)
         return _run_methods(b, methods, record)
-
-
-@dataclass
-class LamaCkl:
-    """One LAMA-ckl run once everything is checked: what every method's run needs."""
-
-    size: str
-    cfg: LamaCklConfig
-    data: LamaCklData
-    out: Path
-    model: object
-    tokenizer: object
-    label: str  # the model's name in the results
-    progress: bool
-    log: Callable[[str], None]
 
 
 def _bench_record(size: str, cfg: LamaCklConfig, data: LamaCklData) -> dict:
@@ -211,6 +214,3 @@ def _epoch_writer(mdir: Path, prior_s: float, sessions: int, t0: float) -> Calla
         atomic_write_json(mdir / "timing.json", {"wall_s": round(prior_s + time.perf_counter() - t0, 3),
                                                  "sessions": sessions, "last_epoch": event["epoch"]})
     return on_epoch
-
-
-__all__ = ["run_lama_ckl", "LamaCkl"]

@@ -42,6 +42,25 @@ from .base import STREAMS, StreamBenchmark, StreamConfig, StreamData
 from .metrics import perplexity, stream_metrics
 
 
+@dataclass
+class _Stream:
+    """One stream run once everything is checked: what every method's loop needs."""
+
+    name: str
+    size: str
+    cfg: StreamConfig
+    data: StreamData
+    out: Path
+    model: object
+    tokenizer: object
+    label: str
+    progress: bool
+    log: Callable[[str], None]
+
+
+__all__ = ["run_stream", "resolve_stream_config", "matrices"]
+
+
 def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str = "smoke",
                overrides: Iterable[str] = (), *, theta0: tuple | None = None,
                options: RunOptions | None = None) -> dict:
@@ -82,29 +101,6 @@ def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str
         return _run_methods(s, methods, record)
 
 
-def resolve_stream_config(name: str, size: str, overrides: Iterable[str] = ()) -> tuple[StreamBenchmark, StreamConfig]:
-    """Defaults -> the stream's size preset -> ``key=value`` overrides (unknown keys are errors)."""
-    bench = STREAMS.get(name)()
-    if size not in bench.sizes:
-        raise ConfigError(f"unknown size '{size}' for stream {name} (available: {', '.join(bench.sizes)})")
-    overrides = [str(o) for o in overrides]
-    if any(o.split("=", 1)[0].strip() == "method.name" for o in overrides):
-        raise ConfigError("method.name is set per method; choose the methods with --methods", "method.name")
-    cfg = load_config(StreamConfig, None, bench.sizes[size][1] + overrides)
-    if cfg.data.limit:
-        raise ConfigError("data.limit is not used by benchmarks; set stream.max_documents", "data.limit")
-    if cfg.train.epochs < 1:
-        raise ConfigError("train.epochs (per period) must be >= 1 for a benchmark", "train.epochs")
-    if cfg.train.fsdp:
-        raise ConfigError("stream benchmarks run in one process (train.fsdp is for torchrun)", "train.fsdp")
-    for key in ("periods", "n_units", "n_nf", "max_documents", "max_probes", "min_chars"):
-        if getattr(cfg.stream, key) < 0:
-            raise ConfigError(f"stream.{key} must be >= 0", f"stream.{key}")
-    if not 0.0 <= cfg.stream.min_letters <= 1.0:
-        raise ConfigError("stream.min_letters must be in [0, 1]", "stream.min_letters")
-    return bench, cfg
-
-
 def _record_config(cfg: StreamConfig) -> dict:
     """What must match for a rerun to reuse a folder: the config less the method (per method) and
     the device; the data folder's path may differ (its files' fingerprints are compared)."""
@@ -114,22 +110,6 @@ def _record_config(cfg: StreamConfig) -> dict:
     conf["stream"].pop("data", None)
     conf["stream"].pop("diffsets", None)
     return conf
-
-
-@dataclass
-class _Stream:
-    """One stream run once everything is checked: what every method's loop needs."""
-
-    name: str
-    size: str
-    cfg: StreamConfig
-    data: StreamData
-    out: Path
-    model: object
-    tokenizer: object
-    label: str
-    progress: bool
-    log: Callable[[str], None]
 
 
 def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
@@ -158,10 +138,6 @@ def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
     from .report import write_stream_summary
 
     return write_stream_summary(s, results)
-
-
-def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _run_method(s: _Stream, name: str) -> dict:
@@ -211,18 +187,6 @@ def _done_rows(mdir: Path, P: int) -> list[dict]:
     return rows
 
 
-def _fresh_theta(s: _Stream) -> tuple:
-    """θ0: a deep copy of the model passed in, or ``model.name`` loaded."""
-    if s.model is not None:
-        return copy.deepcopy(s.model), s.tokenizer
-    from ...models.loading import load_model
-
-    m = s.cfg.model
-    s.log(f"loading {m.name} ...")
-    return load_model(m.name, m.device, m.dtype, m.attn, trust_remote_code=m.trust_remote_code,
-                      allow_pickle=m.allow_pickle)
-
-
 def _theta_after(s: _Stream, lc, period: int) -> tuple:
     """θ after ``period`` (0 = θ0): θ0 in the method's θ form with that period's trained tensors."""
     model, tokenizer = _fresh_theta(s)
@@ -242,21 +206,16 @@ def _theta_after(s: _Stream, lc, period: int) -> tuple:
     return model, tokenizer
 
 
-def _learn_period(s: _Stream, lc, pdir: Path, period, theta: tuple) -> tuple[tuple, float]:
-    """Learn one period (resuming its run if it was interrupted); save θ's trained tensors."""
-    from ...ckl.learner import learn
-    from ...core.run import RunOptions
-    from ...core.files import save_tensors
+def _fresh_theta(s: _Stream) -> tuple:
+    """θ0: a deep copy of the model passed in, or ``model.name`` loaded."""
+    if s.model is not None:
+        return copy.deepcopy(s.model), s.tokenizer
+    from ...models.loading import load_model
 
-    run_dir = pdir / "run"
-    resume = (run_dir / "checkpoints" / "latest.json").is_file()
-    pdir.mkdir(parents=True, exist_ok=True)
-    res = learn(period.documents, period.probes[s.data.primary], lc, run_dir, model=theta[0], tokenizer=theta[1],
-                extra_probes=s.data.nf or None,
-                options=RunOptions(resume=resume, overwrite=not resume, progress=s.progress, log=s.log))
-    trained = {n: p.detach().to("cpu").contiguous() for n, p in res.model.named_parameters() if p.requires_grad}
-    save_tensors(pdir / "theta.safetensors", trained, {"period": period.name})
-    return (res.model, res.tokenizer), res.train_seconds
+    m = s.cfg.model
+    s.log(f"loading {m.name} ...")
+    return load_model(m.name, m.device, m.dtype, m.attn, trust_remote_code=m.trust_remote_code,
+                      allow_pickle=m.allow_pickle)
 
 
 def _score_row(s: _Stream, theta: tuple, i: int, mdir: Path, train_s: float) -> dict:
@@ -279,6 +238,50 @@ def _score_row(s: _Stream, theta: tuple, i: int, mdir: Path, train_s: float) -> 
     return row
 
 
+def _learn_period(s: _Stream, lc, pdir: Path, period, theta: tuple) -> tuple[tuple, float]:
+    """Learn one period (resuming its run if it was interrupted); save θ's trained tensors."""
+    from ...ckl.learner import learn
+    from ...core.run import RunOptions
+    from ...core.files import save_tensors
+
+    run_dir = pdir / "run"
+    resume = (run_dir / "checkpoints" / "latest.json").is_file()
+    pdir.mkdir(parents=True, exist_ok=True)
+    res = learn(period.documents, period.probes[s.data.primary], lc, run_dir, model=theta[0], tokenizer=theta[1],
+                extra_probes=s.data.nf or None,
+                options=RunOptions(resume=resume, overwrite=not resume, progress=s.progress, log=s.log))
+    trained = {n: p.detach().to("cpu").contiguous() for n, p in res.model.named_parameters() if p.requires_grad}
+    save_tensors(pdir / "theta.safetensors", trained, {"period": period.name})
+    return (res.model, res.tokenizer), res.train_seconds
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def resolve_stream_config(name: str, size: str, overrides: Iterable[str] = ()) -> tuple[StreamBenchmark, StreamConfig]:
+    """Defaults -> the stream's size preset -> ``key=value`` overrides (unknown keys are errors)."""
+    bench = STREAMS.get(name)()
+    if size not in bench.sizes:
+        raise ConfigError(f"unknown size '{size}' for stream {name} (available: {', '.join(bench.sizes)})")
+    overrides = [str(o) for o in overrides]
+    if any(o.split("=", 1)[0].strip() == "method.name" for o in overrides):
+        raise ConfigError("method.name is set per method; choose the methods with --methods", "method.name")
+    cfg = load_config(StreamConfig, None, bench.sizes[size][1] + overrides)
+    if cfg.data.limit:
+        raise ConfigError("data.limit is not used by benchmarks; set stream.max_documents", "data.limit")
+    if cfg.train.epochs < 1:
+        raise ConfigError("train.epochs (per period) must be >= 1 for a benchmark", "train.epochs")
+    if cfg.train.fsdp:
+        raise ConfigError("stream benchmarks run in one process (train.fsdp is for torchrun)", "train.fsdp")
+    for key in ("periods", "n_units", "n_nf", "max_documents", "max_probes", "min_chars"):
+        if getattr(cfg.stream, key) < 0:
+            raise ConfigError(f"stream.{key} must be >= 0", f"stream.{key}")
+    if not 0.0 <= cfg.stream.min_letters <= 1.0:
+        raise ConfigError("stream.min_letters must be in [0, 1]", "stream.min_letters")
+    return bench, cfg
+
+
 def matrices(data: StreamData, rows: list[dict]) -> dict:
     """Accuracy / NLL / perplexity matrices per probe set, the primary set's metrics, NF over time."""
     sets = {}
@@ -292,6 +295,3 @@ def matrices(data: StreamData, rows: list[dict]) -> dict:
     return {"periods": [p.name for p in data.periods], "primary": data.primary, "sets": sets,
             "metrics": stream_metrics(sets[data.primary]["accuracy"]), "nf": nf,
             "train_seconds": [r["train_seconds"] for r in rows[1:]]}
-
-
-__all__ = ["run_stream", "resolve_stream_config", "matrices"]

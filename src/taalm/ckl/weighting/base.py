@@ -53,8 +53,12 @@ def build_weighting(cfg: MethodConfig, seed: int = 0) -> "WeightingMethod":
     """Instantiate the weighting method named by ``cfg.name`` (the ``method`` section). A
     composed name (``taalm+recadam``) selects its weighting part (:mod:`taalm.ckl.method`).
     :func:`taalm.ckl.method.get_method` also takes a bare name."""
+    from ...core.config import check_config
+
     name = cfg.name.split("+")[0]
-    return WEIGHTINGS.get(name)(cfg, seed)
+    cls = WEIGHTINGS.get(name)
+    check_config(cfg, "method.")  # the section's range rules, each part's own included (configs built in code)
+    return cls(cfg, seed)
 
 
 @dataclass

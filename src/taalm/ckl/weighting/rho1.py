@@ -71,9 +71,7 @@ class Rho1(WeightingMethod):
     dynamic = True
 
     def __init__(self, cfg, seed=0):
-        super().__init__(cfg, seed)
-        if not 0.0 < cfg.rho1.ratio <= 1.0:
-            raise ConfigError(f"method.rho1.ratio must be in (0, 1], got {cfg.rho1.ratio}")
+        super().__init__(cfg, seed)  # method.rho1's ranges: Rho1Config._rules, checked when the method is built
         self.ref_losses: dict[tuple[int, int], torch.Tensor] = {}
 
     def preview_note(self) -> str | None:
