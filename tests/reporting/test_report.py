@@ -82,3 +82,25 @@ def test_identical_curves_stay_distinguishable(tmp_path):
     lines = [ln for ln in drawn[0].axes[0].get_lines() if ln.get_label() in ("a", "b")]
     assert len(lines) == 2 and lines[0].get_marker() != lines[1].get_marker()
     assert lines[0].get_linestyle() != lines[1].get_linestyle()
+
+
+def test_report_folder_goes_through_the_run_life_cycle(tmp_path, capsys):
+    """``taalm report``'s folder follows the tools' rules (core.run.Run): run.json says kind
+    report; a rerun rewrites it in place; another command's folder, a foreign folder, or one
+    that holds a source are refused in one line, with nothing written."""
+    from taalm.cli import main
+
+    bench = _bench_folder(tmp_path / "bench", {"finetune": ([0.1, 0.3], [0.9, 0.8])})
+    out = tmp_path / "rep"
+    assert main(["report", str(bench), "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["kind"] == "report"
+    assert main(["report", str(bench), "--out", str(out)]) == 0  # in place
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    for bad, says in ((foreign, "not a folder taalm made"), (bench, "holds an input")):
+        capsys.readouterr()
+        assert main(["report", str(bench), "--out", str(bad)]) == 2
+        assert says in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]

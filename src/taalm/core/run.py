@@ -1,6 +1,7 @@
 """One run's life cycle: what every command that writes a folder does around its own work.
 
-``learn``, ``train-attention`` (and its supervised start) and ``bench`` all go through
+``learn``, ``train-attention`` (and its supervised start), ``bench``, ``data tailor``, ``data
+pool``, ``demo`` and ``report`` all go through
 :class:`Run`, a context manager::
 
     with Run(out, resume=resume, overwrite=overwrite, inputs=fingerprints, input_paths=paths,
@@ -28,7 +29,7 @@ In order:
 ``folder_rule`` says which rules the output folder follows:
 
 - ``"run"`` (learn, train-attention): the above; the loop starts the folder itself.
-- ``"tool"`` (data tailor, data pool, demo; ``kind`` names the command): a fresh folder, or one
+- ``"tool"`` (data tailor, data pool, demo, report; ``kind`` names the command): a fresh folder, or one
   that taalm made for the same command, continued in place (their score caches make a rerun
   cheap), or with ``overwrite`` emptied first (only when it holds nothing but ``owned`` names).
   :class:`Run` itself writes its ``run.json`` (``kind``, status ``running``, the configuration)

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import InputError, TaalmError
+from ..core.errors import InputError
 from .plots import binomial_se, plot_curves, plot_history
 
 REPORT_MARKER = "report.json"
@@ -145,21 +145,31 @@ def bench_table(sources: list[Source]) -> str:
     return "\n".join(lines)
 
 
-def check_report_dir(out: Path) -> None:
-    """The output folder is new, or one an earlier ``taalm report`` wrote (never another's)."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT_MARKER).is_file())):
-        raise TaalmError(f"{out}: exists and was not written by taalm report; choose another --out")
+#: what ``taalm report`` writes at its folder's top (besides run.json)
+REPORT_FILES = ("report.md", REPORT_MARKER, "learn.png", "bench.png", "stream_matrix.png", "stream_curves.png")
 
 
 def write_report(dirs: list[str | Path], out: str | Path) -> str:
     """Read every folder, then write ``report.md``, the PNGs and ``report.json`` into ``out``;
-    returns the Markdown. Everything is read and checked before anything is written."""
-    from ..core.files import atomic_write_json, atomic_write_text
+    returns the Markdown. Everything is read and checked before anything is written; ``out``
+    follows the run life cycle of the tools (:class:`~taalm.core.run.Run`): a new folder, or one
+    an earlier ``taalm report`` wrote (rewritten in place), never another's or one holding a source."""
+    import sys
+
+    from ..core.run import Run
 
     sources = [load_source(d) for d in dirs]
-    out = Path(out)
-    check_report_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with Run(out, input_paths=[s.path for s in sources], config={"dirs": [str(s.path) for s in sources]},
+             device="cpu", log=lambda m: print(m, file=sys.stderr), progress=False, folder_rule="tool",
+             kind="report", owned=REPORT_FILES, legacy=lambda f: (f / REPORT_MARKER).is_file()) as run:
+        run.start()
+        return _write_report(sources, Path(run.out))
+
+
+def _write_report(sources: list[Source], out: Path) -> str:
+    """:func:`write_report` inside its run life cycle."""
+    from ..core.files import atomic_write_json, atomic_write_text
+
     learn = [s for s in sources if s.kind == "learn"]
     bench = [s for s in sources if s.kind == "bench"]
     parts = ["# taalm report", "", "Accuracies ± binomial standard error sqrt(p(1-p)/n) over the n probes."]
