@@ -34,8 +34,9 @@ from ..core.files import atomic_write_json, environment_info, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
 from ..core.schedules import lr_factor
 from ..core.run import Run, RunOptions
-from ..core.runfolder import RUN_SCHEMA, RunFolder, fingerprint
+from ..core.runfolder import RUN_SCHEMA, RunFolder, input_fingerprints, input_paths
 from ..data import Document, Probe, Window, collate, prepare_windows
+from ..models.loading import ensure_pad_token
 from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes, sample_rows
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .method import CklMethod, resolve_method, split_method_name
@@ -275,7 +276,7 @@ def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
                           trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
     if tokenizer is None:
         raise TaalmError("pass the tokenizer together with the model")
-    ensure_pad_token(tokenizer, log)
+    ensure_pad_token(tokenizer, log)  # a tokenizer passed from Python may have no pad token
     return model, tokenizer
 
 
@@ -617,27 +618,6 @@ def check_documents(documents: list[Document], method: WeightingMethod) -> None:
                                  path or None, int(line) if line.isdigit() else None, "answer")
 
 
-def input_paths(*collections) -> list[str]:
-    """The files the records (documents, probes) were read from (their ``source`` is
-    ``file:line``): a run must never delete them."""
-    paths = set()
-    for items in collections:
-        for it in items or []:
-            path, _, line = str(getattr(it, "source", "") or "").rpartition(":")
-            if path and line.isdigit():
-                paths.add(path)
-    return sorted(paths)
-
-
-def input_fingerprints(documents, probes, extra: Mapping[str, list] | None = None) -> dict:
-    """What ``--resume`` compares: every input set's size and content hash."""
-    fp = {"documents": fingerprint(documents, ("text", "answer", "id")),
-          "probes": fingerprint(probes, ("text", "answer", "answer_start", "id"))}
-    for name, ps in (extra or {}).items():
-        fp[f"probes.{name}"] = fingerprint(ps, ("text", "answer", "answer_start", "id"))
-    return fp
-
-
 def check_context_length(model, max_length: int, key: str = "train.max_length") -> None:
     """Refuse windows longer than the model's context (position embeddings)."""
     cfg = getattr(model, "config", None)
@@ -657,21 +637,6 @@ def check_params_finite(params: dict, where: str) -> None:
     loss yet); the loss and gradient are checked at every step."""
     if not bool(torch.stack([p.detach().isfinite().all() for p in params.values()]).all()):
         raise TrainingDiverged(f"θ's parameters became NaN/Inf by {where}; lower train.lr")
-
-
-def ensure_pad_token(tokenizer, log=print) -> None:
-    """A tokenizer passed from Python may have no pad token (Llama's, GPT-2's): batches need one.
-    Use its EOS (else UNK) token, as :func:`taalm.models.loading.load_tokenizer` does; refuse a
-    tokenizer with none of the three. Padded positions never count in a loss or a score."""
-    if getattr(tokenizer, "pad_token_id", None) is not None:
-        return
-    for name in ("eos_token", "unk_token"):
-        if getattr(tokenizer, name, None) is not None:
-            tokenizer.pad_token = getattr(tokenizer, name)
-            log(f"the tokenizer has no pad token: padding with its {name.replace('_token', '').upper()} token "
-                f"{tokenizer.pad_token!r}")
-            return
-    raise TaalmError("the tokenizer has no pad, EOS or UNK token to pad batches with: set tokenizer.pad_token first")
 
 
 def record_passed_model(cfg: LearnConfig, model) -> LearnConfig:

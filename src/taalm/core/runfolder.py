@@ -452,3 +452,25 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
 __all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_outputs", "check_run_dir", "check_tool_dir", "config_paths", "foreign_files", "RUN_FILES", "check_resume", "fingerprint",
            "newest_usable_checkpoint", "checkpoint_state", "commit_checkpoint",
            "is_taalm_run", "mark_status", "read_run_info"]
+
+
+def input_paths(*collections) -> list[str]:
+    """The files the records (documents, probes) were read from (their ``source`` is
+    ``file:line``): a run must never delete them."""
+    paths = set()
+    for items in collections:
+        for it in items or []:
+            path, _, line = str(getattr(it, "source", "") or "").rpartition(":")
+            if path and line.isdigit():
+                paths.add(path)
+    return sorted(paths)
+
+
+def input_fingerprints(documents, probes, extra: dict[str, list] | None = None) -> dict:
+    """What ``--resume`` compares: every input set's size and content hash."""
+    fp = {"documents": fingerprint(documents, ("text", "answer", "id")),
+          "probes": fingerprint(probes, ("text", "answer", "answer_start", "id"))}
+    for name, ps in (extra or {}).items():
+        fp[f"probes.{name}"] = fingerprint(ps, ("text", "answer", "answer_start", "id"))
+    return fp
+

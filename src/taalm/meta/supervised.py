@@ -45,7 +45,7 @@ def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig 
     """Train φ (``config.phi``, or ``init``) to predict the answer span of ``pairs``' documents
     for ``supervised.steps`` steps, then validate it alone on ``val_pairs`` (a list or named
     splits) with the meta-training protocol. Writes the run folder of the module docstring."""
-    from ..ckl.learner import input_paths
+    from ..core.runfolder import input_paths
     from ..core.run import Run
 
     opts = options or RunOptions()

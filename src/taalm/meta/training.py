@@ -127,7 +127,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pa
     is locked while the run lives, ``resume`` must be given the run's own pairs and configuration
     (more ``updates`` allowed), and a non-finite outer loss or φ gradient stops the run
     (:class:`TrainingDiverged`, status "failed") keeping the last good checkpoint."""
-    from ..ckl.learner import input_paths
+    from ..core.runfolder import input_paths
     from ..core.run import Run
 
     opts = options or RunOptions()
@@ -144,7 +144,7 @@ def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pa
 
 
 def _pair_fingerprints(pairs: list[Pair], splits: dict[str, list[Pair]]) -> dict:
-    from ..ckl.learner import input_fingerprints
+    from ..core.runfolder import input_fingerprints
 
     fp = input_fingerprints([p.document for p in pairs], [p.task for p in pairs])
     val = all_pairs(splits)

