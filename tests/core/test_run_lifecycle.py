@@ -331,3 +331,20 @@ def test_defaults_evaluate_every_epoch_and_a_tiny_run_says_it_has_few_steps(tiny
     res = learn(docs, probes, cfg, model=tiny_llama, tokenizer=tokenizer, options=RunOptions(progress=False, log=logs.append))
     assert any(m.startswith("note: about 8 optimizer step(s) in all (3 windows, batch 8") for m in logs), logs
     assert [r["epoch"] for r in res.history] == list(range(9))  # before, then after each of 8 epochs
+
+
+def test_run_options_refuse_a_folder_policy_the_command_does_not_have(tmp_path):
+    """The benchmarks and the data tools continue their folders in place by themselves: asked to
+    ``resume`` (or a benchmark to ``overwrite``) they refuse in one line before reading anything."""
+    from taalm.bench.lama_ckl import run_lama_ckl
+    from taalm.bench.tailor import tailor
+    from taalm.core.errors import TaalmError
+    from taalm.core.run import RunOptions, options_for
+
+    assert options_for(None, "x").progress is True  # the default: bars and messages
+    with pytest.raises(TaalmError, match="the LAMA-ckl benchmark takes no overwrite"):
+        run_lama_ckl((tmp_path / "a", tmp_path / "b"), ["finetune"], "smoke", tmp_path / "out",
+                     options=RunOptions(overwrite=True))
+    with pytest.raises(TaalmError, match="data tailor takes no resume"):
+        tailor(tmp_path / "lama", tmp_path / "out", options=RunOptions(resume=True))
+    assert not (tmp_path / "out").exists()
