@@ -50,17 +50,21 @@ def load_benchmark(name: str):
     return mod
 
 
-def build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def build_tokenizer(vocab_size: int = 400, corpus: list[str] | None = None, bos_first: bool = False):
+    """A byte-level BPE trained here on ``corpus`` (default: CORPUS three times), with <pad>, <s>,
+    </s>; ``bos_first``: it puts <s> in front of every text (as Llama's does)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tk = Tokenizer(models.BPE(unk_token=None))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tk.train_from_iterator(CORPUS * 3, trainer)
+    tk.train_from_iterator(CORPUS * 3 if corpus is None else corpus, trainer)
+    if bos_first:
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>",
                                    eos_token="</s>")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CORPUS, make_gpt2, make_llama
+from conftest import CORPUS, build_tokenizer, make_gpt2, make_llama
 from taalm.core.config import PhiConfig, load_config
 from taalm.ckl.config import LearnConfig, MethodConfig
 from taalm.data import Document, Encoded, encode, read_documents, split_windows
@@ -27,19 +27,7 @@ TEXTS = ["The capital of Sennet is Ilvara, a city of stone bridges and yellow la
 def build_small_tokenizer():
     """A second, different tokenizer: byte-level BPE with a 300-token vocabulary (few merges,
     so most words split differently from conftest's 400-token one) that adds <s> in front."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.BPE(unk_token=None))
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tk.train_from_iterator(CORPUS[::-1] * 2, trainer)
-    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>")
+    return build_tokenizer(vocab_size=300, corpus=CORPUS[::-1] * 2, bos_first=True)
 
 
 @pytest.fixture(scope="module")
