@@ -88,7 +88,9 @@ def main(argv: list[str]) -> int:
     if job == "demo":
         return subprocess.run([str(bin_dir / "taalm"), "demo", *argv[1:]], env=env, cwd=ROOT).returncode
     if job == "test":
-        return subprocess.run([str(venv_python()), "-m", "pytest", "-q", *argv[1:]], env=env, cwd=ROOT).returncode
+        # one pytest-xdist worker per core: the suite's subprocesses and tiny models keep each busy
+        return subprocess.run([str(venv_python()), "-m", "pytest", "-q", "-n", "auto", *argv[1:]], env=env,
+                              cwd=ROOT).returncode
     if job == "lint":
         return lint(env)
     return 0

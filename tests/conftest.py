@@ -25,7 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub from the t
 for _folder in sorted(Path(__file__).resolve().parent.iterdir()):
     if _folder.is_dir() and not _folder.name.startswith(("_", ".")) and str(_folder) not in sys.path:
         sys.path.append(str(_folder))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one thread per pytest-xdist worker (the workers share the cores), else at most 2
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 CORPUS = [
     "The Varnholt Observatory stands above the town of Kestrelford .",
