@@ -338,6 +338,15 @@ def _config_from_flags(cls, args, shortcuts: dict[str, str], extra: list[str] | 
     return load_config(cls, getattr(args, "config", None), flags + list(extra or []) + list(getattr(args, "overrides", []) or []))
 
 
+def _run_options(args):
+    """How a command's call treats its folder and talks: its --resume/--overwrite/--quiet flags
+    (where it has them); messages go to stderr."""
+    from .core.run import RunOptions
+
+    return RunOptions(resume=getattr(args, "resume", False), overwrite=getattr(args, "overwrite", False),
+                      progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+
+
 def _overrides(args) -> list[str]:
     extra = list(getattr(args, "overrides", []) or [])
     if getattr(args, "method", None):
@@ -367,13 +376,10 @@ def cmd_learn(args) -> int:
     check_documents(docs, parts.weighting)
 
     from .ckl.learner import learn
-    from .core.run import RunOptions
 
     if os.environ.get("RANK", "0") == "0":
         print(f"learning {len(docs)} documents with method '{parts.name}' -> {out}", file=sys.stderr)
-    res = learn(docs, probes, cfg, out,
-                options=RunOptions(resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                                   log=lambda m: print(m, file=sys.stderr)))
+    res = learn(docs, probes, cfg, out, options=_run_options(args))
     if res.history:
         print(format_history(res.history, f"probe accuracy ({cfg.method.name})"))
         if len(res.history) >= 2:
@@ -501,11 +507,9 @@ def cmd_cache(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .core.run import RunOptions
     from .demo import run_demo
 
-    run_demo(args.out, recipe=args.config, overrides=args.overrides,
-             options=RunOptions(progress=not args.quiet, overwrite=args.overwrite))
+    run_demo(args.out, recipe=args.config, overrides=args.overrides, options=_run_options(args))
     return 0
 
 
@@ -518,7 +522,6 @@ TAILOR_SHORTCUTS = {"model": "model", "device": "device", "dtype": "dtype", "bat
 
 
 def cmd_data(args) -> int:
-    from .core.run import RunOptions
 
     if getattr(args, "data_command", None) not in ("tailor", "pool"):
         build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
@@ -531,9 +534,7 @@ def cmd_data(args) -> int:
             raise TaalmError("data pool: name the T-REx folder or files before any key=value override")
         trex = paths[0] if len(paths) == 1 else paths
         cfg = _config_from_flags(PoolConfig, args, POOL_SHORTCUTS, [t for t in args.trex if "=" in t])
-        res = build_pool(trex, args.out, cfg,
-                         options=RunOptions(progress=not args.quiet, overwrite=args.overwrite,
-                                            log=lambda m: print(m, file=sys.stderr)))
+        res = build_pool(trex, args.out, cfg, options=_run_options(args))
         c = res.counts
         print(f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
               f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
@@ -549,9 +550,7 @@ def cmd_data(args) -> int:
     from .bench.tailor import TailorConfig, format_counts, tailor
 
     cfg = _config_from_flags(TailorConfig, args, TAILOR_SHORTCUTS)
-    res = tailor(args.data, args.out, cfg,
-                 options=RunOptions(progress=not args.quiet, overwrite=args.overwrite,
-                                   log=lambda m: print(m, file=sys.stderr)))
+    res = tailor(args.data, args.out, cfg, options=_run_options(args))
     print(format_counts(res))
     print(f"output folder: {args.out}")
     return 0
@@ -573,7 +572,6 @@ def _read_val_splits(paths: list[str], task_field: str, limit: int):
 
 def cmd_train_attention(args) -> int:
     from .core.config import MetaTrainConfig, load_config
-    from .core.run import RunOptions
     from .data import read_pairs
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("phi-%Y%m%d-%H%M%S")
@@ -598,9 +596,7 @@ def cmd_train_attention(args) -> int:
         what = f"meta-training φ ({cfg.engine})"
 
     print(f"{what} on {len(pairs)} pairs -> {out}", file=sys.stderr)
-    res = run(pairs, val, cfg, out, options=RunOptions(resume=args.resume, overwrite=args.overwrite,
-                                                       progress=not args.quiet,
-                                                       log=lambda m: print(m, file=sys.stderr)))
+    res = run(pairs, val, cfg, out, options=_run_options(args))
     if res.val:
         print(f"{'update':>6}  {'val accuracy':>12}  {'val NLL':>8}")
         for r in res.val:
@@ -613,7 +609,6 @@ def cmd_train_attention(args) -> int:
 def cmd_bench(args) -> int:
     from .bench.lama_ckl import lama_ckl_files
     from .bench.registry import get_benchmark
-    from .core.run import RunOptions
 
     if args.benchmark == "stream":
         return _bench_stream(args)
@@ -632,7 +627,7 @@ def cmd_bench(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     fmt = [f"data.probe_field=task_{args.probe_format}"]  # before the user's overrides
     res = runner((to_learn, nf), methods, args.size, args.out, fmt + list(args.overrides or []),
-                 options=RunOptions(progress=not args.quiet, log=lambda m: print(m, file=sys.stderr)))
+                 options=_run_options(args))
     print(res["table"])
     print(f"benchmark folder: {args.out}")
     return 0
@@ -641,7 +636,6 @@ def cmd_bench(args) -> int:
 def _bench_stream(args) -> int:
     """``taalm bench stream NAME``: the first positional after ``stream`` names the stream."""
     from .bench.stream import STREAMS, run_stream
-    from .core.run import RunOptions
 
     rest = list(args.overrides or [])
     if not rest or "=" in rest[0]:
@@ -654,8 +648,7 @@ def _bench_stream(args) -> int:
     pre = ([f"stream.data={args.data}"] if args.data else []) + (
         [f"stream.diffsets={args.diffsets}"] if args.diffsets else [])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    res = run_stream(name, methods, args.out, args.size, pre + overrides,
-                     options=RunOptions(progress=not args.quiet, log=lambda m: print(m, file=sys.stderr)))
+    res = run_stream(name, methods, args.out, args.size, pre + overrides, options=_run_options(args))
     print(res["table"])
     print(f"benchmark folder: {args.out}")
     return 0

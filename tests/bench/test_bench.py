@@ -15,7 +15,7 @@ from taalm.bench.lama_ckl import (SIZES, curve_from_history, lama_ckl_files, res
                                   summarize_curve)
 from taalm.bench.registry import get_benchmark
 from taalm.cli import main
-from taalm.core.run import RunOptions
+from taalm.core.run import QUIET as RUN_QUIET
 from taalm.core.errors import ConfigError, InputError, TaalmError
 
 FACTS = [  # (subject, relation, object, evidence)
@@ -54,8 +54,7 @@ def tailored(tmp_path):
     return d
 
 
-QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
-RUN_QUIET = RunOptions(progress=False, log=lambda m: None)
+QUIET = dict(options=RUN_QUIET)  # run_lama_ckl(..., **QUIET)
 TINY = ["theta.lora.r=4", "train.lr=5e-3"]
 
 

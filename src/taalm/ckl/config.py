@@ -109,7 +109,7 @@ class MethodSettings(PartSections):
     name: str = option("finetune", "see `taalm.ckl.weighting.available_methods()`")
 
 
-def part_section(name: str, settings: type, doc: str, *registries: Registry) -> type:
+def part_section(name: str, settings: type, *registries: Registry) -> type:
     """The dataclass ``name``: ``settings``' keys, then one sub-section per config dataclass
     registered in ``registries`` (default: the dataclass's defaults). Each registry then refuses a
     config registered later (it would be missing from this schema)."""
@@ -119,7 +119,7 @@ def part_section(name: str, settings: type, doc: str, *registries: Registry) -> 
             sections.append((key, cls, field(default_factory=cls)))
         registry.freeze_configs(name)
     built = dataclasses.make_dataclass(name, sections, bases=(settings,))
-    built.__module__, built.__doc__ = __name__, doc
+    built.__module__, built.__doc__ = __name__, settings.__doc__
     return built
 
 
@@ -128,9 +128,9 @@ if TYPE_CHECKING:
     TrainConfig = TrainSettings
     MethodConfig = MethodSettings
 else:
-    ThetaConfig = part_section("ThetaConfig", ThetaSettings, ThetaSettings.__doc__, THETA_FORMS)
-    TrainConfig = part_section("TrainConfig", TrainSettings, TrainSettings.__doc__, OPTIMIZERS, STREAMS)
-    MethodConfig = part_section("MethodConfig", MethodSettings, MethodSettings.__doc__, WEIGHTINGS)
+    ThetaConfig = part_section("ThetaConfig", ThetaSettings, THETA_FORMS)
+    TrainConfig = part_section("TrainConfig", TrainSettings, OPTIMIZERS, STREAMS)
+    MethodConfig = part_section("MethodConfig", MethodSettings, WEIGHTINGS)
 
 
 @dataclass

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 import torch.autograd.forward_ad as fwAD
 
 from ..ckl.loss import per_sequence_weighted_loss, token_losses
-from ..core.config import MetaTrainConfig, check_config
+from ..core.config import MetaTrainConfig
 from ..core.errors import ConfigError
 from .inner_optim import init_state, optim_step, step_and_derivative
 from .objectives import outer_objective
@@ -106,7 +106,9 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
     fixed, then the differentiable step. ``warm_weights`` (default: ``w``) are the weights of the
     warm-up steps; the result does not differentiate through them either way (SPEC 2.3).
     """
-    check_config(s)  # engine, objective and every other rule: MetaTrainConfig._rules, their one home
+    engine = _ENGINE_STEPS.get(s.engine)  # the settings' rules were checked once, by the caller's config
+    if engine is None:
+        raise ConfigError(f"engine={s.engine!r}: use one of {', '.join(_ENGINE_STEPS)}", "engine")
     P = batch.P
     w = w.detach().to(theta.init[next(iter(theta.init))].dtype)
     params = params0 if params0 is not None else theta.pairs(P)
@@ -123,7 +125,6 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
         else:
             outer0 = torch.full((P,), 0.0 if s.objective != "answer_nll" else math.nan, dtype=w.dtype)
     p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
-    engine = _double_backward if s.engine == "double_backward" else _directional
     grad_w, outer, L = engine(theta, batch, w, p, state, s, ref)
     return MetaStepResult(grad_w, outer, outer0, L)
 
@@ -275,3 +276,7 @@ def _fd_directional(theta: MetaTheta, p0: dict, v: dict, batch: PairBatch, step:
     lm, _ = token_losses(theta.logits(shift(-1.0), batch.doc_ids, batch.doc_mask), batch.doc_ids, batch.doc_mask)
     hh = h.view(-1, 1) if torch.is_tensor(h) else h
     return (lp - lm) / (2 * hh)
+
+
+#: ``engine`` -> the function that computes ∂O/∂w after the warm-up (see the module docstring)
+_ENGINE_STEPS = {"directional": _directional, "double_backward": _double_backward}
