@@ -126,6 +126,11 @@ def _add_learn(sub) -> None:
     p.add_argument("--probes", metavar="P", help="JSONL probes (prompt/answer or LAMA-ckl units)")
     p.add_argument("--method", metavar="M", help="weighting method (shortcut for method.name=M)")
     p.add_argument("--text-field", metavar="F", help="the documents' text field (shortcut for data.text_field=F)")
+    p.add_argument("--keep", metavar="K", help="what 'kept' measures: builtin (default: general facts the base model "
+                                               "answers) | none | a probe file (shortcut for data.kept=K)")
+    p.add_argument("--val", metavar="V", help="validation probes: with --keep-best, the epoch kept is the best on "
+                                              "them (shortcut for data.val=V)")
+    p.add_argument("--keep-best", action="store_true", help="keep θ of the best epoch, not the last (train.keep=best)")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/learn-<time>)")
     p.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
@@ -353,6 +358,12 @@ def _overrides(args) -> list[str]:
         extra.append(f"method.name={args.method}")
     if getattr(args, "text_field", None):
         extra.append(f"data.text_field={args.text_field}")
+    if getattr(args, "keep", None):
+        extra.append(f"data.kept={args.keep}")
+    if getattr(args, "val", None):
+        extra.append(f"data.val={args.val}")
+    if getattr(args, "keep_best", False):
+        extra.append("train.keep=best")
     return extra
 
 
@@ -362,7 +373,7 @@ def cmd_learn(args) -> int:
     from .data import read_documents, read_probes
     from .ckl.learner import check_documents
     from .ckl.method import resolve_method, split_method_name
-    from .reporting.tables import format_before_after, format_history
+    from .reporting.tables import format_history, format_outcome
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("learn-%Y%m%d-%H%M%S")
     recipe = args.config
@@ -382,8 +393,7 @@ def cmd_learn(args) -> int:
     res = learn(docs, probes, cfg, out, options=_run_options(args))
     if res.history:
         print(format_history(res.history, f"probe accuracy ({cfg.method.name})"))
-        if len(res.history) >= 2:
-            print(format_before_after(res.history[0], res.history[-1]))
+        print(format_outcome(res.result))
     print(f"run folder: {out}")
     return 0
 

@@ -73,6 +73,7 @@ def _run_demo(run, cfgs: dict) -> dict:
     from .core.files import atomic_write_json, environment_info
     from .ckl.weighting import PrecomputedWeights, weights_for_documents
     from .ckl.method import get_method
+    from .evaluation.keep import outcome
 
     log, progress, out = run.log, run.progress, run.out
     t0 = time.time()
@@ -101,8 +102,8 @@ def _run_demo(run, cfgs: dict) -> dict:
                     options=LearnOptions(overwrite=True, progress=progress, log=log, method=ready))
         curves[name] = res.history
         best = max(res.history, key=lambda r: r["accuracy"])
-        results[name] = {"before": res.history[0], "after": res.history[-1], "best": best,
-                         "train_seconds": round(res.train_seconds, 1)}
+        results[name] = {"before": outcome(res.history[0]), "after": res.result, "best": outcome(best, res.history[0]),
+                         "kept_epoch": res.kept_epoch, "train_seconds": round(res.train_seconds, 1)}
         print(format_history(res.history, f"\n{name}: probe accuracy on {len(probes)} invented facts"))
         del theta0, res
 
@@ -116,13 +117,22 @@ def _run_demo(run, cfgs: dict) -> dict:
                "wall_seconds": round(time.time() - t0, 1), "environment": environment_info()}
     atomic_write_json(out / "summary.json", summary)
 
-    print("\nbefore -> after (probe accuracy on facts the model could not know):")
-    for name, r in results.items():
-        print(f"  {name:<10} {r['before']['accuracy']:.3f} -> {r['after']['accuracy']:.3f}"
-              f"   (answer NLL {r['before']['nll']:.2f} -> {r['after']['nll']:.2f})")
+    print("\n" + format_demo_table(results))
     print(f"wrote {out}/accuracy.png, {out}/weights.html, {out}/summary.json "
           f"({summary['wall_seconds']:.0f} s)")
     return summary
+
+
+def format_demo_table(results: dict) -> str:
+    """The demo's result: per method, what it learned (answer-token accuracy and exact match on
+    the invented facts) and what it kept (accuracy on general facts the base model answered
+    before, 1.0 then), and CKL's Total = learned + kept."""
+    lines = ["method      learned  exact   kept   Total   (after the last epoch; learned: answer-token accuracy)"]
+    for name, r in results.items():
+        a = r["after"]
+        kept = f"{a['kept']:.3f}  {a['total']:.3f}" if "kept" in a else "   -      -  "
+        lines.append(f"{name:<10}  {a['learned']:.3f}   {a['learned_exact']:.3f}   {kept}")
+    return "\n".join(lines)
 
 
 def demo_files() -> tuple[Path, Path]:

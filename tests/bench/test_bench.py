@@ -305,7 +305,7 @@ def test_learner_rows_unchanged_without_extra_probes(tokenizer, tailored):
     cfg = load_config(LearnConfig, None, ["train.epochs=1", "theta.lora.r=4"])
     res = taalm.ckl.learner.learn(read_documents(f), read_probes(f), cfg, model=make_llama(len(tokenizer)),
                                   tokenizer=tokenizer, options=RUN_QUIET)
-    assert [set(r) for r in res.history] == [{"epoch", "accuracy", "nll", "n", "seconds"}] * 2
+    assert [set(r) for r in res.history] == [{"epoch", "accuracy", "exact", "nll", "n", "seconds"}] * 2
     with pytest.raises(TaalmError, match="extra probe set 'accuracy'"):
         taalm.ckl.learner.learn(read_documents(f), None, cfg, model=make_llama(len(tokenizer)), tokenizer=tokenizer,
                             extra_probes={"accuracy": read_probes(f)}, options=RUN_QUIET)

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 from ..core.config import DataConfig, EvalConfig, ModelConfig, Rules, logger_rule, option
 from ..core.registry import Registry
 from ..core.schedules import LR_SCHEDULES
+
+KEEP_EPOCHS = ("last", "best")  # train.keep
 from .optim import OPTIMIZERS
 from .streams import STREAMS
 from .theta import THETA_FORMS
@@ -81,6 +83,8 @@ class TrainSettings(PartSections):
     known_masking: bool = option(False, "the paper's known-token masking: weight 0 where θ's argmax already predicts the token")
     optimizer: str = option("adamw", "θ's optimizer, a registered part (taalm.ckl.optim)")
     stream: str = option("plain", "how windows become batches each epoch, a registered part (taalm.ckl.streams)")
+    keep: str = option("last", "which epoch's θ the run keeps: last | best (the best validation score: data.val's "
+                               "accuracy, else the probes', plus kept's where measured; epoch 0 counts)")
 
     def _rules(self, r: Rules) -> None:
         r.at_least("epochs", 0)
@@ -100,6 +104,7 @@ class TrainSettings(PartSections):
         r.finite("max_grad_norm", 0.0)
         r.at_least("group_by_length", 0)
         r.at_least("checkpoint_every", 1)
+        r.choice("keep", KEEP_EPOCHS)
 
 
 @dataclass
@@ -147,3 +152,6 @@ class LearnConfig:
 
     def _rules(self, r: Rules) -> None:
         logger_rule(r, self.logger)
+        best = self.train.keep == "best"
+        r.need(not best or self.eval.every_epoch, "train.keep", "best needs eval.every_epoch=true (a score per epoch)")
+        r.need(not best or not self.train.fsdp, "train.keep", "best is not available with train.fsdp")

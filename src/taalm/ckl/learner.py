@@ -30,13 +30,14 @@ from ..core.checkpoint import Checkpointer
 from ..core.config import check_config, save_config, to_dict
 from .config import LearnConfig
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
-from ..core.files import atomic_write_json, environment_info, write_jsonl
+from ..core.files import atomic_write_json, environment_info, load_tensors, save_tensors, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
 from ..core.schedules import lr_factor
 from ..core.run import Run, RunOptions
 from ..core.runfolder import RUN_SCHEMA, RunFolder, input_fingerprints, input_paths
-from ..data import Document, Probe, Window, collate, prepare_windows
+from ..data import Document, Probe, Window, collate, prepare_windows, read_probes
 from ..models.loading import ensure_pad_token
+from ..evaluation.keep import KEEP_CHOICES, general_facts, outcome, select_known
 from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes, sample_rows
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
 from .method import CklMethod, resolve_method, split_method_name
@@ -59,6 +60,15 @@ class LearnResult:
     prepare_seconds: float = 0.0  # the method's one-off preparation (φ scoring, RHO-1 reference)
     epoch_seconds: list[float] = field(default_factory=list)  # training time of each epoch run here
     optimizer: torch.optim.Optimizer | None = None  # pass to a next learn() to continue its state
+    kept_epoch: int | None = None  # the epoch whose θ this is (the last, or the best with train.keep=best)
+
+    @property
+    def result(self) -> dict:
+        """Learned, kept and Total at the kept epoch (:func:`taalm.evaluation.keep.outcome`)."""
+        if not self.history:
+            return {}
+        row = next((x for x in self.history if x["epoch"] == self.kept_epoch), self.history[-1])
+        return outcome(row, self.history[0])
 
     @property
     def before(self) -> dict | None:
@@ -72,7 +82,7 @@ class LearnResult:
 # --------------------------------------------------------------------------------------------
 # The learner
 # --------------------------------------------------------------------------------------------
-_ROW_KEYS = frozenset({"epoch", "accuracy", "nll", "n", "seconds", "type"})  # taken in a history row
+_ROW_KEYS = frozenset({"epoch", "accuracy", "exact", "nll", "n", "seconds", "type"})  # taken in a history row
 
 
 @dataclass
@@ -103,10 +113,22 @@ class _Run:
     base_lrs: list[float] = field(default_factory=list)  # each param group's lr before any schedule
     total_steps: int = 0  # the run's optimizer steps over all epochs (the schedule's length)
     strategy: Strategy = field(default_factory=Strategy)  # one process, data parallel or FSDP2 (core/strategy.py)
+    best: _Best | None = None  # train.keep=best: the best epoch so far and θ's trainable tensors there
 
     @property
     def out(self) -> Path | None:
         return self.folder.path if self.folder is not None else None
+
+
+@dataclass
+class _Best:
+    """``train.keep=best``: the epoch with the highest score so far (:func:`keep_score`) and a
+    CPU copy of θ's trainable tensors at that epoch (also saved as ``best/theta.safetensors`` in
+    a run folder, so a resumed run still has it)."""
+
+    epoch: int = -1
+    score: float = -math.inf
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -175,6 +197,7 @@ def learn(documents: list[Document], probes: list[Probe] | None = None,
     parts = resolve_method(cfg, weighting=method)  # unknown or incompatible parts: ConfigError
     check_documents(documents, parts.weighting)
     extra = dict(extra_probes or {})
+    extra.update(_probe_files(cfg, extra))  # data.kept=PATH, data.val: read (and checked) before anything is written
     for name, ps in extra.items():
         if not isinstance(name, str) or not name.isidentifier() or name in _ROW_KEYS or not ps:
             raise TaalmError(f"extra probe set {name!r}: needs a non-empty list of probes and an "
@@ -205,7 +228,7 @@ def _learn(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> Lear
             r.epoch_seconds.append(time.time() - t_epoch)
             _end_of_epoch(r, epoch, given.extra, run.log, given.callbacks, loss)
         r.model.eval()
-        return _finish(r)  # inside the life cycle: a failure while saving (a full disk) is marked too
+        return _finish(r, run.log)  # inside the life cycle: a failure while saving (a full disk) is marked too
     finally:
         r.logger.close()
 
@@ -218,6 +241,7 @@ def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run
     strategy = strategy_for(tc.fsdp)  # after the ranks joined (Run); FSDP without torchrun: a ConfigError
     model, tokenizer = _load_theta0(cfg, model, tokenizer, log)
     check_context_length(model, tc.max_length)
+    extra = given.extra = {**extra, **_kept_builtin(cfg, extra, model, tokenizer, log)}
     device = next(model.parameters()).device
     encoded, windows = prepare_windows(tokenizer, documents, tc.max_length, tc.stride)
     extra_enc = {name: (ps, encode_probes(tokenizer, ps)) for name, ps in extra.items()}
@@ -262,9 +286,40 @@ def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run
                                strategy)
     r = _Run(cfg, method, model, tokenizer, device, windows, static, params, optimizer, evaluate, folder, ckpt,
              prepare_seconds=time.time() - t0, info=info, base_lrs=base_lrs, autocast_dtype=autocast_dtype,
-             total_steps=_total_steps(method, windows, tc), strategy=strategy)
+             total_steps=_total_steps(method, windows, tc), strategy=strategy,
+             best=_best_tracker(tc, probes, extra, log))
     _resume_or_start(r, state, log)
     return r
+
+
+KEPT = "kept"  # the extra probe set that measures old knowledge kept (data.kept)
+
+
+VAL = "val"  # the extra probe set that train.keep=best chooses the epoch by (data.val)
+
+
+def _probe_files(cfg: LearnConfig, extra: Mapping) -> dict:
+    """``data.kept=PATH`` and ``data.val=PATH``: those probe files as the ``kept`` and ``val``
+    sets (unless such a set was passed)."""
+    out = {}
+    if KEPT not in extra and cfg.data.kept not in KEEP_CHOICES:
+        out[KEPT] = read_probes(cfg.data.kept, cfg.data.probe_field)
+    if VAL not in extra and cfg.data.val:
+        out[VAL] = read_probes(cfg.data.val, cfg.data.probe_field)
+    return out
+
+
+def _kept_builtin(cfg: LearnConfig, extra: Mapping, model, tokenizer, log) -> dict:
+    """``data.kept=builtin``: the general facts θ0 answers (:mod:`taalm.evaluation.keep`), selected
+    now, before θ0 changes; nothing when it answers none (a small or random model)."""
+    if KEPT in extra or cfg.data.kept != "builtin":
+        return {}
+    known = select_known(model, tokenizer, general_facts(), batch_size=cfg.eval.batch_size)
+    if not known:
+        log("note: the base model answers none of the built-in general facts: 'kept' is not measured "
+            "(give your own with data.kept=PATH)")
+        return {}
+    return {KEPT: known}
 
 
 def _load_theta0(cfg: LearnConfig, model, tokenizer, log):
@@ -349,6 +404,7 @@ def _fine_tuner(cfg: LearnConfig, documents: list[Document], model, tokenizer) -
         c = copy.deepcopy(cfg)
         c.method = MethodConfig(name="finetune")
         c.train.epochs, c.train.known_masking, c.train.stream = epochs, False, "plain"
+        c.data.kept = "none"  # a reference model: nothing to report
         return learn(documents, None, c, model=copy.deepcopy(model), tokenizer=tokenizer, options=QUIET).model
 
     return fine_tune
@@ -410,9 +466,7 @@ def _evaluate(model, tokenizer, probes, encoded, cfg: LearnConfig, strategy: Str
         return evaluate_probes(model, tokenizer, [probes[i] for i in idx], cfg.eval.batch_size, cfg.eval.padding_side,
                                [encoded[i] for i in idx], desc).per_probe
 
-    scores = strategy.map_items(score, len(probes))
-    n = len(scores)
-    return EvalResult(sum(x.accuracy for x in scores) / n, sum(x.nll for x in scores) / n, n, scores)
+    return EvalResult.from_scores(strategy.map_items(score, len(probes)))
 
 
 def _total_steps(method: CklMethod, windows: list[Window], tc) -> int:
@@ -437,6 +491,9 @@ def _resume_or_start(r: _Run, state: dict | None, log) -> None:
         if row:
             r.history.append(row)
             r.logger.log_row({"type": "eval", **row})
+            _track_best(r, row)
+    elif r.best is not None:
+        _restore_best(r, log)
 
 
 def _train_epoch(r: _Run, epoch: int, progress: bool) -> float:
@@ -550,6 +607,7 @@ def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, los
     if row:
         r.history.append(row)
         r.logger.log_row({"type": "eval", **row})
+        _track_best(r, row)
     log(_epoch_message(epoch, loss, row, extra))
     if (r.checkpointer is not None or r.strategy.gathers) and (epoch % tc.checkpoint_every == 0 or epoch == tc.epochs):
         # whole tensors in the files (gathered by every rank where θ is sharded): they resume on any N
@@ -564,6 +622,75 @@ def _end_of_epoch(r: _Run, epoch: int, extra: Mapping, log, callbacks: list, los
             "seconds": r.epoch_seconds[-1]})
 
 
+BEST_FILE = "best/theta.safetensors"  # train.keep=best: θ's trainable tensors at the best epoch so far
+
+
+def keep_score(row: dict) -> float | None:
+    """``train.keep=best``'s score of one evaluation row: the ``val`` set's accuracy (else the
+    run's own probes'), plus the ``kept`` set's where it is measured (learned + kept, CKL's
+    Total); None when the row scores no probes."""
+    learned = row[VAL]["accuracy"] if VAL in row else row.get("accuracy")
+    if learned is None:
+        return None
+    return float(learned) + (float(row[KEPT]["accuracy"]) if KEPT in row else 0.0)
+
+
+def _best_tracker(tc, probes, extra: Mapping, log) -> _Best | None:
+    """A tracker for ``train.keep=best`` (None for ``last``); refused without probes to score."""
+    if tc.keep != "best":
+        return None
+    if VAL not in extra and not probes:
+        raise ConfigError("train.keep=best needs probes to choose the epoch by: give a validation set "
+                          "(data.val=PATH, taalm learn --val) or probes", "train.keep")
+    if VAL not in extra:
+        log("note: train.keep=best chooses the epoch by the run's own probes (no data.val): their score is then "
+            "optimistic; give a separate validation set with data.val=PATH")
+    return _Best()
+
+
+def _track_best(r: _Run, row: dict) -> None:
+    """A new best score: remember θ's trainable tensors (on the CPU; in the folder too)."""
+    score = keep_score(row) if r.best is not None else None
+    if r.best is None or score is None or score <= r.best.score:
+        return
+    r.best.epoch, r.best.score = int(row["epoch"]), score
+    r.best.tensors = {k: p.detach().to("cpu", copy=True) for k, p in r.params.items()}
+    if r.out is not None:
+        save_tensors(r.out / BEST_FILE, r.best.tensors, {"epoch": str(r.best.epoch), "score": repr(score)})
+
+
+def _restore_best(r: _Run, log) -> None:
+    """On resume: the best epoch of the history so far, and its tensors from the run folder."""
+    assert r.best is not None
+    scored = [(keep_score(row), row["epoch"]) for row in r.history]
+    # the first epoch of the highest score, as _track_best keeps it (a later tie is no new best)
+    score, epoch = max(((s, e) for s, e in scored if s is not None), key=lambda se: (se[0], -se[1]), default=(None, -1))
+    path = r.out / BEST_FILE if r.out is not None else None
+    if score is None or path is None or not path.is_file():
+        log("note: no saved best epoch to resume from; train.keep=best counts from here")
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        saved_epoch = int((f.metadata() or {}).get("epoch", -1))
+    if saved_epoch != epoch:
+        log(f"note: the saved best θ is of epoch {saved_epoch}, the history's best is {epoch}; counting from here")
+        return
+    r.best.epoch, r.best.score, r.best.tensors = epoch, score, load_tensors(path)
+
+
+def _use_best(r: _Run, log) -> None:
+    """At the end of a ``train.keep=best`` run: θ's trainable tensors of the best epoch."""
+    if r.best is None or r.best.epoch < 0 or not r.best.tensors:
+        return
+    last = r.history[-1]["epoch"] if r.history else None
+    if r.best.epoch != last:
+        with torch.no_grad():
+            for k, p in r.params.items():
+                p.copy_(r.best.tensors[k].to(device=p.device, dtype=p.dtype))
+    log(f"kept θ of epoch {r.best.epoch} (train.keep=best; score {r.best.score:.3f})")
+
+
 def _epoch_message(epoch: int, loss: float, row: dict | None, extra: Mapping) -> str:
     msg = f"epoch {epoch}: train loss {loss:.4f}"
     if row and "accuracy" in row:
@@ -574,11 +701,15 @@ def _epoch_message(epoch: int, loss: float, row: dict | None, extra: Mapping) ->
     return msg
 
 
-def _finish(r: _Run) -> LearnResult:
+def _finish(r: _Run, log: Callable[[str], None]) -> LearnResult:
     """The result; with a folder: θ, ``summary.json``, the accuracy plot and ``run.json``."""
     train_seconds = r.seconds_before + sum(r.epoch_seconds)
+    _use_best(r, log)
+    kept_epoch = r.best.epoch if r.best is not None and r.best.epoch >= 0 else (
+        r.history[-1]["epoch"] if r.history else None)
     result = LearnResult(r.model, r.tokenizer, r.history, r.out, train_seconds, r.step,
-                         prepare_seconds=r.prepare_seconds, epoch_seconds=r.epoch_seconds, optimizer=r.optimizer)
+                         prepare_seconds=r.prepare_seconds, epoch_seconds=r.epoch_seconds, optimizer=r.optimizer,
+                         kept_epoch=kept_epoch)
     state = r.strategy.full_state(r.model)  # gathered by every process where θ is sharded, before rank 0 saves
     if r.out is None:
         return result
@@ -592,7 +723,9 @@ def _finish(r: _Run) -> LearnResult:
                "epoch_seconds": [round(x, 2) for x in r.epoch_seconds], "history": r.history,
                "saved": str(saved.relative_to(r.out))}
     if r.history:
-        summary.update(before=r.history[0], after=r.history[-1])
+        chosen = next(row for row in r.history if row["epoch"] == kept_epoch)
+        summary.update(before=r.history[0], after=r.history[-1], keep=r.cfg.train.keep, kept_epoch=kept_epoch,
+                       result=outcome(chosen, r.history[0]))
     atomic_write_json(r.out / "summary.json", summary)
     if len(r.history) >= 2 and "accuracy" in r.history[0]:
         from ..reporting.plots import plot_history

@@ -180,9 +180,13 @@ class DataConfig:
     probe_field: str = option("task_descriptive", "LAMA units: task_descriptive | task_schematic")
     limit: int = option(0, ">0: use only the first N documents / probes (smoke runs)")
     text_field: str = option("text", "the documents' text field in JSONL / JSON / Parquet / datasets records")
+    kept: str = option("builtin", "what 'kept' measures (old knowledge kept): builtin (general facts the base model "
+                                  "answers, selected at the start) | none | a probe file's path")
+    val: str = option("", "a validation probe file (train.keep=best chooses the epoch by it; never your test probes)")
 
     def _rules(self, r: Rules) -> None:
         r.choice("probe_field", PROBE_FIELDS)
+        r.need(bool(self.kept.strip()), "kept", "must be builtin, none or a probe file's path")
         r.at_least("limit", 0)
         r.need(bool(self.text_field.strip()), "text_field", "must name a field")
 

@@ -4,8 +4,12 @@ For one probe: tokenise the full text, locate the answer's tokens (its last occu
 teacher-forced forward pass, and score
 
     accuracy = (1/|A|) Σ_{t∈A} [argmax_v p(v | x_<t) = x_t]        nll = (1/|A|) Σ_{t∈A} −log p(x_t | x_<t)
+    exact    = Π_{t∈A} [argmax_v p(v | x_<t) = x_t]   (1 when every answer token is predicted, else 0)
 
-A set's accuracy and NLL are the means over its probes. Batches are padded on the right by
+A set's accuracy, exact match and NLL are the means over its probes. ``accuracy`` (the paper's
+metric) gives partial credit for the guessable tail of a multi-token name; ``exact`` is the
+stricter "the model says the whole answer" (teacher-forced greedy, so it equals greedy
+generation of the answer from the prompt). Batches are padded on the right by
 default; left padding gives the same numbers because we pass explicit ``position_ids`` (the
 count of real tokens before each position), so a token's position never depends on padding.
 
@@ -34,6 +38,7 @@ class ProbeScore:
     nll: float
     n_answer_tokens: int
     predicted_ids: list[int] = field(default_factory=list)  # the model's argmax at each answer position
+    exact: float = 0.0  # 1.0 when every answer token is the argmax, else 0.0
 
 
 @dataclass
@@ -42,9 +47,17 @@ class EvalResult:
     nll: float
     n: int
     per_probe: list[ProbeScore] = field(default_factory=list)
+    exact: float = 0.0  # the fraction of probes whose whole answer is predicted
+
+    @classmethod
+    def from_scores(cls, scores: list[ProbeScore]) -> EvalResult:
+        """The set's means over its probes' scores (any order)."""
+        n = len(scores)
+        return cls(sum(s.accuracy for s in scores) / n, sum(s.nll for s in scores) / n, n, list(scores),
+                   sum(s.exact for s in scores) / n)
 
     def summary(self) -> dict:
-        return {"accuracy": self.accuracy, "nll": self.nll, "n": self.n}
+        return {"accuracy": self.accuracy, "exact": self.exact, "nll": self.nll, "n": self.n}
 
     def to_dict(self) -> dict:
         return {**self.summary(), "per_probe": [asdict(p) for p in self.per_probe]}
@@ -60,7 +73,8 @@ def sample_rows(probes: list[Probe], encoded: list[Encoded], scores: list[ProbeS
         rows.append({"id": p.id, "prompt": p.text[:p.answer_start].rstrip(), "answer": p.answer,
                      "answer_tokens": tokenizer.convert_ids_to_tokens(gold),
                      "predicted_tokens": tokenizer.convert_ids_to_tokens(sc.predicted_ids),
-                     "predicted": tokenizer.decode(sc.predicted_ids), "accuracy": sc.accuracy, "nll": sc.nll,
+                     "predicted": tokenizer.decode(sc.predicted_ids), "accuracy": sc.accuracy, "exact": sc.exact,
+                     "nll": sc.nll,
                      "n_answer_tokens": sc.n_answer_tokens})
     return rows
 
@@ -170,9 +184,9 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
             gold = ids[b, tgts[b]].to(device)
             lp = rows[b]  # predictions for the answer tokens, [A, V]
             pred = lp.argmax(-1)
-            acc = (pred == gold).float().mean().item()
+            hit = pred == gold
             nll = (-lp.gather(1, gold[:, None]).squeeze(1)).mean().item()
-            scores[i] = ProbeScore(probes[i].id, acc, nll, len(tgts[b]), pred.tolist())
+            scores[i] = ProbeScore(probes[i].id, hit.float().mean().item(), nll, len(tgts[b]), pred.tolist(),
+                                   float(hit.all()))
     model.train(was_training)
-    n = len(probes)
-    return EvalResult(sum(s.accuracy for s in scores) / n, sum(s.nll for s in scores) / n, n, scores)
+    return EvalResult.from_scores([s for s in scores if s is not None])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from ..core.config import EvalConfig, LoraConfig, MetaTrainConfig
+from ..core.config import DataConfig, EvalConfig, LoraConfig, MetaTrainConfig
 from ..ckl.config import LearnConfig, ThetaConfig, TrainConfig
 from ..data import Pair, encode
 
@@ -52,7 +52,7 @@ def validate(phi, base_model, tokenizer, val_pairs: list[Pair], cfg: MetaTrainCo
                                        max_length=val_window(cfg.max_doc_tokens),
                                        stride=val_stride(cfg.max_doc_tokens), seed=cfg.seed,
                                        known_masking=cfg.val.known_masking),
-                     eval=EvalConfig(batch_size=16))
+                     eval=EvalConfig(batch_size=16), data=DataConfig(kept="none"))
     res = learn(docs, probes, lc, None, model=copy.deepcopy(base_model), tokenizer=tokenizer,
                 options=LearnOptions(progress=False, log=lambda m: None, method=PrecomputedWeights(weights, label)))
     before, after = res.history[0], res.history[-1]

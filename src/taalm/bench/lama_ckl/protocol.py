@@ -158,6 +158,7 @@ def _run_method(b: LamaCkl, name: str) -> dict:
     mdir, main = b.out / name, distributed.current().is_main
     run_dir = mdir / "run"
     lc = split_method_name(with_method_name(b.cfg, name))  # "taalm+mixreview": the parts as config keys
+    lc.data.kept = "none"  # the benchmark's own NF set measures what is kept
     resume = (run_dir / "checkpoints" / "latest.json").is_file()
     timing = read_json_object(mdir / "timing.json") if resume and (mdir / "timing.json").is_file() else {}
     prior_s, sessions = float(timing.get("wall_s", 0.0)), int(timing.get("sessions", 0)) + 1

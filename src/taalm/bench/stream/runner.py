@@ -146,6 +146,7 @@ def _run_method(s: _Stream, name: str) -> dict:
     from ...core.files import atomic_write_json, environment_info
 
     lc = split_method_name(with_method_name(s.cfg, name))
+    lc.data.kept = "none"  # the stream's own NF sets measure what is kept
     mdir = s.out / name
     timing_path = mdir / "timing.json"
     timing = read_json_object(timing_path) if timing_path.is_file() else {}

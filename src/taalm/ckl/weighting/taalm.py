@@ -38,9 +38,11 @@ class TaalmMethodConfig:
     checkpoint: str | None = option(None, "folder written by TrainAttention.save_pretrained")
     base: str = option("", "φ's base model; default: the one in φ's phi_config.json (set it to a local copy elsewhere)")
     batch_size: int = option(8, "φ windows per forward pass (weights are computed once per document)")
+    floor: float = option(0.0, "λ in w = λ + (1−λ)·φ: a floor of uniform weight under φ's (0: φ alone, 1: fine-tuning)")
 
     def _rules(self, r: Rules) -> None:
         r.at_least("batch_size", 1)
+        r.finite("floor", 0.0, 1.0)
 
 
 @WEIGHTINGS.register("taalm", config=TaalmMethodConfig)
@@ -97,8 +99,9 @@ class TaalmWeights(WeightingMethod):
                                       "(pass model=)")
                 losses = document_token_losses(ctx.model, ctx.tokenizer, ctx.encoded, ctx.device,
                                                self.cfg.taalm.batch_size)
-            self.cached = phi.token_weights([d.text for d in ctx.documents], ctx.encoded,
-                                            self.cfg.taalm.batch_size, losses)
+            raw = phi.token_weights([d.text for d in ctx.documents], ctx.encoded, self.cfg.taalm.batch_size, losses)
+            lam = float(self.cfg.taalm.floor)  # w = λ + (1−λ)·φ: every token keeps at least λ
+            self.cached = [w if lam == 0.0 else lam + (1.0 - lam) * w for w in raw]
         finally:
             if own:
                 del phi  # φ is not needed once every document has its weights

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Choose settings on our own invented-fact validation set, never on a test set.
+
+The set (``benchmarks/data/invented_val``, written by ``scripts/make_invented_val.py``) holds 128
+documents in 8 groups of 16, the demo's size. Every configuration learns each group from the same
+θ0 (SmolLM2-135M, a fresh LoRA adapter), evaluating after every epoch:
+
+* learned: answer accuracy (and exact match) of the group's 16 probes;
+* kept: accuracy on the built-in general facts the base model answered (``data.kept=builtin``,
+  100 facts; 1.0 before training).
+
+    python benchmarks/validation_sweep.py run --config NAME "key=value ..." [--config ...] \\
+        --groups 0-3 --out benchmarks/results/validation_sweep.jsonl
+    python benchmarks/validation_sweep.py summary benchmarks/results/validation_sweep.jsonl
+
+``run`` appends one JSON line per (configuration, group) and skips those already in the file, so
+a killed sweep resumes; two sweeps may run side by side on different configurations (each line is
+written whole, with one write). ``summary`` prints, per configuration, the mean learned/kept per
+epoch over its groups and at the last epoch with standard errors over documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "data" / "invented_val"
+
+
+def parse_groups(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def done_keys(path: Path) -> set[tuple[str, int]]:
+    if not path.exists():
+        return set()
+    keys = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            keys.add((row["config"], row["group"]))
+    return keys
+
+
+def run(args) -> None:
+    import torch
+
+    from taalm import LearnConfig, load_config, load_model
+    from taalm.ckl.learner import learn
+    from taalm.core.run import QUIET
+    from taalm.data import read_documents, read_probes
+    from taalm.evaluation.keep import general_facts, select_known
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    done = done_keys(out)
+    docs, probes = read_documents(DATA / "documents.jsonl"), read_probes(DATA / "probes.jsonl")
+    groups = {g: ([d for d, row in zip(docs, _rows("documents")) if row["group"] == g],
+                  [p for p, row in zip(probes, _rows("probes")) if row["group"] == g]) for g in parse_groups(args.groups)}
+    base, tok = load_model("smollm2-135m")
+    keep = select_known(base, tok, general_facts())
+    print(f"kept set: {len(keep)} general facts the base model answers", file=sys.stderr)
+    for name, overrides in args.config:
+        cfg = load_config(LearnConfig, None, [*overrides.split(), "data.kept=none"])
+        for g, (gd, gp) in groups.items():
+            if (name, g) in done:
+                continue
+            t0 = time.time()
+            res = learn(gd, gp, cfg, model=copy.deepcopy(base), tokenizer=tok, extra_probes={"kept": keep},
+                        options=QUIET)
+            hist = [{"epoch": r["epoch"], "learned": r["accuracy"], "exact": r["exact"], "nll": r["nll"],
+                     "kept": r["kept"]["accuracy"], "kept_exact": r["kept"]["exact"]} for r in res.history]
+            row = {"config": name, "overrides": overrides, "group": g, "n_documents": len(gd), "steps": res.steps,
+                   "history": hist, "seconds": round(time.time() - t0, 1)}
+            with open(out, "a") as f:  # one write per line: side-by-side sweeps never interleave a line
+                f.write(json.dumps(row) + "\n")
+            last = hist[-1]
+            print(f"{name} group {g}: learned {last['learned']:.3f} kept {last['kept']:.3f} "
+                  f"({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+            del res
+
+
+def _rows(name: str) -> list[dict]:
+    return [json.loads(x) for x in (DATA / f"{name}.jsonl").read_text().splitlines() if x.strip()]
+
+
+def summary(args) -> None:
+    rows = [json.loads(x) for x in Path(args.file).read_text().splitlines() if x.strip()]
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["config"], []).append(r)
+    print("| config | groups | steps | learned (last) | exact (last) | kept (last) | Total | best learned (epoch) "
+          "| kept there |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, rs in by.items():
+        table = summarise(rs)
+        print(f"| {name} | {len(rs)} | {rs[0]['steps']} | {_pm(table['learned'])} | {_pm(table['exact'])} | "
+              f"{_pm(table['kept'])} | {table['total'][0]:.3f} | {table['best_learned']:.3f} ({table['best_epoch']}) "
+              f"| {table['kept_at_best']:.3f} |")
+
+
+def summarise(rs: list[dict]) -> dict:
+    """Means over groups (16 documents each) of the last epoch, with the standard error over
+    groups; the epoch whose mean learned accuracy is highest, and kept there."""
+    last = [r["history"][-1] for r in rs]
+    out = {k: _mean_se([h[k] for h in last]) for k in ("learned", "exact", "kept")}
+    out["total"] = _mean_se([h["learned"] + h["kept"] for h in last])
+    n_epochs = min(len(r["history"]) for r in rs)
+    curve = [sum(r["history"][e]["learned"] for r in rs) / len(rs) for e in range(n_epochs)]
+    kept_curve = [sum(r["history"][e]["kept"] for r in rs) / len(rs) for e in range(n_epochs)]
+    best = max(range(n_epochs), key=lambda e: curve[e])
+    out.update(best_learned=curve[best], best_epoch=rs[0]["history"][best]["epoch"], kept_at_best=kept_curve[best],
+               curve=curve, kept_curve=kept_curve)
+    return out
+
+
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, float("nan")
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
+def _pm(ms: tuple[float, float]) -> str:
+    return f"{ms[0]:.3f} ± {ms[1]:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--config", nargs=2, action="append", metavar=("NAME", "OVERRIDES"), required=True)
+    r.add_argument("--groups", default="0-7")
+    r.add_argument("--out", default=str(ROOT / "benchmarks/results/validation_sweep.jsonl"))
+    r.add_argument("--threads", type=int, default=int(os.environ.get("TAALM_THREADS", "1")))
+    s = sub.add_parser("summary")
+    s.add_argument("file")
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else summary(args)
+
+
+if __name__ == "__main__":
+    main()
