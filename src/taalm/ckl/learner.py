@@ -40,6 +40,7 @@ from ..models.loading import ensure_pad_token
 from ..evaluation.keep import KEEP_CHOICES, general_facts, outcome, select_known
 from ..evaluation.probes import EvalResult, encode_probes, evaluate_probes, sample_rows
 from .loss import known_tokens, token_losses, weighted_loss_from_token_losses
+from .weighting import dynamic_weights
 from .method import CklMethod, resolve_method, split_method_name
 from .theta import Full, count_parameters, trainable_parameters
 from .weighting import PrepareContext, WeightingMethod
@@ -538,10 +539,14 @@ def _train_step(r: _Run, group: list[list[int]], epoch: int) -> dict:
                 logits = r.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])  # [B, T]
             valid = mask & batch["loss_mask"].bool()
-            weights = r.method.weighting.step_weights(losses, valid, ws) if r.method.weighting.dynamic else batch["weights"]
+            wm = r.method.weighting
+            weights = dynamic_weights(wm, losses, valid, ws, logits) if wm.dynamic else batch["weights"]
             if tc.known_masking:  # weight 0 where θ (as it is now) already predicts the token
                 weights = weights * ~known_tokens(logits, batch["input_ids"], batch["attention_mask"])
-            loss = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="sum")
+            per_seq = weighted_loss_from_token_losses(losses, mask, weights, batch["loss_mask"], reduction="none",
+                                                      normalization=wm.normalization)  # [B]
+            extra = wm.extra_loss(r.model, batch, logits, valid)  # [B] or None (ASFT's KL anchor)
+            loss = (per_seq if extra is None else per_seq + extra).sum()
             if not mb.counts:  # a stand-in: joins the ranks' collectives, adds nothing
                 (loss * 0.0).backward()
                 continue

@@ -62,31 +62,39 @@ def known_tokens(logits: torch.Tensor, input_ids: torch.Tensor,
     return out & target_mask(attention_mask, input_ids)
 
 
+NORMALIZATIONS = ("weighted", "tokens")
+
+
 def per_sequence_weighted_loss(losses: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None,
-                               loss_mask: torch.Tensor | None = None,
-                               eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+                               loss_mask: torch.Tensor | None = None, eps: float = 1e-8,
+                               normalization: str = "weighted") -> tuple[torch.Tensor, torch.Tensor]:
     """``(L_b, S_b)``, both ``[B]``: L_b = Σ_t m w ℓ / S_b with S_b = max(Σ_t m w, eps), the
     per-sequence weighted loss of the module docstring. The learner averages L_b over sequences;
-    meta-training differentiates it per pair (∂L_b/∂w_t = m_t (ℓ_t − L_b) / S_b needs S_b)."""
+    meta-training differentiates it per pair (∂L_b/∂w_t = m_t (ℓ_t − L_b) / S_b needs S_b).
+    ``normalization="tokens"``: S_b = max(Σ_t m, eps) instead, a plain mean of w·ℓ over the
+    sequence's targets (DFT's loss); the same as "weighted" when every w = 1."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; one of {NORMALIZATIONS}")
     m = mask.to(losses.dtype)
     if loss_mask is not None:
         m = m * loss_mask.to(losses.dtype)
     w = m if weights is None else m * weights.to(losses.dtype)
-    S = w.sum(dim=1).clamp_min(eps)  # [B]
+    S = (w if normalization == "weighted" else m).sum(dim=1).clamp_min(eps)  # [B]
     return (w * losses).sum(dim=1) / S, S
 
 
 def weighted_loss_from_token_losses(losses: torch.Tensor, mask: torch.Tensor,
                                     weights: torch.Tensor | None = None,
                                     loss_mask: torch.Tensor | None = None, eps: float = 1e-8,
-                                    reduction: str = "mean") -> torch.Tensor:
+                                    reduction: str = "mean", normalization: str = "weighted") -> torch.Tensor:
     """L of the module docstring from per-token losses ``[B, T]``.
 
     ``loss_mask`` (optional, [B, T]) removes further positions, e.g. the context tokens that a
     sliding window shares with the previous window. ``reduction``: ``mean`` (over sequences),
-    ``sum`` (over sequences) or ``none`` (``[B]``).
+    ``sum`` (over sequences) or ``none`` (``[B]``). ``normalization``: see
+    :func:`per_sequence_weighted_loss`.
     """
-    per_seq, _ = per_sequence_weighted_loss(losses, mask, weights, loss_mask, eps)  # [B]
+    per_seq, _ = per_sequence_weighted_loss(losses, mask, weights, loss_mask, eps, normalization)  # [B]
     if reduction == "none":
         return per_seq
     if reduction == "sum":

@@ -6,10 +6,19 @@ A method gives every token of a document a weight in [0, 1] used by the weighted
 * **static** methods (``finetune``, ``oracle``, ``random``, ``taalm``) depend only on the
   document. The learner calls :meth:`WeightingMethod.document_weights` once per document and
   caches the result, so later epochs cost exactly what plain fine-tuning costs.
-* **dynamic** methods (``rho1``) depend on the current θ. They get the per-token losses of the
-  training forward pass (detached) in :meth:`WeightingMethod.step_weights`, so they add no
-  forward pass of θ; whatever does not depend on θ (RHO-1's reference losses) is computed once
-  in :meth:`WeightingMethod.prepare`.
+* **dynamic** methods (``rho1``, ``dft``, ``asft``, ``eaft``) depend on the current θ. They get
+  the per-token losses of the training forward pass in :meth:`WeightingMethod.step_weights`
+  (and its logits when they declare ``needs_logits``), so they add no forward pass of θ;
+  whatever does not depend on θ (RHO-1's reference losses) is computed once in
+  :meth:`WeightingMethod.prepare`. The learner detaches both before the call (one place:
+  :func:`dynamic_weights`), so a weight never carries gradient: w is a stop-gradient, as every
+  one of these papers writes it.
+
+A method also declares how a sequence's weighted losses are averaged (``normalization``):
+``"weighted"`` (the default: Σ m w ℓ / Σ m w, SPEC 2.1) or ``"tokens"`` (Σ m w ℓ / Σ m, a plain
+mean of w·ℓ, as DFT writes it); and it may add a loss term of its own per sequence
+(:meth:`WeightingMethod.extra_loss`, which does get θ's logits with their gradient: ASFT's KL
+anchor).
 
 Add a method with one file in ``taalm/ckl/weighting/`` (imported by its ``__init__``)::
 
@@ -82,6 +91,8 @@ class WeightingMethod:
     name: str = ""  # the registered name; an instance may carry its own (PrecomputedWeights: its source's)
     needs_answer: ClassVar[bool] = False  # every document must carry its answer
     dynamic: ClassVar[bool] = False  # weights depend on θ: computed at every step
+    needs_logits: ClassVar[bool] = False  # dynamic weights read θ's (detached) logits, not only ℓ
+    normalization: ClassVar[str] = "weighted"  # "weighted": Σ m w ℓ / Σ m w;  "tokens": Σ m w ℓ / Σ m
 
     def __init__(self, cfg: MethodConfig, seed: int = 0):
         self.cfg = cfg
@@ -108,9 +119,24 @@ class WeightingMethod:
         raise NotImplementedError(f"method '{self.name}' has no static weights")
 
     def step_weights(self, token_losses: torch.Tensor, valid: torch.Tensor,
-                     windows: list[Window]) -> torch.Tensor:
-        """Dynamic weights ``[B, T]`` from the detached per-token losses of θ on the batch."""
+                     windows: list[Window], logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Dynamic weights ``[B, T]`` from the detached per-token losses of θ on the batch (and,
+        when ``needs_logits``, its detached logits ``[B, T, V]``; position t-1 predicts x_t)."""
         raise NotImplementedError(f"method '{self.name}' has no dynamic weights")
+
+    def extra_loss(self, model, batch: dict, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+        """A loss term of the method's own, per sequence ``[B]``, added to the weighted loss
+        (``logits`` carry θ's gradient here); None (the default) for none."""
+        return None
+
+
+def dynamic_weights(method: WeightingMethod, losses: torch.Tensor, valid: torch.Tensor, windows: list[Window],
+                    logits: torch.Tensor | None = None) -> torch.Tensor:
+    """``method.step_weights`` on detached inputs: the one place where the training forward's
+    per-token losses (and logits) are handed to a dynamic weighting, so that no weight can
+    backpropagate into θ. Returned detached as well."""
+    return method.step_weights(losses.detach(), valid, windows,
+                               logits.detach() if logits is not None and method.needs_logits else None).detach()
 
 
 def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
@@ -130,18 +156,23 @@ def weights_for_documents(method: WeightingMethod, model, tokenizer, documents,
     if not method.dynamic:
         return [(e, method.document_weights(i, e)) for i, e in enumerate(encoded)]
     out = [torch.zeros(len(e.input_ids)) for e in encoded]
-    for chunk, losses, valid in window_token_losses(model, tokenizer, windows, device, batch_size):
+    for item in window_token_losses(model, tokenizer, windows, device, batch_size, with_logits=method.needs_logits):
+        chunk, losses, valid = item[:3]
+        logits = item[3] if method.needs_logits else None
         for b, w in enumerate(chunk):  # one document window at a time, as it would be trained
-            wt = method.step_weights(losses[b:b + 1], valid[b:b + 1], [w])[0].cpu()
+            lg = logits[b:b + 1] if logits is not None else None
+            wt = dynamic_weights(method, losses[b:b + 1], valid[b:b + 1], [w], lg)[0].cpu()
             keep = torch.tensor(w.loss_mask, dtype=torch.bool)
             seg = out[w.doc_index][w.start:w.start + len(w.input_ids)]
             seg[keep] = wt[:len(w.input_ids)][keep]
     return list(zip(encoded, out))
 
 
-def window_token_losses(model, tokenizer, windows: list[Window], device, batch_size: int = 8):
+def window_token_losses(model, tokenizer, windows: list[Window], device, batch_size: int = 8,
+                        with_logits: bool = False):
     """Yield ``(windows, losses [B, T], valid [B, T])`` for batches of windows, in eval mode and
-    without gradients; ``valid`` = real targets that the window trains (loss_mask)."""
+    without gradients; ``valid`` = real targets that the window trains (loss_mask).
+    ``with_logits``: yield ``(windows, losses, valid, logits [B, T, V])``, logits None otherwise."""
     from ..loss import token_losses
 
     was_training = model.training
@@ -153,7 +184,11 @@ def window_token_losses(model, tokenizer, windows: list[Window], device, batch_s
                 batch = collate(chunk, tokenizer.pad_token_id, device)
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 losses, mask = token_losses(logits, batch["input_ids"], batch["attention_mask"])
-                yield chunk, losses, mask & batch["loss_mask"].bool()
+                valid = mask & batch["loss_mask"].bool()
+                if with_logits:
+                    yield chunk, losses, valid, logits
+                else:
+                    yield chunk, losses, valid
     finally:
         model.train(was_training)
 

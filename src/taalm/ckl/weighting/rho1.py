@@ -111,7 +111,7 @@ class Rho1(WeightingMethod):
                               "outside learn(), give a model spec as the reference")
         return ctx.fine_tune(self.cfg.rho1.reference_epochs)
 
-    def step_weights(self, token_losses, valid, windows):
+    def step_weights(self, token_losses, valid, windows, logits=None):
         ref = torch.zeros_like(token_losses, dtype=torch.float32)
         for b, w in enumerate(windows):
             r = self.ref_losses[(w.doc_index, w.start)]
