@@ -156,8 +156,25 @@ def test_phi_scores_each_document_once_in_the_map(tmp_path, tokenizer, monkeypat
     expected = phi.weights([Document(r["text"]) for r in ROWS], theta_tokenizer=tokenizer)
     for got, exp in zip(ds["token_weights"], expected):
         assert got == pytest.approx(exp.tolist(), abs=1e-6)
-    with pytest.raises(Exception, match="weighs tokens from θ's losses"):
-        hf.token_weights_fn(tokenizer, "rho1")
+    for dynamic in ("rho1", "dft", "asft", "eaft"):  # weights exist only inside each training forward
+        with pytest.raises(Exception, match="weighs tokens from θ's own forward at every step"):
+            hf.token_weights_fn(tokenizer, dynamic)
+
+
+def test_stm_weights_go_through_a_dataset_map(tokenizer):
+    """STM is static (θ0's perplexity, read once): the map stores exactly its 0/1 mask."""
+    datasets = pytest.importorskip("datasets")
+    from taalm.ckl.weighting import document_token_losses
+    from taalm.data import encode
+
+    model = make_llama(len(tokenizer))
+    fn = hf.token_weights_fn(tokenizer, "stm", overrides=["method.stm.threshold=300"], model=model, device="cpu")
+    ds = datasets.Dataset.from_list(ROWS).map(fn, batched=True, batch_size=2)
+    enc = [encode(tokenizer, r["text"]) for r in ROWS]
+    losses = document_token_losses(model, tokenizer, enc, torch.device("cpu"))
+    for got, ell in zip(ds["token_weights"], losses):
+        assert got == (ell.exp() <= 300).float().tolist()
+    assert 0 < sum(map(sum, ds["token_weights"])) < sum(map(len, ds["token_weights"]))
 
 
 def test_bad_token_weights_are_refused(tokenizer):

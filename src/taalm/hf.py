@@ -55,7 +55,9 @@ def token_weights_fn(tokenizer, method="taalm", *, fields: tuple[str, str] = ("t
     for the oracle; ``fields`` names both) -> ``input_ids``, ``attention_mask``, ``token_weights`` (truncated to
     ``max_length`` if given). ``method``: a registered weighting name (``overrides``: its config
     keys, e.g. ``method.taalm.checkpoint=PHI``) or a :class:`~taalm.ckl.weighting.WeightingMethod`.
-    Methods whose weights depend on θ during training (``rho1``) are refused."""
+    Static rules work here (``stm`` reads θ0's losses once: pass ``model``). Methods whose weights
+    come from θ's forward at every step (``rho1``, ``dft``, ``asft``, ``eaft``) are refused with a
+    line that says so: a dataset column cannot hold them (TRL has ``loss_type="dft"`` itself)."""
     from .ckl.weighting import WeightingMethod
     from .ckl.method import get_method
     from .core.config import load_config
@@ -67,9 +69,10 @@ def token_weights_fn(tokenizer, method="taalm", *, fields: tuple[str, str] = ("t
     else:
         cfg = load_config(LearnConfig, None, [f"method.name={method}", *overrides])
         weighting = get_method(cfg.method, cfg.train.seed)
-    if weighting.dynamic:
-        raise TaalmError(f"method '{weighting.name}' weighs tokens from θ's losses at every step; it has no "
-                         "weights to store in a dataset (use a static method: finetune, oracle, salient, taalm, ...)")
+    if weighting.dynamic:  # rho1, dft, asft, eaft: the weights exist only inside each training forward
+        raise TaalmError(f"method '{weighting.name}' weighs tokens from θ's own forward at every step, so it has no "
+                         "weights to store in a dataset; use a static method here (finetune, oracle, salient, stm, "
+                         "taalm, ...), TRL's own loss_type='dft' for DFT, or taalm learn for all of them")
     dev = resolve_device(device or "auto")
     weighting.keep_loaded(dev)  # e.g. φ: loaded once for every batch the map sees
 
