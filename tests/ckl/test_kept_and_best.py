@@ -180,5 +180,11 @@ def test_phi_floor_mixes_uniform_weight_under_phi(tokenizer, model_dir, docs_fil
     assert any(float(w0.std()) > 0 for _, w0 in plain)  # φ's weights vary, so the mix is seen
     for (_, w0), (_, w1) in zip(plain, mixed):
         assert torch.allclose(w1, 0.25 + 0.75 * w0)
+    sharp = weights_for_documents(get_method(cfg_for(*taalm, "method.taalm.sharpen=3").method),
+                                  model, tokenizer, docs, 64, 8)
+    for (_, w0), (_, w3) in zip(plain, sharp):
+        assert torch.allclose(w3, w0 ** 3)
     with pytest.raises(ConfigError, match="floor"):
         cfg_for("method.taalm.floor=1.5")
+    with pytest.raises(ConfigError, match="sharpen"):
+        cfg_for("method.taalm.sharpen=0")

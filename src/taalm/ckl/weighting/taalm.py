@@ -38,11 +38,21 @@ class TaalmMethodConfig:
     checkpoint: str | None = option(None, "folder written by TrainAttention.save_pretrained")
     base: str = option("", "φ's base model; default: the one in φ's phi_config.json (set it to a local copy elsewhere)")
     batch_size: int = option(8, "φ windows per forward pass (weights are computed once per document)")
-    floor: float = option(0.0, "λ in w = λ + (1−λ)·φ: a floor of uniform weight under φ's (0: φ alone, 1: fine-tuning)")
+    floor: float = option(0.0, "λ in w = λ + (1−λ)·φ^γ: a floor of uniform weight under φ's (0: φ alone, 1: fine-tuning)")
+    sharpen: float = option(1.0, "γ in w = λ + (1−λ)·φ^γ: >1 concentrates the weight on φ's highest tokens (1: φ as it is)")
 
     def _rules(self, r: Rules) -> None:
         r.at_least("batch_size", 1)
         r.finite("floor", 0.0, 1.0)
+        r.finite("sharpen", 0.0, 100.0, low_open=True)
+
+
+def mix_weights(phi_weights: torch.Tensor, floor: float = 0.0, sharpen: float = 1.0) -> torch.Tensor:
+    """w = λ + (1−λ)·φ^γ: φ's weights sharpened by γ (γ > 1 moves weight onto φ's highest tokens,
+    closer to the oracle's answer-only weights) over a floor λ of uniform weight (every token keeps
+    at least λ; λ = 1 is fine-tuning). λ = 0, γ = 1 return φ's weights untouched."""
+    w = phi_weights if sharpen == 1.0 else phi_weights.clamp_min(0.0) ** sharpen
+    return w if floor == 0.0 else floor + (1.0 - floor) * w
 
 
 @WEIGHTINGS.register("taalm", config=TaalmMethodConfig)
@@ -100,8 +110,7 @@ class TaalmWeights(WeightingMethod):
                 losses = document_token_losses(ctx.model, ctx.tokenizer, ctx.encoded, ctx.device,
                                                self.cfg.taalm.batch_size)
             raw = phi.token_weights([d.text for d in ctx.documents], ctx.encoded, self.cfg.taalm.batch_size, losses)
-            lam = float(self.cfg.taalm.floor)  # w = λ + (1−λ)·φ: every token keeps at least λ
-            self.cached = [w if lam == 0.0 else lam + (1.0 - lam) * w for w in raw]
+            self.cached = [mix_weights(w, self.cfg.taalm.floor, self.cfg.taalm.sharpen) for w in raw]
         finally:
             if own:
                 del phi  # φ is not needed once every document has its weights
