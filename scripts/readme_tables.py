@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""The README's tables of numbers, generated from the committed result files.
+"""The tables of numbers in README.md and docs/*.md, generated from the committed result files.
 
-    python scripts/readme_tables.py            # rewrite every generated table in README.md
+    python scripts/readme_tables.py            # rewrite every generated table, wherever it lives
     python scripts/readme_tables.py --check    # exit 1 (and name them) when a table differs from its files
 
-A generated table sits between two markers in README.md::
+A generated table sits between two markers in README.md or in any ``docs/*.md`` page::
 
     <!-- table:demo -->
-    | method | before | ... |
+    | method | learned | ... |
     <!-- /table:demo -->
 
 and :data:`TABLES` maps its name to the function that writes it from ``benchmarks/results/``.
-Prose around the tables is written by hand; ``tests/test_readme_tables.py`` fails when a table
-and its files disagree, so a number in a table cannot go stale.
+Each table stands in exactly one page (:func:`locate` finds it; moving a table between pages needs
+no change here). Prose around the tables is written by hand; ``tests/test_readme_tables.py`` fails
+when a table and its files disagree, so a number in a table cannot go stale.
 """
 
 from __future__ import annotations
@@ -140,39 +141,79 @@ TABLES = {
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)
 
 
-def render(readme: str) -> tuple[str, list[str]]:
-    """(README with every generated table rewritten, names of the tables that changed)."""
-    changed, seen = [], set()
+def pages() -> list[Path]:
+    """The pages that may hold generated tables: README.md, then docs/*.md in name order."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def locate(files: list[Path] | None = None) -> dict[str, list[Path]]:
+    """Table name -> the pages whose markers hold it (exactly one page for a healthy tree)."""
+    where: dict[str, list[Path]] = {}
+    for page in files if files is not None else pages():
+        for m in _BLOCK.finditer(page.read_text(encoding="utf-8")):
+            where.setdefault(m.group("name"), []).append(page)
+    return where
+
+
+def render(text: str, source: str = "README.md", errors: list[str] | None = None) -> tuple[str, list[str]]:
+    """(``text`` with every generated table rewritten, names of the tables that changed).
+
+    A table whose function fails (a result file missing or in another shape) raises, or, when
+    ``errors`` is a list, is left as it stands and its one-line reason appended to ``errors``."""
+    changed = []
 
     def one(m: re.Match) -> str:
         name = m.group("name")
         if name not in TABLES:
-            raise SystemExit(f"README.md: unknown table '{name}' (known: {', '.join(TABLES)})")
-        seen.add(name)
-        body = TABLES[name]()
+            raise SystemExit(f"{source}: unknown table '{name}' (known: {', '.join(TABLES)})")
+        try:
+            body = TABLES[name]()
+        except Exception as e:  # noqa: BLE001 - reported per table, the other tables still checked
+            if errors is None:
+                raise
+            errors.append(f"{source}: table '{name}' cannot be rendered ({type(e).__name__}: {e})")
+            return m.group(0)
         if body != m.group("body"):
             changed.append(name)
         return m.group(1) + body + m.group(4)
 
-    return _BLOCK.sub(one, readme), changed
+    return _BLOCK.sub(one, text), changed
+
+
+def _problems_with_placement(where: dict[str, list[Path]]) -> list[str]:
+    out = [f"table '{name}' is in no page (README.md, docs/*.md)" for name in TABLES if name not in where]
+    out += [f"table '{name}' stands in {len(ps)} places ({', '.join(_rel(p) for p in ps)}): keep one"
+            for name, ps in where.items() if len(ps) > 1]
+    return out
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main(argv: list[str]) -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    new, changed = render(text)
-    if "--check" in argv:
-        if changed:
-            print(f"README.md: tables out of date with their result files: {', '.join(changed)} "
-                  f"(run python scripts/readme_tables.py)")
-            return 1
-        return 0
-    if changed:
-        tmp = readme.with_name(".README.md.tmp")
+    check = "--check" in argv
+    problems = _problems_with_placement(locate())
+    stale, rewritten = [], []
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        new, changed = render(text, _rel(page), problems)
+        if not changed:
+            continue
+        if check:
+            stale.append(f"{_rel(page)}: tables out of date with their result files: {', '.join(changed)}")
+            continue
+        tmp = page.with_name(f".{page.name}.tmp")
         tmp.write_text(new, encoding="utf-8")
-        tmp.replace(readme)
-    print(f"README.md: {len(changed)} table(s) rewritten" + (f" ({', '.join(changed)})" if changed else ""))
-    return 0
+        tmp.replace(page)
+        rewritten.append(f"{_rel(page)} ({', '.join(changed)})")
+    for line in problems + stale:
+        print(line)
+    if stale:
+        print("(run python scripts/readme_tables.py)")
+    if not check:
+        print(f"{len(rewritten)} page(s) rewritten" + (f": {'; '.join(rewritten)}" if rewritten else ""))
+    return 1 if problems or stale else 0
 
 
 if __name__ == "__main__":
