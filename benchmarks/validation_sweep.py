@@ -100,19 +100,22 @@ def summary(args) -> None:
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["config"], []).append(r)
-    print("| config | groups | steps | learned (last) | exact (last) | kept (last) | Total | best learned (epoch) "
-          "| kept there |")
+    print("| config | settings | groups | steps | learned (last) | exact (last) | kept (last) | Total "
+          f"| learned at kept ≥ {args.kept_at:g} (epoch) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, rs in by.items():
-        table = summarise(rs)
-        print(f"| {name} | {len(rs)} | {rs[0]['steps']} | {_pm(table['learned'])} | {_pm(table['exact'])} | "
-              f"{_pm(table['kept'])} | {table['total'][0]:.3f} | {table['best_learned']:.3f} ({table['best_epoch']}) "
-              f"| {table['kept_at_best']:.3f} |")
+        table = summarise(rs, args.kept_at)
+        at = table["frontier"]
+        print(f"| {name} | `{rs[0]['overrides']}` | {len(rs)} | {rs[0]['steps']} | {_pm(table['learned'])} | "
+              f"{_pm(table['exact'])} | {_pm(table['kept'])} | {table['total'][0]:.3f} | "
+              + (f"{at[0]:.3f} ({at[1]}, kept {at[2]:.3f}) |" if at else "– |"))
 
 
-def summarise(rs: list[dict]) -> dict:
+def summarise(rs: list[dict], kept_at: float = 0.8) -> dict:
     """Means over groups (16 documents each) of the last epoch, with the standard error over
-    groups; the epoch whose mean learned accuracy is highest, and kept there."""
+    groups; the epoch whose mean learned accuracy is highest, and kept there; ``frontier``: the
+    most learned at an epoch whose mean kept is at least ``kept_at`` (learned, epoch, kept), the
+    fair comparison of two methods that forget at different speeds."""
     last = [r["history"][-1] for r in rs]
     out = {k: _mean_se([h[k] for h in last]) for k in ("learned", "exact", "kept")}
     out["total"] = _mean_se([h["learned"] + h["kept"] for h in last])
@@ -122,6 +125,9 @@ def summarise(rs: list[dict]) -> dict:
     best = max(range(n_epochs), key=lambda e: curve[e])
     out.update(best_learned=curve[best], best_epoch=rs[0]["history"][best]["epoch"], kept_at_best=kept_curve[best],
                curve=curve, kept_curve=kept_curve)
+    ok = [e for e in range(1, n_epochs) if kept_curve[e] >= kept_at]
+    top = max(ok, key=lambda e: curve[e], default=None)
+    out["frontier"] = None if top is None else (curve[top], rs[0]["history"][top]["epoch"], kept_curve[top])
     return out
 
 
@@ -146,6 +152,7 @@ def main() -> None:
     r.add_argument("--threads", type=int, default=int(os.environ.get("TAALM_THREADS", "1")))
     s = sub.add_parser("summary")
     s.add_argument("file")
+    s.add_argument("--kept-at", type=float, default=0.8, help="the frontier column: most learned with kept ≥ this")
     args = ap.parse_args()
     run(args) if args.cmd == "run" else summary(args)
 

@@ -200,8 +200,14 @@ def test_run_folder_and_resume_is_exact(tmp_path, tokenizer, docs_file, probes_f
 
     out = tmp_path / "a"
     names = {p.name for p in out.iterdir()}
-    assert {"config.yaml", "run.json", "metrics.jsonl", "summary.json", "adapter", "checkpoints",
-            "accuracy.png", "eval"} <= names
+    assert {"config.yaml", "run.json", "metrics.jsonl", "summary.json", "adapter", "accuracy.png", "eval"} <= names
+    assert "checkpoints" not in names  # a completed run keeps θ, not its resume state
+    with pytest.raises(TaalmError, match="completed and removed its checkpoints"):
+        learn(docs, probes, cfg_for("train.epochs=4", "theta.lora.dropout=0.1"), out, model=make_llama(len(tokenizer)),
+              tokenizer=tokenizer, options=RunOptions(resume=True, progress=False, log=lambda m: None))
+    kept = learn(docs, probes, cfg_for("train.epochs=1", "train.keep_checkpoints=true"), tmp_path / "c",
+                 model=make_llama(len(tokenizer)), tokenizer=tokenizer, options=QUIET)
+    assert kept.steps and (tmp_path / "c" / "checkpoints").is_dir()
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["device"] == "cpu" and run["versions"]["torch"]
     assert "git_commit" in run and run["config"]["train"]["epochs"] == 3

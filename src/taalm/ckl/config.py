@@ -78,6 +78,8 @@ class TrainSettings(PartSections):
     group_by_length: int = option(0, ">0: sort each run of this many shuffled batches' windows by length (less padding)")
     seed: int = option(0, "seed of shuffling, dropout, LoRA initialisation and random weights")
     checkpoint_every: int = option(1, "epochs between checkpoints (a killed run resumes from the last)")
+    keep_checkpoints: bool = option(False, "keep checkpoints/ once the run completes (to --resume it with more epochs); "
+                                           "by default they are removed and the run folder keeps θ alone")
     gradient_checkpointing: bool = option(False, "recompute activations in backward: less memory, ~1.3× the time")
     fsdp: bool = option(False, "under torchrun, theta.mode=full: shard θ's weights, gradients and optimizer state (FSDP2)")
     known_masking: bool = option(False, "the paper's known-token masking: weight 0 where θ's argmax already predicts the token")

@@ -256,6 +256,7 @@ def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run
     params = trainable_parameters(model)
     optimizer = given.optimizer if given.optimizer is not None else method.optimizer.build(params)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]  # before a checkpoint's scheduled lr
+    _check_resumable(folder)
     ckpt = Checkpointer(folder.path / "checkpoints", "epoch", 4) if folder is not None else None
     reader = ckpt if folder is not None and folder.resume else (
         Checkpointer(resume_dir / "checkpoints", "epoch", 4) if resume_dir is not None else None)
@@ -737,7 +738,31 @@ def _finish(r: _Run, log: Callable[[str], None]) -> LearnResult:
 
         plot_history({r.method.name: r.history}, r.out / "accuracy.png")
     result.info = _write_run_info(r.out, r.cfg, r.device, "complete", r.info)
+    if not r.cfg.train.keep_checkpoints:
+        _remove_checkpoints(r.out)
     return result
+
+
+def _remove_checkpoints(out: Path) -> None:
+    """A completed run's resume state (``checkpoints/``, ``best/``: ours, written by this run) goes;
+    θ, the config, metrics and evaluations stay. A symlink there is not ours: left alone."""
+    import shutil
+
+    for name in ("checkpoints", "best"):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+
+
+def _check_resumable(folder) -> None:
+    """``--resume`` of a run that completed and removed its checkpoints: say so, never restart it."""
+    if folder is None or not folder.resume or (folder.path / "checkpoints").exists():
+        return
+    from ..core.runfolder import read_run_info
+
+    if (read_run_info(folder.path) or {}).get("status") == "complete":
+        raise TaalmError(f"{folder.path}: this run completed and removed its checkpoints, so it cannot continue "
+                         "(train.keep_checkpoints=true keeps them); learn further from its adapter in a new run")
 
 
 def check_documents(documents: list[Document], method: WeightingMethod) -> None:
