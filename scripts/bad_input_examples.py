@@ -4,8 +4,10 @@ check that it wrote nothing: no output folder, the user's files byte-identical.
 
     python scripts/bad_input_examples.py          # every case, one block each; exit 1 if one fails
 
-Each case runs in its own clean copy of the fixture folder (a tiny random Llama made here, and
-small files of each bad kind), in process (``taalm.cli.main``), so the whole list takes seconds.
+Each case runs in its own clean copy of the fixture folder (a tiny random Llama made here, small
+files of each bad kind, FIFOs, and a learn run and a ``data tailor`` folder made here with one of
+their folders replaced by a symlink to the user's folder ``mine``), in process
+(``taalm.cli.main``), so the whole list takes seconds.
 ``tests/test_bad_inputs.py`` runs it. A case passes when the command exits 2 with exactly one
 line on stderr (no traceback), creates no ``out`` folder and changes no file.
 """
@@ -67,7 +69,48 @@ bench lama-ckl --methods finetune --to-learn ok.jsonl --nf ok.jsonl --out out
 train-attention --pairs lama_noans.jsonl --base tiny max_doc_tokens=1
 data tailor --data notarun --out out
 report notarun --out out
+learn surrogate.jsonl
+learn surrogate_key.json
+learn fifo.jsonl
+eval --model tiny --probes fifo.jsonl
+learn ok.jsonl {M} --out locked
+learn ok.jsonl 'train.x={{a: &a [x, x, x], b: [*a, *a, *a]}}'
+config --for bench-stream stream.periods=-1
+config --for bench-stream stream.min_letters=2
+learn ok.jsonl {M} --out run --resume train.epochs=2
+learn ok.jsonl {M} --out run --overwrite
+data tailor --data lama --model tiny --out tailored
+data tailor --data lama --model tiny --out tailored --overwrite
+report stream_nometrics --out out
+report stream_nan --out out
+report stream_huge --out out
 """.strip().splitlines()
+
+#: cases made of files that are no bytes: FIFOs (a reader that opened one would wait for ever), made
+#: in each case's copy of the fixtures (copying a FIFO would hang too)
+FIFOS = ("fifo.jsonl", ".locked.taalm-lock")
+
+
+def _stream_result(**change) -> bytes:
+    """A stream benchmark's ``result.json`` (two periods), with ``change`` applied to it."""
+    import json
+
+    R = [[0.0, 0.0], [0.5, 0.1], [0.4, 0.6]]
+    metrics = {"mean_learning": 0.55, "mean_forgetting": 0.1, "bwt": -0.1, "fwt": 0.1, "final_acc": 0.5,
+               "seen_acc": [0.5, 0.5]}
+    r = {"periods": ["p1", "p2"], "primary": "to_learn", "sets": {"to_learn": {"accuracy": R}}, "metrics": metrics,
+         "nf": {}, "wall_s": 60.0, **change}
+    return json.dumps(r).encode()
+
+
+def _lama_unit(i: int, subject: str, obj: str) -> bytes:
+    import json
+
+    return (json.dumps({"uuid": f"u{i}", "subject": subject, "relation_label": "capital", "object": obj,
+                        "evidence": f"The capital of {subject} is {obj} .",
+                        "task_descriptive": f"The capital of {subject} is {obj} .",
+                        "task_schematic": f"Guess the object. subject is {subject} , relation is capital , "
+                                          f"object is {obj}"}) + "\n").encode()
 
 FILES = {
     "empty.jsonl": b"",
@@ -88,7 +131,44 @@ FILES = {
     "fake.gguf": b"not a gguf",
     "a_file": b"mine\n",
     "notarun/notes.txt": b"keep me\n",
+    "surrogate.jsonl": b'{"text": "Paris is in France."}\n{"text": "bad \\ud800 escape"}\n',
+    "surrogate_key.json": b'[{"text": "Paris is in France.", "\\udc00": 1}]\n',
+    "mine/epoch-0001.jsonl": b"the user's file\n",
+    "mine/variant.task_descriptive.jsonl": b"the user's file\n",
+    "mine/meta.json": b'{"model_spec": "another model"}\n',
+    "lama/variant.jsonl": _lama_unit(1, "Sennet", "Ilvara") + _lama_unit(2, "Wales", "Cardiff"),
+    "lama/invariant_descriptive.jsonl": _lama_unit(3, "France", "Paris"),
+    "lama/invariant_schematic.jsonl": _lama_unit(4, "Italy", "Rome"),
+    "stream_nometrics/stream.json": b'{"benchmark": "stream"}',
+    "stream_nometrics/finetune/result.json": _stream_result(metrics={}),
+    "stream_nan/stream.json": b'{"benchmark": "stream"}',
+    "stream_nan/finetune/result.json": _stream_result().replace(b"0.4,", b"NaN,", 1),
+    "stream_huge/stream.json": b'{"benchmark": "stream"}',
+    "stream_huge/finetune/result.json": _stream_result().replace(b"0.4,", b"1e308,", 1),
 }
+
+
+def _plant_symlinks(folder: Path) -> None:
+    """A taalm run (``run``) and a ``data tailor`` folder (``tailored``) made here, each with one of
+    its own folders replaced by a symlink to the user's folder ``mine``: a run that followed it would
+    overwrite or delete the user's files."""
+    from taalm.cli import main
+
+    err = io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            for argv in (["learn", "ok.jsonl", M, "--out", "run", "--quiet", "train.epochs=1", "train.max_length=64",
+                          "train.stride=32"],
+                         ["data", "tailor", "--data", "lama", "--model", "tiny", "--out", "tailored", "--quiet"]):
+                if main(argv) != 0:
+                    raise RuntimeError(f"making the fixtures: taalm {' '.join(argv)} failed: {err.getvalue()[-500:]}")
+    finally:
+        os.chdir(cwd)
+    for link in (folder / "run" / "eval", folder / "tailored" / "scores"):
+        shutil.rmtree(link, ignore_errors=True)
+        link.symlink_to(Path("..") / "mine", target_is_directory=True)
 
 
 def make_fixtures(folder: Path) -> None:
@@ -112,18 +192,27 @@ def make_fixtures(folder: Path) -> None:
                                  num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
                                  pad_token_id=0)).save_pretrained(folder / "tiny")
     tok.save_pretrained(folder / "tiny")
+    _plant_symlinks(folder)
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    """sha256 of every regular file below ``folder`` (symlinks not followed: ``mine`` counts once)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in sorted(files):
+            p = Path(root) / name
+            if p.is_file() and not p.is_symlink():
+                out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
 
 
 def run_case(case: str, fixtures: Path, work: Path) -> dict:
     """One case in a fresh copy of the fixtures: its exit status, stderr lines and what changed."""
     from taalm.cli import main
 
-    shutil.copytree(fixtures, work)
+    shutil.copytree(fixtures, work, symlinks=True)
+    for name in FIFOS:
+        os.mkfifo(work / name)
     before = digest(work)
     argv = shlex.split(case)
     if argv[0] in ("learn", "train-attention") and "--out" not in argv:

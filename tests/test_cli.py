@@ -59,7 +59,8 @@ def test_learn_eval_weights_end_to_end(tmp_path, capsys, model_dir, docs_file, p
 
 def test_resume_via_cli(tmp_path, capsys, model_dir, docs_file):
     out = tmp_path / "run"
-    args = ["learn", docs_file, "--out", out, "--quiet", f"model.name={model_dir}", "train.epochs=1"]
+    args = ["learn", docs_file, "--out", out, "--quiet", f"model.name={model_dir}", "train.keep_checkpoints=true",
+            "train.epochs=1"]
     assert run(capsys, *args)[0] == 0
     code, _, err = run(capsys, *args)
     assert code == 2 and "--resume" in err

@@ -297,7 +297,7 @@ def test_second_run_is_refused_and_stale_locks_are_taken(learn_args, tmp_path, c
 # --------------------------------------------------------------------------------------------
 def test_resume_refuses_other_inputs_or_config(learn_args, tmp_path, capsys, model_dir):
     out = tmp_path / "run"
-    assert run(capsys, *learn_args, "--out", out)[0] == 0
+    assert run(capsys, *learn_args, "--out", out, "train.keep_checkpoints=true")[0] == 0  # resumable once complete
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"text": "Sennet has the capital Ilvara .", "answer": "Ilvara"}) + "\n")
     before = {f: (out / f).read_text() for f in ("run.json", "config.yaml")}
@@ -313,7 +313,7 @@ def test_resume_refuses_other_inputs_or_config(learn_args, tmp_path, capsys, mod
 
 def test_failed_resume_leaves_the_folder_intact_and_falls_back(learn_args, tmp_path, capsys):
     out = tmp_path / "run"
-    assert run(capsys, *learn_args, "--out", out, "train.epochs=2")[0] == 0
+    assert run(capsys, *learn_args, "--out", out, "train.epochs=2", "train.keep_checkpoints=true")[0] == 0
     ck = out / "checkpoints"
     epoch1 = json.loads((ck / "epoch-0001" / "state.json").read_text())["train_seconds"]
     assert sorted(p.name for p in ck.iterdir() if p.is_dir()) == ["epoch-0001", "epoch-0002"]

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .core.errors import TaalmError
+from .core.errors import TaalmError, printable
 
 EXAMPLES = """\
 examples:
@@ -349,7 +349,7 @@ def _run_options(args):
     from .core.run import RunOptions
 
     return RunOptions(resume=getattr(args, "resume", False), overwrite=getattr(args, "overwrite", False),
-                      progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+                      progress=not args.quiet, log=lambda m: print(printable(m), file=sys.stderr))
 
 
 def _overrides(args) -> list[str]:
@@ -389,12 +389,12 @@ def cmd_learn(args) -> int:
     from .ckl.learner import learn
 
     if os.environ.get("RANK", "0") == "0":
-        print(f"learning {len(docs)} documents with method '{parts.name}' -> {out}", file=sys.stderr)
+        print(f"learning {len(docs)} documents with method '{parts.name}' -> {printable(str(out))}", file=sys.stderr)
     res = learn(docs, probes, cfg, out, options=_run_options(args))
     if res.history:
         print(format_history(res.history, f"probe accuracy ({cfg.method.name})"))
         print(format_outcome(res.result))
-    print(f"run folder: {out}")
+    print(f"run folder: {printable(str(out))}")
     return 0
 
 
@@ -482,7 +482,7 @@ def cmd_weights(args) -> int:
     model, tok = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
                             allow_pickle=cfg.model.allow_pickle)
     pairs = weights_for_documents(method, model, tok, docs, cfg.train.max_length, cfg.train.stride,
-                                  cfg.train.batch_size, log=lambda m: print(m, file=sys.stderr))
+                                  cfg.train.batch_size, log=lambda m: print(printable(m), file=sys.stderr))
     items = [(d.text, e.offsets, w.tolist(), f"document {d.id} ({d.source})")
              for d, (e, w) in zip(docs, pairs)]
     if args.plain:
@@ -510,9 +510,9 @@ def cmd_cache(args) -> int:
         return 0
     entries = clear_cache() if args.clear else cache_entries()
     for e in entries:
-        print(f"{'deleted ' if args.clear else ''}{e['path']}  {e['bytes'] / 2**20:,.0f} MiB  ({e['state']})")
+        print(f"{'deleted ' if args.clear else ''}{printable(e['path'])}  {e['bytes'] / 2**20:,.0f} MiB  ({e['state']})")
     total = sum(e["bytes"] for e in entries)
-    print(f"{root}: {len(entries)} folder(s), {total / 2**20:,.0f} MiB{' freed' if args.clear else ''}")
+    print(f"{printable(str(root))}: {len(entries)} folder(s), {total / 2**20:,.0f} MiB{' freed' if args.clear else ''}")
     return 0
 
 
@@ -555,14 +555,14 @@ def cmd_data(args) -> int:
             print(f"invented copies (in train.jsonl / val_invented.jsonl): train {inv['counts']['train']}, "
                   f"val {inv['counts']['val']}, rejected by the base model's score "
                   f"{inv['counts']['rejected_by_score']}; {inv['wall_s']:.0f} s")
-        print(f"output folder: {args.out}")
+        print(f"output folder: {printable(args.out)}")
         return 0
     from .bench.tailor import TailorConfig, format_counts, tailor
 
     cfg = _config_from_flags(TailorConfig, args, TAILOR_SHORTCUTS)
     res = tailor(args.data, args.out, cfg, options=_run_options(args))
     print(format_counts(res))
-    print(f"output folder: {args.out}")
+    print(f"output folder: {printable(args.out)}")
     return 0
 
 
@@ -639,7 +639,7 @@ def cmd_bench(args) -> int:
     res = runner((to_learn, nf), methods, args.size, args.out, fmt + list(args.overrides or []),
                  options=_run_options(args))
     print(res["table"])
-    print(f"benchmark folder: {args.out}")
+    print(f"benchmark folder: {printable(args.out)}")
     return 0
 
 
@@ -660,7 +660,7 @@ def _bench_stream(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     res = run_stream(name, methods, args.out, args.size, pre + overrides, options=_run_options(args))
     print(res["table"])
-    print(f"benchmark folder: {args.out}")
+    print(f"benchmark folder: {printable(args.out)}")
     return 0
 
 
@@ -682,7 +682,7 @@ def cmd_report(args) -> int:
     from .reporting.report import write_report
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("report-%Y%m%d-%H%M%S")
-    print(write_report(args.dirs, out))
+    print(printable(write_report(args.dirs, out)))
     print(f"report: {out}", file=sys.stderr)
     return 0
 
@@ -774,13 +774,13 @@ def main(argv: list[str] | None = None) -> int:
             distributed.shutdown()
         return code
     except TaalmError as e:
-        print(f"taalm {args.command}: error: {e}", file=sys.stderr)
+        print(f"taalm {args.command}: error: {printable(str(e), one_line=True)}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except BrokenPipeError:  # the reader went away (`taalm methods | head`): nothing more to say
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush is quiet
         return 0
     except OSError as e:  # a full disk, a read-only folder, a file that vanished
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        where = f"{printable(e.filename, one_line=True)}: " if getattr(e, "filename", None) else ""
         print(f"taalm {args.command}: error: {where}{e.strerror or e} (nothing of a started run is lost: "
               f"free space or fix the folder, then resume)", file=sys.stderr)
         return 2

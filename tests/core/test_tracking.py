@@ -39,7 +39,7 @@ def test_wandb_offline_run_and_resume_keep_one_run(tmp_path, model_dir, docs_fil
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "run"
-    assert _learn(tmp_path, model_dir, docs_file, probes_file, out, "logger=wandb") == 0
+    assert _learn(tmp_path, model_dir, docs_file, probes_file, out, "logger=wandb", "train.keep_checkpoints=true") == 0
     run_id = (out / "wandb_run_id").read_text().strip()
     runs = list((out / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))  # the offline run's data file

@@ -37,7 +37,8 @@ def cache_folder(root, path, files=None, digest=None):
     files = files or {"config.json": b"{}", "model.safetensors": b"x" * 10}
     for n, b in files.items():
         (d / n).write_bytes(b)
-    (d / CACHE_MANIFEST).write_text(json.dumps({"gguf_sha256": digest, "files": {n: len(b) for n, b in files.items()}}))
+    (d / CACHE_MANIFEST).write_text(json.dumps({"gguf_sha256": digest, "files": {
+        n: loading.cache_file_record(d / n) for n in files}}))
     return d
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..core.config import to_dict
 from ..ckl.config import LearnConfig
 from ..core.errors import TaalmError
+from ..core.runfolder import interrupted_write, remove_interrupted_writes
 
 def read_json_object(path: Path, needs: tuple[str, ...] = ()) -> dict:
     """A JSON object that the benchmark wrote (``bench.json``, ``result.json``, ...), checked: a
@@ -40,7 +41,8 @@ def check_out_dir(out: Path, record: dict, marker: str = "bench.json") -> None:
             diff = _first_difference(old_rec, new_rec)
             raise TaalmError(f"{out}: holds a benchmark run with another configuration or data "
                              f"({diff} differs); use another --out folder")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif out.exists() and (not out.is_dir() or any(not interrupted_write(p.name, (marker_name,))
+                                                   for p in out.iterdir())):  # a killed marker write: ours
         raise TaalmError(f"{out}: exists and is not a benchmark folder (no {marker_name}); use another --out folder")
 
 
@@ -110,4 +112,14 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-__all__ = ["sha256_file", "read_json_object", "check_out_dir", "check_method_options", "peak_memory", "fmt_time"]
+def remove_own_interrupted_writes(out: Path, top_files: tuple[str, ...], methods) -> None:
+    """A benchmark folder's temporary files of atomic writes that a kill interrupted: at its top
+    those of ``top_files``; in the folder of each of the ``methods`` run now (all of it the
+    benchmark's) any."""
+    remove_interrupted_writes(out, top_files)
+    for m in methods:
+        if (out / m).is_dir() and not (out / m).is_symlink():
+            remove_interrupted_writes(out / m, None)
+
+
+__all__ = ["remove_own_interrupted_writes", "sha256_file", "read_json_object", "check_out_dir", "check_method_options", "peak_memory", "fmt_time"]

@@ -441,7 +441,11 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise ConfigError(f"{where}'{key}' must be a string, got {value!r}", key)
-        return str(value)
+        text = str(value)
+        if any("\ud800" <= c <= "\udfff" for c in text):  # a YAML "\ud800" escape: no text, unwritable
+            raise ConfigError(f"{where}'{key}' holds a lone surrogate escape ({ascii(text)[1:-1][:60]}), "
+                              f"which is no text", key)
+        return text
     raise ConfigError(f"{where}'{key}': unsupported type {tp}")  # pragma: no cover
 
 
@@ -483,8 +487,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+    try:  # the recipes' strict YAML: no anchors or aliases (a few characters could expand into gigabytes)
+        value = read_recipe_yaml(raw, f"command line: {key}={raw[:40]}{'...' if len(raw) > 40 else ''}",
+                                 "a key=value override") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -557,21 +562,23 @@ def load_config(cls, recipe: str | Path | None = None, overrides: typing.Iterabl
 MAX_RECIPE_BYTES = 1 << 20
 
 
-def read_recipe_yaml(text: str, path: Path):
-    """A recipe's YAML, strictly: no anchors or aliases (a recipe needs none, and they let a few
-    lines expand into gigabytes) and no key given twice in one mapping (YAML would silently keep
-    the last block). Errors name the file and line."""
+def read_recipe_yaml(text: str, path: str | Path, what: str = "a recipe"):
+    """A recipe's YAML (or, ``what``, a ``key=value`` override's value: :func:`parse_override`),
+    strictly: no anchors or aliases (a recipe needs none, and they let a few lines expand into
+    gigabytes) and no key given twice in one mapping (YAML would silently keep the last block).
+    Errors name the file (``path``) and, for a recipe, the line."""
     import yaml
 
+    at = (lambda mark: f"{path}, line {mark.line + 1}") if what == "a recipe" else (lambda mark: str(path))
     for token in yaml.scan(text):
         if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
-            raise ConfigError(f"{path}, line {token.start_mark.line + 1}: YAML anchors and aliases (&name, *name) "
-                              f"are not allowed in a recipe; write the values out")
-    _refuse_duplicate_keys(yaml.compose(text), path)
+            raise ConfigError(f"{at(token.start_mark)}: YAML anchors and aliases (&name, *name) "
+                              f"are not allowed in {what}; write the values out")
+    _refuse_duplicate_keys(yaml.compose(text), at)
     return yaml.safe_load(text)
 
 
-def _refuse_duplicate_keys(node, path: Path) -> None:
+def _refuse_duplicate_keys(node, at) -> None:
     import yaml
 
     if isinstance(node, yaml.MappingNode):
@@ -579,13 +586,13 @@ def _refuse_duplicate_keys(node, path: Path) -> None:
         for k, v in node.value:
             key = getattr(k, "value", None)
             if key in seen:
-                raise ConfigError(f"{path}, line {k.start_mark.line + 1}: key {key!r} given twice in one mapping "
+                raise ConfigError(f"{at(k.start_mark)}: key {key!r} given twice in one mapping "
                                   f"(first on line {seen[key]}); YAML would silently keep only the last")
             seen[key] = k.start_mark.line + 1
-            _refuse_duplicate_keys(v, path)
+            _refuse_duplicate_keys(v, at)
     elif isinstance(node, yaml.SequenceNode):
         for v in node.value:
-            _refuse_duplicate_keys(v, path)
+            _refuse_duplicate_keys(v, at)
 
 
 def _yaml_line(text: str, key: str | None) -> int | None:

@@ -8,7 +8,21 @@ No torch import here: the CLI must stay fast to start.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+#: what a terminal acts on rather than shows: C0 controls but tab and newline (ESC, CR, BEL,
+#: backspace...), DEL, C1 controls, the bidirectional overrides that reorder what is shown, and lone
+#: surrogates (no text: they cannot even be encoded for the terminal)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str, one_line: bool = False) -> str:
+    """``text`` safe to print on a terminal: every control character of user data (a document id,
+    a file name, a field's value) written as its escape (``\\x1b``), so it cannot move the cursor,
+    recolour or hide what follows. ``one_line``: newlines and tabs escaped too."""
+    out = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    return out.replace("\n", "\\n").replace("\t", "\\t") if one_line else out
 
 
 class TaalmError(Exception):

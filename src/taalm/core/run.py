@@ -47,8 +47,8 @@ from typing import Callable, Iterable, Literal
 
 from . import distributed
 from .errors import TaalmError, TrainingDiverged
-from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_resume, check_run_dir, check_tool_dir, config_paths,
-                        mark_status, read_run_info)
+from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_no_symlinks, check_resume, check_run_dir,
+                        check_tool_dir, config_paths, mark_status, read_run_info, remove_interrupted_writes)
 
 FOLDER_RULES = ("run", "tool", "none")
 
@@ -124,7 +124,7 @@ class Run:
     input_paths: Iterable = ()
     config: dict | None = None
     defaults: dict | None = None
-    allowed: tuple[str, ...] = ("train.epochs", "updates")
+    allowed: tuple[str, ...] = ("train.epochs", "updates", "train.keep_checkpoints")  # what a resume may change
     device: str = "auto"
     log: Callable[[str], None] = print
     progress: bool = True
@@ -165,6 +165,8 @@ class Run:
         elif self.folder_rule == "tool" and out is not None:
             self.mode = check_tool_dir(out, self.kind, overwrite=self.overwrite, inputs=self.input_paths,
                                        legacy=self.legacy, owned=self.owned)
+        elif out is not None and out.is_dir():  # "none": a benchmark folder continued in place
+            check_no_symlinks(out, "continuing it")
         d = distributed.init_from_env(self.device)  # under torchrun: join the ranks (core/distributed.py)
         distributed.barrier()  # every rank checked the folder before rank 0 touches it
         self.is_main = d.is_main
@@ -193,6 +195,8 @@ class Run:
         if self.mode == "replace":  # checked on entry: it holds only what this command writes
             for p in out.iterdir():
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        elif self.mode == "continue":  # a killed run's half-written temporary files: ours
+            remove_interrupted_writes(out, (*self.owned, "run.json"))
         out.mkdir(parents=True, exist_ok=True)
         from .files import atomic_write_json, environment_info
 

@@ -14,14 +14,21 @@ A run folder (``taalm learn --out``, ``taalm train-attention --out``) goes throu
    place, so ``--overwrite`` deletes the previous run only when the new one really starts;
 4. **resume verification** (:func:`check_resume`): the inputs' fingerprints and the resolved
    configuration recorded in ``run.json`` must match (more epochs are allowed).
+
+Inside a folder taalm made, a symlink that leads out of it is never followed: ``--resume``,
+``--overwrite`` and a tool or benchmark continuing its folder refuse it (:func:`check_no_symlinks`).
+The temporary file an atomic write leaves when it is killed (``.<name>.<8 random>.tmp``) is
+taalm's own: not a foreign file, and removed on the next run (:func:`remove_interrupted_writes`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Iterable
@@ -44,10 +51,60 @@ RUN_FILES = frozenset({
 })
 
 
+#: the name :func:`~taalm.core.files.atomic_write_bytes` gives its temporary file: ``.<name>.<8 random>.tmp``
+#: (``tempfile.mkstemp``); one left behind is the write of a killed taalm process
+_INTERRUPTED_WRITE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def interrupted_write(name: str, owned: Iterable[str] | None = None) -> bool:
+    """``name`` is the temporary file of an atomic write that a kill interrupted (of one of the
+    ``owned`` names when given): taalm's own, removed on a rerun, ``--overwrite`` or ``--resume``."""
+    m = _INTERRUPTED_WRITE.match(name)
+    return m is not None and (owned is None or m.group("name") in owned)
+
+
+def remove_interrupted_writes(folder: Path, owned: Iterable[str] | None) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes in ``folder``: at its top those of
+    the ``owned`` names (None: the whole folder is taalm's), below them any (everything below an
+    owned name is taalm's). Regular files only; a symlink is never followed. Returns what was deleted."""
+    names = set(owned) if owned is not None else None
+    gone = []
+    for root, dirs, files in os.walk(folder):
+        top = Path(root) == Path(folder) and names is not None
+        if top and names is not None:
+            dirs[:] = [d for d in dirs if d in names]
+        for name in files:
+            p = Path(root) / name
+            if interrupted_write(name, names if top else None) and p.is_file() and not p.is_symlink():
+                p.unlink()
+                gone.append(p)
+    return gone
+
+
+def check_no_symlinks(folder: Path, doing: str) -> None:
+    """Refuse a symlink anywhere inside ``folder`` (a folder taalm made; ``folder`` itself may be a
+    link the user gave as --out) that leads out of it: taalm never deletes, overwrites or continues
+    through one. A link to a place inside the folder (wandb's ``latest-run``) leads nowhere else.
+    Inside ``wandb/`` (W&B's own files, which link to its logs in ~/.cache; taalm writes nothing
+    there) links are W&B's. ``doing``: what the command was about to do, for the message."""
+    real = Path(os.path.realpath(folder))
+    for root, dirs, files in os.walk(folder):  # followlinks=False: a linked folder is listed, not entered
+        if Path(root) == Path(folder) and (Path(root) / "wandb").is_dir():
+            dirs[:] = [d for d in dirs if d != "wandb" or (Path(root) / d).is_symlink()]
+        for name in sorted(dirs + files):
+            p = Path(root) / name
+            if p.is_symlink() and not _inside(Path(os.path.realpath(p)), real):
+                raise TaalmError(f"{p}: a symlink inside a folder taalm made ({doing} would follow it to "
+                                 f"{os.path.realpath(p)}); taalm never writes or deletes through a link. Remove "
+                                 f"the link (its target stays as it is), or choose another --out")
+
+
 def foreign_files(folder: Path) -> list[str]:
-    """Names at the top of ``folder`` that no taalm run writes (sorted)."""
+    """Names at the top of ``folder`` that no taalm run writes (sorted); the temporary files of
+    interrupted writes of run files are taalm's."""
     try:
-        return sorted(p.name for p in Path(folder).iterdir() if p.name not in RUN_FILES)
+        return sorted(p.name for p in Path(folder).iterdir()
+                      if p.name not in RUN_FILES and not interrupted_write(p.name, RUN_FILES))
     except OSError:
         return []
 
@@ -145,6 +202,7 @@ def check_run_dir(out: Path | None, *, resume: bool, overwrite: bool, inputs: It
     if resume:
         if read_run_info(out) is None:
             raise TaalmError(f"{out}: nothing to resume (not a taalm run folder: no run.json)")
+        check_no_symlinks(out, "--resume")
         return
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -157,6 +215,7 @@ def check_run_dir(out: Path | None, *, resume: bool, overwrite: bool, inputs: It
         if foreign:
             raise TaalmError(f"{out}: holds {foreign[0]}, which no taalm run writes; --overwrite would delete it. "
                              f"Move it out, or choose another --out")
+        check_no_symlinks(out, "--overwrite")
         for p in inputs:
             if p is not None and _inside(Path(p), out):
                 raise TaalmError(f"{out}: holds an input of this run ({p}); --overwrite would delete it. "
@@ -191,9 +250,11 @@ def check_tool_dir(out: Path, kind: str, *, overwrite: bool, inputs: Iterable[st
         raise TaalmError(f"{out}: {made}, not one of `taalm {kind}`; choose another --out")
     if _inside(Path.cwd(), out):
         raise TaalmError(f"{out}: is the current folder or holds it; choose another --out")
+    check_no_symlinks(out, "--overwrite" if overwrite else "continuing it")
     if not overwrite:
         return "continue"
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in (*owned, "run.json"))
+    ours = (*owned, "run.json")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not interrupted_write(p.name, ours))
     if foreign:
         raise TaalmError(f"{out}: holds {foreign[0]}, which `taalm {kind}` does not write; --overwrite only "
                          f"empties folders that hold nothing else. Choose another --out")
@@ -203,7 +264,7 @@ def check_tool_dir(out: Path, kind: str, *, overwrite: bool, inputs: Iterable[st
 # --------------------------------------------------------------------------------------------
 # Locking
 # --------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -264,6 +325,14 @@ class RunLock:
             raise TaalmError(f"{self.path}: the run lock of {self.out} is a folder, which taalm never makes; "
                              f"delete it if no taalm run uses {self.out}, then run again")
         try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return True
+        if not stat.S_ISREG(mode):  # a FIFO would block the read below for ever; a link is not ours
+            raise TaalmError(f"{self.path}: the run lock of {self.out} is not a regular file (a FIFO, device, socket "
+                             f"or symlink), which taalm never makes; delete it if no taalm run uses {self.out}, "
+                             f"then run again")
+        try:
             pid_s, host = self.path.read_text().split()[:2]
             pid = int(pid_s)
         except FileNotFoundError:
@@ -273,7 +342,7 @@ class RunLock:
                 return time.time() - self.path.stat().st_mtime > LOCK_WRITE_GRACE_S
             except FileNotFoundError:
                 return True
-        return host == socket.gethostname() and not _pid_alive(pid)
+        return host == socket.gethostname() and not pid_alive(pid)
 
     def release(self) -> None:
         if self.held:
@@ -309,12 +378,13 @@ class RunFolder:
         place, replacing (``--overwrite``) the previous taalm run only at this point."""
         out = self.path
         if self.resume:
+            remove_interrupted_writes(out, RUN_FILES)  # of the killed part of this run
             write_first_files(out)
             self.started = True
             return
         for left in out.parent.glob(f".{out.name}.taalm-new-*"):  # stages of killed taalm processes
             pid = left.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                 shutil.rmtree(left, ignore_errors=True)
         stage = out.parent / f".{out.name}.taalm-new-{os.getpid()}"
         stage.mkdir(parents=True)
@@ -450,6 +520,7 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
 
 
 __all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_outputs", "check_run_dir", "check_tool_dir", "config_paths", "foreign_files", "RUN_FILES", "check_resume", "fingerprint",
+           "check_no_symlinks", "interrupted_write", "remove_interrupted_writes",
            "newest_usable_checkpoint", "checkpoint_state", "commit_checkpoint",
            "is_taalm_run", "mark_status", "read_run_info"]
 

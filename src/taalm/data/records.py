@@ -7,16 +7,24 @@ Input formats
     "The capital of X is Y ." — its last occurrence is scored — otherwise it is appended after a
     space), or LAMA-ckl units (``task_descriptive`` or ``task_schematic`` + ``object``).
 
-Every problem stops with an :class:`~taalm.core.errors.InputError` naming file, line and field.
+Every problem stops with an :class:`~taalm.core.errors.InputError` naming file, line and field:
+also a path that is no regular file (a FIFO or a device, refused before a byte is read) and a
+string holding a lone surrogate escape (``\\ud800``: JSON lets it through, but it is no text).
+Text and JSON Lines files are read as they go: with a ``limit``, reading stops after it.
 
 Tokenising and windows: :mod:`taalm.data.windows`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from ..core.errors import InputError
 
@@ -44,49 +52,109 @@ class Probe:
 # --------------------------------------------------------------------------------------------
 # Reading files
 # --------------------------------------------------------------------------------------------
+def check_regular_file(path: Path, what: str = "a file") -> None:
+    """Refuse, before reading a byte, a path that is missing, a folder, or no regular file (a
+    FIFO, a device, a socket: reading one may never end)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror})", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"is a folder, expected {what}", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"not a regular file (a FIFO, device or socket), expected {what}", path)
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 file, read as it goes (a caller that stops early reads
+    no further); non-UTF-8 bytes are errors naming the line."""
+    check_regular_file(path)
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, start=1):
+            chunk = raw[:-1] if raw.endswith(b"\n") else raw
+            try:
+                line = chunk.decode("utf-8").rstrip("\r")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not valid UTF-8 (byte 0x{chunk[e.start]:02x} at column {e.start + 1})",
+                                 path, i) from None
+            yield i, (line[1:] if i == 1 and line.startswith("\ufeff") else line)
+
+
 def read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 file; non-UTF-8 bytes and empty files are errors naming the line."""
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, expected a file", path)
-    raw = path.read_bytes()
-    lines = []
-    for i, chunk in enumerate(raw.split(b"\n"), start=1):
-        try:
-            lines.append(chunk.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as e:
-            raise InputError(f"not valid UTF-8 (byte 0x{chunk[e.start]:02x} at column {e.start + 1})",
-                             path, i) from None
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
+    lines = [line for _, line in iter_lines(path)]
     if not any(line.strip() for line in lines):
         raise InputError("file is empty", path)
     return lines
 
 
-def jsonl_rows(path: Path) -> list[tuple[int, dict]]:
-    """``(line, object)`` of a JSON Lines file, or of a ``.json`` file that holds a JSON array of
-    objects (each element's line is where it starts)."""
-    rows = []
-    lines = read_lines(path)
-    first = next((i for i, line in enumerate(lines, start=1) if line.strip()), None)
-    if first is not None and lines[first - 1].lstrip().startswith("["):
-        if path.suffix.lower() != ".json":
-            raise InputError("expected JSON Lines (one object per line); this file holds a JSON array "
-                             "(name it .json to read it as one)", path, first)
-        return json_array_rows(path, "\n".join(lines))
-    for i, line in enumerate(lines, start=1):
+#: a JSON escape of a UTF-16 surrogate (``\\ud800``): alone, it decodes to no character
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def check_text(row: dict, path: Path, line: int) -> None:
+    """Refuse a string of ``row`` (at any depth; keys too) that holds a lone surrogate: JSON lets
+    ``\\ud800`` through, but it is no text (it cannot be written as UTF-8) and would crash later."""
+    def bad(x) -> bool:
+        try:
+            x.encode("utf-8")
+            return False
+        except UnicodeEncodeError:
+            return True
+
+    def walk(x, field: str) -> None:
+        if isinstance(x, str):
+            if bad(x):
+                i = next(k for k, c in enumerate(x) if "\ud800" <= c <= "\udfff")
+                raise InputError(f"holds a lone surrogate escape (\\u{ord(x[i]):04x} at character {i + 1}), "
+                                 f"which is no text; fix the file's escapes", path, line, field)
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                name = field or str(k).encode("utf-8", "backslashreplace").decode("utf-8")
+                walk(k, name)
+                walk(v, name)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v, field)
+
+    walk(row, "")
+
+
+def iter_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line, object)`` of a JSON Lines file, read as it goes, or of a ``.json`` file that holds
+    a JSON array of objects (read whole; each element's line is where it starts)."""
+    lines = iter_lines(path)
+    seen = False
+    for i, line in lines:
         if not line.strip():
             continue
+        if not seen and line.lstrip().startswith("["):
+            if path.suffix.lower() != ".json":
+                raise InputError("expected JSON Lines (one object per line); this file holds a JSON array "
+                                 "(name it .json to read it as one)", path, i)
+            lines.close()
+            yield from json_array_rows(path, "\n".join(read_lines(path)))
+            return
+        seen = True
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON ({e.msg}, column {e.colno})", path, i) from None
         if not isinstance(row, dict):
             raise InputError(f"each line must be a JSON object, got {type(row).__name__}", path, i)
-        rows.append((i, row))
-    return rows
+        if _SURROGATE_ESCAPE.search(line):
+            check_text(row, path, i)
+        yield i, row
+    if not seen:
+        raise InputError("file is empty", path)
+
+
+def jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+    """``(line, object)`` of a JSON Lines file, or of a ``.json`` file that holds a JSON array of
+    objects (each element's line is where it starts)."""
+    return list(iter_jsonl_rows(path))
 
 
 def json_array_rows(path: Path, text: str) -> list[tuple[int, dict]]:
@@ -114,6 +182,8 @@ def json_array_rows(path: Path, text: str) -> list[tuple[int, dict]]:
         if not isinstance(row, dict):
             raise InputError(f"each element of the array must be a JSON object, got {type(row).__name__}",
                              path, line_of(pos))
+        if _SURROGATE_ESCAPE.search(text, pos, end):
+            check_text(row, path, line_of(pos))
         rows.append((line_of(pos), row))
         pos = skip(end)
         if pos < len(text) and text[pos] == ",":
@@ -153,14 +223,19 @@ def table_rows(path: Path) -> list[tuple[int, dict]]:
     return [(i, dict(row)) for i, row in enumerate(ds, start=1)]
 
 
-def record_rows(path: Path) -> list[tuple[int, dict]]:
+def record_rows(path: Path, limit: int = 0) -> Iterable[tuple[int, dict]]:
     """Records of any tabular input: JSON Lines, a JSON array (``.json``), Parquet, or a
-    ``datasets`` folder; each with its line (row) number for errors."""
+    ``datasets`` folder; each with its line (row) number for errors. ``limit`` > 0: the first
+    ``limit`` records only (JSON Lines is then read no further)."""
     if path.is_dir() or path.suffix.lower() == ".parquet":
         if not path.exists():
             raise InputError("file not found", path)
-        return table_rows(path)
-    return jsonl_rows(path)
+        if not path.is_dir():
+            check_regular_file(path)
+        rows: Iterable[tuple[int, dict]] = table_rows(path)
+    else:
+        rows = iter_jsonl_rows(path)
+    return itertools.islice(rows, limit) if limit and limit > 0 else rows
 
 
 def string_field(row: dict, name: str, path: Path, line: int, required: bool = True) -> str | None:
@@ -194,7 +269,7 @@ def read_documents(path: str | Path, limit: int = 0, text_field: str = "text") -
     path = Path(path)
     docs: list[Document] = []
     if _is_records(path):
-        for line, row in record_rows(path):
+        for line, row in record_rows(path, limit):
             if text_field not in row and "evidence" in row:  # LAMA-ckl unit
                 text = string_field(row, "evidence", path, line)
                 answer = string_field(row, "object", path, line)
@@ -215,22 +290,34 @@ def read_documents(path: str | Path, limit: int = 0, text_field: str = "text") -
                                      path, line, answer_field)
             docs.append(Document(text, answer, doc_id, f"{path}:{line}", start))
     elif path.suffix.lower() in (".txt", ".md", ""):
-        block: list[str] = []
-        first = 0
-        for i, line in enumerate(read_lines(path) + [""], start=1):
-            if line.strip():
-                if not block:
-                    first = i
-                block.append(line)
-            elif block:
-                docs.append(Document("\n".join(block).strip(), None, str(len(docs)), f"{path}:{first}"))
-                block = []
+        docs = _text_blocks(path, limit)
     else:
         raise InputError(f"unknown document format '{path.suffix}' (use .txt, .jsonl, .json, .parquet or a "
                          f"datasets folder)", path)
     if not docs:
         raise InputError("no documents found", path)
     return docs[:limit] if limit and limit > 0 else docs
+
+
+def _text_blocks(path: Path, limit: int = 0) -> list[Document]:
+    """The documents of a text file: blocks of lines separated by a blank line (the first
+    ``limit`` only, when > 0: the file is read no further)."""
+    docs: list[Document] = []
+    block: list[str] = []
+    first = 0
+    for i, line in itertools.chain(iter_lines(path), [(0, "")]):
+        if line.strip():
+            if not block:
+                first = i
+            block.append(line)
+        elif block:
+            docs.append(Document("\n".join(block).strip(), None, str(len(docs)), f"{path}:{first}"))
+            block = []
+            if limit and len(docs) >= limit:
+                break
+    if not docs:
+        raise InputError("file is empty", path)
+    return docs
 
 
 def _is_word_char(c: str) -> bool:
@@ -276,7 +363,7 @@ def read_probes(path: str | Path, probe_field: str = "task_descriptive", limit: 
     if probe_field not in LAMA_PROBE_FIELDS:
         raise InputError(f"unknown probe field '{probe_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
     probes: list[Probe] = []
-    for line, row in record_rows(path):
+    for line, row in record_rows(path, limit):
         if "prompt" not in row and ("evidence" in row or probe_field in row):  # LAMA-ckl unit
             prompt = string_field(row, probe_field, path, line)
             answer = string_field(row, "object", path, line)
@@ -312,7 +399,7 @@ def read_pairs(path: str | Path, task_field: str = "task_schematic", limit: int 
     if task_field not in LAMA_PROBE_FIELDS:
         raise InputError(f"unknown task field '{task_field}' (use {' or '.join(LAMA_PROBE_FIELDS)})")
     pairs: list[Pair] = []
-    for line, row in record_rows(path):
+    for line, row in record_rows(path, limit):
         src = f"{path}:{line}"
         if "document" not in row and "evidence" in row:  # LAMA-ckl unit
             text = string_field(row, "evidence", path, line)

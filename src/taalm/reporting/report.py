@@ -12,6 +12,7 @@ and ``stream_curves.png``, and ``report.json`` (what was read).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,19 +45,25 @@ def _read_json(path: Path) -> dict:
 
 
 def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _checked_rows(rows, keys: tuple[str, ...], path: Path, what: str) -> list[dict]:
-    """``rows``: a non-empty list of objects whose ``keys`` are numbers (else InputError naming
-    the file, the row and the key)."""
+    """``rows``: a non-empty list of objects whose ``keys`` are finite numbers, accuracies in [0, 1]
+    (else InputError naming the file, the row and the key)."""
     if not isinstance(rows, list) or not rows:
         raise InputError(f"{what}: not a non-empty list of rows", path)
     for i, r in enumerate(rows):
         bad = [k for k in keys if not isinstance(r, dict) or not _number(r.get(k))]
         if bad:
             raise InputError(f"{what}, row {i + 1}: {bad[0]!r} is not a number", path)
+        odd = [k for k in keys if k in ACCURACY_KEYS and not 0.0 <= r[k] <= 1.0]
+        if odd:
+            raise InputError(f"{what}, row {i + 1}: {odd[0]!r} = {r[odd[0]]!r} is not an accuracy (in [0, 1])", path)
     return rows
+
+
+ACCURACY_KEYS = frozenset({"accuracy", "top_acc", "nf_acc", "to_learn_accuracy", "nf_accuracy"})
 
 
 SUMMARY_KEYS = ("top_acc", "epoch", "nf_acc", "total")
@@ -67,16 +74,12 @@ def _load_stream(path: Path) -> Source:
     """A stream folder: every finished method's ``result.json``, its matrices checked."""
     methods = {}
     for d in sorted(p for p in path.iterdir() if (p / "result.json").is_file()):
+        from .stream_checks import stream_result_problem
+
         r = _read_json(d / "result.json")
-        ok = (isinstance(r.get("sets"), dict) and r.get("primary") in r["sets"] and isinstance(r.get("metrics"), dict)
-              and isinstance(r.get("periods"), list))
-        if ok:
-            R = r["sets"][r["primary"]].get("accuracy") if isinstance(r["sets"][r["primary"]], dict) else None
-            ok = isinstance(R, list) and len(R) == len(r["periods"]) + 1 and all(
-                isinstance(row, list) and len(row) == len(r["periods"]) and all(map(_number, row)) for row in R)
-        if not ok:
-            raise InputError("not a stream result (periods, sets, primary, metrics; a (P+1) x P accuracy matrix)",
-                             d / "result.json")
+        problem = stream_result_problem(r)
+        if problem:
+            raise InputError(f"not a stream result: {problem}", d / "result.json")
         methods[d.name] = r
     if not methods:
         raise InputError("a stream folder without any finished method (no <method>/result.json)", path)

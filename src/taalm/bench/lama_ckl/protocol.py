@@ -32,7 +32,8 @@ from typing import Callable, Iterable
 from ...core.config import to_dict
 from ...core.errors import TaalmError
 from ...core.run import RunOptions, options_for
-from ..folders import check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object
+from ..folders import (check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object,
+                       remove_own_interrupted_writes)
 from ..methods import check_methods, method_info, set_replay_pool, with_method_name
 from ..registry import register_benchmark
 from .config import LamaCklConfig, probe_format_of, resolve_config
@@ -120,6 +121,8 @@ def _run_methods(b: LamaCkl, methods: list[str], record: dict) -> dict:
     main = distributed.current().is_main
     if main:
         b.out.mkdir(parents=True, exist_ok=True)
+        remove_own_interrupted_writes(b.out, ("bench.json", "summary.json", "results.md", "curves.png", "curves.jsonl"),
+                                      methods)
         if not (b.out / "bench.json").is_file():
             atomic_write_json(b.out / "bench.json", record)
     b.log(f"lama-ckl ({b.size}): {len(b.data.documents)} To-Learn units, {len(b.data.nf_probes)} NF units, "

@@ -51,6 +51,12 @@ class StreamOptions:
     max_documents: int = field(default=0, metadata={"help": "documents per period (a seeded subset; 0 = all)"})
     max_probes: int = field(default=0, metadata={"help": "probes per probe set (a seeded subset; 0 = all)"})
 
+    def _rules(self, r) -> None:  # taalm.core.config.Rules: checked by load_config (and `taalm config`)
+        r.at_least("periods", 1)
+        for key in ("n_units", "n_nf", "max_documents", "max_probes", "min_chars"):
+            r.at_least(key, 0)
+        r.finite("min_letters", 0.0, 1.0)
+
 
 @dataclass
 class StreamConfig(LearnConfig):

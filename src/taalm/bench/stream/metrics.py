@@ -47,3 +47,7 @@ def perplexity(nll: float | None) -> float | None:
     if nll is None:
         return None
     return math.exp(nll) if nll < 700 else math.inf
+
+
+# the checks of what a stream run wrote live with the code that reads results (reporting, a layer below)
+from ...reporting.stream_checks import METRIC_KEYS, score_row_problem, stream_result_problem  # noqa: E402,F401

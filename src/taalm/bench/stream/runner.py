@@ -36,10 +36,11 @@ from typing import Callable, Iterable
 from ...core.config import load_config, to_dict
 from ...core.errors import ConfigError, TaalmError
 from ...core.run import RunOptions, options_for
-from ..folders import check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object
+from ..folders import (check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object,
+                       remove_own_interrupted_writes)
 from ..methods import check_methods, method_info, with_method_name
 from .base import STREAMS, StreamBenchmark, StreamConfig, StreamData
-from .metrics import perplexity, stream_metrics
+from .metrics import perplexity, score_row_problem, stream_metrics, stream_result_problem
 
 
 @dataclass
@@ -57,6 +58,9 @@ class _Stream:
     progress: bool
     log: Callable[[str], None]
 
+
+#: what a stream benchmark writes at the top of its folder (beside one folder per method)
+STREAM_FILES = ("stream.json", "summary.json", "results.md", "matrix.png", "curves.png")
 
 __all__ = ["run_stream", "resolve_stream_config", "matrices"]
 
@@ -116,6 +120,7 @@ def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
     from ...core.files import atomic_write_json
 
     s.out.mkdir(parents=True, exist_ok=True)
+    remove_own_interrupted_writes(s.out, STREAM_FILES, methods)
     if not (s.out / "stream.json").is_file():
         atomic_write_json(s.out / "stream.json", record)
     P = len(s.data.periods)
@@ -126,7 +131,7 @@ def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
         done = s.out / name / "result.json"
         if done.is_file():
             s.log(f"[{name}] done already ({done}); skipped")
-            results[name] = read_json_object(done, ("metrics", "wall_s"))
+            results[name] = _read_result(done)
             continue
         results[name] = _run_method(s, name)
         m = results[name]["metrics"]
@@ -134,10 +139,20 @@ def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
               f"BWT {_f(m['bwt'])}, final {_f(m['final_acc'])} ({fmt_time(results[name]['wall_s'])})")
     for d in sorted(s.out.iterdir()):  # methods run earlier into this folder with other --methods
         if d.is_dir() and d.name not in results and (d / "result.json").is_file():
-            results[d.name] = read_json_object(d / "result.json", ("metrics", "wall_s"))
+            results[d.name] = _read_result(d / "result.json")
     from .report import write_stream_summary
 
     return write_stream_summary(s, results)
+
+
+def _read_result(path: Path) -> dict:
+    """A finished method's ``result.json``, checked (:func:`stream_result_problem`)."""
+    r = read_json_object(path, ("metrics", "wall_s"))
+    problem = stream_result_problem(r)
+    if problem:
+        raise TaalmError(f"{path}: not a result the benchmark wrote ({problem}); delete it to redo that method, "
+                         f"or use another --out")
+    return r
 
 
 def _run_method(s: _Stream, name: str) -> dict:
@@ -153,7 +168,7 @@ def _run_method(s: _Stream, name: str) -> dict:
     prior_s, sessions = float(timing.get("wall_s", 0.0)), int(timing.get("sessions", 0)) + 1
     t0 = time.perf_counter()
     P = len(s.data.periods)
-    rows = _done_rows(mdir, P)
+    rows = _done_rows(s, mdir)
     theta = _theta_after(s, lc, len(rows) - 1) if rows else _fresh_theta(s)
     if not rows:
         s.log(f"[{name}] scoring θ0 on {P} periods")
@@ -177,14 +192,25 @@ def _run_method(s: _Stream, name: str) -> dict:
     return result
 
 
-def _done_rows(mdir: Path, P: int) -> list[dict]:
-    """The score rows already written, in order (a gap ends them: later ones are redone)."""
+def _done_rows(s: _Stream, mdir: Path) -> list[dict]:
+    """The score rows already written, in order (a gap ends them: later ones are redone), each
+    checked against this stream's probe sets (:func:`score_row_problem`)."""
+    P = len(s.data.periods)
+    sets: dict[str, int] = {}
+    for period in s.data.periods:
+        for set_name in period.probes:
+            sets[set_name] = sets.get(set_name, 0) + 1
     rows = []
     for i in range(P + 1):
         path = mdir / "scores" / f"row-{i:02d}.json"
         if not path.is_file() or (i > 0 and not (mdir / f"period-{i:02d}" / "theta.safetensors").is_file()):
             break
-        rows.append(read_json_object(path, ("after_period", "sets")))
+        row = read_json_object(path, ("after_period", "sets"))
+        problem = score_row_problem(row, i, sets, list(s.data.nf))
+        if problem:
+            raise TaalmError(f"{path}: not a score row the benchmark wrote ({problem}); delete {mdir} to redo the "
+                             f"method, or use another --out")
+        rows.append(row)
     return rows
 
 
@@ -198,10 +224,16 @@ def _theta_after(s: _Stream, lc, period: int) -> tuple:
 
     model = resolve_method(lc).theta.prepare(model)
     path = s.out / lc.method.name / f"period-{period:02d}" / "theta.safetensors"
-    tensors = load_tensors(path)
-    trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    if set(tensors) != trained:
-        raise TaalmError(f"{path}: holds other tensors than this method's θ trains; delete "
+    try:
+        tensors = load_tensors(path)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own types for a truncated file
+        raise TaalmError(f"{path}: damaged ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__}); "
+                         f"delete {path.parent.parent} to redo the method, or use another --out") from None
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    wrong = next((n for n, t in tensors.items() if n in trained and t.shape != trained[n].shape), None)
+    if set(tensors) != set(trained) or wrong is not None:
+        what = f"{wrong} of shape {tuple(tensors[wrong].shape)}" if wrong else "other tensors"
+        raise TaalmError(f"{path}: holds {what} than this method's θ trains; delete "
                          f"{path.parent.parent} to redo the method, or use another --out")
     model.load_state_dict(tensors, strict=False)
     return model, tokenizer
@@ -275,12 +307,7 @@ def resolve_stream_config(name: str, size: str, overrides: Iterable[str] = ()) -
         raise ConfigError("train.epochs (per period) must be >= 1 for a benchmark", "train.epochs")
     if cfg.train.fsdp:
         raise ConfigError("stream benchmarks run in one process (train.fsdp is for torchrun)", "train.fsdp")
-    for key in ("periods", "n_units", "n_nf", "max_documents", "max_probes", "min_chars"):
-        if getattr(cfg.stream, key) < 0:
-            raise ConfigError(f"stream.{key} must be >= 0", f"stream.{key}")
-    if not 0.0 <= cfg.stream.min_letters <= 1.0:
-        raise ConfigError("stream.min_letters must be in [0, 1]", "stream.min_letters")
-    return bench, cfg
+    return bench, cfg  # stream.* ranges: StreamOptions._rules, checked by load_config
 
 
 def matrices(data: StreamData, rows: list[dict]) -> dict:

@@ -47,14 +47,17 @@ def keep_passage(text: str, min_chars: int = 50, min_letters: float = 0.3) -> bo
 
 
 def _csv_rows(path: Path) -> list[tuple[int, dict]]:
-    """``(line, row)`` of a CSV file with a header; a missing file or header names the file."""
+    """``(line, row)`` of a CSV file with a header; a missing file or header names the file. Read
+    strictly: a stray quote (one that opens a quoted field which then does not end where a field
+    ends) would silently merge the rows up to the next quote; it is an error naming the line where
+    that row starts, as is a row with more or fewer fields than the header."""
     from ...data.records import read_lines
 
-    read_lines(path)  # file found, UTF-8, not empty: else an InputError naming it
+    read_lines(path)  # file found, a regular file, UTF-8, not empty: else an InputError naming it
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # Wikipedia passages exceed the 128 KiB default
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        reader.fieldnames  # reads the header line
+        reader = csv.DictReader(fh, strict=True)
+        header = reader.fieldnames or []  # reads the header line
         rows = []
         while True:
             start = reader.line_num + 1  # a quoted field may span lines: a row's line is where it starts
@@ -63,7 +66,12 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
             except StopIteration:
                 return rows
             except csv.Error as e:
-                raise InputError(f"not valid CSV ({e})", path, start) from None
+                raise InputError(f"not valid CSV ({e}; a stray quote in this row? it would merge the rows up to "
+                                 f"the next quote)", path, start) from None
+            if None in row or None in row.values():
+                n = len(header) + len(row.get(None) or []) - sum(v is None for v in row.values())  # type: ignore
+                raise InputError(f"{n} fields, the header has {len(header)} (a comma outside quotes, or a stray "
+                                 f"quote?)", path, start)
             rows.append((start, row))
 
 
