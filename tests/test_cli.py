@@ -27,6 +27,15 @@ def test_help_is_light():
     assert res.returncode == 0 and "learn" in res.stdout and "weights" in res.stdout
 
 
+def test_no_third_party_noise_after_import_taalm():
+    """bitsandbytes' 'Failed to load CPU gemm_4bit_forward' line (peft imports it where it is
+    installed) is silenced once taalm is imported, as in the README's snippets."""
+    pytest.importorskip("bitsandbytes")
+    code = "import taalm; from peft import PeftModel; import bitsandbytes; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok" and "gemm_4bit" not in out.stderr and "Failed to load" not in out.stderr
+
+
 def test_learn_eval_weights_end_to_end(tmp_path, capsys, model_dir, docs_file, probes_file):
     out = tmp_path / "run"
     code, stdout, err = run(capsys, "learn", docs_file, "--probes", probes_file, "--method", "oracle",

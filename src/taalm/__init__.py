@@ -8,7 +8,16 @@ for torch and transformers:
 
 from __future__ import annotations
 
+import logging as _logging
+
 __version__ = "0.1.0"
+
+# Two third-party lines we silence on every path, once at import: bitsandbytes (when installed) logs
+# that its CPU 4-bit kernel could not be fetched, and the `kernels` package that it skips a hub
+# trust check in offline mode. taalm runs 4-bit (QLoRA) on CUDA only, so the CPU kernel is never
+# used; both lines would only puzzle a CPU user. Errors still show.
+for _name in ("bitsandbytes.backends.cpu.ops", "kernels"):
+    _logging.getLogger(_name).setLevel(_logging.ERROR)
 
 _LAZY = {
     "load_model": "taalm.models.loading",
