@@ -112,7 +112,8 @@ def _add_cache(sub) -> None:
                        description="The first load of a GGUF model (the embedded SmolLM2 included) writes its "
                                    "dequantized weights as safetensors into the cache (TAALM_CACHE_DIR, default "
                                    "~/.cache/taalm; ~520 MB for SmolLM2-135M), keyed by the GGUF file's content; "
-                                   "later loads take ~0.2 s instead of ~15 s. TAALM_MODEL_CACHE=0 turns it off.")
+                                   "later loads take well under a second, the first one 15-60 s on 2 CPU cores (62 s in our "
+                                   "fresh-clone timing). TAALM_MODEL_CACHE=0 turns it off.")
     p.add_argument("--clear", action="store_true", help="delete every cache folder taalm made (never others)")
 
 
