@@ -12,6 +12,7 @@ documents in 8 groups of 16, the demo's size. Every configuration learns each gr
     python benchmarks/validation_sweep.py run --config NAME "key=value ..." [--config ...] \\
         --groups 0-3 --out benchmarks/results/validation_sweep.jsonl
     python benchmarks/validation_sweep.py summary benchmarks/results/validation_sweep.jsonl
+    python benchmarks/validation_sweep.py at-epoch FILE --epoch 4 --configs "finetune:ft_mlp_b8_lr1e-3;..."
 
 ``run`` appends one JSON line per (configuration, group) and skips those already in the file, so
 a killed sweep resumes; two sweeps may run side by side on different configurations (each line is
@@ -111,6 +112,26 @@ def summary(args) -> None:
               + (f"{at[0]:.3f} ({at[1]}, kept {at[2]:.3f}) |" if at else "– |"))
 
 
+def at_epoch(args) -> None:
+    """One epoch of several configurations side by side: learned, exact, kept and Total with their
+    standard errors over groups (16 documents each); the rows in the order given."""
+    rows = [json.loads(x) for x in Path(args.file).read_text().splitlines() if x.strip()]
+    e = args.epoch
+    print(f"| method (configuration) | groups | learned at epoch {e} | exact | kept | Total |")
+    print("|---|---|---|---|---|---|")
+    for spec in args.configs.split(";"):
+        label, _, name = spec.rpartition(":") if ":" in spec else ("", "", spec)
+        label = label or name
+        rs = [r for r in rows if r["config"] == (name or label) and len(r["history"]) > e]
+        if not rs:
+            print(f"| {label} | 0 | – | – | – | – |")
+            continue
+        h = [r["history"][e] for r in rs]
+        cells = [_pm(_mean_se([x[k] for x in h])) for k in ("learned", "exact", "kept")]
+        print(f"| {label} (`{name or label}`) | {len(rs)} | " + " | ".join(cells)
+              + f" | {_pm(_mean_se([x['learned'] + x['kept'] for x in h]))} |")
+
+
 def summarise(rs: list[dict], kept_at: float = 0.8) -> dict:
     """Means over groups (16 documents each) of the last epoch, with the standard error over
     groups; the epoch whose mean learned accuracy is highest, and kept there; ``frontier``: the
@@ -153,8 +174,12 @@ def main() -> None:
     s = sub.add_parser("summary")
     s.add_argument("file")
     s.add_argument("--kept-at", type=float, default=0.8, help="the frontier column: most learned with kept ≥ this")
+    t = sub.add_parser("at-epoch", help="several configurations at one epoch, side by side")
+    t.add_argument("file")
+    t.add_argument("--epoch", type=int, required=True)
+    t.add_argument("--configs", required=True, help="LABEL:CONFIG;... (or CONFIG;...)")
     args = ap.parse_args()
-    run(args) if args.cmd == "run" else summary(args)
+    {"run": run, "summary": summary, "at-epoch": at_epoch}[args.cmd](args)
 
 
 if __name__ == "__main__":
