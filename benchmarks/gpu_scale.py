@@ -82,7 +82,7 @@ def build_phi(shape: str, device, dtype):
 
 
 def _meta_settings(engine: str):
-    from taalm.core.config import InnerConfig, MetaTrainConfig
+    from taalm.meta.config import InnerConfig, MetaTrainConfig
 
     return MetaTrainConfig(engine=engine, directional="forward", inner=InnerConfig(lr=2e-4, k_warm=1))
 

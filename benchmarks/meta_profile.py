@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig, PhiConfig
+    from taalm.core.config import PhiConfig
+    from taalm.meta.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
     from taalm.core.files import atomic_write_json, environment_info
     from taalm.data import read_pairs
     from taalm.meta import gradient

@@ -60,7 +60,7 @@ from taalm.core.config import LoraConfig, PhiConfig
 from taalm.ckl.config import ThetaConfig
 from taalm.data import encode, make_probe  # noqa: E402
 from taalm.ckl.loss import weighted_lm_loss  # noqa: E402
-from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig  # noqa: E402
+from taalm.meta.config import InnerConfig, MetaThetaConfig, MetaTrainConfig  # noqa: E402
 from taalm.meta.gradient import PairBatch, meta_step  # noqa: E402
 from taalm.meta.theta import MetaTheta  # noqa: E402
 from taalm.models.loading import load_model, load_tokenizer  # noqa: E402

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     from taalm.core.config import PhiConfig
     from taalm.data import read_pairs
-    from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
+    from taalm.meta.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
     from taalm.meta.gradient import meta_step
     from taalm.meta.theta import MetaTheta
     from taalm.meta.pairs import encode_pairs, make_batch, phi_weights

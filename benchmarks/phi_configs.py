@@ -96,7 +96,8 @@ def row_from_run(run: Path, name: str, note: str) -> dict:
 def row_from_validation(weights: str, val_file: Path, recipe: Path | None, overrides: list[str],
                         name: str, note: str) -> dict:
     """Validate fixed weights (a φ folder, the shipped φ, or a rule) with a recipe's settings."""
-    from taalm.core.config import MetaTrainConfig, load_config, to_dict
+    from taalm.core.config import load_config, to_dict
+    from taalm.meta.config import MetaTrainConfig
     from taalm.ckl.config import MethodConfig
     from taalm.data import read_pairs
     from taalm.meta.validation import validate

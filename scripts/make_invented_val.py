@@ -3,7 +3,7 @@
 
 128 short documents about invented places, people, organisations and things, each stating two or
 three facts, one of which a probe sentence states again in other words. The set is ours (names
-from :class:`taalm.bench.invent.NameGenerator`, seeded; templates and fillers written here), so
+from :class:`taalm.tools.invent.NameGenerator`, seeded; templates and fillers written here), so
 no model knows the facts, and it is disjoint from the demo's documents and from every benchmark's
 test units: defaults, the φ floor and the shipped φ are chosen on it, never on a test set.
 
@@ -21,7 +21,7 @@ import json
 import random
 from pathlib import Path
 
-from taalm.bench.invent import NameGenerator
+from taalm.tools.invent import NameGenerator
 
 SEED, N_DOCS, GROUP = 9031, 128, 16
 

@@ -108,7 +108,8 @@ def test_help_texts_are_clean_for_a_pip_user(capsys):
     import re
 
     from taalm.cli import build_parser
-    from taalm.core.config import MetaTrainConfig, load_config
+    from taalm.core.config import load_config
+    from taalm.meta.config import MetaTrainConfig
     from taalm.ckl.config import LearnConfig
 
     parser = build_parser()

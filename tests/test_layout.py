@@ -12,7 +12,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "src" / "taalm"
 # layer of each top-level subpackage / module; a module may import its own layer or lower ones
 LAYERS = {"core": 1, "data": 2, "models": 3, "evaluation": 4, "reporting": 4, "ckl": 5, "meta": 6,
-          "bench": 7, "demo": 8, "hf": 8, "cli": 9, "__main__": 9, "__init__": 9, "recipes": 1}
+          "tools": 6, "bench": 7, "demo": 8, "hf": 8, "cli": 9, "__main__": 9, "__init__": 9, "recipes": 1}
 
 
 def modules():

@@ -93,7 +93,8 @@ def learn_trajectory(method: str, tmp: Path) -> dict:
 
 
 def meta_trajectory(engine: str, tmp: Path) -> dict:
-    from taalm.core.config import MetaTrainConfig, PhiConfig, load_config
+    from taalm.core.config import PhiConfig, load_config
+    from taalm.meta.config import MetaTrainConfig
     from taalm.data import Document, Pair, make_probe
     from taalm.meta.training import train_attention
     from taalm.models.phi import TrainAttention

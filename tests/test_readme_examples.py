@@ -250,7 +250,7 @@ def test_the_replay_pool_sample_is_read(tmp_path):
 
 
 def test_the_trex_sample_is_read(tmp_path):
-    from taalm.bench.pool import read_trex
+    from taalm.tools.pool import read_trex
 
     (fact,) = read_trex(_jsonl(tmp_path, "## LAMA T-REx relation files (`taalm data pool TREX_DIR`)", "P19.jsonl"))
     assert fact.object == "Lisbon" and "[MASK]" in fact.evidences[0]

@@ -1,9 +1,12 @@
 """The ``taalm`` command: a thin layer over the library.
 
-Every subcommand parses arguments, then calls one public function (``learn``, ``evaluate_probes``,
-``weights_for_documents``, ``run_demo``). torch and transformers are imported inside the
-subcommands, so ``taalm --help`` starts instantly. User errors exit with status 2 and one line
-naming file, line and field; nothing is written before the inputs have been validated.
+Every subcommand parses arguments, then calls one public function that a notebook can call too
+(``taalm.ckl.learner.learn``, ``taalm.tools.evaluate.evaluate_model``,
+``taalm.tools.weights.token_weights``, ``taalm.tools.tailor.tailor``, ``taalm.tools.pool.build_pool``,
+``taalm.meta.training.train_attention``, ``taalm.demo.run_demo``, ...) and prints its result.
+torch and transformers are imported inside the subcommands, so ``taalm --help`` starts instantly.
+User errors exit with status 2 and one line naming file, line and field; nothing is written before
+the inputs have been validated.
 """
 
 from __future__ import annotations
@@ -64,18 +67,6 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
     return value
-
-
-def check_output_file(path: str | None, option: str) -> None:
-    """An output file's path (``--json``, ``--html``): not a folder, in a writable folder.
-    Checked before any model loads."""
-    from .core.runfolder import check_writable
-
-    if not path:
-        return
-    if Path(path).is_dir():
-        raise TaalmError(f"{option} {path}: is a folder; give a file name")
-    check_writable(Path(path), f"{option} {path}: ")
 
 
 def _add_config_args(p: argparse.ArgumentParser, example: str = "train.lr=1e-3 theta.mode=full") -> None:
@@ -350,7 +341,8 @@ def _run_options(args):
     from .core.run import RunOptions
 
     return RunOptions(resume=getattr(args, "resume", False), overwrite=getattr(args, "overwrite", False),
-                      progress=not args.quiet, log=lambda m: print(printable(m), file=sys.stderr))
+                      progress=not getattr(args, "quiet", False),
+                      log=lambda m: print(printable(m), file=sys.stderr))
 
 
 def _overrides(args) -> list[str]:
@@ -408,97 +400,29 @@ EVAL_SHORTCUTS = {"model": "model.name", "device": "model.device", "dtype": "mod
 def cmd_eval(args) -> int:
     import json
 
-    from .data import read_probes
-    from .evaluation.probes import encode_probes, evaluate_probes, sample_rows
-    from .models.loading import load_model
-    from .core.files import atomic_write_json, write_jsonl
-
-    import math
-
-    from .ckl.theta import adapter_folder, load_adapter
-
-    from .core.runfolder import check_outputs
-
-    from .core.config import ProbeEvalConfig, to_dict
+    from .core.config import ProbeEvalConfig
+    from .tools.evaluate import evaluate_model
 
     cfg = _config_from_flags(ProbeEvalConfig, args, EVAL_SHORTCUTS)
-    mc = cfg.model
-    check_output_file(args.json, "--json")
-    check_output_file(args.log_samples, "--log-samples")
-    check_outputs({"--json": args.json, "--log-samples": args.log_samples},
-                  [args.probes, cfg.adapter or None, mc.name if Path(mc.name).exists() else None])
-    probes = read_probes(args.probes, cfg.data.probe_field, cfg.data.limit)
-    adapter = adapter_folder(cfg.adapter) if cfg.adapter else None  # checked before the model loads
-    model, tok = load_model(mc.name, mc.device, mc.dtype, mc.attn, trust_remote_code=mc.trust_remote_code,
-                            allow_pickle=mc.allow_pickle)
-    if adapter is not None:
-        model = load_adapter(model, adapter)
-    encoded = encode_probes(tok, probes)
-    r = evaluate_probes(model, tok, probes, cfg.eval.batch_size, cfg.eval.padding_side, encoded,
-                        progress=None if args.quiet else "eval")
-    if not math.isfinite(r.summary()["nll"]):
-        raise TaalmError(f"the answers score a non-finite NLL ({r.summary()['nll']}): the model"
-                         f"{' or the adapter ' + str(cfg.adapter) if cfg.adapter else ''} gives NaN/Inf "
-                         f"logits (damaged weights?); no accuracy is reported")
-    print(json.dumps(r.summary()))
-    if args.json:
-        atomic_write_json(args.json, {"model": mc.name, "adapter": cfg.adapter or None,
-                                      "probes": str(args.probes), "config": to_dict(cfg), **r.to_dict()})
-    if args.log_samples:
-        write_jsonl(args.log_samples, sample_rows(probes, encoded, r.per_probe, tok))
+    result = evaluate_model(args.probes, cfg, json_path=args.json, samples_path=args.log_samples,
+                            options=_run_options(args))
+    print(json.dumps(result.summary()))
     return 0
 
 
 def cmd_weights(args) -> int:
-    from .core.config import load_config
     from .ckl.config import LearnConfig
-    from .data import read_documents
-    from .ckl.learner import check_documents
-    from .ckl.method import get_method
+    from .core.config import load_config
+    from .tools.weights import token_weights
 
     if not (args.html or args.plain or args.jsonl or args.npz):
         raise TaalmError("say where the weights go: --html OUT.html, --jsonl OUT.jsonl, --npz OUT.npz and/or --plain")
-    for option, path, suffix in (("--html", args.html, ".html"), ("--jsonl", args.jsonl, ".jsonl"),
-                                 ("--npz", args.npz, ".npz")):
-        check_output_file(path, option)
-        if path and not path.endswith(suffix):
-            raise TaalmError(f"{option} {path}: the file name must end in {suffix}")
     cfg = load_config(LearnConfig, args.config, _overrides(args))
-    from .core.config import to_dict
-    from .core.runfolder import check_outputs, config_paths
-
-    check_outputs({"--html": args.html, "--jsonl": args.jsonl, "--npz": args.npz},
-                  [args.docs, args.config, *config_paths(to_dict(cfg))])
-    docs = read_documents(args.docs, cfg.data.limit, cfg.data.text_field)
-    method = get_method(cfg.method, cfg.train.seed)
-    check_documents(docs, method)
-
-    from .models.loading import load_model
-    from .reporting.heatmaps import render_plain, write_heatmap
-    from .ckl.weighting import weights_for_documents
-
-    note = method.preview_note()
-    if note:
-        print(note, file=sys.stderr)
-    model, tok = load_model(cfg.model.name, cfg.model.device, cfg.model.dtype, cfg.model.attn,
-                            allow_pickle=cfg.model.allow_pickle)
-    pairs = weights_for_documents(method, model, tok, docs, cfg.train.max_length, cfg.train.stride,
-                                  cfg.train.batch_size, log=lambda m: print(printable(m), file=sys.stderr))
-    items = [(d.text, e.offsets, w.tolist(), f"document {d.id} ({d.source})")
-             for d, (e, w) in zip(docs, pairs)]
+    result = token_weights(args.docs, cfg, html=args.html, jsonl=args.jsonl, npz=args.npz, inputs=[args.config],
+                           options=_run_options(args))
     if args.plain:
-        for text, offsets, w, label in items:
-            print(render_plain(text, offsets, w, label))
-    if args.html:
-        write_heatmap(args.html, items, f"Token weights: method '{method.name}', model '{cfg.model.name}'")
-        print(f"heatmap: {args.html}", file=sys.stderr)
-    if args.jsonl or args.npz:
-        from .reporting.weights_data import weight_rows, write_weights
-
-        rows = weight_rows(docs, pairs, tok, method.name, cfg.model.name)
-        for path in (args.jsonl, args.npz):
-            if path:
-                print(f"weights: {write_weights(path, rows)}", file=sys.stderr)
+        for text in result.plain():
+            print(text)
     return 0
 
 
@@ -533,36 +457,23 @@ TAILOR_SHORTCUTS = {"model": "model", "device": "device", "dtype": "dtype", "bat
 
 
 def cmd_data(args) -> int:
-
     if getattr(args, "data_command", None) not in ("tailor", "pool"):
         build_parser().parse_args(["data", "--help"])  # prints the data actions, exits 0
         return 0
     if args.data_command == "pool":
-        from .bench.pool import PoolConfig, build_pool
+        from .tools import pool
 
         paths = [t for t in args.trex if "=" not in t]  # key=value items are overrides
         if not paths:
             raise TaalmError("data pool: name the T-REx folder or files before any key=value override")
         trex = paths[0] if len(paths) == 1 else paths
-        cfg = _config_from_flags(PoolConfig, args, POOL_SHORTCUTS, [t for t in args.trex if "=" in t])
-        res = build_pool(trex, args.out, cfg, options=_run_options(args))
-        c = res.counts
-        print(f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
-              f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
-              f"kept {c['kept']} (variant {c['variant_kept']}, invariant {c['invariant_kept']}), "
-              f"train {c['train']}, val {c['val']}; {res.wall_s:.0f} s")
-        if "invented" in res.summary:
-            inv = res.summary["invented"]
-            print(f"invented copies (in train.jsonl / val_invented.jsonl): train {inv['counts']['train']}, "
-                  f"val {inv['counts']['val']}, rejected by the base model's score "
-                  f"{inv['counts']['rejected_by_score']}; {inv['wall_s']:.0f} s")
-        print(f"output folder: {printable(args.out)}")
-        return 0
-    from .bench.tailor import TailorConfig, format_counts, tailor
+        cfg = _config_from_flags(pool.PoolConfig, args, POOL_SHORTCUTS, [t for t in args.trex if "=" in t])
+        print(pool.format_counts(pool.build_pool(trex, args.out, cfg, options=_run_options(args))))
+    else:
+        from .tools import tailor
 
-    cfg = _config_from_flags(TailorConfig, args, TAILOR_SHORTCUTS)
-    res = tailor(args.data, args.out, cfg, options=_run_options(args))
-    print(format_counts(res))
+        cfg = _config_from_flags(tailor.TailorConfig, args, TAILOR_SHORTCUTS)
+        print(tailor.format_counts(tailor.tailor(args.data, args.out, cfg, options=_run_options(args))))
     print(f"output folder: {printable(args.out)}")
     return 0
 
@@ -582,7 +493,8 @@ def _read_val_splits(paths: list[str], task_field: str, limit: int):
 
 
 def cmd_train_attention(args) -> int:
-    from .core.config import MetaTrainConfig, load_config
+    from .core.config import load_config
+    from .meta.config import MetaTrainConfig
     from .data import read_pairs
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("phi-%Y%m%d-%H%M%S")
@@ -703,10 +615,10 @@ def cmd_recipes(args) -> int:
 
 
 #: ``taalm config --for NAME``: every command's typed configuration (module:class, imported lazily)
-CONFIG_SCHEMAS = {"learn": "taalm.ckl.config:LearnConfig", "train-attention": "taalm.core.config:MetaTrainConfig",
+CONFIG_SCHEMAS = {"learn": "taalm.ckl.config:LearnConfig", "train-attention": "taalm.meta.config:MetaTrainConfig",
                   "eval": "taalm.core.config:ProbeEvalConfig", "bench": "taalm.bench.lama_ckl.config:LamaCklConfig",
                   "bench-stream": "taalm.bench.stream.base:StreamConfig",
-                  "data-tailor": "taalm.bench.tailor:TailorConfig", "data-pool": "taalm.bench.pool:PoolConfig"}
+                  "data-tailor": "taalm.tools.tailor:TailorConfig", "data-pool": "taalm.tools.pool:PoolConfig"}
 
 
 def cmd_config(args) -> int:

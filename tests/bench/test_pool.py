@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-import taalm.bench.tailor as tailor_mod
+import taalm.tools.tailor as tailor_mod
 from taalm.cli import main
 from taalm.core.errors import InputError
 from taalm.core.run import QUIET
 from taalm.evaluation.probes import EvalResult, ProbeScore
-from taalm.bench.pool import Fact, PoolConfig, build_pool, choose_evidence, make_unit, read_relations, split_by_subject
+from taalm.tools.pool import Fact, PoolConfig, build_pool, choose_evidence, make_unit, read_relations, split_by_subject
 
 LONG = " and the rest of this sentence is padding that makes it longer than two hundred characters" * 3
 

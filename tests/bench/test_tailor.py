@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-import taalm.bench.tailor as tailor_mod
+import taalm.tools.tailor as tailor_mod
 from taalm.cli import main
 from taalm.core.errors import InputError
 from taalm.core.run import RunOptions
 from taalm.evaluation.probes import EvalResult, ProbeScore
-from taalm.bench.tailor import SET_NAMES, TailorConfig, read_units, tailor
+from taalm.tools.tailor import SET_NAMES, TailorConfig, read_units, tailor
 
 
 def unit(uuid, subject, relation, obj, schematic_obj=None, **extra):

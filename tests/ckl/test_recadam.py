@@ -91,7 +91,7 @@ def test_every_trainable_parameter_is_anchored_and_resume_is_exact(tokenizer, do
                      options=QUIET)
     params = [p for p in straight.model.parameters() if p.requires_grad]
     assert params and all("anchor" in straight.optimizer.state[p] for p in params)  # LoRA included
-    learn(docs, None, cfg_for("train.epochs=1"), tmp_path / "b", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
+    learn(docs, None, cfg_for("train.epochs=1", "train.keep_checkpoints=true"), tmp_path / "b", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
           options=QUIET)
     resumed = learn(docs, None, cfg_for("train.epochs=2"), tmp_path / "b", model=make_gpt2(len(tokenizer)).double(), tokenizer=tokenizer,
                     options=RunOptions(resume=True, progress=False, log=lambda m: None))

@@ -53,7 +53,7 @@ def test_shipped_recipes_are_valid_listed_and_copied(tmp_path, capsys):
     lists them, `--config NAME` finds one, and `taalm recipes cp` copies one without ever
     overwriting a file."""
     from taalm.cli import main
-    from taalm.core.config import MetaTrainConfig
+    from taalm.meta.config import MetaTrainConfig
     from taalm.recipes import shipped_recipes
 
     recipes = shipped_recipes()
@@ -87,7 +87,7 @@ def test_shipped_recipes_are_valid_listed_and_copied(tmp_path, capsys):
 ])
 def test_every_section_checks_its_ranges(schema, override):
     """Each section's rules are wired to it: the error names the key and the value."""
-    from taalm.core.config import MetaTrainConfig
+    from taalm.meta.config import MetaTrainConfig
 
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"command line: {re.escape(key)}="):
@@ -101,9 +101,9 @@ def test_every_config_field_has_a_description(monkeypatch):
     import inspect
 
     from taalm.bench.lama_ckl.config import BenchOptions, LamaCklConfig
-    from taalm.bench.pool import PoolConfig
+    from taalm.tools.pool import PoolConfig
     from taalm.bench.stream.base import StreamConfig, StreamOptions
-    from taalm.bench.tailor import TailorConfig
+    from taalm.tools.tailor import TailorConfig
     from taalm.ckl import config as K
     from taalm.ckl.method import PART_KINDS
     from taalm.ckl.weighting import WEIGHTINGS
@@ -136,8 +136,9 @@ def test_config_with_help_is_the_config_as_yaml(cls_name):
 
     from taalm.ckl import config as K
     from taalm.core import config as C
+    from taalm.meta import config as M
 
-    cfg = getattr(K if cls_name == "LearnConfig" else C, cls_name)()
+    cfg = getattr(K if cls_name == "LearnConfig" else M, cls_name)()
     text = C.config_with_help(cfg)
     assert yaml.safe_load(text) == C.to_dict(cfg)
     assert "  lr: 0.001  # θ's learning rate" in text or cls_name != "LearnConfig"
@@ -146,7 +147,7 @@ def test_config_with_help_is_the_config_as_yaml(cls_name):
 def test_meta_training_refuses_fsdp_with_the_reasons():
     """FSDP cannot shard the θ that meta-training differentiates through (second order, JVPs):
     the key exists only to say so, naming the upstream issues."""
-    from taalm.core.config import MetaTrainConfig
+    from taalm.meta.config import MetaTrainConfig
 
     with pytest.raises(ConfigError) as e:
         load_config(MetaTrainConfig, None, ["fsdp=true"])
@@ -158,8 +159,8 @@ def test_every_command_reaches_its_typed_config_through_one_load_config():
     """eval, data tailor and data pool: flags are shortcuts for config keys, ``key=value``
     overrides and ``--config`` apply on top, unknown keys are errors naming the key, and
     ``taalm config --for NAME`` prints every command's schema."""
-    from taalm.bench.pool import PoolConfig
-    from taalm.bench.tailor import TailorConfig
+    from taalm.tools.pool import PoolConfig
+    from taalm.tools.tailor import TailorConfig
     from taalm.cli import (CONFIG_SCHEMAS, EVAL_SHORTCUTS, POOL_SHORTCUTS, TAILOR_SHORTCUTS, _config_from_flags,
                            build_parser, main)
     from taalm.core.config import ProbeEvalConfig

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-import taalm.bench.tailor as tailor_mod
+import taalm.tools.tailor as tailor_mod
 from taalm.cli import main
 from taalm.core.errors import TaalmError, TrainingDiverged
 from taalm.core.run import Run
@@ -337,7 +337,7 @@ def test_run_options_refuse_a_folder_policy_the_command_does_not_have(tmp_path):
     """The benchmarks and the data tools continue their folders in place by themselves: asked to
     ``resume`` (or a benchmark to ``overwrite``) they refuse in one line before reading anything."""
     from taalm.bench.lama_ckl import run_lama_ckl
-    from taalm.bench.tailor import tailor
+    from taalm.tools.tailor import tailor
     from taalm.core.errors import TaalmError
     from taalm.core.run import RunOptions, options_for
 

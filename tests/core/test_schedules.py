@@ -11,7 +11,8 @@ import torch
 
 from conftest import make_llama
 from taalm.ckl.learner import learn
-from taalm.core.config import MetaTrainConfig, load_config
+from taalm.core.config import load_config
+from taalm.meta.config import MetaTrainConfig
 from taalm.ckl.config import LearnConfig
 from taalm.core.errors import ConfigError
 from taalm.core.schedules import lr_factor

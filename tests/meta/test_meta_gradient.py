@@ -12,7 +12,7 @@ import torch
 
 from conftest import make_gpt2, make_llama
 from taalm.core.errors import ConfigError
-from taalm.core.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
+from taalm.meta.config import InnerConfig, MetaThetaConfig, MetaTrainConfig
 from taalm.meta.gradient import PairBatch, meta_step
 from taalm.meta.inner_optim import init_state, optim_step, update_derivative
 from taalm.meta.theta import MetaTheta
@@ -21,7 +21,7 @@ P, T, TQ = 2, 12, 8
 
 
 def inner_cfg(name="adamw", lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    """The inner optimizer's config (taalm.core.config.InnerConfig)."""
+    """The inner optimizer's config (taalm.meta.config.InnerConfig)."""
     return InnerConfig(optimizer=name, lr=lr, betas=list(betas), eps=eps, weight_decay=weight_decay)
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import make_llama
-from taalm.core.config import MetaTrainConfig, load_config
+from taalm.core.config import load_config
+from taalm.meta.config import MetaTrainConfig
 from taalm.data import Document, Pair, make_probe, read_pairs
 from taalm.core.errors import ConfigError, InputError
 from taalm.meta.training import train_attention
@@ -298,7 +299,7 @@ def test_phi_learns_to_weight_the_answer(tokenizer):
     """A toy φ (one weight logit per vocabulary token) meta-trained with the meta-gradient on a
     tiny float64 θ: the answer tokens' mean weight rises above the other tokens', and the outer
     loss (the task's answer NLL after θ's weighted step) falls."""
-    from taalm.core.config import InnerConfig, MetaThetaConfig
+    from taalm.meta.config import InnerConfig, MetaThetaConfig
     from taalm.meta.gradient import meta_step
     from taalm.meta.theta import MetaTheta
 

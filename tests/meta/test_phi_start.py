@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import make_llama
-from taalm.bench.invent import NAME_SHAPES, NameGenerator, invent_unit, invent_units
+from taalm.tools.invent import NAME_SHAPES, NameGenerator, invent_unit, invent_units
 from taalm.meta.supervised import answer_labels, auto_pos_weight, span_bce, supervised_start
 from taalm.meta.training import train_attention
 from taalm.meta.pairs import encode_pairs

@@ -25,7 +25,7 @@ def test_report_compares_learn_runs_and_benches_with_standard_errors(tmp_path, m
     common = [str(docs_file), "--probes", str(probes_file), "--quiet", f"model.name={model_dir}", "model.device=cpu",
               "train.epochs=2", "train.lr=5e-3"]
     assert main(["learn", *common, "--method", "oracle", "--out", str(tmp_path / "a"), "eval.every_epoch=true"]) == 0
-    assert main(["learn", *common, "--out", str(tmp_path / "b")]) == 0  # before / after only
+    assert main(["learn", *common, "--out", str(tmp_path / "b"), "--keep", str(probes_file)]) == 0  # before / after
     bench = _bench_folder(tmp_path / "bench", {"finetune": ([0.0, 0.1, 0.2], [1.0, 0.8, 0.6]),
                                               "taalm": ([0.0, 0.3, 0.25], [1.0, 0.9, 0.85])})
     capsys.readouterr()
@@ -34,6 +34,9 @@ def test_report_compares_learn_runs_and_benches_with_standard_errors(tmp_path, m
     md = (out / "report.md").read_text()
     assert capsys.readouterr().out.strip() == md.strip()
     assert "| a (oracle) | 2 |" in md and "| b (finetune) | 2 |" in md
+    last = json.loads((tmp_path / "b" / "summary.json").read_text())["history"][-1]  # kept: measured on --keep
+    kept = last["kept"]["accuracy"]
+    assert f"| {last['exact']:.3f} | {kept:.3f} | {last['accuracy'] + kept:.3f} |" in md.split("| b (finetune)")[1]
     # Top Acc 0.300 over 100 probes: SE = sqrt(0.3 * 0.7 / 100) = 0.046; NF 0.900 over 50: 0.042
     assert "| bench | taalm | 0.300 ± 0.046 | 1 | 0.900 ± 0.042 | 1.200 ± 0.062 | 2.0 min |" in md
     for png in ("learn.png", "bench.png"):

@@ -15,8 +15,9 @@ g          = ∇θ L(θ_k; w)   at θ_k, the state after ``k_warm`` warm-up step
 θ'         = θ_k (1 − lr·λ) − U(g)                                       (one differentiable step)
            U(g) = lr·g (SGD),  U(g) = lr·m̂/(√v̂ + ε) with m = β1 m_k + (1−β1) g,
            v = β2 v_k + (1−β2) g², m̂ = m/(1−β1^t), v̂ = v/(1−β2^t) (AdamW; warm-up state fixed)
-O(θ')      the outer objective on the task's answer tokens (``answer_nll``, ``change3``,
-           ``change2``), plus optionally λ_U · mean |ℓ'(T_U) − ℓ⁰(T_U)| on an unrelated task.
+O(θ')      the outer objective on the task's answer tokens, a registered part of
+           :mod:`taalm.meta.objectives` (``answer_nll``, ``change3``, ``change2``), plus
+           optionally λ_U · mean |ℓ'(T_U) − ℓ⁰(T_U)| on an unrelated task.
 
 The exact derivative with respect to w (weight decay does not depend on w):
 
@@ -44,8 +45,10 @@ Two engines compute ∂O/∂w:
 
 Both return ∂O/∂w; the caller then runs one ordinary backward through φ with that vector.
 At v̂ = 0 (an entry whose gradient has always been 0, e.g. LoRA A while B = 0) the derivative
-of √v̂ is taken as 0 in both engines (:func:`taalm.meta.inner_optim._safe_sqrt`), so no NaN appears; such entries carry no
-gradient to w anyway.
+of √v̂ is taken as 0 in both engines (:func:`taalm.meta.inner_optim.adamw.safe_sqrt`), so no NaN
+appears; such entries carry no gradient to w anyway. The inner optimizers (SGD, AdamW) are the
+registered parts of :mod:`taalm.meta.inner_optim`; the engines ask an objective and an optimizer
+for their properties (:class:`~taalm.meta.objectives.OuterObjective`), never for their names.
 
 Second order on CPU: PyTorch's fused SDPA kernels have neither a double-backward nor a
 forward-mode rule, so the θ model used here must run eager attention (``MetaTheta`` checks it).
@@ -61,10 +64,10 @@ import torch.nn.functional as F
 import torch.autograd.forward_ad as fwAD
 
 from ..ckl.loss import per_sequence_weighted_loss, token_losses
-from ..core.config import MetaTrainConfig
 from ..core.errors import ConfigError
-from .inner_optim import init_state, optim_step, step_and_derivative
-from .objectives import outer_objective
+from .config import MetaTrainConfig
+from .inner_optim import build_inner_optimizer, init_state, optim_step, step_and_derivative
+from .objectives import OuterObjective, build_objective
 from .theta import MetaTheta
 
 
@@ -92,8 +95,17 @@ class PairBatch:
 class MetaStepResult:
     grad_w: torch.Tensor  # ∂(mean outer loss)/∂w  [P, T]
     outer: torch.Tensor  # outer loss per pair at θ' [P] (detached)
-    outer0: torch.Tensor  # the same objective at θ0 [P] (answer_nll; 0 for the change objectives; NaN if not logged)
+    outer0: torch.Tensor  # the same objective at θ0 [P] (its theta0_value where it has one; NaN if not logged)
     inner_loss: torch.Tensor  # weighted document loss at θ_k [P]
+
+
+@dataclass
+class OuterTerms:
+    """The outer objective of one meta-step and the constants it is measured against, at θ0."""
+
+    objective: OuterObjective
+    task0: torch.Tensor | None = None  # the task's per-token losses at θ0 (objective.needs_theta0)
+    u0: torch.Tensor | None = None  # the unrelated task's per-token losses at θ0 (unrelated_weight > 0)
 
 
 @torch.enable_grad()  # works when called under no_grad (e.g. finite-difference checks)
@@ -113,34 +125,45 @@ def meta_step(theta: MetaTheta, batch: PairBatch, w: torch.Tensor, s: MetaTrainC
     w = w.detach().to(theta.init[next(iter(theta.init))].dtype)
     params = params0 if params0 is not None else theta.pairs(P)
     params_init = params  # θ0 (the warm-up builds new tensors)
-    ref = _reference_losses(theta, params, batch, s)
-    state = init_state(params, moments=s.inner.optimizer == "adamw")
+    ref = _reference_losses(theta, params, batch, s, build_objective(s))
+    state = init_state(params, moments=build_inner_optimizer(s.inner).moments)
     ww = w if warm_weights is None else warm_weights.detach().to(w.dtype)
     params, state = _warm_up(theta, batch, params, state, ww, s)
-    with torch.no_grad():  # θ0's answer loss, for the log only (NaN when log_outer0 is off)
-        if s.objective == "answer_nll" and s.log_outer0:
-            outer0 = outer_objective("answer_nll", token_losses(
-                theta.logits(params_init, batch.task_ids, batch.task_mask),
-                batch.task_ids, batch.task_mask)[0], batch.answer)
-        else:
-            outer0 = torch.full((P,), 0.0 if s.objective != "answer_nll" else math.nan, dtype=w.dtype)
+    outer0 = _outer0(theta, params_init, batch, s, ref, w.dtype)
     p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
     grad_w, outer, L = engine(theta, batch, w, p, state, s, ref)
     return MetaStepResult(grad_w, outer, outer0, L)
 
 
 @torch.no_grad()
-def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaTrainConfig) -> dict:
+def _reference_losses(theta: MetaTheta, params0, batch: PairBatch, s: MetaTrainConfig,
+                      objective: OuterObjective) -> OuterTerms:
     """Task (and unrelated-task) losses at θ0: constants of the change/penalty objectives."""
-    ref = {}
-    if s.objective != "answer_nll":
-        ref["task0"], _ = token_losses(theta.logits(params0, batch.task_ids, batch.task_mask),
-                                        batch.task_ids, batch.task_mask)
+    ref = OuterTerms(objective)
+    if objective.needs_theta0:
+        ref.task0, _ = token_losses(theta.logits(params0, batch.task_ids, batch.task_mask),
+                                    batch.task_ids, batch.task_mask)
     if s.unrelated_weight:
         if batch.u_ids is None:
             raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
-        ref["u0"], _ = token_losses(theta.logits(params0, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
+        ref.u0, _ = token_losses(theta.logits(params0, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
     return ref
+
+
+@torch.no_grad()
+def _outer0(theta: MetaTheta, params0, batch: PairBatch, s: MetaTrainConfig, ref: OuterTerms,
+            dtype: torch.dtype) -> torch.Tensor:
+    """The objective at θ0 ``[P]``, for the log only: its ``theta0_value`` where it has one (0 for
+    the change objectives), else computed from θ0's task losses (NaN when log_outer0 is off)."""
+    if ref.objective.theta0_value is not None:
+        return torch.full((batch.P,), ref.objective.theta0_value, dtype=dtype)
+    if not s.log_outer0:
+        return torch.full((batch.P,), math.nan, dtype=dtype)
+    losses0 = ref.task0
+    if losses0 is None:
+        losses0, _ = token_losses(theta.logits(params0, batch.task_ids, batch.task_mask),
+                                  batch.task_ids, batch.task_mask)
+    return ref.objective.outer(losses0, batch.answer, losses0)
 
 
 def _warm_up(theta: MetaTheta, batch: PairBatch, params: dict, state: dict, ww: torch.Tensor,
@@ -182,16 +205,16 @@ def _double_backward(theta, batch, w, p, state, s: MetaTrainConfig, ref):
     return grad_w.detach(), outer.detach(), L.detach()
 
 
-def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaTrainConfig, ref: dict) -> torch.Tensor:
+def _task_terms(theta: MetaTheta, params, batch: PairBatch, s: MetaTrainConfig, ref: OuterTerms) -> torch.Tensor:
     """The outer loss per pair ``[P]`` at θ = ``params`` (differentiable in params)."""
     lt, _ = token_losses(theta.logits(params, batch.task_ids, batch.task_mask), batch.task_ids, batch.task_mask)
-    out = outer_objective(s.objective, lt, batch.answer, ref.get("task0"))
+    out = ref.objective.outer(lt, batch.answer, ref.task0)
     if s.unrelated_weight:
-        if batch.u_answer is None:
+        if batch.u_answer is None or ref.u0 is None:
             raise ConfigError("unrelated_weight > 0 needs an unrelated task in the batch")
         lu, _ = token_losses(theta.logits(params, batch.u_ids, batch.u_mask), batch.u_ids, batch.u_mask)
         a = batch.u_answer.to(lu.dtype)
-        out = out + s.unrelated_weight * (a * (lu - ref["u0"]).abs()).sum(1) / a.sum(1).clamp_min(1)
+        out = out + s.unrelated_weight * (a * (lu - ref.u0).abs()).sum(1) / a.sum(1).clamp_min(1)
     return out
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from ..core.config import MetaTrainConfig, check_config, save_config, to_dict
+from ..core.config import check_config, save_config, to_dict
+from .config import MetaTrainConfig
 from ..core.errors import TaalmError, TrainingDiverged
 from ..core.files import atomic_write_json, environment_info
 from ..core.run import RunOptions

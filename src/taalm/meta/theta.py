@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..core.config import MetaThetaConfig
+from .config import MetaThetaConfig
 from ..core.errors import ConfigError
 
 

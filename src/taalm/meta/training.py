@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core.config import MetaTrainConfig, check_config, save_config, to_dict
+from ..core.config import check_config, save_config, to_dict
+from .config import MetaTrainConfig
 from ..data import Pair
 from ..core.errors import ConfigError, TaalmError, TrainingDiverged
 from .gradient import meta_step

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from ..core.config import DataConfig, EvalConfig, LoraConfig, MetaTrainConfig
+from ..core.config import DataConfig, EvalConfig, LoraConfig
+from .config import MetaTrainConfig
 from ..ckl.config import LearnConfig, ThetaConfig, TrainConfig
 from ..data import Pair, encode
 

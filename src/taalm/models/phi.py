@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core.config import LoraConfig, PhiConfig, from_dict, to_dict
+from ..core.config import PHI_MODES, PHI_REDUCTIONS as REDUCTIONS, LoraConfig, PhiConfig, from_dict, to_dict
 from ..data import Document, Encoded, encode_document, pad_sequences, split_windows
 from ..core.errors import ConfigError, ModelLoadError, TaalmError
 from .loading import import_peft
@@ -42,8 +42,6 @@ PHI_FORMAT = "taalm-train-attention"
 PHI_FORMAT_VERSION = 1
 PHI_CONFIG_FILE = "phi_config.json"
 PHI_TENSORS_FILE = "phi.safetensors"
-PHI_MODES = ("lora", "full")
-REDUCTIONS = ("mean", "max")
 
 
 # --------------------------------------------------------------------------------------------

@@ -122,16 +122,21 @@ def _pm(p: float | None, n: int) -> str:
 
 
 def learn_table(sources: list[Source]) -> str:
-    """Before / after / best probe accuracy (± SE) and NLL of each learn run."""
-    lines = ["| run | epochs | accuracy before | accuracy after | best (epoch) | NLL before → after | train time |",
-             "|---|---|---|---|---|---|---|"]
+    """Before / after / best probe accuracy (± SE), exact match and kept after (the built-in or
+    given kept set, when the run measured it), Total, and NLL of each learn run."""
+    lines = ["| run | epochs | accuracy before | accuracy after | exact after | kept after | Total | best (epoch) "
+             "| NLL before → after | train time |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in sources:
         h, n = s.history, s.history[-1].get("n", 0)
         best = max(h, key=lambda r: r["accuracy"])
         t = s.info.get("train_seconds")
-        lines.append(f"| {s.label} | {h[-1]['epoch']} | {_pm(h[0]['accuracy'], n)} | {_pm(h[-1]['accuracy'], n)} | "
-                     f"{best['accuracy']:.3f} ({best['epoch']}) | {h[0]['nll']:.3f} → {h[-1]['nll']:.3f} | "
-                     f"{'—' if not _number(t) else f'{t:.0f} s'} |")
+        last = h[-1]
+        exact = f"{last['exact']:.3f}" if _number(last.get("exact")) else "—"
+        kept = last.get("kept", {}).get("accuracy") if isinstance(last.get("kept"), dict) else None
+        kept_s, total = ("—", "—") if not _number(kept) else (f"{kept:.3f}", f"{last['accuracy'] + kept:.3f}")
+        lines.append(f"| {s.label} | {last['epoch']} | {_pm(h[0]['accuracy'], n)} | {_pm(last['accuracy'], n)} | "
+                     f"{exact} | {kept_s} | {total} | {best['accuracy']:.3f} ({best['epoch']}) | "
+                     f"{h[0]['nll']:.3f} → {last['nll']:.3f} | {'—' if not _number(t) else f'{t:.0f} s'} |")
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ is used once in a pool, so validation names never occur in training.
 
 The caller scores every invented unit with the base model in both probe formats (the pool's
 scorer) and keeps only those scoring exactly 0 in both; units that fail are drawn again with new
-names (see :func:`taalm.bench.pool.build_pool`).
+names (see :func:`taalm.tools.pool.build_pool`).
 """
 
 from __future__ import annotations

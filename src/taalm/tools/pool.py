@@ -353,6 +353,21 @@ def _summary(d: dict) -> dict:
     }
 
 
+def format_counts(result: PoolResult) -> str:
+    """The funnel the CLI prints: facts read, excluded, kept, train / val (and invented copies)."""
+    c = result.counts
+    lines = [f"facts {c.get('facts', 0)}, excluded (LAMA-ckl) {c.get('excluded_lama_ckl', 0)}, "
+             f"no qualifying evidence {c.get('no_qualifying_evidence', 0)}, candidates {c.get('candidates', 0)}, "
+             f"kept {c['kept']} (variant {c['variant_kept']}, invariant {c['invariant_kept']}), "
+             f"train {c['train']}, val {c['val']}; {result.wall_s:.0f} s"]
+    if "invented" in result.summary:
+        inv = result.summary["invented"]
+        lines.append(f"invented copies (in train.jsonl / val_invented.jsonl): train {inv['counts']['train']}, "
+                     f"val {inv['counts']['val']}, rejected by the base model's score "
+                     f"{inv['counts']['rejected_by_score']}; {inv['wall_s']:.0f} s")
+    return "\n".join(lines)
+
+
 def read_relations(path: str | Path | None = None) -> dict[str, Relation]:
     """Relations by code: LAMA's relations file (``relation``, ``template``, ``label`` per row)
     or, with no path, the built-in table :data:`LAMA_RELATIONS`."""
@@ -481,8 +496,8 @@ def split_by_subject(units: list[dict], n_val: int, seed: int) -> tuple[list[dic
 
 def add_invented(scorer, splits: tuple[list[dict], list[dict]], fraction: float, out_dir: Path, seed: int,
                  avoid: set[str] = frozenset()) -> dict:
-    """Invented-entity copies (:mod:`taalm.bench.invent`) of a seeded ``fraction`` of the
-    ``splits``' train units and of every val unit (``scorer``: :class:`~taalm.bench.tailor.Scorer`). Each copy is scored by the base model in both probe formats (the
+    """Invented-entity copies (:mod:`taalm.tools.invent`) of a seeded ``fraction`` of the
+    ``splits``' train units and of every val unit (``scorer``: :class:`~taalm.tools.tailor.Scorer`). Each copy is scored by the base model in both probe formats (the
     pool's scorer, cached in ``OUT/scores/invented-rN.*``); a copy that does not score exactly 0
     in both is drawn again with new names, up to :data:`INVENT_ROUNDS` times, then dropped. The
     splits stay disjoint by the original subject (a copy goes where its original went) and no
