@@ -135,6 +135,7 @@ TABLES = {
     "table1": _markdown_file(RESULTS / "lama_ckl_tables_cpu_smollm2" / "table1.md"),
     "table6": _markdown_file(RESULTS / "lama_ckl_tables_cpu_smollm2" / "table6.md"),
     "stream-cpu": stream_cpu_table,
+    "validation-keep": _markdown_file(RESULTS / "validation" / "keep_settings.md"),
     "fresh-clone": fresh_clone_table,
 }
 
