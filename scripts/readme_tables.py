@@ -73,6 +73,27 @@ def lama_cpu_table() -> str:
     return "\n".join(head + [line for _, line in sorted(rows, key=lambda r: -r[0])])
 
 
+LAMA_RULES = RESULTS / "lama_ckl_cpu_smollm2_rules"
+
+
+def lama_rules_table() -> str:
+    """LAMA-ckl ``cpu``: the rule-based token losses (their own folder, same size and settings)
+    beside fine-tuning and taalm of the main folder; a method not yet run says so."""
+    main = _read(LAMA_CPU / "summary.json")["methods"]
+    rules = _read(LAMA_RULES / "summary.json")["methods"] if (LAMA_RULES / "summary.json").is_file() else {}
+    lines = ["| method | Top Acc | Epoch | NF Acc at Epoch | Total | wall time | from |", "|---|---|---|---|---|---|---|"]
+    for name in ("finetune", "taalm", "dft", "asft", "eaft", "stm"):
+        m, where = (main.get(name), "lama_ckl_cpu_smollm2") if name in ("finetune", "taalm") else (
+            rules.get(name), "lama_ckl_cpu_smollm2_rules")
+        if m is None:
+            lines.append(f"| {name} | not run yet | | | | | |")
+            continue
+        r = m["summary"]
+        lines.append(f"| {name} | {_f3(r['top_acc'])} | {r['epoch']} | {_f3(r['nf_acc'])} | {_f3(r['total'])} | "
+                     f"{_minutes(m['wall_s'])} | `{where}` |")
+    return "\n".join(lines)
+
+
 def lama_targets_table() -> str:
     """The issue's targets for TAALM on LAMA-ckl ``cpu`` (``benchmarks/lama_ckl_targets.py``)."""
     t = _read(LAMA_CPU / "targets.json")
@@ -136,6 +157,7 @@ TABLES = {
     "table6": _markdown_file(RESULTS / "lama_ckl_tables_cpu_smollm2" / "table6.md"),
     "stream-cpu": stream_cpu_table,
     "validation-keep": _markdown_file(RESULTS / "validation" / "keep_settings.md"),
+    "lama-ckl-rules": lama_rules_table,
     "fresh-clone": fresh_clone_table,
 }
 
