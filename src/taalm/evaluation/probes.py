@@ -147,6 +147,22 @@ def _answer_log_probs(model, ids, att, pos, prev: list[torch.Tensor], device, an
 
 
 @torch.no_grad()
+def _check_call(probes, batch_size, padding_side: str) -> None:
+    """The arguments of :func:`evaluate_probes`, checked before any work: one clear error each."""
+    if isinstance(probes, (str, bytes)) or not hasattr(probes, "__len__"):
+        raise TaalmError(f"probes must be a list of Probe (read_probes or make_probe), not {type(probes).__name__}")
+    if not probes:
+        raise TaalmError("no probes to evaluate (an empty list)")
+    odd = next((p for p in probes if not isinstance(p, Probe)), None)
+    if odd is not None:
+        raise TaalmError(f"probes must be Probe objects (read_probes or make_probe), not {type(odd).__name__}: "
+                         f"{str(odd)[:40]!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TaalmError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    if padding_side not in ("right", "left"):
+        raise TaalmError(f"padding_side must be 'right' or 'left', not {padding_side!r}")
+
+
 def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
                     padding_side: str = "right", encoded: list[Encoded] | None = None,
                     progress: str | None = None, answer_logits_only: bool = True) -> EvalResult:
@@ -156,8 +172,7 @@ def evaluate_probes(model, tokenizer, probes: list[Probe], batch_size: int = 16,
     logits only at the answer positions where the model allows it (same scores, less work); False
     always computes every position's logits.
     """
-    if not probes:
-        raise TaalmError("no probes to evaluate (an empty list)")
+    _check_call(probes, batch_size, padding_side)
     if encoded is None:
         encoded = encode_probes(tokenizer, probes)
     _check_probe_lengths(model, probes, encoded)
