@@ -283,16 +283,18 @@ def _add_bench(sub) -> None:
                    help="preset: smoke (seconds), cpu (SmolLM2 on a 2-core CPU), paper (default: smoke)")
     p.add_argument("--data", metavar="DIR", help="a `taalm data tailor` output folder (to_learn.jsonl and "
                                                  "not_to_forget_<format>.jsonl)")
-    p.add_argument("--to-learn", metavar="FILE", help="To-Learn LAMA-ckl units (instead of --data)")
-    p.add_argument("--nf", metavar="FILE", help="Not-To-Forget LAMA-ckl units (instead of --data)")
+    p.add_argument("--to-learn", metavar="FILE", help="To-Learn LAMA-ckl units (instead of --data; also "
+                                                      "stream lama-ckl-stream)")
+    p.add_argument("--nf", metavar="FILE", help="Not-To-Forget LAMA-ckl units (instead of --data; also "
+                                                "stream lama-ckl-stream)")
     p.add_argument("--probe-format", default="descriptive", choices=["descriptive", "schematic"],
                    help="probe field task_descriptive (default) or task_schematic")
-    p.add_argument("--diffsets", metavar="DIR", help="stream temporalwiki: the monthly Wikipedia diff sets "
-                                                     "(= stream.diffsets)")
     p.add_argument("--out", required=True, metavar="DIR", help="benchmark folder (reuse it to resume)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                   help="overrides on top of the size preset, e.g. train.lr=1e-3 bench.n_to_learn=50")
+                   help="overrides on top of the size preset, e.g. train.lr=1e-3 bench.n_to_learn=50; a "
+                        "stream's own options are stream.* keys, some also flags the stream declares "
+                        "(all of them: taalm config --for bench-stream)")
 
 
 def _add_methods_and_config(sub) -> None:
@@ -536,8 +538,6 @@ def cmd_bench(args) -> int:
     if args.benchmark == "stream":
         return _bench_stream(args)
     runner = get_benchmark(args.benchmark)
-    if args.diffsets:
-        raise TaalmError("--diffsets is for `taalm bench stream temporalwiki`")
     if args.data and (args.to_learn or args.nf):
         raise TaalmError("give either --data DIR or --to-learn FILE --nf FILE, not both")
     if args.data:
@@ -558,23 +558,49 @@ def cmd_bench(args) -> int:
 
 def _bench_stream(args) -> int:
     """``taalm bench stream NAME``: the first positional after ``stream`` names the stream."""
-    from .bench.stream import STREAMS, run_stream
+    from .bench.stream import STREAM_BENCHMARKS, run_stream, stream_flags
 
     rest = list(args.overrides or [])
     if not rest or "=" in rest[0]:
-        raise TaalmError(f"name the stream: taalm bench stream NAME (available: {', '.join(STREAMS.names())})")
+        raise TaalmError(f"name the stream: taalm bench stream NAME (available: {', '.join(STREAM_BENCHMARKS.names())})")
     name, overrides = rest[0], rest[1:]
-    if args.to_learn or args.nf:
-        raise TaalmError("stream benchmarks read a folder: --data DIR")
     if args.probe_format != "descriptive":
         overrides = [f"data.probe_field=task_{args.probe_format}"] + overrides
-    pre = ([f"stream.data={args.data}"] if args.data else []) + (
-        [f"stream.diffsets={args.diffsets}"] if args.diffsets else [])
+    declared = stream_flags(name)  # the flags the stream declares on its options (stream.*)
+    given = {"--data": args.data, "--to-learn": args.to_learn, "--nf": args.nf, **getattr(args, "stream_flags", {})}
+    pre = []
+    for flag, value in given.items():
+        if value is None:
+            continue
+        if flag not in declared:
+            raise TaalmError(f"stream {name} does not take {flag} (its flags: {' '.join(declared) or 'none'}; "
+                             f"its options: taalm config --for bench-stream)")
+        pre.append(f"{declared[flag]}={value}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     res = run_stream(name, methods, args.out, args.size, pre + overrides, options=_run_options(args))
     print(res["table"])
     print(f"benchmark folder: {printable(args.out)}")
     return 0
+
+
+def _stream_flag_values(extra: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``--flag VALUE`` / ``--flag=VALUE`` pairs among the arguments argparse did not know (a
+    stream's own flags, checked against the stream's options by :func:`_bench_stream`), and the rest."""
+    flags, rest, i = {}, [], 0
+    while i < len(extra):
+        a = extra[i]
+        if a.startswith("--") and len(a) > 2:
+            key, eq, value = a.partition("=")
+            if eq:
+                flags[key] = value
+            elif i + 1 < len(extra) and not extra[i + 1].startswith("-"):
+                flags[key], i = extra[i + 1], i + 1
+            else:
+                rest.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return flags, rest
 
 
 def cmd_methods(args) -> int:
@@ -617,7 +643,7 @@ def cmd_recipes(args) -> int:
 #: ``taalm config --for NAME``: every command's typed configuration (module:class, imported lazily)
 CONFIG_SCHEMAS = {"learn": "taalm.ckl.config:LearnConfig", "train-attention": "taalm.meta.config:MetaTrainConfig",
                   "eval": "taalm.core.config:ProbeEvalConfig", "bench": "taalm.bench.lama_ckl.config:LamaCklConfig",
-                  "bench-stream": "taalm.bench.stream.base:StreamConfig",
+                  "bench-stream": "taalm.bench.stream:AllStreamsConfig",
                   "data-tailor": "taalm.tools.tailor:TailorConfig", "data-pool": "taalm.tools.pool:PoolConfig"}
 
 
@@ -666,6 +692,8 @@ def _check_recipe_is_not_replaced(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "bench" and args.benchmark == "stream":  # flags a stream declares (--diffsets DIR)
+        args.stream_flags, extra = _stream_flag_values(extra)
     # overrides may come after options (argparse stops filling a positional list at the first one)
     unknown = [a for a in extra if a.startswith("-") or "=" not in a]
     if unknown or (extra and not hasattr(args, "overrides")):

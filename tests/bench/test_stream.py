@@ -13,7 +13,7 @@ import torch
 
 from conftest import make_llama
 from test_bench import FACTS, QUIET, cli, unit, write_units
-from taalm.bench.stream import STREAMS, resolve_stream_config, run_stream, stream_metrics
+from taalm.bench.stream import STREAM_BENCHMARKS, resolve_stream_config, run_stream, stream_metrics
 from taalm.bench.stream.temporalwiki import keep_passage, read_diffset, schematic_text
 from taalm.core.errors import ConfigError, InputError, TaalmError
 
@@ -41,7 +41,7 @@ def test_stream_metrics_on_a_hand_made_matrix():
 
 
 def test_registered_streams_and_sizes():
-    assert {"lama-ckl-stream", "temporalwiki"} <= set(STREAMS.names())
+    assert {"lama-ckl-stream", "temporalwiki"} <= set(STREAM_BENCHMARKS.names())
     _, cfg = resolve_stream_config("lama-ckl-stream", "cpu")
     assert (cfg.stream.periods, cfg.stream.n_units, cfg.train.epochs) == (4, 200, 6)
     _, cfg = resolve_stream_config("temporalwiki", "paper")
@@ -269,3 +269,164 @@ def test_temporalwiki_on_the_shipped_probes_with_fixture_diff_sets(tmp_path, twi
                theta0=(model, tokenizer), **QUIET)
     r = _matrix(out, "finetune")
     assert r["sets"]["changed"]["n"] == [4, 4, 4] and len(r["sets"]["changed"]["accuracy"]) == 4
+
+
+# --------------------------------------------------------------------------------------------
+# A new stream is one registered class with its own options; lama-ckl-stream on two unit files
+# --------------------------------------------------------------------------------------------
+def test_a_new_stream_benchmark_is_one_registered_class(tmp_path, tailored8, tokenizer, capsys, model_dir):
+    from dataclasses import dataclass
+
+    from taalm.bench.stream import StreamBenchmark, StreamData, StreamOptions, Period, stream_flags, stream_option
+    from taalm.bench.stream.base import require_data_folder
+    from taalm.data import read_documents, read_probes
+
+    @dataclass
+    class EchoOptions(StreamOptions):
+        """echo-test's options."""
+
+        per_period: int = stream_option(2, "units per period", flag="--per-period")
+
+        def _rules(self, r) -> None:
+            r.at_least("per_period", 1)
+
+    class EchoStream(StreamBenchmark):
+        """The tailored units, ``stream.per_period`` per period, in file order."""
+
+        sizes = {"smoke": ("tiny", ["train.epochs=1", "train.batch_size=2", "eval.batch_size=8"])}
+
+        def load(self, cfg):
+            path = require_data_folder(cfg, "a tailored folder") / "to_learn.jsonl"
+            docs, probes = read_documents(path), read_probes(path, cfg.data.probe_field)
+            k = cfg.stream.per_period
+            periods = [Period(f"q{i // k + 1}", docs[i:i + k], {"to_learn": probes[i:i + k]})
+                       for i in range(0, len(docs), k)]
+            return StreamData(periods, "to_learn", {}, {"n": len(docs), "per_period": k})
+
+    STREAM_BENCHMARKS.register("echo-test", config=EchoOptions)(EchoStream)
+    try:
+        assert stream_flags("echo-test") == {"--data": "stream.data", "--per-period": "stream.per_period"}
+        _, cfg = resolve_stream_config("echo-test", "smoke", ["stream.per_period=3"])
+        assert cfg.stream.per_period == 3 and not hasattr(cfg.stream, "diffsets")
+        with pytest.raises(ConfigError, match="stream.per_period=0: must be >= 1"):  # its own rules
+            resolve_stream_config("echo-test", "smoke", ["stream.per_period=0"])
+        with pytest.raises(ConfigError, match="unknown configuration key 'stream.diffsets'"):  # not its option
+            resolve_stream_config("echo-test", "smoke", ["stream.diffsets=x"])
+        with pytest.raises(ConfigError, match="unknown configuration key 'stream.per_period'"):  # only its own
+            resolve_stream_config("temporalwiki", "smoke", ["stream.per_period=3"])
+        model = make_llama(len(tokenizer))
+        out = tmp_path / "echo"
+        run_stream("echo-test", ["finetune"], out, "smoke", [f"stream.data={tailored8}", "stream.per_period=2"] + TINY,
+                   theta0=(model, tokenizer), **QUIET)
+        r = _matrix(out, "finetune")
+        assert r["periods"] == ["q1", "q2", "q3", "q4"] and len(r["sets"]["to_learn"]["accuracy"]) == 5
+        assert r["config"]["stream"]["per_period"] == 2
+        # its flag, declared on its option, works on the command line; another stream's flag does not
+        code, stdout, err = cli(capsys, "bench", "stream", "echo-test", "--data", tailored8, "--per-period", "4",
+                                "--methods", "oracle", "--out", tmp_path / "echo-cli", "--quiet",
+                                f"model.name={model_dir}", "theta.lora.r=4")
+        assert code == 0, err
+        assert _matrix(tmp_path / "echo-cli", "oracle")["periods"] == ["q1", "q2"]
+        code, _, err = cli(capsys, "bench", "stream", "echo-test", "--data", tailored8, "--diffsets", tmp_path,
+                           "--methods", "oracle", "--out", tmp_path / "echo-x")
+        assert code == 2 and "stream echo-test does not take --diffsets" in err and "--per-period" in err
+        from taalm.bench.stream import AllStreamsConfig
+
+        from taalm.core.config import field_help
+        assert field_help(AllStreamsConfig.__dataclass_fields__["stream"].type)["per_period"] == \
+            "echo-test: units per period"
+    finally:
+        STREAM_BENCHMARKS._parts.pop("echo-test", None)
+        STREAM_BENCHMARKS._configs.pop("echo-test", None)
+
+
+def test_a_stream_file_dropped_into_the_package_registers_itself(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "taalm"
+    pkg = tmp_path / "pkg"
+    shutil.copytree(src, pkg / "taalm", ignore=shutil.ignore_patterns("__pycache__", "phi_default"))
+    (pkg / "taalm" / "bench" / "stream" / "dropped.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+
+        from .base import STREAM_BENCHMARKS, StreamBenchmark, StreamOptions, stream_option
+
+
+        @dataclass
+        class DroppedOptions(StreamOptions):
+            """dropped's options."""
+
+            months: int = stream_option(12, "months", flag="--months")
+
+
+        @STREAM_BENCHMARKS.register("dropped", config=DroppedOptions)
+        class Dropped(StreamBenchmark):
+            """A stream that is one file."""
+
+            sizes = {"smoke": ("tiny", [])}
+        '''))
+    script = ("from taalm.bench.stream import STREAM_BENCHMARKS, stream_flags, resolve_stream_config\n"
+              "print(STREAM_BENCHMARKS.names(), stream_flags('dropped'),"
+              " resolve_stream_config('dropped', 'smoke', ['stream.months=3'])[1].stream.months)")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(pkg), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == ("['dropped', 'lama-ckl-stream', 'temporalwiki'] "
+                                "{'--data': 'stream.data', '--months': 'stream.months'} 3")
+
+
+def test_lama_ckl_stream_on_two_unit_files(tmp_path, capsys, tailored8, model_dir):
+    """--to-learn FILE --nf FILE, as `taalm bench lama-ckl` takes them: no tailor folder needed."""
+    files = tmp_path / "elsewhere"
+    files.mkdir()
+    shutil.copy(tailored8 / "to_learn.jsonl", files / "tl.jsonl")
+    shutil.copy(tailored8 / "not_to_forget_descriptive.jsonl", files / "keep.jsonl")
+    common = ["--size", "smoke", "--methods", "oracle", "--quiet", f"model.name={model_dir}", "theta.lora.r=4",
+              "train.epochs=1"]
+    code, stdout, err = cli(capsys, "bench", "stream", "lama-ckl-stream", "--to-learn", files / "tl.jsonl",
+                            "--nf", files / "keep.jsonl", "--out", tmp_path / "files", *common)
+    assert code == 0, err
+    assert "| oracle |" in stdout
+    code, _, err = cli(capsys, "bench", "stream", "lama-ckl-stream", "--data", tailored8, "--out", tmp_path / "dir",
+                       *common)
+    assert code == 0, err
+    by_files, by_dir = _matrix(tmp_path / "files", "oracle"), _matrix(tmp_path / "dir", "oracle")
+    assert by_files["inputs"]["to_learn"]["path"] == str((files / "tl.jsonl").resolve())
+    for key in ("accuracy", "nll"):  # the same units: the same numbers
+        assert torch.allclose(torch.tensor(by_files["sets"]["to_learn"][key]),
+                              torch.tensor(by_dir["sets"]["to_learn"][key]), atol=1e-5)
+    assert [a["accuracy"] for a in by_files["nf"]["nf"]] == pytest.approx([b["accuracy"] for b in by_dir["nf"]["nf"]])
+
+    code, _, err = cli(capsys, "bench", "stream", "lama-ckl-stream", "--to-learn", files / "tl.jsonl",
+                       "--out", tmp_path / "o", *common)
+    assert code == 2 and "--to-learn FILE --nf FILE" in err
+    code, _, err = cli(capsys, "bench", "stream", "lama-ckl-stream", "--to-learn", files / "tl.jsonl",
+                       "--nf", files / "keep.jsonl", "--data", tailored8, "--out", tmp_path / "o", *common)
+    assert code == 2 and "not both" in err
+    code, _, err = cli(capsys, "bench", "stream", "temporalwiki", "--to-learn", files / "tl.jsonl",
+                       "--nf", files / "keep.jsonl", "--out", tmp_path / "o", *common)
+    assert code == 2 and "stream temporalwiki does not take --to-learn" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_folder_written_before_each_stream_had_its_own_options_is_reused(tmp_path, tailored8, tokenizer):
+    """stream.json of an older taalm records every stream's keys (min_chars, ...): not compared."""
+    model = make_llama(len(tokenizer))
+    out = tmp_path / "s"
+    ov = [f"stream.data={tailored8}", "train.epochs=1"] + TINY
+    run_stream("lama-ckl-stream", ["oracle"], out, "smoke", ov, theta0=(model, tokenizer), **QUIET)
+    rec = json.loads((out / "stream.json").read_text())
+    rec["config"]["stream"].update({"min_chars": 50, "min_letters": 0.3, "max_documents": 0, "max_probes": 0})
+    (out / "stream.json").write_text(json.dumps(rec))
+    logs: list[str] = []
+    from taalm.core.run import RunOptions
+
+    run_stream("lama-ckl-stream", ["oracle"], out, "smoke", ov, theta0=(model, tokenizer),
+               options=RunOptions(progress=False, log=logs.append))
+    assert any("done already" in line for line in logs)
+    with pytest.raises(TaalmError, match="stream.n_units differs"):  # a key of this stream is still compared
+        run_stream("lama-ckl-stream", ["oracle"], out, "smoke", ov + ["stream.n_units=2"], theta0=(model, tokenizer),
+                   **QUIET)

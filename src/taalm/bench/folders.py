@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 from ..core.config import to_dict
 from ..ckl.config import LearnConfig
 from ..core.errors import TaalmError
 from ..core.runfolder import interrupted_write, remove_interrupted_writes
+
 
 def read_json_object(path: Path, needs: tuple[str, ...] = ()) -> dict:
     """A JSON object that the benchmark wrote (``bench.json``, ``result.json``, ...), checked: a
@@ -27,15 +30,23 @@ def read_json_object(path: Path, needs: tuple[str, ...] = ()) -> dict:
     return obj
 
 
-def check_out_dir(out: Path, record: dict, marker: str = "bench.json") -> None:
+def check_out_dir(out: Path, record: dict, marker: str = "bench.json", retired: Iterable[str] = ()) -> None:
     """A folder is reused only for the same benchmark record (in ``marker``). Keys a newer taalm
     added to the schema (absent from the folder's record) hold their defaults there, so they are
-    not compared."""
+    not compared; nor are the ``retired`` keys (dotted paths, e.g. ``config.stream.min_chars``)
+    that an older taalm recorded and that no longer bear on the run."""
     marker_name = marker
     marker = out / marker_name
     if marker.is_file():
         old = read_json_object(marker)
         old_rec = {k: old.get(k) for k in record}
+        for key in retired:
+            *parents, last = key.split(".")
+            node = old_rec
+            for k in parents:
+                node = node.get(k) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(last, None)
         new_rec = _without_new_keys(json.loads(json.dumps(record)), old_rec)
         if old_rec != new_rec:
             diff = _first_difference(old_rec, new_rec)
@@ -82,6 +93,57 @@ def check_method_options(out: Path, name: str, cfg: LearnConfig) -> None:
                          f"use another --out folder (or delete {out / name})")
 
 
+@dataclass
+class MethodFolders:
+    """A benchmark folder of one sub-folder per method (LAMA-ckl, streams): ``OUT/<marker>``
+    records what the folder is for; ``OUT/<method>/result.json`` (written last) means the method is
+    done, and a rerun reuses it; another record in the folder, or files the benchmark did not
+    write, are refused; an interrupted write is cleaned up."""
+
+    out: Path
+    marker: str  # e.g. "bench.json": the benchmark record
+    top_files: tuple[str, ...]  # what the benchmark writes at the top of the folder (the marker too)
+    read_result: Callable[[Path], dict]  # a finished method's result.json, checked
+
+    def check(self, record: dict, methods: Iterable[str], cfg: LearnConfig, retired: Iterable[str] = ()) -> None:
+        """Before anything runs: the folder holds this record (or is new), and each method ran
+        there (if at all) with the same ``method.<name>.*``."""
+        check_out_dir(self.out, record, self.marker, retired)
+        for name in methods:
+            check_method_options(self.out, name, cfg)
+
+    def open(self, record: dict, methods: Iterable[str]) -> None:
+        """The folder made, a killed run's temporary files removed, the record written once."""
+        from ..core.files import atomic_write_json
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        remove_own_interrupted_writes(self.out, self.top_files, methods)
+        if not (self.out / self.marker).is_file():
+            atomic_write_json(self.out / self.marker, record)
+
+    def run(self, methods: Iterable[str], run_one: Callable[[str], dict], log: Callable[[str], None],
+            before_each: Callable[[], None] | None = None) -> dict[str, dict]:
+        """Each method in turn: a finished one's result read back (skipped), the others run."""
+        results: dict[str, dict] = {}
+        for name in methods:
+            if before_each is not None:
+                before_each()
+            done = self.out / name / "result.json"
+            if done.is_file():
+                log(f"[{name}] done already ({done}); skipped")
+                results[name] = self.read_result(done)
+                continue
+            results[name] = run_one(name)
+        return results
+
+    def with_earlier(self, results: dict[str, dict]) -> dict[str, dict]:
+        """``results`` and every other method with a result in the folder (earlier ``--methods``)."""
+        for d in sorted(self.out.iterdir()):
+            if d.is_dir() and d.name not in results and (d / "result.json").is_file():
+                results[d.name] = self.read_result(d / "result.json")
+        return results
+
+
 def peak_memory(device) -> dict:
     import resource  # POSIX
 
@@ -122,4 +184,4 @@ def remove_own_interrupted_writes(out: Path, top_files: tuple[str, ...], methods
             remove_interrupted_writes(out / m, None)
 
 
-__all__ = ["remove_own_interrupted_writes", "sha256_file", "read_json_object", "check_out_dir", "check_method_options", "peak_memory", "fmt_time"]
+__all__ = ["MethodFolders", "remove_own_interrupted_writes", "sha256_file", "read_json_object", "check_out_dir", "check_method_options", "peak_memory", "fmt_time"]

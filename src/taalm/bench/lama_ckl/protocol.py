@@ -32,8 +32,7 @@ from typing import Callable, Iterable
 from ...core.config import to_dict
 from ...core.errors import TaalmError
 from ...core.run import RunOptions, options_for
-from ..folders import (check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object,
-                       remove_own_interrupted_writes)
+from ..folders import MethodFolders, fmt_time, peak_memory, read_json_object
 from ..methods import check_methods, method_info, set_replay_pool, with_method_name
 from ..registry import register_benchmark
 from .config import LamaCklConfig, probe_format_of, resolve_config
@@ -57,6 +56,13 @@ class LamaCkl:
 
 
 __all__ = ["run_lama_ckl", "LamaCkl"]
+
+#: what LAMA-ckl writes at the top of its folder (beside one folder per method)
+BENCH_FILES = ("bench.json", "summary.json", "results.md", "curves.png", "curves.jsonl")
+
+
+def _folders(out: Path) -> MethodFolders:
+    return MethodFolders(out, "bench.json", BENCH_FILES, lambda path: read_json_object(path, ("summary", "wall_s")))
 
 
 @register_benchmark("lama-ckl")
@@ -88,9 +94,7 @@ def run_lama_ckl(files: tuple[str | Path, str | Path], methods: Iterable[str], s
         from ..tailor import model_fingerprint
 
         record["model_fingerprint"] = model_fingerprint(model, tokenizer)
-    check_out_dir(out, record)
-    for name in methods:
-        check_method_options(out, name, cfg)
+    _folders(out).check(record, methods, cfg)
     for note in data.notes:
         opts.log(note)
     label = cfg.model.name if model is None else (
@@ -116,39 +120,30 @@ def _bench_record(size: str, cfg: LamaCklConfig, data: LamaCklData) -> dict:
 def _run_methods(b: LamaCkl, methods: list[str], record: dict) -> dict:
     """Every method in turn (finished ones skipped), then the folder's summary files."""
     from ...core import distributed
-    from ...core.files import atomic_write_json
 
     main = distributed.current().is_main
+    folders = _folders(b.out)
     if main:
-        b.out.mkdir(parents=True, exist_ok=True)
-        remove_own_interrupted_writes(b.out, ("bench.json", "summary.json", "results.md", "curves.png", "curves.jsonl"),
-                                      methods)
-        if not (b.out / "bench.json").is_file():
-            atomic_write_json(b.out / "bench.json", record)
+        folders.open(record, methods)
     b.log(f"lama-ckl ({b.size}): {len(b.data.documents)} To-Learn units, {len(b.data.nf_probes)} NF units, "
           f"{b.cfg.train.epochs} epochs, probes {b.cfg.data.probe_field}, methods {', '.join(methods)} -> {b.out}")
-    results: dict[str, dict] = {}
-    for name in methods:
-        distributed.barrier()  # the ranks agree on what is done (rank 0 wrote the last result)
-        done = b.out / name / "result.json"
-        if done.is_file():
-            b.log(f"[{name}] done already ({done}); skipped")
-            results[name] = read_json_object(done, ("summary", "wall_s"))
-            continue
+
+    def run_one(name: str) -> dict:
         b.log(f"[{name}] learning")
-        results[name] = _run_method(b, name)
-        s = results[name]["summary"]
+        result = _run_method(b, name)
+        s = result["summary"]
         b.log(f"[{name}] Top Acc {s['top_acc']:.3f} at epoch {s['epoch']}, NF Acc {s['nf_acc']:.3f}, "
-              f"Total {s['total']:.3f} ({fmt_time(results[name]['wall_s'])})")
+              f"Total {s['total']:.3f} ({fmt_time(result['wall_s'])})")
+        return result
+
+    # the ranks agree on what is done before each method (rank 0 wrote the last result)
+    results = folders.run(methods, run_one, b.log, before_each=distributed.barrier)
     if not main:  # the same results; rank 0 writes and prints them
         return {"methods": {n: {"summary": r["summary"], "wall_s": r["wall_s"]} for n, r in results.items()},
                 "table": ""}
-    for d in sorted(b.out.iterdir()):  # every method with a result in the folder (also earlier --methods)
-        if d.is_dir() and d.name not in results and (d / "result.json").is_file():
-            results[d.name] = read_json_object(d / "result.json", ("summary", "wall_s"))
     from .report import write_summary
 
-    return write_summary(b, results)
+    return write_summary(b, folders.with_earlier(results))  # also methods of earlier --methods
 
 
 def _run_method(b: LamaCkl, name: str) -> dict:

@@ -11,7 +11,7 @@ the runner (:mod:`taalm.bench.stream.runner`) does the rest, the same for every 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 from ...ckl.config import LearnConfig
@@ -36,31 +36,29 @@ class StreamData:
     notes: list[str] = field(default_factory=list)  # said once everything is validated
 
 
+def stream_option(default, help: str, *, path: bool = False, flag: str = ""):
+    """A stream option: its help; ``path=True``: an input path (not compared on a rerun: its
+    files' fingerprints are); ``flag``: a command-line flag of ``taalm bench stream`` that sets
+    it (``--diffsets DIR`` = ``stream.diffsets=DIR``), declared here by the stream, not in the CLI."""
+    return field(default=default, metadata={"help": help, "path": path, "flag": flag})
+
+
 @dataclass
 class StreamOptions:
-    """The stream's own settings (``stream.*`` keys)."""
+    """The stream's settings (``stream.*`` keys).
 
-    data: str = field(default="", metadata={"help": "the stream's data folder (--data)"})
-    periods: int = field(default=4, metadata={"help": "lama-ckl-stream: how many periods the To-Learn units are split into"})
-    n_units: int = field(default=0, metadata={"help": "lama-ckl-stream: To-Learn units used (the first N of the file; 0 = all)"})
-    n_nf: int = field(default=0, metadata={"help": "Not-To-Forget units (the first N; 0 = all)"})
-    seed: int = field(default=0, metadata={"help": "seed of the split into periods and of any subsets"})
-    diffsets: str = field(default="", metadata={"help": "temporalwiki: folder of the monthly Wikipedia diff sets (CSV `text` column or JSONL `text`)"})
-    min_chars: int = field(default=50, metadata={"help": "temporalwiki: keep diff-set passages of at least this many characters (the release's filter)"})
-    min_letters: float = field(default=0.3, metadata={"help": "temporalwiki: ... and at least this fraction of letters (the release's filter)"})
-    max_documents: int = field(default=0, metadata={"help": "documents per period (a seeded subset; 0 = all)"})
-    max_probes: int = field(default=0, metadata={"help": "probes per probe set (a seeded subset; 0 = all)"})
+    These are the options every stream has; a stream adds its own by registering a subclass:
+    ``@STREAM_BENCHMARKS.register("name", config=ItsOptions)``."""
 
-    def _rules(self, r) -> None:  # taalm.core.config.Rules: checked by load_config (and `taalm config`)
-        r.at_least("periods", 1)
-        for key in ("n_units", "n_nf", "max_documents", "max_probes", "min_chars"):
-            r.at_least(key, 0)
-        r.finite("min_letters", 0.0, 1.0)
+    data: str = stream_option("", "the stream's data folder (--data)", path=True, flag="--data")
+    seed: int = stream_option(0, "seed of the stream's split into periods and of any subsets")
 
 
 @dataclass
 class StreamConfig(LearnConfig):
-    """The learner's configuration (every :class:`LearnConfig` key) plus ``stream.*``."""
+    """The learner's configuration (every :class:`LearnConfig` key) plus ``stream.*``: the
+    options every stream has (:class:`StreamOptions`); each stream's own schema is
+    :func:`stream_config_class`."""
 
     stream: StreamOptions = field(default_factory=StreamOptions)
 
@@ -84,7 +82,79 @@ class StreamBenchmark:
         """Settle method options that depend on the data (e.g. a replay pool); default: nothing."""
 
 
-STREAMS: Registry[StreamBenchmark] = Registry("stream benchmark", "stream")
+#: the stream benchmarks (``taalm bench stream NAME``); not the learner's data streams
+#: (:data:`taalm.ckl.streams.STREAMS`, ``train.stream``)
+STREAM_BENCHMARKS: Registry[StreamBenchmark] = Registry("stream benchmark", "stream")
+
+
+def stream_options_class(name: str) -> type:
+    """The options dataclass of the stream ``name``: the one it registered (a subclass of
+    :class:`StreamOptions`), or :class:`StreamOptions` for a stream without options of its own."""
+    cls = STREAM_BENCHMARKS.get(name)
+    section = getattr(cls, "config_section", None)
+    opts = STREAM_BENCHMARKS.configs()[section] if section else StreamOptions
+    if not (isinstance(opts, type) and issubclass(opts, StreamOptions)):
+        raise TypeError(f"stream benchmark '{name}': its config {opts!r} must subclass StreamOptions")
+    return opts
+
+
+_CONFIG_CLASSES: dict[type, type] = {}
+
+
+def stream_config_class(name: str) -> type:
+    """The schema of the stream ``name``: :class:`StreamConfig` whose ``stream`` section is the
+    stream's options (so ``stream.diffsets`` is a key of temporalwiki only)."""
+    opts = stream_options_class(name)
+    if opts is StreamOptions:
+        return StreamConfig
+    if opts not in _CONFIG_CLASSES:
+        built = make_dataclass(f"StreamConfig[{name}]".replace("[", "_").replace("]", "").replace("-", "_"),
+                               [("stream", opts, field(default_factory=opts))], bases=(StreamConfig,))
+        built.__module__, built.__doc__ = __name__, StreamConfig.__doc__
+        _CONFIG_CLASSES[opts] = built
+    return _CONFIG_CLASSES[opts]
+
+
+def all_streams_config() -> type:
+    """Every stream's options in one schema (``taalm config --for bench-stream``): the shared
+    keys and each registered stream's own, each stream's rules applied."""
+    shared = {f.name for f in fields(StreamOptions)}
+    own: dict[str, tuple[type, list[str]]] = {}  # key -> (its options class, the streams that have it)
+    rule_fns: list = []
+    for name in STREAM_BENCHMARKS.names():
+        cls = stream_options_class(name)
+        for f in fields(cls):
+            if f.name not in shared:
+                own.setdefault(f.name, (cls, []))[1].append(name)
+        for k in cls.__mro__:
+            if (fn := k.__dict__.get("_rules")) is not None and fn not in rule_fns:
+                rule_fns.append(fn)
+    specs = []
+    for key, (cls, streams) in own.items():
+        f = next(x for x in fields(cls) if x.name == key)
+        meta = {**f.metadata, "help": f"{', '.join(streams)}: {f.metadata.get('help', '')}"}
+        specs.append((key, f.type, field(default=f.default, metadata=meta)))
+
+    def _rules(self, r) -> None:
+        for fn in rule_fns:
+            fn(self, r)
+
+    opts = make_dataclass("AllStreamOptions", specs, bases=(StreamOptions,), namespace={"_rules": _rules})
+    opts.__module__, opts.__doc__ = __name__, StreamOptions.__doc__
+    built = make_dataclass("AllStreamsConfig", [("stream", opts, field(default_factory=opts))], bases=(StreamConfig,))
+    built.__module__, built.__doc__ = __name__, StreamConfig.__doc__
+    return built
+
+
+def stream_flags(name: str) -> dict[str, str]:
+    """The command-line flags the stream ``name`` declares: flag -> its ``stream.*`` key."""
+    return {f.metadata["flag"]: f"stream.{f.name}" for f in fields(stream_options_class(name))
+            if f.metadata.get("flag")}
+
+
+def input_path_keys(cfg: StreamConfig) -> list[str]:
+    """The stream options that are input paths (their files' fingerprints are what is compared)."""
+    return [f.name for f in fields(cfg.stream) if f.metadata.get("path")]
 
 
 def seeded_subset(n_total: int, n: int, seed: int, what: str) -> list[int]:

@@ -4,21 +4,42 @@ The first ``stream.n_units`` To-Learn units (the same units as ``taalm bench lam
 size) are shuffled with ``stream.seed`` and cut into ``stream.periods`` near-equal periods (each
 period keeps file order). Period i learns its units' evidence documents for ``train.epochs``
 epochs; its probes are the units' probes (``data.probe_field``). The Not-To-Forget set is
-``not_to_forget_<format>.jsonl`` beside them. Runs offline on the output of ``taalm data tailor``.
+``not_to_forget_<format>.jsonl`` beside them. Runs offline on the output of ``taalm data tailor``
+(``--data DIR``) or on two unit files, as ``taalm bench lama-ckl`` (``--to-learn FILE --nf FILE``).
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import ConfigError, InputError
-from .base import STREAMS, Period, StreamBenchmark, StreamConfig, StreamData, require_data_folder, sha256_file
+from .base import (STREAM_BENCHMARKS, Period, StreamBenchmark, StreamConfig, StreamData, StreamOptions,
+                   require_data_folder, sha256_file, stream_option)
 
 _COMMON = ["train.lr=0.001", "stream.n_nf=0"]
 
 
-@STREAMS.register("lama-ckl-stream")
+@dataclass
+class LamaCklStreamOptions(StreamOptions):
+    """lama-ckl-stream's options (``stream.*``)."""
+
+    to_learn: str = stream_option("", "To-Learn LAMA-ckl units (instead of --data; with --nf)", path=True,
+                                  flag="--to-learn")
+    nf: str = stream_option("", "Not-To-Forget LAMA-ckl units (instead of --data; with --to-learn)", path=True,
+                            flag="--nf")
+    periods: int = stream_option(4, "how many periods the To-Learn units are split into")
+    n_units: int = stream_option(0, "To-Learn units used (the first N of the file; 0 = all)")
+    n_nf: int = stream_option(0, "Not-To-Forget units (the first N; 0 = all)")
+
+    def _rules(self, r) -> None:  # taalm.core.config.Rules: checked by load_config (and `taalm config`)
+        r.at_least("periods", 1)
+        for key in ("n_units", "n_nf"):
+            r.at_least(key, 0)
+
+
+@STREAM_BENCHMARKS.register("lama-ckl-stream", config=LamaCklStreamOptions)
 class LamaCklStream(StreamBenchmark):
     """The tailored LAMA-ckl To-Learn units split into P periods, learned one after another."""
 
@@ -35,13 +56,23 @@ class LamaCklStream(StreamBenchmark):
     }
 
     def files(self, cfg: StreamConfig) -> tuple[Path, Path]:
+        """The (To-Learn, Not-To-Forget) unit files: ``stream.to_learn`` and ``stream.nf``, or
+        those of the ``stream.data`` folder."""
         from ..lama_ckl import lama_ckl_files
 
+        o = cfg.stream
+        if o.to_learn or o.nf:
+            if o.data:
+                raise ConfigError("give either --data DIR or --to-learn FILE --nf FILE, not both", "stream.data")
+            if not (o.to_learn and o.nf):
+                raise ConfigError("give both unit files: --to-learn FILE --nf FILE (or --data DIR)",
+                                  "stream.nf" if o.to_learn else "stream.to_learn")
+            return Path(o.to_learn), Path(o.nf)
         fmt = cfg.data.probe_field.removeprefix("task_")
         if fmt not in ("descriptive", "schematic"):
             raise ConfigError("data.probe_field must be task_descriptive or task_schematic for LAMA-ckl units",
                               "data.probe_field")
-        return lama_ckl_files(require_data_folder(cfg, "a `taalm data tailor` output folder"), fmt)
+        return lama_ckl_files(require_data_folder(cfg, "a `taalm data tailor` output folder, or --to-learn FILE --nf FILE"), fmt)
 
     def load(self, cfg: StreamConfig) -> StreamData:
         from ...data import read_documents, read_probes

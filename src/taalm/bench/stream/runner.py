@@ -36,10 +36,9 @@ from typing import Callable, Iterable
 from ...core.config import load_config, to_dict
 from ...core.errors import ConfigError, TaalmError
 from ...core.run import RunOptions, options_for
-from ..folders import (check_method_options, check_out_dir, fmt_time, peak_memory, read_json_object,
-                       remove_own_interrupted_writes)
+from ..folders import MethodFolders, fmt_time, peak_memory, read_json_object
 from ..methods import check_methods, method_info, with_method_name
-from .base import STREAMS, StreamBenchmark, StreamConfig, StreamData
+from .base import STREAM_BENCHMARKS, StreamBenchmark, StreamConfig, StreamData, input_path_keys, stream_config_class
 from .metrics import perplexity, score_row_problem, stream_metrics, stream_result_problem
 
 
@@ -61,6 +60,15 @@ class _Stream:
 
 #: what a stream benchmark writes at the top of its folder (beside one folder per method)
 STREAM_FILES = ("stream.json", "summary.json", "results.md", "matrix.png", "curves.png")
+
+#: the ``stream.*`` keys every stream had before each stream got its own options: a folder written
+#: then records them all; those a stream does not have are not compared on a rerun
+_ONE_OPTIONS_KEYS = ("periods", "n_units", "n_nf", "seed", "min_chars", "min_letters", "max_documents", "max_probes")
+
+
+def _folders(out: Path) -> MethodFolders:
+    return MethodFolders(out, "stream.json", STREAM_FILES, _read_result)
+
 
 __all__ = ["run_stream", "resolve_stream_config", "matrices"]
 
@@ -87,9 +95,8 @@ def run_stream(name: str, methods: Iterable[str], out_dir: str | Path, size: str
         from ..tailor import model_fingerprint
 
         record["model_fingerprint"] = model_fingerprint(model, tokenizer)
-    check_out_dir(out, record, marker="stream.json")
-    for m in methods:
-        check_method_options(out, m, cfg)
+    retired = [f"config.stream.{k}" for k in _ONE_OPTIONS_KEYS if k not in record["config"]["stream"]]
+    _folders(out).check(record, methods, cfg, retired)
     for note in data.notes:
         opts.log(note)
     from ...core import distributed
@@ -111,38 +118,29 @@ def _record_config(cfg: StreamConfig) -> dict:
     conf = to_dict(cfg)
     conf.pop("method")
     conf["model"].pop("device", None)
-    conf["stream"].pop("data", None)
-    conf["stream"].pop("diffsets", None)
+    for key in input_path_keys(cfg):
+        conf["stream"].pop(key, None)
     return conf
 
 
 def _run_methods(s: _Stream, methods: list[str], record: dict) -> dict:
-    from ...core.files import atomic_write_json
-
-    s.out.mkdir(parents=True, exist_ok=True)
-    remove_own_interrupted_writes(s.out, STREAM_FILES, methods)
-    if not (s.out / "stream.json").is_file():
-        atomic_write_json(s.out / "stream.json", record)
+    folders = _folders(s.out)
+    folders.open(record, methods)
     P = len(s.data.periods)
     s.log(f"stream {s.name} ({s.size}): {P} periods of {', '.join(str(len(p.documents)) for p in s.data.periods)} "
           f"documents, {s.cfg.train.epochs} epochs each, methods {', '.join(methods)} -> {s.out}")
-    results: dict[str, dict] = {}
-    for name in methods:
-        done = s.out / name / "result.json"
-        if done.is_file():
-            s.log(f"[{name}] done already ({done}); skipped")
-            results[name] = _read_result(done)
-            continue
-        results[name] = _run_method(s, name)
-        m = results[name]["metrics"]
+
+    def run_one(name: str) -> dict:
+        result = _run_method(s, name)
+        m = result["metrics"]
         s.log(f"[{name}] learning {_f(m['mean_learning'])}, forgetting {_f(m['mean_forgetting'])}, "
-              f"BWT {_f(m['bwt'])}, final {_f(m['final_acc'])} ({fmt_time(results[name]['wall_s'])})")
-    for d in sorted(s.out.iterdir()):  # methods run earlier into this folder with other --methods
-        if d.is_dir() and d.name not in results and (d / "result.json").is_file():
-            results[d.name] = _read_result(d / "result.json")
+              f"BWT {_f(m['bwt'])}, final {_f(m['final_acc'])} ({fmt_time(result['wall_s'])})")
+        return result
+
+    results = folders.run(methods, run_one, s.log)
     from .report import write_stream_summary
 
-    return write_stream_summary(s, results)
+    return write_stream_summary(s, folders.with_earlier(results))  # also methods of earlier --methods
 
 
 def _read_result(path: Path) -> dict:
@@ -294,20 +292,20 @@ def _f(x) -> str:
 
 def resolve_stream_config(name: str, size: str, overrides: Iterable[str] = ()) -> tuple[StreamBenchmark, StreamConfig]:
     """Defaults -> the stream's size preset -> ``key=value`` overrides (unknown keys are errors)."""
-    bench = STREAMS.get(name)()
+    bench = STREAM_BENCHMARKS.get(name)()
     if size not in bench.sizes:
         raise ConfigError(f"unknown size '{size}' for stream {name} (available: {', '.join(bench.sizes)})")
     overrides = [str(o) for o in overrides]
     if any(o.split("=", 1)[0].strip() == "method.name" for o in overrides):
         raise ConfigError("method.name is set per method; choose the methods with --methods", "method.name")
-    cfg = load_config(StreamConfig, None, bench.sizes[size][1] + overrides)
+    cfg = load_config(stream_config_class(name), None, bench.sizes[size][1] + overrides)
     if cfg.data.limit:
         raise ConfigError("data.limit is not used by benchmarks; set stream.max_documents", "data.limit")
     if cfg.train.epochs < 1:
         raise ConfigError("train.epochs (per period) must be >= 1 for a benchmark", "train.epochs")
     if cfg.train.fsdp:
         raise ConfigError("stream benchmarks run in one process (train.fsdp is for torchrun)", "train.fsdp")
-    return bench, cfg  # stream.* ranges: StreamOptions._rules, checked by load_config
+    return bench, cfg  # stream.* ranges: the stream's options' _rules, checked by load_config
 
 
 def matrices(data: StreamData, rows: list[dict]) -> dict:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import ConfigError, InputError
-from .base import (STREAMS, Period, StreamBenchmark, StreamConfig, StreamData, require_data_folder,
-                   seeded_subset, sha256_file)
+from .base import (STREAM_BENCHMARKS, Period, StreamBenchmark, StreamConfig, StreamData, StreamOptions,
+                   require_data_folder, seeded_subset, sha256_file, stream_option)
 
 PERIODS = (("0901-1001", "0910"), ("1001-1101", "1011"), ("1101-1201", "1112"))  # probes, diff set
 SETS = ("changed", "unchanged")
@@ -121,7 +122,24 @@ def _find(folder: Path, stem: str, what: str) -> Path:
     return hits[0]
 
 
-@STREAMS.register("temporalwiki")
+@dataclass
+class TemporalWikiOptions(StreamOptions):
+    """temporalwiki's options (``stream.*``)."""
+
+    diffsets: str = stream_option("", "folder of the monthly Wikipedia diff sets (CSV `text` column or JSONL `text`)",
+                                  path=True, flag="--diffsets")
+    min_chars: int = stream_option(50, "keep diff-set passages of at least this many characters (the release's filter)")
+    min_letters: float = stream_option(0.3, "... and at least this fraction of letters (the release's filter)")
+    max_documents: int = stream_option(0, "documents per period (a seeded subset; 0 = all)")
+    max_probes: int = stream_option(0, "probes per probe set (a seeded subset; 0 = all)")
+
+    def _rules(self, r) -> None:  # taalm.core.config.Rules: checked by load_config (and `taalm config`)
+        for key in ("max_documents", "max_probes", "min_chars"):
+            r.at_least(key, 0)
+        r.finite("min_letters", 0.0, 1.0)
+
+
+@STREAM_BENCHMARKS.register("temporalwiki", config=TemporalWikiOptions)
 class TemporalWiki(StreamBenchmark):
     """TemporalWiki: three monthly Wikipedia diff sets learned one after another, scored on CHANGED and UNCHANGED facts."""
 
