@@ -171,13 +171,7 @@ def test_a_benchmark_folder_loses_only_its_own_interrupted_writes(tmp_path):
 # --------------------------------------------------------------------------------------------
 # FIX 3 (and FIX 1 for the cache): content checksums, unfinished folders, symlinks
 # --------------------------------------------------------------------------------------------
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("TAALM_CACHE_DIR", str(root))
-    monkeypatch.delenv("TAALM_MODEL_CACHE", raising=False)
-    (root / "models").mkdir(parents=True)
-    return root / "models"
+from test_model_cache import cache  # noqa: E402,F401 - the fixture: an empty model cache in tmp_path
 
 
 def _cached(tmp_path, cache):
