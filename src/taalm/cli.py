@@ -383,7 +383,9 @@ def cmd_learn(args) -> int:
 
     from .ckl.learner import learn
 
-    if os.environ.get("RANK", "0") == "0":
+    from .core.distributed import launched_as_main
+
+    if launched_as_main():
         print(f"learning {len(docs)} documents with method '{parts.name}' -> {printable(str(out))}", file=sys.stderr)
     res = learn(docs, probes, cfg, out, options=_run_options(args))
     if res.history:
@@ -704,7 +706,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _sigterm_interrupts()
-    if os.environ.get("RANK", "0") != "0":  # torchrun: ranks other than 0 stay quiet (errors still show)
+    from .core.distributed import launched_as_main
+
+    if not launched_as_main():  # torchrun: ranks other than 0 stay quiet (errors still show)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
     try:
         _check_recipe_is_not_replaced(args)

@@ -30,11 +30,11 @@ from ..core.checkpoint import Checkpointer
 from ..core.config import check_config, save_config, to_dict
 from .config import LearnConfig
 from ..core.errors import InputError, TaalmError, ConfigError, TrainingDiverged
-from ..core.files import atomic_write_json, environment_info, load_tensors, save_tensors, write_jsonl
+from ..core.files import atomic_write_json, load_tensors, save_tensors, write_jsonl
 from ..core.metrics import MetricLogger, NullLogger, open_logger, tracking_loggers
 from ..core.schedules import lr_factor
 from ..core.run import Run, RunOptions
-from ..core.runfolder import RUN_SCHEMA, RunFolder, input_fingerprints, input_paths
+from ..core.runfolder import RunFolder, input_fingerprints, input_paths
 from ..data import Document, Probe, Window, collate, prepare_windows, read_probes
 from ..models.loading import ensure_pad_token
 from ..evaluation.keep import KEEP_CHOICES, general_facts, outcome, select_known
@@ -229,7 +229,7 @@ def _learn(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> Lear
             r.epoch_seconds.append(time.time() - t_epoch)
             _end_of_epoch(r, epoch, given.extra, run.log, given.callbacks, loss)
         r.model.eval()
-        return _finish(r, run.log)  # inside the life cycle: a failure while saving (a full disk) is marked too
+        return _finish(r, run)  # inside the life cycle: a failure while saving (a full disk) is marked too
     finally:
         r.logger.close()
 
@@ -268,7 +268,7 @@ def _setup(run: Run, cfg: LearnConfig, method: CklMethod, given: _Given) -> _Run
     if folder is not None:  # the run starts for real: the (staged) folder is swapped into place
         def first_files(f: Path) -> None:
             save_config(cfg, f / "config.yaml")
-            _write_run_info(f, cfg, device, "running", info)
+            run.write_info("running", {**info, "config": to_dict(cfg)}, device=device, folder=f)
 
         folder.start(first_files)
     t0 = time.time()
@@ -369,12 +369,6 @@ def _float32_trainables(model) -> torch.dtype | None:
         if p.dtype in half:
             p.data = p.data.float()
     return None if frozen_half else half.pop()
-
-
-def _write_run_info(folder: Path, cfg: LearnConfig, device, status: str, info: dict) -> dict:
-    full = {"schema": RUN_SCHEMA, **environment_info(device), "status": status, **info, "config": to_dict(cfg)}
-    atomic_write_json(folder / "run.json", full)
-    return full
 
 
 def _static_weights(method: CklMethod, ctx: PrepareContext):
@@ -707,8 +701,10 @@ def _epoch_message(epoch: int, loss: float, row: dict | None, extra: Mapping) ->
     return msg
 
 
-def _finish(r: _Run, log: Callable[[str], None]) -> LearnResult:
-    """The result; with a folder: θ, ``summary.json``, the accuracy plot and ``run.json``."""
+def _finish(r: _Run, run: Run) -> LearnResult:
+    """The result; with a folder: θ, ``summary.json``, the accuracy plot and ``run.json``
+    (:meth:`Run.finish <taalm.core.run.Run.finish>`)."""
+    log = run.log
     train_seconds = r.seconds_before + sum(r.epoch_seconds)
     _use_best(r, log)
     kept_epoch = r.best.epoch if r.best is not None and r.best.epoch >= 0 else (
@@ -737,7 +733,7 @@ def _finish(r: _Run, log: Callable[[str], None]) -> LearnResult:
         from ..reporting.plots import plot_history
 
         plot_history({r.method.name: r.history}, r.out / "accuracy.png")
-    result.info = _write_run_info(r.out, r.cfg, r.device, "complete", r.info)
+    result.info = run.finish({**r.info, "config": to_dict(r.cfg)}, device=r.device)
     if not r.cfg.train.keep_checkpoints:
         _remove_checkpoints(r.out)
     return result

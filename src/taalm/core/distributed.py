@@ -52,6 +52,18 @@ def current() -> Dist:
     return Dist()
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of the initialised process group (always, without one or
+    inside :func:`local_only`): the one that writes, logs and prints."""
+    return current().is_main
+
+
+def launched_as_main() -> bool:
+    """Whether ``torchrun`` started this process as rank 0 (or no ``torchrun`` at all): what the
+    command line asks before any process group is joined."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextlib.contextmanager
 def local_only():
     """Within the block this process computes alone, as rank 0 of 1 (meta-training's validation,

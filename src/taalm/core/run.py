@@ -28,7 +28,10 @@ In order:
 
 ``folder_rule`` says which rules the output folder follows:
 
-- ``"run"`` (learn, train-attention): the above; the loop starts the folder itself.
+- ``"run"`` (learn, train-attention): the above; the loop starts the folder itself and writes
+  its ``run.json`` through :meth:`Run.write_info` (status ``running``, in the staged folder) and
+  :meth:`Run.finish` (status ``complete``). ``run.json`` has one writer:
+  :func:`~taalm.core.runfolder.write_run_json`, used by :class:`Run` alone (and ``mark_status``).
 - ``"tool"`` (data tailor, data pool, demo, report; ``kind`` names the command): a fresh folder, or one
   that taalm made for the same command, continued in place (their score caches make a rerun
   cheap), or with ``overwrite`` emptied first (only when it holds nothing but ``owned`` names).
@@ -48,7 +51,8 @@ from typing import Callable, Iterable, Literal
 from . import distributed
 from .errors import TaalmError, TrainingDiverged
 from .runfolder import (RUN_SCHEMA, RunFolder, RunLock, check_no_symlinks, check_resume, check_run_dir,
-                        check_tool_dir, config_paths, mark_status, read_run_info, remove_interrupted_writes)
+                        check_tool_dir, config_paths, mark_status, read_run_info, remove_interrupted_writes,
+                        write_run_json)
 
 FOLDER_RULES = ("run", "tool", "none")
 
@@ -198,14 +202,32 @@ class Run:
         elif self.mode == "continue":  # a killed run's half-written temporary files: ours
             remove_interrupted_writes(out, (*self.owned, "run.json"))
         out.mkdir(parents=True, exist_ok=True)
-        from .files import atomic_write_json, environment_info
+        from .files import environment_info
 
-        atomic_write_json(out / "run.json", {"schema": RUN_SCHEMA, "kind": self.kind, "status": "running",
-                                             **environment_info(self.device), "mode": self.mode,
-                                             "inputs": self.inputs, "config": self.config})
+        write_run_json(out, {"schema": RUN_SCHEMA, "kind": self.kind, "status": "running",
+                             **environment_info(self.device), "mode": self.mode,
+                             "inputs": self.inputs, "config": self.config})
         if write_first_files is not None:
             write_first_files(out)
         self.folder.started = True
+
+    def write_info(self, status: str, fields: dict, *, device=None, folder: Path | None = None,
+                   kind: str = "") -> dict:
+        """Write ``run.json`` of a loop that writes its own (folder_rule "run"): the schema, ``kind``
+        (if any), the environment on ``device``, ``status`` and ``fields``, in that order, into
+        ``folder`` (the staged folder of :meth:`start`'s ``write_first_files``) or the run's
+        folder; returns what was written."""
+        from .files import environment_info
+
+        where = folder if folder is not None else (self.folder.path if self.folder is not None else None)
+        assert where is not None  # called with the staged folder, or for a run with a folder
+        return write_run_json(where, {"schema": RUN_SCHEMA, **({"kind": kind} if kind else {}),
+                                      **environment_info(device), "status": status, **fields})
+
+    def finish(self, fields: dict, *, device=None, kind: str = "") -> dict:
+        """The loop's work is done: ``run.json`` says ``complete`` (with ``fields``, as
+        :meth:`write_info`); returns what was written."""
+        return self.write_info("complete", fields, device=device, kind=kind)
 
     def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         try:

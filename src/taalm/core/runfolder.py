@@ -410,7 +410,14 @@ def mark_status(out: Path, status: str, **fields) -> None:
     info = read_run_info(out)
     if info is not None:
         info.update(status=status, **fields)
-        atomic_write_json(Path(out) / "run.json", info)
+        write_run_json(out, info)
+
+
+def write_run_json(folder: Path, content: dict) -> dict:
+    """Write ``content`` as ``folder``'s ``run.json``: the one writer of that file (through
+    :class:`~taalm.core.run.Run`, and :func:`mark_status` for its failures); returns ``content``."""
+    atomic_write_json(Path(folder) / "run.json", content)
+    return content
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,7 +529,7 @@ def fingerprint(items: Iterable[object], fields: tuple[str, ...]) -> dict | None
 __all__ = ["RUN_SCHEMA", "RunFolder", "RunLock", "check_outputs", "check_run_dir", "check_tool_dir", "config_paths", "foreign_files", "RUN_FILES", "check_resume", "fingerprint",
            "check_no_symlinks", "interrupted_write", "remove_interrupted_writes",
            "newest_usable_checkpoint", "checkpoint_state", "commit_checkpoint",
-           "is_taalm_run", "mark_status", "read_run_info"]
+           "is_taalm_run", "mark_status", "read_run_info", "write_run_json"]
 
 
 def input_paths(*collections) -> list[str]:

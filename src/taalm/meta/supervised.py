@@ -32,7 +32,6 @@ import torch
 from ..core.config import check_config, save_config, to_dict
 from .config import MetaTrainConfig
 from ..core.errors import TaalmError, TrainingDiverged
-from ..core.files import atomic_write_json, environment_info
 from ..core.run import RunOptions
 from ..data import Pair
 from .training import MetaTrainResult, hold_out_splits, all_pairs
@@ -63,7 +62,6 @@ def supervised_start(pairs: list[Pair], val_pairs=None, config: MetaTrainConfig 
 
 def _supervised(run, pairs, splits, cfg: MetaTrainConfig, model, tokenizer, phi):
     from ..core.metrics import open_logger
-    from ..core.runfolder import RUN_SCHEMA
     from .training import build_meta_models
 
     t0, log, folder = time.time(), run.log, run.folder
@@ -76,17 +74,13 @@ def _supervised(run, pairs, splits, cfg: MetaTrainConfig, model, tokenizer, phi)
     info = {"n_pairs": len(pairs), "n_val_pairs": len(all_pairs(splits)), "pos_weight": pw,
             "documents_seen": sc.steps * sc.batch_size}
 
-    def write_info(status: str, folder: Path | None = None, **more) -> None:
-        where = folder or out
-        assert where is not None  # called with the staged folder, or for a run with a folder
-        atomic_write_json(where / "run.json", {
-            "schema": RUN_SCHEMA, "kind": "supervised_start", **environment_info(device), "status": status,
-            **info, "config": to_dict(cfg), "seconds": round(time.time() - t0, 1), **more})
+    def info_fields() -> dict:  # run.json beside the schema, kind, environment and status
+        return {**info, "config": to_dict(cfg), "seconds": round(time.time() - t0, 1)}
 
     if folder is not None:
         def first_files(f: Path) -> None:
             save_config(cfg, f / "config.yaml")
-            write_info("running", f)
+            run.write_info("running", info_fields(), device=device, folder=f, kind="supervised_start")
 
         folder.start(first_files)
     run.failure_fields = lambda: {"seconds": round(time.time() - t0, 1)}
@@ -108,7 +102,7 @@ def _supervised(run, pairs, splits, cfg: MetaTrainConfig, model, tokenizer, phi)
         steps.close()
         vals.close()
     if out is not None:
-        write_info("complete")
+        run.finish(info_fields(), device=device, kind="supervised_start")
     return MetaTrainResult(out, steps.rows, vals.rows, best, phi, round(time.time() - t0, 1))
 
 

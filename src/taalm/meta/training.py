@@ -45,7 +45,7 @@ from ..core.checkpoint import Checkpointer
 from ..core.run import RunOptions
 from ..core.schedules import lr_factor
 from ..core.metrics import NullLogger, RowLogger, open_logger, tracking_loggers
-from ..core.files import atomic_write_json, environment_info
+from ..core.files import atomic_write_json
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -105,14 +105,10 @@ class _MetaRun:
     def seconds(self) -> float:
         return round(self.elapsed_before + time.time() - self.t_start, 1)
 
-    def write_info(self, status: str, folder: Path | None = None, **more) -> None:
-        from ..core.runfolder import RUN_SCHEMA
-
-        where = folder or self.out
-        assert where is not None  # called with the staged folder, or for a run with a folder
-        atomic_write_json(where / "run.json", {
-            "schema": RUN_SCHEMA, **environment_info(self.device), "status": status, **self.info,
-            "config": to_dict(self.cfg), "seconds": self.seconds(), **more})
+    def info_fields(self) -> dict:
+        """What ``run.json`` records beside the schema, environment and status (written by
+        :meth:`Run.write_info <taalm.core.run.Run.write_info>` / :meth:`~taalm.core.run.Run.finish`)."""
+        return {**self.info, "config": to_dict(self.cfg), "seconds": self.seconds()}
 
 
 def train_attention(pairs: list[Pair], val_pairs: list[Pair] | dict[str, list[Pair]] | None = None,
@@ -193,7 +189,7 @@ def _train_attention(run, pairs, val_pairs, cfg: MetaTrainConfig, model, tokeniz
         if bar is not None:
             bar.close()
     if r.out is not None:
-        r.write_info("complete")
+        run.finish(r.info_fields(), device=r.device)
     return MetaTrainResult(r.out, r.log_rows, r.val_rows, r.best, r.phi, r.seconds())
 
 
@@ -226,7 +222,7 @@ def _meta_setup(run, pairs, val_pairs, cfg: MetaTrainConfig, given: tuple) -> _M
     if folder is not None:  # starts for real: staged folder swapped into place (or resumed in place)
         def first_files(f: Path) -> None:
             save_config(cfg, f / "config.yaml")
-            r.write_info("running", f)
+            run.write_info("running", r.info_fields(), device=r.device, folder=f)
 
         folder.start(first_files)
     keep = (lambda row: row["update"] <= r.start) if state is not None else None
@@ -307,9 +303,7 @@ def _meta_update(phi, theta, enc: list[EncodedPair], cfg: MetaTrainConfig, updat
     idx.sort(key=lambda i: len(enc[i].doc.input_ids))  # similar lengths share a forward pass
     stats: dict[str, Any] = {"outer": 0.0, "outer0": 0.0, "inner": 0.0, "w_mean": 0.0, "w_answer": [], "w_other": []}
     d = distributed.current()
-    for j, k in enumerate(range(0, len(idx), cfg.micro_pairs)):
-        if j % d.world_size != d.rank:  # data parallel: micro-batches j ≡ rank (mod N) are this rank's
-            continue
+    for k in distributed.shard(list(range(0, len(idx), cfg.micro_pairs)), d):  # data parallel: micro-batches r, r+N, …
         items = [enc[i] for i in idx[k:k + cfg.micro_pairs]]
         unrelated = None
         if cfg.unrelated_weight:

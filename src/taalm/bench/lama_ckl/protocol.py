@@ -121,7 +121,7 @@ def _run_methods(b: LamaCkl, methods: list[str], record: dict) -> dict:
     """Every method in turn (finished ones skipped), then the folder's summary files."""
     from ...core import distributed
 
-    main = distributed.current().is_main
+    main = distributed.is_main_process()
     folders = _folders(b.out)
     if main:
         folders.open(record, methods)
@@ -153,7 +153,7 @@ def _run_method(b: LamaCkl, name: str) -> dict:
     from ...core import distributed
     from ...core.files import atomic_write_json, environment_info, write_jsonl
 
-    mdir, main = b.out / name, distributed.current().is_main
+    mdir, main = b.out / name, distributed.is_main_process()
     run_dir = mdir / "run"
     lc = split_method_name(with_method_name(b.cfg, name))  # "taalm+mixreview": the parts as config keys
     lc.data.kept = "none"  # the benchmark's own NF set measures what is kept
